@@ -51,6 +51,8 @@ StrictModes no
 MaxSessions 64
 MaxStartups 64:30:128
 AcceptEnv LANG LC_*
+# like a real cluster's login node: SLURM's client commands find the test cluster's config
+SetEnv SLURM_CONF=$ROOT/.services/slurm/slurm.conf
 Subsystem sftp internal-sftp
 EOF
   mkdir -p /run/sshd
