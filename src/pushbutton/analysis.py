@@ -169,6 +169,17 @@ def _is_numeric(s: pd.Series) -> bool:
     return False
 
 
+def _to_float(s: pd.Series) -> pd.Series:
+    """Any metric column (bool, nullable boolean/int, object of bools/None) as float64 with NaN."""
+    if s.dtype == bool or (pd.api.types.is_numeric_dtype(s) and s.dtype.kind in "iuf"):
+        return s.astype("float64")
+    if pd.api.types.is_extension_array_dtype(s) and (pd.api.types.is_numeric_dtype(s)
+                                                     or pd.api.types.is_bool_dtype(s)):
+        return pd.Series(s.to_numpy(dtype="float64", na_value=np.nan), index=s.index)
+    conv = s.astype(object).map(lambda v: float(v) if isinstance(v, (bool, np.bool_)) else v)
+    return pd.to_numeric(conv, errors="coerce").astype("float64")
+
+
 def _as_list(x) -> list:
     if x is None:
         return []
@@ -222,8 +233,7 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
     data = _done(df, status)
     vals = data[by + metrics].copy()
     for m in metrics:
-        vals[m] = pd.to_numeric(vals[m].astype("float64") if vals[m].dtype == bool
-                                else vals[m], errors="coerce").astype("float64")
+        vals[m] = _to_float(vals[m])
     g = _groups(vals, by)
     out = g.size().rename("n").to_frame()
     for m in metrics:
@@ -239,10 +249,8 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
         out[f"{m}_sem"] = sem
         out[f"{m}_ci_low"] = mean - tq * sem
         out[f"{m}_ci_high"] = mean + tq * sem
-        if quantiles:
-            qs = col.quantile(list(quantiles)).unstack()
-            for q in quantiles:
-                out[f"{m}_{_qname(q)}"] = qs[q]
+        for q in quantiles:  # one call per q: the list form breaks on empty groups
+            out[f"{m}_{_qname(q)}"] = col.quantile(q) if len(vals) else np.nan
     out = out.reset_index()
     if not by:
         out = out.drop(columns=["_all"])
@@ -265,11 +273,7 @@ def _success_values(df: pd.DataFrame, success) -> pd.Series:
                            f"columns ({e}); columns are: {', '.join(map(str, df.columns))}") from None
     else:
         raise TypeError("success must be a column name, an expression string or a callable")
-    mask = s.isna()
-    out = pd.to_numeric(s.astype("float64") if s.dtype == bool else s, errors="coerce")
-    out = out.astype("float64")
-    out[mask] = np.nan
-    return out
+    return _to_float(pd.Series(s, index=df.index))
 
 
 def wilson(k, n, ci: float = 0.95):
