@@ -1,0 +1,459 @@
+"""The driver: pending tasks -> bundles -> backend -> outcomes -> store, with retries.
+
+Crash-safety rests on three facts: (1) a task is assigned to a bundle in the same transaction
+that records the bundle; (2) outcomes are ingested from a byte offset that is committed in the
+same transaction as the task states they change, and the Parquet part they produce is named by
+that offset (a re-ingest rewrites it, never duplicates it); (3) whatever a dead driver left
+running is recovered from the bundle folders before anything new is scheduled.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import bundling, results
+from .backends.base import FAILED, FINISHED, Backend, BundleRef, BundleState
+from .errors import BusyError
+from .store import DONE, FAILED as T_FAILED, PENDING, RUNNING, Store
+
+_ID_IN_LINE = re.compile(rb'"id":\s*"([0-9a-f]+)"')
+
+
+@dataclass
+class ActiveBundle:
+    id: str
+    dir: Path
+    tasks: dict            # task id -> (rowid, attempt, params)
+    handle: str | None = None
+    offset: int = 0
+    soffset: int = 0
+    started: set = field(default_factory=set)
+    ended: set = field(default_factory=set)
+    torn: set = field(default_factory=set)
+    inherited: bool = False  # left by a driver that died: its mid-run tasks are not to blame
+
+
+class ExperimentLock:
+    """One driver per experiment: a flock that the OS releases when the holder dies."""
+
+    def __init__(self, store: Store, exp_id: int, name: str):
+        self.path = store.dir / "locks" / f"{exp_id}.lock"
+        self.name = name
+        self.fd = None
+
+    def acquire(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            who = self.holder()
+            raise BusyError(
+                f"experiment '{self.name}' is already being run (pid {who.get('pid')} on "
+                f"{who.get('host')}); follow it with `pb watch {self.name}`, or stop it with "
+                f"`pb cancel {self.name}`") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "t": time.time()}).encode())
+        self.fd = fd
+        return self
+
+    def holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def held_by_other(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class Driver:
+    def __init__(self, store: Store, exp, exp_id: int, backend: Backend, run_id: int,
+                 target: str = "local", on_progress=None, poll_s: float = 0.2):
+        self.store, self.exp, self.exp_id = store, exp, exp_id
+        self.backend, self.run_id, self.target = backend, run_id, target
+        self.on_progress = on_progress
+        self.poll_s = poll_s
+        self.active: dict[str, ActiveBundle] = {}
+        self.seq = store.db.execute("SELECT count(*) FROM bundles WHERE exp=?",
+                                    (exp_id,)).fetchone()[0]
+        self.res_dir = store.dir / "results" / exp.name
+        self.ser_dir = store.dir / "series" / exp.name
+        self.res_dir.mkdir(parents=True, exist_ok=True)
+        self.ser_dir.mkdir(parents=True, exist_ok=True)
+        self.param_names = list(exp.space.names)
+        r = exp.resources
+        self.retries, self.retry_on = r.retries, set(r.retry_on)
+        self.est = None          # measured seconds per task (moving average)
+        self.stop = False
+        self.done_now = self.failed_now = self.requeued = 0
+
+    # -- recovery ------------------------------------------------------------------------
+    def recover(self):
+        """Bundles left by a driver that died: ingest what they wrote, requeue the rest."""
+        db = self.store.db
+        rows = db.execute("SELECT id, dir, ingested, series_ingested, backend FROM bundles "
+                          "WHERE exp=? AND state IN ('created','submitted')",
+                          (self.exp_id,)).fetchall()
+        for bid, d, off, soff, backend in rows:
+            if backend != "local":
+                continue  # remote bundles keep running; the remote harvest handles them
+            b = self._load_bundle(bid, Path(d), off, soff)
+            b.inherited = True
+            self.ingest([b])
+            self._finalize(b, BundleState(FAILED, "its driver stopped", "lost"),
+                           state="interrupted")
+        with self.store.tx():
+            db.execute("UPDATE tasks SET state='pending' WHERE exp=? AND state IN "
+                       "('running','cancelled') AND (bundle IS NULL OR bundle NOT IN (SELECT id "
+                       "FROM bundles WHERE exp=? AND state IN ('created','submitted')))",
+                       (self.exp_id, self.exp_id))
+
+    def _load_bundle(self, bid, d: Path, off=0, soff=0) -> ActiveBundle:
+        spec = json.loads((d / "bundle.json").read_text())
+        ids = [t["id"] for t in spec["tasks"]]
+        rowids = {}
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            q = "SELECT id, rowid FROM tasks WHERE exp=? AND id IN (%s)" % ",".join("?" * len(chunk))
+            rowids.update(self.store.db.execute(q, (self.exp_id, *chunk)).fetchall())
+        tasks = {t["id"]: (rowids[t["id"]], t.get("attempt", 1), t["params"])
+                 for t in spec["tasks"] if t["id"] in rowids}
+        b = ActiveBundle(bid, d, tasks, offset=off, soffset=soff)
+        p = d / "outcomes.jsonl"
+        if off and p.exists():  # rebuild which tasks started/ended before the offset
+            with open(p, "rb") as f:
+                for line in f.read(off).splitlines():
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    (b.ended if rec.get("ev") == "end" else b.started).add(rec.get("id"))
+        return b
+
+    # -- scheduling ----------------------------------------------------------------------
+    def pending_count(self) -> int:
+        return self.store.db.execute(
+            "SELECT count(*) FROM tasks WHERE exp=? AND state='pending' AND idx IS NOT NULL",
+            (self.exp_id,)).fetchone()[0]
+
+    def fill(self, remaining: int) -> int:
+        """Create and submit bundles while the backend has room; returns tasks still pending."""
+        cap = self.backend.capacity()
+        workers = cap or 1
+        while remaining > 0 and not self.stop and (cap is None or len(self.active) < cap):
+            size = bundling.guided_size(remaining, workers, self.est,
+                                        fixed=self.exp.run_options.bundle_size)
+            made = self._make_bundle(size)
+            if not made:
+                return 0
+            remaining -= made
+        return remaining
+
+    def _make_bundle(self, size: int) -> int:
+        db = self.store.db
+        rows = db.execute("SELECT rowid, id, params, attempts FROM tasks WHERE exp=? AND "
+                          "state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
+                          (self.exp_id, size)).fetchall()
+        if not rows:
+            return 0
+        self.seq += 1
+        bid = f"e{self.exp_id}-r{self.run_id}-{self.seq:06d}"
+        d = self.store.dir / "bundles" / bid
+        d.mkdir(parents=True, exist_ok=True)
+        tasks, spec_tasks = {}, []
+        for rowid, tid, params_json, attempts in rows:
+            params = json.loads(params_json)
+            tasks[tid] = (rowid, attempts + 1, params)
+            spec_tasks.append({"id": tid, "params": params, "attempt": attempts + 1})
+        spec = {"bundle": bid, "experiment": self.exp.name, "run": self.run_id,
+                "root": str(self.exp.root), "sys_path": self.exp.sys_path,
+                "call": self.exp.call, "timeout": self.exp.resources.timeout,
+                "memory_mb": self.exp.resources.memory,
+                "task_root": str(self.store.dir / "tasks"), "tasks": spec_tasks}
+        tmp = d / ".bundle.json.tmp"
+        tmp.write_text(json.dumps(spec))
+        os.replace(tmp, d / "bundle.json")
+        with self.store.tx():
+            db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid=?",
+                           ((bid, self.run_id, r[0]) for r in rows))
+            db.execute("INSERT INTO bundles(id, exp, run, backend, state, n_tasks, dir, target) "
+                       "VALUES (?,?,?,?,?,?,?,?)", (bid, self.exp_id, self.run_id,
+                                                    self.backend.name, "created", len(rows),
+                                                    str(d), self.target))
+        ref = BundleRef(bid, d, len(rows), self.exp.resources.timeout,
+                        self.exp.resources.memory, self.exp.resources.cpus)
+        handle = self.backend.submit([ref])[0]
+        db.execute("UPDATE bundles SET handle=?, state='submitted', submitted=? WHERE id=?",
+                   (handle, time.time(), bid))
+        b = ActiveBundle(bid, d, tasks, handle=handle)
+        self.active[bid] = b
+        return len(rows)
+
+    # -- ingest --------------------------------------------------------------------------
+    def ingest(self, bundles):
+        ok_sql, fail_sql, attempts_sql, offsets, series_offsets = [], [], [], [], []
+        parts = []
+        for b in bundles:
+            path = b.dir / "outcomes.jsonl"
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size > b.offset:
+                with open(path, "rb") as f:
+                    f.seek(b.offset)
+                    data = f.read(size - b.offset)
+                end = data.rfind(b"\n")
+                if end >= 0:
+                    rows = self._parse(b, data[:end + 1], ok_sql, fail_sql, attempts_sql)
+                    if rows:
+                        parts.append((self.res_dir / f"{b.id}-{b.offset:012d}.parquet", rows))
+                    offsets.append((b.offset + end + 1, b.id))
+                    b.offset += end + 1
+            sp = b.dir / "series.jsonl"
+            try:
+                ssize = sp.stat().st_size
+            except FileNotFoundError:
+                ssize = 0
+            if ssize > b.soffset:
+                with open(sp, "rb") as f:
+                    f.seek(b.soffset)
+                    data = f.read(ssize - b.soffset)
+                end = data.rfind(b"\n")
+                if end >= 0:
+                    srows = _series_rows(data[:end + 1])
+                    if srows:
+                        results.write_series(self.ser_dir / f"{b.id}-{b.soffset:012d}.parquet",
+                                             srows)
+                    series_offsets.append((b.soffset + end + 1, b.id))
+                    b.soffset += end + 1
+        if not (offsets or series_offsets):
+            return
+        for path, rows in parts:  # Parquet first: a crash before the commit re-writes them
+            results.write_part(path, rows, self.param_names)
+        db = self.store.db
+        with self.store.tx():
+            if ok_sql:
+                db.executemany("UPDATE tasks SET state='done', attempts=?, bundle=?, run=?, t0=?, "
+                               "t1=?, host=?, log=?, error_kind=NULL, error=NULL WHERE rowid=?",
+                               ok_sql)
+            if fail_sql:
+                db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, "
+                               "t1=?, host=?, log=?, error_kind=?, error=? WHERE rowid=?",
+                               fail_sql)
+                db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, "
+                               "traceback, t0, t1, host, log) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                               attempts_sql)
+            if offsets:
+                db.executemany("UPDATE bundles SET ingested=? WHERE id=?", offsets)
+            if series_offsets:
+                db.executemany("UPDATE bundles SET series_ingested=? WHERE id=?", series_offsets)
+
+    def _parse(self, b, chunk, ok_sql, fail_sql, attempts_sql):
+        rows = []
+        durs = []
+        for line in chunk.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:  # a torn write from a killed worker: that task must re-run
+                m = _ID_IN_LINE.search(line)
+                if m:
+                    b.torn.add(m.group(1).decode())
+                self.store.event(self.exp_id, self.run_id, "torn-line",
+                                 {"bundle": b.id, "line": line[:200].decode("utf-8", "replace")})
+                continue
+            tid = rec.get("id")
+            if tid not in b.tasks:
+                continue
+            if rec.get("ev") == "start":
+                b.started.add(tid)
+                continue
+            if tid in b.ended:
+                continue  # one end per task and bundle, whatever a worker repeated
+            b.ended.add(tid)
+            rowid, attempt, params = b.tasks[tid]
+            t0, t1 = rec.get("t0"), rec.get("t1")
+            log = json.dumps(rec.get("log"))
+            if rec.get("ok"):
+                ok_sql.append((attempt, b.id, self.run_id, t0, t1, rec.get("host"), log, rowid))
+                dur = (t1 - t0) if (t0 and t1) else None
+                rows.append({"task_id": tid, "bundle": b.id, "run_id": self.run_id,
+                             "attempts": attempt, "duration_s": dur, "host": rec.get("host"),
+                             "finished_at": t1, "params": params,
+                             "metrics": rec.get("metrics") or {}})
+                self.done_now += 1
+                if dur is not None:
+                    durs.append(dur)
+            else:
+                self._fail(b, tid, rec.get("kind") or "exception", rec.get("error") or "",
+                           rec.get("traceback"), t0, t1, rec.get("host"), log, fail_sql,
+                           attempts_sql)
+        if durs:
+            m = sum(durs) / len(durs)
+            self.est = m if self.est is None else 0.7 * self.est + 0.3 * m
+        return rows
+
+    def _fail(self, b, tid, kind, error, tb, t0, t1, host, log, fail_sql, attempts_sql):
+        rowid, attempt, _ = b.tasks[tid]
+        retry = attempt <= self.retries and kind in self.retry_on
+        state = PENDING if retry else T_FAILED
+        if retry:
+            self.requeued += 1
+        else:
+            self.failed_now += 1
+        fail_sql.append((state, attempt, b.id, self.run_id, t0, t1, host, log, kind, error[:4000],
+                         rowid))
+        attempts_sql.append((rowid, attempt, self.run_id, b.id, kind, error[:4000],
+                             (tb or "")[-8000:], t0, t1, host, log))
+
+    def _finalize(self, b: ActiveBundle, st: BundleState, state: str | None = None):
+        """The bundle is over: tasks without an end are charged (mid-run) or requeued."""
+        self.ingest([b])
+        missing = [t for t in b.tasks if t not in b.ended]
+        tail = b"" if not (b.dir / "outcomes.jsonl").exists() else \
+            (b.dir / "outcomes.jsonl").read_bytes()[b.offset:]
+        if tail.strip():
+            m = _ID_IN_LINE.search(tail)
+            if m:
+                b.torn.add(m.group(1).decode())
+        fail_sql, attempts_sql, requeue = [], [], []
+        for tid in missing:
+            if tid in b.started and tid not in b.torn and not b.inherited and st.state == FAILED:
+                self._fail(b, tid, st.kind or "lost", st.cause or "its bundle stopped", None,
+                           None, time.time(), None, None, fail_sql, attempts_sql)
+            else:
+                requeue.append((b.tasks[tid][0],))
+        if b.torn & set(missing):
+            self.store.event(self.exp_id, self.run_id, "requeued-torn",
+                             {"bundle": b.id, "tasks": sorted(b.torn & set(missing))})
+        final = state or ("finished" if st.state == FINISHED and not missing else "failed")
+        db = self.store.db
+        with self.store.tx():
+            if fail_sql:
+                db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, "
+                               "t1=?, host=?, log=?, error_kind=?, error=? WHERE rowid=?",
+                               fail_sql)
+                db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, "
+                               "traceback, t0, t1, host, log) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                               attempts_sql)
+            if requeue:
+                db.executemany("UPDATE tasks SET state='pending' WHERE rowid=? AND "
+                               "state='running'", requeue)
+            db.execute("UPDATE bundles SET state=?, ended=?, cause=? WHERE id=?",
+                       (final, time.time(), st.cause, b.id))
+        return len(requeue)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.recover()
+        self.requeued = 0
+        remaining = self.pending_count()
+        total = remaining + self.store.counts(self.exp_id)[DONE] + \
+            self.store.counts(self.exp_id)[T_FAILED]
+        already = total - remaining
+        t_start = time.time()
+        old = signal.signal(signal.SIGTERM, self._on_term) if _main_thread() else None
+        status = "finished"
+        try:
+            remaining = self.fill(remaining)
+            while self.active:
+                wait = getattr(self.backend, "wait", None)
+                wait(self.poll_s) if wait else time.sleep(self.poll_s)
+                states = self.backend.poll([b.handle for b in self.active.values()])
+                self.ingest(list(self.active.values()))
+                for b in list(self.active.values()):
+                    st = states.get(b.handle)
+                    if st and st.state in (FINISHED, FAILED):
+                        remaining += self._finalize(b, st)
+                        del self.active[b.id]
+                remaining += self.requeued
+                self.requeued = 0
+                if self.stop:
+                    status = "cancelled"
+                    self._cancel_all()
+                    break
+                remaining = self.fill(remaining)
+                if self.on_progress:
+                    self.on_progress(already + self.done_now + self.failed_now, total,
+                                     self.failed_now, time.time() - t_start)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self._cancel_all(interrupted=True)
+            raise
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+            self.backend.close()
+            self.store.end_run(self.run_id, status)
+            try:
+                results.compact(self.res_dir)
+                results.compact(self.ser_dir, min_parts=64)
+            except Exception as e:  # compaction is an optimisation; never lose a run over it
+                self.store.event(self.exp_id, self.run_id, "compact-failed", str(e))
+        if self.on_progress:
+            self.on_progress(already + self.done_now + self.failed_now, total, self.failed_now,
+                             time.time() - t_start)
+        return {"status": status, "done": self.done_now, "failed": self.failed_now,
+                "seconds": time.time() - t_start}
+
+    def _on_term(self, signum, frame):
+        self.stop = True
+
+    def _cancel_all(self, interrupted=False):
+        handles = [b.handle for b in self.active.values()]
+        if handles:
+            self.backend.cancel(handles)
+        for b in list(self.active.values()):
+            b.inherited = True  # our own stop: mid-run tasks are not the tasks' fault
+            self._finalize(b, BundleState(FAILED, "cancelled", "cancelled"),
+                           state="interrupted" if interrupted else "cancelled")
+            del self.active[b.id]
+        if not interrupted:
+            with self.store.tx():
+                self.store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND "
+                                      "state IN ('pending','running')", (self.exp_id,))
+
+
+def _series_rows(chunk: bytes) -> list[dict]:
+    rows = []
+    for line in chunk.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        m = rec.get("m")
+        if isinstance(m, dict) and rec.get("task"):
+            rows.append({"task_id": rec["task"], "step": rec.get("step"), "time": rec.get("t"),
+                         "m": m})
+    return rows
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()

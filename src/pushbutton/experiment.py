@@ -1,0 +1,216 @@
+"""The Python API: `Experiment(...)`, `load("experiment.toml")`, `exp.run()`, `exp.results()`."""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import ids, spec as specmod
+from .errors import PushbuttonError, SpecError
+from .store import DONE, FAILED, PENDING, RUNNING, Store, find_root
+
+
+def _target_of(fn) -> tuple[str, Path]:
+    """'module:qualname' for a callable, importable by a worker in another process."""
+    mod = getattr(fn, "__module__", None)
+    qual = getattr(fn, "__qualname__", "")
+    if "<locals>" in qual or "<lambda>" in qual:
+        raise SpecError(f"{qual} cannot be run by a worker: define it at the top level of a "
+                        ".py file", key="function",
+                        fix="move the function to module level, e.g. in task.py")
+    module = sys.modules.get(mod)
+    file = getattr(module, "__file__", None)
+    if mod == "__main__" or mod is None:
+        if not file:
+            raise SpecError("a function defined interactively cannot be imported by a worker",
+                            key="function", fix="put it in a .py file and import it")
+        return f"{Path(file).name}:{qual}", Path(file).resolve().parent
+    root = Path(file).resolve().parent if file else Path.cwd()
+    for _ in mod.split(".")[1:]:
+        root = root.parent
+    return f"{mod}:{qual}", root
+
+
+class Experiment:
+    """An experiment: what to run, over which parameter space, with which resources."""
+
+    def __init__(self, name: str, function=None, command: list[str] | None = None,
+                 space=None, *, description: str = "", timeout=None, retries: int = 0,
+                 retry_on: list[str] | None = None, cpus: int = 1, memory=None, gpus: int = 0,
+                 workers: int | None = None, bundle_size: int = 0, units: dict | None = None,
+                 figures: list[dict] | None = None, metrics: dict | None = None,
+                 root=None, project=None, path=(), target: str = "local",
+                 sbatch: str | None = None, spec_file: str | None = None,
+                 space_dict: dict | None = None):
+        from .space import Space
+        root_guess = None
+        if callable(function):
+            function, root_guess = _target_of(function)
+        data = {"name": name, "description": description, "function": function,
+                "command": command, "path": [str(p) for p in path],
+                "space": space_dict if space_dict is not None else {"python": True},
+                "resources": {"timeout": timeout, "retries": retries, "cpus": cpus,
+                              "memory": memory, "gpus": gpus},
+                "run": {"workers": workers, "bundle_size": bundle_size, "target": target,
+                        "sbatch": sbatch},
+                "units": units or {}, "figures": figures or [], "metrics": metrics or {}}
+        if retry_on is not None:
+            data["resources"]["retry_on"] = retry_on
+        self.spec = specmod.validate(data, file=spec_file)
+        if space is None:
+            raise SpecError("no parameter space", file=spec_file, key="space",
+                            fix="pass space=pushbutton.grid(n=[1, 2, 3])")
+        if isinstance(space, dict):
+            space = Space.from_dict(space, file=spec_file, key="space")
+        self.space = space
+        self.spec_file = spec_file
+        self.root = Path(root or root_guess or Path.cwd()).resolve()
+        self.project = Path(project).resolve() if project else (find_root(Path.cwd()) or
+                                                                Path.cwd().resolve())
+        self.space_key = ids.id_of_canonical(ids.canonical(space_dict)) + f":{len(space)}" \
+            if space_dict is not None else None
+        if self.spec.command:
+            used = specmod.placeholders(self.spec.command, spec_file)
+            unknown = used - set(self.space.names)
+            if unknown:
+                raise SpecError(f"placeholder {{{sorted(unknown)[0]}}} is not a parameter",
+                                file=spec_file, key="command",
+                                fix=f"parameters are: {', '.join(self.space.names)}")
+        self._store = None
+
+    # -- what the driver needs -------------------------------------------------------------
+    name = property(lambda self: self.spec.name)
+    resources = property(lambda self: self.spec.resources)
+    run_options = property(lambda self: self.spec.run)
+
+    @property
+    def call(self) -> dict:
+        if self.spec.function:
+            return {"kind": "python", "target": self.spec.function}
+        return {"kind": "command", "argv": list(self.spec.command)}
+
+    @property
+    def sys_path(self) -> list[str]:
+        return [str((self.root / p).resolve()) for p in self.spec.path]
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.project)
+        return self._store
+
+    def _exp_id(self, create=False) -> int:
+        data = None
+        if create:
+            data = self.spec.model_dump()
+            data.update(_spec_file=str(Path(self.spec_file).resolve()) if self.spec_file else None,
+                        _root=str(self.root), _space=repr(self.space))
+        eid = self.store.experiment(self.name, data)
+        if eid is None:
+            raise PushbuttonError(f"experiment '{self.name}' has not been run in "
+                                  f"{self.project}; start it with `pb run`")
+        return eid
+
+    def __repr__(self):
+        what = self.spec.function or " ".join(self.spec.command)
+        return f"Experiment({self.name!r}, {what}, {self.space!r})"
+
+    # -- running ---------------------------------------------------------------------------
+    def register(self, yes: bool = False) -> int:
+        """Expand the space into task rows (idempotent); returns the experiment's id."""
+        self.space.check_size(limit=self.run_options.max_tasks, confirm=yes)
+        eid = self._exp_id(create=True)
+        st = self.store
+        if self.space_key and st.space_key(eid) == self.space_key:
+            return eid  # same space as last time: 10^6 tasks need no re-hashing
+        canon = ids.canonical
+        tid = ids.id_of_canonical
+
+        def rows():
+            for i, p in enumerate(self.space):
+                try:
+                    c = canon(p)
+                except (TypeError, ValueError) as e:
+                    raise SpecError(f"parameter point {i} cannot be written as JSON: {e}",
+                                    file=self.spec_file, key="space",
+                                    fix="use numbers, strings, bools or lists of them") from None
+                yield tid(c), i, c
+        st.register_space(eid, rows(), self.space_key)
+        return eid
+
+    def run(self, on: str | None = None, *, workers: int | None = None, rerun: bool = False,
+            rerun_failed: bool = False, message: str | None = None, yes: bool = False,
+            progress=None, detach: bool = False, sbatch: str | None = None) -> dict:
+        """Run every task not yet done; returns a summary. Resumes by default."""
+        from . import running
+        return running.run(self, on=on or self.run_options.target, workers=workers,
+                           rerun=rerun, rerun_failed=rerun_failed, message=message, yes=yes,
+                           progress=progress, sbatch=sbatch)
+
+    # -- looking at it ---------------------------------------------------------------------
+    def status(self) -> dict:
+        from . import running
+        return running.status(self.store, self._exp_id(), self.name)
+
+    def results(self, where: str | None = None, all_tasks: bool = True):
+        """pandas DataFrame: one row per task, parameters + metrics + status."""
+        from . import table
+        return table.results(self.store, self._exp_id(), self.name, where=where,
+                             all_tasks=all_tasks)
+
+    def series(self):
+        from . import table
+        return table.series(self.store, self._exp_id(), self.name)
+
+    def sql(self, query: str):
+        from . import table
+        return table.sql(self.store, query, experiment=self.name)
+
+    def cancel(self) -> dict:
+        from . import running
+        return running.cancel(self.store, self._exp_id(), self.name)
+
+    def logs(self, task: str) -> dict:
+        from . import running
+        return running.logs(self.store, self._exp_id(), task)
+
+    def history(self) -> list[dict]:
+        return self.store.runs(self._exp_id())
+
+    def aggregate(self, by=None, metrics=None, **kw):
+        from . import analysis
+        return analysis.aggregate(self.results(all_tasks=False), by=by or self._by(),
+                                  metrics=metrics, **kw)
+
+    def _by(self):
+        return [n for n in self.space.names if n not in ("rep", "seed")]
+
+    def plot(self, kind: str = "line", **kw):
+        from . import figures
+        df = self.series() if kind == "learning_curves" else self.results(all_tasks=False)
+        kw.setdefault("units", self.spec.units) if kind != "learning_curves" else None
+        return getattr(figures, kind)(df, **kw)
+
+    def report(self, outdir=None, open_browser: bool = False):
+        from . import report
+        return report.build_for_experiment(self, outdir, open_browser=open_browser)
+
+
+def load(path: str | os.PathLike, project=None) -> Experiment:
+    """An experiment from a TOML spec; tasks run in the spec's folder."""
+    from .space import Space
+    path = Path(path)
+    data = specmod.read_toml(path)
+    spec = specmod.validate(data, file=str(path))
+    space = Space.from_dict(spec.space, file=str(path), key="space")
+    r, o = spec.resources, spec.run
+    return Experiment(spec.name, function=spec.function, command=spec.command, space=space,
+                      description=spec.description, timeout=r.timeout, retries=r.retries,
+                      retry_on=r.retry_on, cpus=r.cpus, memory=r.memory, gpus=r.gpus,
+                      workers=o.workers, bundle_size=o.bundle_size, units=spec.units,
+                      figures=spec.figures, metrics=spec.metrics, root=path.resolve().parent,
+                      project=project, path=spec.path, target=o.target, sbatch=o.sbatch,
+                      spec_file=str(path), space_dict=spec.space)

@@ -1,0 +1,166 @@
+"""The results table: Parquet parts written at ingest, queried with DuckDB, handed out as pandas.
+
+Each successful task attempt is one row: task_id, the parameters, the metrics, and meta columns.
+Parts are append-only and named by (bundle, byte offset of the outcomes they came from), so
+re-ingesting after a crash rewrites the same part instead of adding a duplicate; readers keep
+the newest row per task. `compact` merges small parts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+META = ["task_id", "bundle", "run_id", "attempts", "duration_s", "host", "finished_at"]
+_RESERVED = set(META) | {"status", "error_kind", "error", "idx"}
+
+
+def _typed(values):
+    import pyarrow as pa
+    kinds = set()
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            kinds.add("b")
+        elif isinstance(v, int):
+            kinds.add("i")
+        elif isinstance(v, float):
+            kinds.add("f")
+        elif isinstance(v, str):
+            kinds.add("s")
+        else:
+            kinds.add("j")
+        if len(kinds) > 1 and not kinds <= {"i", "f"}:
+            break
+    if not kinds:
+        return pa.array(values, type=pa.float64())
+    if kinds == {"b"}:
+        return pa.array(values, type=pa.bool_())
+    if kinds == {"i"}:
+        try:
+            return pa.array(values, type=pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    if kinds <= {"i", "f"}:
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    if kinds == {"s"}:
+        return pa.array(values, type=pa.string())
+    return pa.array([None if v is None else (v if isinstance(v, str) else
+                                               json.dumps(v, sort_keys=True)) for v in values],
+                    type=pa.string())
+
+
+def metric_column(name: str, params: set) -> str:
+    """A metric whose name is a parameter's or a meta column's gets a 'result_' prefix."""
+    return "result_" + name if name in params or name in _RESERVED else name
+
+
+def write_part(path: Path, rows: list[dict], param_names: list[str]) -> None:
+    """rows: dicts with META keys, 'params' and 'metrics'. Written to a temp name, then renamed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pset = set(param_names)
+    pcols = list(param_names)
+    seen = set(pcols)
+    for r in rows:  # parameters not declared up front (concatenated spaces)
+        for k in r["params"]:
+            if k not in seen:
+                seen.add(k)
+                pcols.append(k)
+                pset.add(k)
+    mcols, mseen = [], set()
+    for r in rows:
+        for k in r["metrics"]:
+            if k not in mseen:
+                mseen.add(k)
+                mcols.append(k)
+    arrays, names = [], []
+    for c in META:
+        arrays.append(_typed([r[c] for r in rows]))
+        names.append(c)
+    for c in pcols:
+        arrays.append(_typed([r["params"].get(c) for r in rows]))
+        names.append(c)
+    for c in mcols:
+        arrays.append(_typed([r["metrics"].get(c) for r in rows]))
+        names.append(metric_column(c, pset))
+    meta = {"params": pcols, "metrics": [metric_column(c, pset) for c in mcols]}
+    table = pa.Table.from_arrays(arrays, names=names)
+    table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
+    tmp = path.with_name("." + path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def parts(folder: Path) -> list[str]:
+    return sorted(str(p) for p in Path(folder).glob("*.parquet")) if Path(folder).exists() else []
+
+
+def columns_meta(folder: Path) -> dict:
+    """Which columns are parameters and which are metrics (union over parts)."""
+    import pyarrow.parquet as pq
+    params, metrics = [], []
+    for p in parts(folder):
+        md = pq.read_schema(p).metadata or {}
+        raw = md.get(b"pushbutton")
+        if raw:
+            m = json.loads(raw)
+            params += [c for c in m["params"] if c not in params]
+            metrics += [c for c in m["metrics"] if c not in metrics]
+    return {"params": params, "metrics": metrics}
+
+
+def latest_sql(folder: Path) -> str | None:
+    """SQL for the newest row per task over all parts (None when there are none)."""
+    ps = parts(folder)
+    if not ps:
+        return None
+    lst = ", ".join("'" + p.replace("'", "''") + "'" for p in ps)
+    return (f"SELECT * FROM read_parquet([{lst}], union_by_name=true) "
+            f"QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY finished_at DESC) = 1")
+
+
+def compact(folder: Path, min_parts: int = 16) -> int:
+    """Merge the parts of one experiment into one file; crash-safe (write, rename, then delete)."""
+    ps = parts(folder)
+    if len(ps) < min_parts:
+        return 0
+    import duckdb
+    import pyarrow.parquet as pq
+    meta = columns_meta(folder)
+    con = duckdb.connect()
+    table = con.execute(latest_sql(folder)).arrow()
+    if hasattr(table, "read_all"):
+        table = table.read_all()
+    table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
+    out = Path(folder) / f"compact-{time.time_ns()}.parquet"
+    tmp = out.with_name("." + out.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, out)
+    for p in ps:
+        os.unlink(p)
+    return len(ps)
+
+
+def write_series(path: Path, rows: list[dict]) -> None:
+    """rows: {task_id, step, time, m: {metric: value}} -> one Parquet part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    cols, seen = [], set()
+    for r in rows:
+        for k in r["m"]:
+            if k not in seen:
+                seen.add(k)
+                cols.append(k)
+    arrays = [_typed([r["task_id"] for r in rows]), _typed([r["step"] for r in rows]),
+              _typed([r["time"] for r in rows])]
+    names = ["task_id", "step", "time"]
+    for c in cols:
+        name = c if c not in ("task_id", "step", "time") else "m_" + c
+        arrays.append(_typed([r["m"].get(c) for r in rows]))
+        names.append(name)
+    tmp = path.with_name("." + path.name + ".tmp")
+    pq.write_table(pa.Table.from_arrays(arrays, names=names), tmp, compression="zstd")
+    os.replace(tmp, path)

@@ -1,0 +1,135 @@
+"""Running an experiment and managing it: run, status, cancel, logs, retry."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from . import provenance
+from .driver import Driver, ExperimentLock
+from .errors import PushbuttonError
+from .store import DONE, FAILED, PENDING, RUNNING, STATES, Store
+
+
+def backend_for(exp, on: str, workers: int | None, store: Store, sbatch: str | None = None):
+    """(backend, target name) for `--on`: 'local', or a named target from the targets files."""
+    if on in (None, "", "local"):
+        from .backends.local import LocalBackend
+        n = workers or exp.run_options.workers or os.cpu_count()
+        return LocalBackend(workers=n, log_dir=store.dir / "logs"), "local"
+    try:
+        from . import targets
+    except ImportError:
+        raise PushbuttonError(f"unknown target '{on}': only 'local' is available") from None
+    return targets.backend_for(exp, on, store=store, workers=workers, sbatch=sbatch), on
+
+
+def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=None,
+        yes=False, progress=None, sbatch=None) -> dict:
+    store = exp.store
+    eid = exp.register(yes=yes)
+    lock = ExperimentLock(store, eid, exp.name).acquire()
+    try:
+        with store.tx():
+            if rerun:
+                store.db.execute("UPDATE tasks SET state='pending', attempts=0 WHERE exp=? AND "
+                                 "idx IS NOT NULL", (eid,))
+            elif rerun_failed:
+                store.db.execute("UPDATE tasks SET state='pending', attempts=0 WHERE exp=? AND "
+                                 "state='failed' AND idx IS NOT NULL", (eid,))
+        backend, target = backend_for(exp, on, workers, store, sbatch)
+        prov = provenance.collect(exp.root, message)
+        prov["target"] = target
+        prov["spec"] = exp.spec.model_dump()
+        run_id = store.new_run(eid, message, target, prov)
+        store.event(eid, run_id, "run-start", {"target": target, "pid": os.getpid()})
+        if getattr(backend, "fire_and_forget", False):
+            return backend.submit_experiment(exp, eid, run_id, store)
+        drv = Driver(store, exp, eid, backend, run_id, target=target, on_progress=progress)
+        summary = drv.run()
+        summary["run"] = run_id
+        summary["counts"] = store.counts(eid)
+        return summary
+    finally:
+        lock.release()
+
+
+def status(store: Store, eid: int, name: str) -> dict:
+    counts = store.counts(eid)
+    total = sum(counts.values())
+    lock = ExperimentLock(store, eid, name)
+    active = lock.held_by_other()
+    run = store.db.execute("SELECT id, started, ended, status, target FROM runs WHERE exp=? "
+                           "ORDER BY id DESC LIMIT 1", (eid,)).fetchone()
+    rate = eta = None
+    if run:
+        rid, started, ended, rstatus, target = run
+        done_run = store.db.execute(
+            "SELECT coalesce(sum(n_tasks),0) FROM bundles WHERE exp=? AND run=? AND "
+            "state='finished'", (eid, rid)).fetchone()[0]
+        elapsed = (ended or time.time()) - started
+        if elapsed > 0 and done_run:
+            rate = done_run / elapsed
+            left = counts[PENDING] + counts[RUNNING]
+            eta = left / rate if (left and (active or target != "local")) else None
+    failures = {k: n for k, n in store.db.execute(
+        "SELECT error_kind, count(*) FROM tasks WHERE exp=? AND state='failed' "
+        "GROUP BY error_kind", (eid,))}
+    return {"experiment": name, "total": total, "counts": counts,
+            "progress": (counts[DONE] + counts[FAILED]) / total if total else 1.0,
+            "driver": lock.holder() if active else None, "active": active,
+            "last_run": run[0] if run else None, "last_run_status": run[3] if run else None,
+            "rate_per_s": rate, "eta_s": eta, "failures": failures}
+
+
+def cancel(store: Store, eid: int, name: str) -> dict:
+    """Stop a running driver (it cancels its bundles) and mark what is left cancelled."""
+    lock = ExperimentLock(store, eid, name)
+    stopped = None
+    if lock.held_by_other():
+        pid = lock.holder().get("pid")
+        if pid:
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+                stopped = pid
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.time() + 30
+        while lock.held_by_other() and time.time() < deadline:
+            time.sleep(0.1)
+    remote = store.db.execute("SELECT id, backend, handle, target FROM bundles WHERE exp=? AND "
+                              "state IN ('created','submitted') AND backend != 'local'",
+                              (eid,)).fetchall()
+    if remote:
+        from . import targets
+        targets.cancel_bundles(store, eid, remote)
+    with store.tx():
+        n = store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND state IN "
+                             "('pending','running')", (eid,)).rowcount
+    return {"cancelled": n, "stopped_driver": stopped}
+
+
+def logs(store: Store, eid: int | None, prefix: str) -> dict:
+    """A task's stdout/stderr (sliced from its bundle's logs), with its attempts."""
+    t = store.find_task(eid, prefix)
+    out = {"task": t["id"], "state": t["state"], "params": json.loads(t["params"]),
+           "error_kind": t["error_kind"], "error": t["error"], "stdout": "", "stderr": "",
+           "attempts": []}
+    for row in store.db.execute("SELECT n, kind, error, traceback, bundle, host, log FROM "
+                                "attempts WHERE task=? ORDER BY n", (t["rowid"],)):
+        out["attempts"].append(dict(zip(("n", "kind", "error", "traceback", "bundle", "host",
+                                         "log"), row)))
+    bundle, log = t["bundle"], t["log"]
+    if not (bundle and log and log != "null") and out["attempts"]:
+        bundle, log = out["attempts"][-1]["bundle"], out["attempts"][-1]["log"]
+    if bundle and log and log != "null":
+        o0, o1, e0, e1 = json.loads(log)
+        d = store.dir / "bundles" / bundle
+        for name, a, b in (("stdout", o0, o1), ("stderr", e0, e1)):
+            p = d / f"{name}.log"
+            if p.exists():
+                with open(p, "rb") as f:
+                    f.seek(a)
+                    out[name] = f.read(b - a).decode("utf-8", "replace")
+    return out

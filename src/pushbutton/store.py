@@ -1,0 +1,214 @@
+"""The project store `.pushbutton/` (like .git): SQLite in WAL mode for state, Parquet for results.
+
+Every state change is one transaction, so killing any process at any moment loses nothing and
+duplicates nothing. Layout:
+    state.sqlite   experiments, runs, tasks, attempts (failed ones; the successful one is the task
+                   row itself), bundles, events
+    results/<experiment>/*.parquet   one row per successful task attempt (parameters + metrics)
+    series/<experiment>/*.parquet    per-step metrics from pushbutton.log
+    bundles/<id>/  the worker's file contract (bundle.json, outcomes.jsonl, logs, done.json)
+    tasks/<ab>/<task id>/            per-task folder (checkpoints, artifacts)
+    locks/         one lock file per experiment held by its running driver
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from .errors import StoreError
+
+DIRNAME = ".pushbutton"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, spec TEXT NOT NULL, space_key TEXT,
+  n_tasks INTEGER DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY, exp INTEGER NOT NULL, started REAL NOT NULL, ended REAL,
+  message TEXT, target TEXT, code_version TEXT, provenance TEXT, status TEXT, pid INTEGER,
+  host TEXT);
+CREATE TABLE IF NOT EXISTS tasks (
+  rowid INTEGER PRIMARY KEY, exp INTEGER NOT NULL, id TEXT NOT NULL, idx INTEGER,
+  params TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER DEFAULT 0,
+  bundle TEXT, run INTEGER, error_kind TEXT, error TEXT, t0 REAL, t1 REAL, host TEXT, log TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_id ON tasks(exp, id);
+CREATE INDEX IF NOT EXISTS tasks_state ON tasks(exp, state, idx);
+CREATE TABLE IF NOT EXISTS attempts (
+  task INTEGER NOT NULL, n INTEGER NOT NULL, run INTEGER, bundle TEXT, kind TEXT, error TEXT,
+  traceback TEXT, t0 REAL, t1 REAL, host TEXT, log TEXT);
+CREATE INDEX IF NOT EXISTS attempts_task ON attempts(task);
+CREATE TABLE IF NOT EXISTS bundles (
+  id TEXT PRIMARY KEY, exp INTEGER NOT NULL, run INTEGER, backend TEXT, handle TEXT,
+  state TEXT NOT NULL, n_tasks INTEGER, submitted REAL, ended REAL, ingested INTEGER DEFAULT 0,
+  series_ingested INTEGER DEFAULT 0, cause TEXT, dir TEXT, target TEXT);
+CREATE INDEX IF NOT EXISTS bundles_state ON bundles(exp, state);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY, t REAL NOT NULL, exp INTEGER, run INTEGER, kind TEXT, data TEXT);
+"""
+
+# task states
+PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+STATES = (PENDING, RUNNING, DONE, FAILED, CANCELLED)
+
+
+def find_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The nearest folder at or above `start` holding a .pushbutton store."""
+    p = Path(start or os.getcwd()).resolve()
+    for d in (p, *p.parents):
+        if (d / DIRNAME / "state.sqlite").exists():
+            return d
+    return None
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike, create: bool = True):
+        self.root = Path(root).resolve()
+        self.dir = self.root / DIRNAME
+        if not (self.dir / "state.sqlite").exists() and not create:
+            raise StoreError(f"no pushbutton project at {self.root}; "
+                             "run `pb init` there, or `pb run` with a spec to create one")
+        for sub in ("results", "series", "bundles", "tasks", "locks", "snapshots", "logs"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.dir / "state.sqlite", timeout=60, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: safe against process crashes
+        self.db.execute("PRAGMA busy_timeout=60000")
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='tasks'").fetchone():
+            self.db.executescript(SCHEMA)
+
+    # -- transactions -------------------------------------------------------------------
+    def tx(self):
+        return _Tx(self.db)
+
+    def close(self):
+        self.db.close()
+
+    # -- experiments --------------------------------------------------------------------
+    def experiment(self, name: str, spec: dict | None = None) -> int | None:
+        row = self.db.execute("SELECT id FROM experiments WHERE name=?", (name,)).fetchone()
+        if row:
+            if spec is not None:
+                self.db.execute("UPDATE experiments SET spec=? WHERE id=?",
+                                (json.dumps(spec, default=str), row[0]))
+            return row[0]
+        if spec is None:
+            return None
+        with self.tx():
+            cur = self.db.execute("INSERT INTO experiments(name, spec, created) VALUES (?,?,?)",
+                                  (name, json.dumps(spec, default=str), time.time()))
+        return cur.lastrowid
+
+    def experiments(self) -> list[dict]:
+        rows = self.db.execute("SELECT id, name, n_tasks, created, spec FROM experiments "
+                               "ORDER BY id").fetchall()
+        return [dict(id=r[0], name=r[1], n_tasks=r[2], created=r[3], spec=json.loads(r[4]))
+                for r in rows]
+
+    def register_space(self, exp: int, rows, space_key: str | None) -> int:
+        """rows: iterable of (id, idx, params_json) for the whole current space. One transaction:
+        a kill leaves either all of them or none. Tasks of an earlier space that are not in this
+        one keep their results but leave the schedule (idx NULL)."""
+        db = self.db
+        with self.tx():
+            fresh = db.execute("SELECT 1 FROM tasks WHERE exp=? LIMIT 1", (exp,)).fetchone() is None
+            if fresh:
+                db.executemany("INSERT OR IGNORE INTO tasks(exp, id, idx, params) VALUES (?,?,?,?)",
+                               ((exp, tid, i, p) for tid, i, p in rows))
+            else:
+                db.execute("UPDATE tasks SET idx=NULL WHERE exp=?", (exp,))
+                db.executemany("INSERT INTO tasks(exp, id, idx, params) VALUES (?,?,?,?) "
+                               "ON CONFLICT(exp, id) DO UPDATE SET idx=excluded.idx",
+                               ((exp, tid, i, p) for tid, i, p in rows))
+            n = db.execute("SELECT count(*) FROM tasks WHERE exp=? AND idx IS NOT NULL",
+                           (exp,)).fetchone()[0]
+            db.execute("UPDATE experiments SET space_key=?, n_tasks=? WHERE id=?",
+                       (space_key, n, exp))
+        return n
+
+    def space_key(self, exp: int) -> str | None:
+        r = self.db.execute("SELECT space_key FROM experiments WHERE id=?", (exp,)).fetchone()
+        return r[0] if r else None
+
+    # -- runs ---------------------------------------------------------------------------
+    def new_run(self, exp: int, message: str | None, target: str, provenance: dict) -> int:
+        with self.tx():
+            cur = self.db.execute(
+                "INSERT INTO runs(exp, started, message, target, code_version, provenance, "
+                "status, pid, host) VALUES (?,?,?,?,?,?,?,?,?)",
+                (exp, time.time(), message, target, provenance.get("code_version"),
+                 json.dumps(provenance, default=str), "running", os.getpid(),
+                 provenance.get("host")))
+        return cur.lastrowid
+
+    def end_run(self, run: int, status: str):
+        with self.tx():
+            self.db.execute("UPDATE runs SET ended=?, status=? WHERE id=?",
+                            (time.time(), status, run))
+
+    def runs(self, exp: int | None = None) -> list[dict]:
+        q = ("SELECT r.id, e.name, r.started, r.ended, r.message, r.target, r.code_version, "
+             "r.status, r.host, r.provenance FROM runs r JOIN experiments e ON e.id=r.exp")
+        args = ()
+        if exp is not None:
+            q += " WHERE r.exp=?"
+            args = (exp,)
+        keys = ("id", "experiment", "started", "ended", "message", "target", "code_version",
+                "status", "host", "provenance")
+        out = []
+        for r in self.db.execute(q + " ORDER BY r.id", args):
+            d = dict(zip(keys, r))
+            d["provenance"] = json.loads(d["provenance"] or "{}")
+            out.append(d)
+        return out
+
+    # -- counts -------------------------------------------------------------------------
+    def counts(self, exp: int) -> dict:
+        c = dict.fromkeys(STATES, 0)
+        for state, n in self.db.execute(
+                "SELECT state, count(*) FROM tasks WHERE exp=? AND idx IS NOT NULL "
+                "GROUP BY state", (exp,)):
+            c[state] = n
+        return c
+
+    def event(self, exp: int | None, run: int | None, kind: str, data=None):
+        self.db.execute("INSERT INTO events(t, exp, run, kind, data) VALUES (?,?,?,?,?)",
+                        (time.time(), exp, run, kind, json.dumps(data, default=str)))
+
+    def find_task(self, exp: int | None, prefix: str):
+        """A task by id prefix (like git's short hashes); ambiguous prefixes are an error."""
+        q = "SELECT rowid, exp, id, params, state, attempts, bundle, error_kind, error, log " \
+            "FROM tasks WHERE id >= ? AND id < ?"
+        args = [prefix, prefix + "\uffff"]
+        if exp is not None:
+            q += " AND exp=?"
+            args.append(exp)
+        rows = self.db.execute(q + " LIMIT 3", args).fetchall()
+        if not rows:
+            raise StoreError(f"no task with id {prefix!r}; `pb results` lists task ids")
+        if len(rows) > 1:
+            raise StoreError(f"task id {prefix!r} is ambiguous; give more characters")
+        keys = ("rowid", "exp", "id", "params", "state", "attempts", "bundle", "error_kind",
+                "error", "log")
+        return dict(zip(keys, rows[0]))
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+        return False

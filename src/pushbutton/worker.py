@@ -1,0 +1,468 @@
+#!/usr/bin/env python3
+"""Run bundles of tasks. Standard library only, Python >= 3.8: this file is shipped as-is to
+compute nodes, which need nothing installed but Python.
+
+    python worker.py BUNDLE_DIR           run one bundle, then exit
+    python worker.py --list FILE [INDEX]  run line INDEX (default $SLURM_ARRAY_TASK_ID) of FILE
+    python worker.py --serve              read bundle folders from stdin, one per line; answer
+                                          "done <folder>" on stdout (the local backend's pool)
+
+The file contract (see docs/ARCHITECTURE.md): bundle.json in, outcomes.jsonl / stdout.log /
+stderr.log / series.jsonl out, and done.json written atomically last. Every outcome line is one
+write() on an O_APPEND descriptor, so a killed worker leaves at most one torn last line.
+"""
+import hashlib
+import importlib
+import importlib.util
+import json
+import math
+import os
+import signal
+import socket
+import string
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import types
+
+HOST = socket.gethostname()
+_ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_functions = {}  # import each callable once per worker process
+
+
+class TaskTimeout(Exception):
+    pass
+
+
+def _die_with_parent():
+    """Under a local pool the worker must not outlive its driver (no double execution on resume)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _install_shim():
+    """Let task code `import pushbutton` for log() on nodes where pushbutton is not installed."""
+    try:
+        importlib.import_module("pushbutton")
+        return
+    except ImportError:
+        pass
+    mod = types.ModuleType("pushbutton")
+
+    def log(step=None, **metrics):
+        path = os.environ.get("PB_SERIES")
+        if path:
+            line = json.dumps({"task": os.environ.get("PB_TASK_ID"), "step": step,
+                               "t": time.time(), "m": metrics}, default=_plain) + "\n"
+            with open(path, "a") as f:
+                f.write(line)
+
+    class _Ctx:
+        id = property(lambda self: os.environ.get("PB_TASK_ID"))
+        attempt = property(lambda self: int(os.environ.get("PB_ATTEMPT", "1")))
+
+        @property
+        def dir(self):
+            import pathlib
+            p = pathlib.Path(os.environ.get("PB_TASK_DIR") or ".")
+            p.mkdir(parents=True, exist_ok=True)
+            return p
+
+    mod.log = log
+    mod.current_task = _Ctx
+    sys.modules["pushbutton"] = mod
+
+
+def _plain(x):
+    try:
+        return x.item()  # numpy scalars
+    except AttributeError:
+        raise TypeError("value %r of type %s is not JSON-serialisable" % (x, type(x).__name__))
+
+
+def _check_metrics(metrics):
+    """Return (json_text, None) or (None, clear message)."""
+    if metrics is None:
+        metrics = {}
+    if not isinstance(metrics, dict):
+        return None, ("the task returned %s, not a dict of metrics; return e.g. "
+                      "{'error': 0.1}" % type(metrics).__name__)
+    clean = {}
+    for k, v in metrics.items():
+        if not isinstance(k, str):
+            return None, "metric name %r is not a string" % (k,)
+        if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+            try:
+                v = v.item()
+            except Exception:
+                pass
+        if isinstance(v, float) and not math.isfinite(v):
+            return None, ("metric '%s' is %s; JSON has no NaN/inf: return None for a missing "
+                          "value or a finite number" % (k, v))
+        try:
+            _ENC.encode(v)
+        except (TypeError, ValueError) as e:
+            return None, ("metric '%s' (%s) cannot be stored: %s; return numbers, strings, "
+                          "bools, None, or lists/dicts of them" % (k, type(v).__name__, e))
+        clean[k] = v
+    return _ENC.encode(clean), None
+
+
+class Bundle:
+    def __init__(self, folder):
+        self.dir = os.path.abspath(folder)
+        with open(os.path.join(self.dir, "bundle.json")) as f:
+            self.spec = json.load(f)
+        self.out = os.open(os.path.join(self.dir, "outcomes.jsonl"),
+                           os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.finished = self._already_finished()
+
+    def _already_finished(self):
+        """A re-run bundle (requeue, resume) skips tasks that already have an end line."""
+        path = os.path.join(self.dir, "outcomes.jsonl")
+        done = set()
+        with open(path, "rb") as f:
+            data = f.read()
+        if data and not data.endswith(b"\n"):
+            os.write(self.out, b"\n")  # keep the torn line detectable, start clean
+        for line in data.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("ev") == "end":
+                done.add(rec["id"])
+        return done
+
+    def emit(self, rec):
+        os.write(self.out, (json.dumps(rec, default=_plain) + "\n").encode())
+
+    def finish(self, n_end):
+        os.close(self.out)
+        h = hashlib.sha256()
+        path = os.path.join(self.dir, "outcomes.jsonl")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        done = {"exit": 0, "n_end": n_end, "sha256": h.hexdigest(),
+                "bytes": os.path.getsize(path), "host": HOST, "t": time.time()}
+        tmp = os.path.join(self.dir, ".done.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(done, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(self.dir, "done.json"))
+
+
+def _resolve(target, root, extra_path):
+    fn = _functions.get(target)
+    if fn is None:
+        for p in [root] + list(extra_path or []):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        mod_name, _, attr = target.partition(":")
+        if mod_name.endswith(".py"):  # a file path: import it by location
+
+            path = os.path.join(root, mod_name)
+            spec = importlib.util.spec_from_file_location(
+                os.path.splitext(os.path.basename(path))[0], path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(mod_name)
+        fn = mod
+        for part in attr.split("."):
+            fn = getattr(fn, part)
+        _functions[target] = fn
+    return fn
+
+
+def _fd_offset(fd):
+    return os.lseek(fd, 0, os.SEEK_END)
+
+
+def _classify_exception(e):
+    if isinstance(e, TaskTimeout):
+        return "timeout"
+    if isinstance(e, MemoryError):
+        return "memory"
+    if isinstance(e, SystemExit):
+        return "exit"
+    return "exception"
+
+
+def run_python(bundle, task, fn, timeout, out_fd, err_fd):
+    """Call fn(**params) in this process; returns the end record's fields."""
+    def on_alarm(signum, frame):
+        raise TaskTimeout("task exceeded its timeout of %ss" % timeout)
+
+    watchdog = None
+    if timeout:
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        # Native code can ignore SIGALRM; the watchdog ends the worker so the driver fails this
+        # task as a timeout and reschedules the rest of the bundle.
+        watchdog = threading.Timer(timeout + 10, _hard_timeout, (bundle, task, timeout))
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        metrics = fn(**task["params"])
+        text, problem = _check_metrics(metrics)
+        if problem:
+            return {"ok": False, "kind": "metric", "error": problem}
+        return {"ok": True, "metrics_json": text}
+    except BaseException as e:  # the task's own failure, whatever it is, is data
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        tb = traceback.format_exc()
+        os.write(err_fd, tb.encode("utf-8", "replace"))
+        kind = _classify_exception(e)
+        msg = "%s: %s" % (type(e).__name__, e)
+        if kind == "exit":
+            msg = "the task called sys.exit(%r)" % (e.code,)
+        return {"ok": False, "kind": kind, "error": msg[:2000], "traceback": tb[-4000:]}
+    finally:
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            watchdog.cancel()
+
+
+def _hard_timeout(bundle, task, timeout):
+    bundle.emit({"id": task["id"], "ev": "end", "ok": False, "kind": "timeout", "t1": time.time(),
+                 "host": HOST, "error": "task exceeded its timeout of %ss (stuck in native code; "
+                 "worker stopped)" % timeout})
+    os._exit(70)
+
+
+class _Missing(dict):
+    def __missing__(self, key):
+        raise KeyError(key)
+
+
+def substitute(argv, params):
+    """{name} inside an argument becomes the parameter's value; never through a shell."""
+    fmt = string.Formatter()
+    return [fmt.vformat(a, (), params) for a in argv]
+
+
+def _limit_memory(memory_mb):
+    def apply():
+        import resource
+        b = int(memory_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (b, b))
+    return apply
+
+
+def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
+    params = task["params"]
+    try:
+        argv = substitute(call["argv"], params)
+    except (KeyError, IndexError, ValueError) as e:
+        return {"ok": False, "kind": "spec", "error": "cannot fill the command's placeholders: %s"
+                % e}
+    result_path = os.path.join(bundle.dir, ".result-%s.json" % task["id"])
+    if os.path.exists(result_path):
+        os.unlink(result_path)
+    env = dict(env, PB_PARAMS=_ENC.encode(params), PB_RESULT=result_path)
+    try:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err_fd, env=env,
+                             cwd=bundle.spec.get("root") or None, start_new_session=True,
+                             preexec_fn=_limit_memory(memory_mb) if memory_mb else None)
+    except OSError as e:
+        return {"ok": False, "kind": "exit", "error": "cannot start %r: %s" % (argv[0], e)}
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        out, _ = p.communicate()
+        os.write(out_fd, out)
+        return {"ok": False, "kind": "timeout", "error": "task exceeded its timeout of %ss" % timeout}
+    os.write(out_fd, out)
+    rc = p.returncode
+    if rc != 0:
+        if rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = str(-rc)
+            return {"ok": False, "kind": "signal", "error": "killed by signal %s" % name}
+        tail = _tail(err_fd)
+        if memory_mb and ("MemoryError" in tail or "Cannot allocate memory" in tail
+                          or "bad_alloc" in tail):
+            return {"ok": False, "kind": "memory",
+                    "error": "exceeded the memory limit of %s MB (exit %d)" % (memory_mb, rc)}
+        return {"ok": False, "kind": "exit", "error": "exit status %d" % rc,
+                "traceback": tail[-2000:]}
+    metrics = None
+    if os.path.exists(result_path) and os.path.getsize(result_path):
+        try:
+            with open(result_path) as f:
+                metrics = json.load(f)
+        except ValueError as e:
+            return {"ok": False, "kind": "metric",
+                    "error": "$PB_RESULT does not hold a JSON object: %s" % e}
+        finally:
+            os.unlink(result_path)
+    else:
+        lines = out.decode("utf-8", "replace").strip().splitlines()
+        last = lines[-1].strip() if lines else ""
+        if last.startswith("{"):
+            try:
+                metrics = json.loads(last)
+            except ValueError as e:
+                return {"ok": False, "kind": "metric",
+                        "error": "the last stdout line looks like JSON but is not: %s" % e}
+    text, problem = _check_metrics(metrics)
+    if problem:
+        return {"ok": False, "kind": "metric", "error": problem}
+    return {"ok": True, "metrics_json": text}
+
+
+def _tail(fd, n=4000):
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        with open("/proc/self/fd/%d" % fd, "rb") as f:
+            f.seek(max(0, size - n))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def run_bundle(folder, parent=None):
+    bundle = Bundle(folder)
+    spec = bundle.spec
+    root = spec.get("root") or os.getcwd()
+    call = spec["call"]
+    timeout = spec.get("timeout")
+    memory_mb = spec.get("memory_mb")
+    out_fd = os.open(os.path.join(bundle.dir, "stdout.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    err_fd = os.open(os.path.join(bundle.dir, "stderr.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    series = os.path.join(bundle.dir, "series.jsonl")
+    task_root = spec.get("task_root") or os.path.join(root, ".pushbutton", "tasks")
+    inline = call["kind"] == "python"
+    saved = None
+    if inline:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = (os.dup(1), os.dup(2))
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        if memory_mb:
+            _limit_self(memory_mb)
+        os.chdir(root)
+        try:
+            fn = _resolve(call["target"], root, spec.get("sys_path"))
+        except Exception as e:
+            fn = None
+            load_error = "cannot load %s: %s: %s" % (call["target"], type(e).__name__, e)
+            load_tb = traceback.format_exc()
+    env = dict(os.environ)
+    n_end = 0
+    try:
+        for task in spec["tasks"]:
+            tid = task["id"]
+            if tid in bundle.finished:
+                continue
+            if parent is not None and os.getppid() != parent:
+                return  # the driver died: stop, it will reschedule
+            t0 = time.time()
+            bundle.emit({"id": tid, "ev": "start", "t": t0})
+            attempt = str(task.get("attempt", 1))
+            task_dir = os.path.join(task_root, tid[:2], tid)
+            if inline:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            offs = [_fd_offset(out_fd), 0, _fd_offset(err_fd), 0]
+            if inline:
+                os.environ["PB_TASK_ID"] = tid
+                os.environ["PB_ATTEMPT"] = attempt
+                os.environ["PB_SERIES"] = series
+                os.environ["PB_TASK_DIR"] = task_dir
+                if fn is None:
+                    res = {"ok": False, "kind": "exception", "error": load_error,
+                           "traceback": load_tb[-4000:]}
+                else:
+                    res = run_python(bundle, task, fn, timeout, out_fd, err_fd)
+                sys.stdout.flush()
+                sys.stderr.flush()
+            else:
+                env.update(PB_TASK_ID=tid, PB_ATTEMPT=attempt, PB_SERIES=series,
+                           PB_TASK_DIR=task_dir)
+                res = run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env)
+            offs[1] = _fd_offset(out_fd)
+            offs[3] = _fd_offset(err_fd)
+            mj = res.pop("metrics_json", None)
+            rec = {"id": tid, "ev": "end", "t0": t0, "t1": time.time(), "host": HOST,
+                   "log": offs}
+            rec.update(res)
+            line = json.dumps(rec, default=_plain)
+            if mj is not None:  # splice the already-validated metrics JSON in
+                line = line[:-1] + ',"metrics":' + mj + "}"
+            os.write(bundle.out, (line + "\n").encode())
+            n_end += 1
+    finally:
+        if saved:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        os.close(out_fd)
+        os.close(err_fd)
+    bundle.finish(n_end)
+
+
+def _limit_self(memory_mb):
+    """Per-task memory limit for in-process calls: what is in use now plus the allowance."""
+    try:
+        import resource
+        with open("/proc/self/statm") as f:
+            vm = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        b = vm + int(memory_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (b, resource.RLIM_INFINITY))
+    except (OSError, ValueError, ImportError):
+        pass
+
+
+def serve():
+    _die_with_parent()
+    parent = os.getppid()
+    proto = os.fdopen(os.dup(1), "w")
+    for line in sys.stdin:
+        folder = line.strip()
+        if not folder:
+            continue
+        run_bundle(folder, parent=parent)
+        proto.write("done %s\n" % folder)
+        proto.flush()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    _install_shim()
+    if argv and argv[0] == "--serve":
+        serve()
+    elif argv and argv[0] == "--list":
+        index = int(argv[2]) if len(argv) > 2 else int(os.environ["SLURM_ARRAY_TASK_ID"])
+        with open(argv[1]) as f:
+            folders = [ln.strip() for ln in f if ln.strip()]
+        base = os.path.dirname(os.path.abspath(argv[1]))
+        run_bundle(os.path.join(base, folders[index]))
+    elif len(argv) == 1:
+        run_bundle(argv[0])
+    else:
+        sys.stderr.write(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
