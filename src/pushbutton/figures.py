@@ -35,7 +35,8 @@ ERRS = ("sem", "ci", "std", "none")
 _STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 12, "xtick.labelsize": 10,
           "ytick.labelsize": 10, "legend.fontsize": 9, "legend.title_fontsize": 10,
           "lines.linewidth": 1.8, "lines.markersize": 5, "axes.grid": True, "grid.alpha": 0.3,
-          "svg.fonttype": "path", "pdf.fonttype": 42}
+          "svg.fonttype": "path", "pdf.fonttype": 42,
+          "svg.hashsalt": "pushbutton"}  # fixed ids: the same figure gives the same SVG
 
 _FigureClass = None
 
@@ -287,7 +288,8 @@ def save(fig, stem: str | Path, formats: Sequence[str] = ("png", "svg", "pdf"),
         p = stem.with_name(f"{stem.name}.{fmt}")
         meta = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None},
                 "png": {"Software": None}}.get(fmt)
-        fig.savefig(p, format=fmt, dpi=dpi, metadata=meta)
+        with _style():
+            fig.savefig(p, format=fmt, dpi=dpi, metadata=meta)
         out.append(p)
     return out
 

@@ -1,0 +1,77 @@
+"""report.build without a browser: files written, self-contained, escaped, robust to odd input."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import PAYLOAD, make_context
+from pushbutton import report
+from pushbutton.errors import SpecError
+
+
+def test_build_writes_one_self_contained_file_and_figure_files(built_reports):
+    path = built_reports["failures"]
+    html = path.read_text(encoding="utf-8")
+    names = sorted(p.name for p in (path.parent / "figures").iterdir())
+    assert len(names) == 12 and {n.rsplit(".", 1)[1] for n in names} == {"png", "svg", "pdf"}
+    assert (path.parent / "aggregated.csv").exists()
+    # figures are embedded; nothing is loaded from elsewhere
+    assert html.count('src="data:image/png;base64,') == 4
+    assert not re.search(r'(src|href)\s*=\s*"(https?:|//)', html)
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    assert "<link rel=\"stylesheet\"" not in html and "<script src" not in html
+
+
+def test_text_is_escaped_in_the_markup(built_reports):
+    html = built_reports["failures"].read_text(encoding="utf-8")
+    assert PAYLOAD not in html  # never raw
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # the report's own
+
+
+def test_sections_present(built_reports):
+    html = built_reports["failures"].read_text(encoding="utf-8")
+    for anchor in ("overview", "results", "figures", "failures", "timing", "provenance"):
+        assert f'id="{anchor}"' in html
+    assert "CPU-hours" in html and "0123abcd" in html and "uncommitted changes" in html
+    assert "partial-banner" not in html
+    assert "partial-banner" in built_reports["half"].read_text(encoding="utf-8")
+
+
+def test_aggregated_csv_matches_analysis(built_reports):
+    from pushbutton import analysis as A
+    csv = pd.read_csv(built_reports["failures"].parent / "aggregated.csv")
+    df = make_context("failures")["results_df"]
+    agg = A.aggregate(df, quantiles=(0.5,))
+    assert len(csv) == len(agg) == 60
+    assert csv["err_mean"].sum() == pytest.approx(agg["err_mean"].sum())
+    # boolean metrics get the Wilson interval (always inside [0, 1])
+    assert csv["success_ci_low"].min() >= 0 and csv["success_ci_high"].max() <= 1
+
+
+def test_minimal_context_and_automatic_figures(tmp_path):
+    ctx = make_context("failures")
+    minimal = {"title": "t", "results_df": ctx["results_df"]}
+    html = report.build(minimal, tmp_path).read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') >= 2  # heatmap(s) and run time
+    assert "No runs recorded" in html
+    empty = report.build({"title": "nothing yet"}, tmp_path / "e").read_text(encoding="utf-8")
+    assert "nothing yet" in empty
+
+
+def test_bad_figure_declaration_is_a_spec_error(tmp_path):
+    ctx = make_context("failures")
+    ctx["figures"] = [{"kind": "heatmap", "x": "delta", "y": "rho", "value": "success"},
+                      {"kind": "line", "x": "dleta", "y": "err"}]
+    with pytest.raises(SpecError) as e:
+        report.build(ctx, tmp_path)
+    assert e.value.key == "figures[1].x" and "did you mean 'delta'" in str(e.value)
+    assert e.value.file == "experiment.toml"
+
+
+def test_fmt():
+    assert report.fmt(None) == "–" and report.fmt(float("nan")) == "–"
+    assert report.fmt(3.0) == "3" and report.fmt(0.123456) == "0.1235" and report.fmt(True) == "true"
+    assert report.fmt(pd.NA) == "–" and report.fmt("x") == "x"

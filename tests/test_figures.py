@@ -1,0 +1,118 @@
+"""pushbutton.figures: each kind draws what it should; spec declarations validate with clear errors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pushbutton import figures as F
+from pushbutton.errors import SpecError
+
+
+@pytest.fixture(scope="module")
+def df():
+    rng = np.random.default_rng(0)
+    rows = []
+    for a in (1.0, 2.0, 4.0):
+        for b in (0.1, 0.2, 0.3):
+            for g in ("x", "y"):
+                for rep in range(5):
+                    rows.append({"task_id": f"{len(rows)}", "a": a, "b": b, "g": g, "rep": rep,
+                                 "loss": a * b + rng.normal(0, 0.01), "ok": bool(b > 0.15),
+                                 "status": "done", "duration_s": float(rng.uniform(1, 2))})
+    out = pd.DataFrame(rows)
+    out.attrs["params"] = ["a", "b", "g", "rep"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def series():
+    return pd.DataFrame([{"task_id": f"{lr}-{r}", "lr": lr, "rep": r, "step": s, "time": s,
+                          "loss": 1 / (1 + lr * s)} for lr in (0.1, 1.0) for r in range(3)
+                         for s in range(10)])
+
+
+def test_line_plots_means_with_error_bars(df):
+    fig = F.line(df, "a", "loss", hue="g", err="ci", units={"a": "m/s"})
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "a [m/s]" and ax.get_ylabel() == "loss"
+    lines = [c.lines[0] for c in ax.containers]  # errorbar containers: data line first
+    assert len(lines) == 2  # one per hue value
+    y = lines[0].get_ydata()
+    expect = [df[(df.a == a) & (df.g == "x")]["loss"].mean() for a in (1, 2, 4)]
+    assert np.allclose(y, expect)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["g = x", "g = y"]
+
+
+def test_heatmap_and_boundary(df):
+    fig = F.heatmap(df, "a", "b", "ok", boundary=0.5, units={"b": "1/s"})
+    ax = fig.axes[0]
+    mesh = ax.collections[0]
+    assert mesh.get_array().reshape(3, 3).tolist() == [[0, 0, 0], [1, 1, 1], [1, 1, 1]]
+    bline = [ln for ln in ax.get_lines() if ln.get_label().startswith("ok")][0]
+    assert np.allclose(bline.get_ydata(), 0.15)  # midway between b = 0.1 and 0.2
+    assert ax.get_ylabel() == "b [1/s]" and len(fig.axes) == 2  # with a colorbar
+    # an expression works as the value
+    fig2 = F.heatmap(df, "a", "b", "loss < 0.5")
+    assert fig2.axes[0].collections[0].get_array().max() == 1
+
+
+def test_learning_curves_and_histogram(df, series):
+    fig = F.learning_curves(series, "loss", hue="lr")
+    curves = fig.axes[0].get_lines()
+    assert len(curves) == 2 and len(curves[0].get_xdata()) == 10
+    assert np.allclose(curves[1].get_ydata(), [1 / (1 + s) for s in range(10)])
+    h = F.histogram(df, "duration_s", hue="g", bins=5)
+    assert len(h.axes[0].patches) == 2
+    empty = F.histogram(df.iloc[:0], "duration_s")
+    assert "no finished tasks" in empty.axes[0].texts[0].get_text()
+
+
+def test_figures_work_in_notebooks_and_save(df, tmp_path):
+    fig = F.line(df, "a", "loss")
+    png = fig._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    paths = F.save(fig, tmp_path / "sub" / "loss")
+    assert [p.name for p in paths] == ["loss.png", "loss.svg", "loss.pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    again = F.save(fig, tmp_path / "sub2" / "loss", formats=("svg",))
+    assert again[0].read_bytes() == paths[1].read_bytes()  # no dates: reproducible files
+
+
+def test_figures_from_spec(df, series, tmp_path):
+    decls = [{"kind": "heatmap", "x": "a", "y": "b", "value": "ok", "boundary": True},
+             {"kind": "line", "x": "b", "y": "loss", "hue": "a", "logy": True, "name": "loss-b"},
+             {"kind": "learning_curves", "metric": "loss", "hue": "lr"},
+             {"kind": "histogram", "column": "duration_s"}]
+    out = F.figures_from_spec(decls, df, series, tmp_path, formats=("png",))
+    assert [o["name"] for o in out] == ["01-heatmap-ok", "loss-b", "03-learning_curves-loss",
+                                        "04-histogram-duration_s"]
+    assert all((tmp_path / f"{o['name']}.png").exists() and o["png"] for o in out)
+
+
+@pytest.mark.parametrize("decl,key,fix", [
+    ({"kind": "heatmap", "x": "aa", "y": "b", "value": "ok"}, "figures[0].x", "did you mean 'a'"),
+    ({"kind": "pie"}, "figures[0].kind", "heatmap"),
+    ({"kind": "line", "x": "a"}, "figures[0].y", "loss"),
+    ({"kind": "line", "x": "a", "y": "loss", "colour": "red"}, "figures[0].colour", "hue"),
+    ({"kind": "line", "x": "a", "y": "loss", "err": "iqr"}, "figures[0].err", "sem"),
+    ({"kind": "heatmap", "x": "a", "y": "b", "value": "ok", "boundary": "half"},
+     "figures[0].boundary", None),
+    ({"kind": "learning_curves", "metric": "acc"}, "figures[0].metric", "loss"),
+])
+def test_declaration_errors_name_the_key_and_the_choices(df, series, decl, key, fix):
+    with pytest.raises(SpecError) as e:
+        F.validate([decl], df, series, file="exp.toml")
+    assert e.value.key == key and e.value.file == "exp.toml"
+    if fix:
+        assert fix in (e.value.fix or "")
+
+
+def test_duplicate_names_rejected(df):
+    d = {"kind": "histogram", "column": "loss", "name": "h"}
+    with pytest.raises(SpecError, match="unique"):
+        F.validate([d, dict(d)], df)
+    assert F.validate([], df) == [] and F.validate(None, df) == []
+    assert math.isfinite(F.validate([d], df)[0].get("bins", 1))
