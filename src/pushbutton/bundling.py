@@ -10,7 +10,8 @@ import math
 
 
 def guided_size(remaining: int, workers: int, est_task_s: float | None = None,
-                fixed: int = 0, max_bundle_s: float = 30.0, factor: int = 3) -> int:
+                fixed: int = 0, max_bundle_s: float = 30.0, factor: int = 3,
+                min_bundle_s: float = 0.05) -> int:
     """Tasks for the next bundle when a worker frees up."""
     if remaining <= 0:
         return 0
@@ -20,6 +21,8 @@ def guided_size(remaining: int, workers: int, est_task_s: float | None = None,
     if est_task_s and est_task_s > 0:
         # bound one bundle's duration so progress and crash recovery stay fine-grained
         n = min(n, max(1, int(max_bundle_s / est_task_s)))
+        # and keep it long enough that a bundle's fixed cost (~1 ms) stays negligible
+        n = max(n, min(remaining, int(min_bundle_s / est_task_s)))
     else:
         n = min(n, 2000)  # unknown cost: learn it from the first bundles
     return max(1, min(n, remaining))

@@ -378,13 +378,18 @@ class Driver:
         t_start = time.time()
         old = signal.signal(signal.SIGTERM, self._on_term) if _main_thread() else None
         status = "finished"
+        last_tail = time.time()
         try:
             remaining = self.fill(remaining)
             while self.active:
                 wait = getattr(self.backend, "wait", None)
                 wait(self.poll_s) if wait else time.sleep(self.poll_s)
                 states = self.backend.poll([b.handle for b in self.active.values()])
-                self.ingest(list(self.active.values()))
+                # running bundles are tailed once a second (fewer, larger Parquet parts);
+                # finished ones are ingested at once by _finalize
+                if time.time() - last_tail >= 1.0:
+                    self.ingest(list(self.active.values()))
+                    last_tail = time.time()
                 for b in list(self.active.values()):
                     st = states.get(b.handle)
                     if st and st.state in (FINISHED, FAILED):

@@ -18,6 +18,13 @@ _RESERVED = set(META) | {"status", "error_kind", "error", "idx"}
 
 def _typed(values):
     import pyarrow as pa
+    try:  # Arrow's own inference (C++) handles the common cases fast
+        arr = pa.array(values)
+        if not (pa.types.is_struct(arr.type) or pa.types.is_null(arr.type)
+                or pa.types.is_list(arr.type) and pa.types.is_struct(arr.type.value_type)):
+            return arr
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
     kinds = set()
     for v in values:
         if v is None:

@@ -1,0 +1,177 @@
+"""The core loop through the Python API: run, resume, failures, retries, commands, series."""
+import json
+import sys
+
+import pytest
+
+import pushbutton
+from pushbutton import Experiment, grid, zip as pzip
+from pushbutton.errors import BusyError, SpecError
+
+
+def test_grid_run_results_and_resume(project):
+    exp = Experiment("sq", function="tasks:square", space=grid(x=list(range(50))), workers=2)
+    s = exp.run()
+    assert s["counts"]["done"] == 50 and s["done"] == 50
+    df = exp.results()
+    assert len(df) == 50
+    assert list(df.columns[:3]) == ["task_id", "x", "y"]
+    assert (df["y"] == df["x"] ** 2).all()
+    assert set(df["status"]) == {"done"}
+    assert df["task_id"].is_unique
+    # resume: nothing left to do, nothing re-run
+    s2 = exp.run()
+    assert s2["done"] == 0 and s2["counts"]["done"] == 50
+    # a larger space adds only the new points
+    exp2 = Experiment("sq", function="tasks:square", space=grid(x=list(range(60))), workers=2)
+    s3 = exp2.run()
+    assert s3["done"] == 10
+    assert len(exp2.results()) == 60
+    # --rerun runs everything again, and the table still has one row per task
+    s4 = exp2.run(rerun=True)
+    assert s4["done"] == 60
+    df = exp2.results()
+    assert len(df) == 60 and df["task_id"].is_unique
+    assert [r["id"] for r in exp2.history()] == [1, 2, 3, 4]
+
+
+def test_shrunk_space_leaves_the_schedule(project):
+    Experiment("s", function="tasks:square", space=grid(x=[1, 2, 3])).run()
+    exp = Experiment("s", function="tasks:square", space=grid(x=[1, 2]))
+    exp.run()
+    assert sorted(exp.results()["x"]) == [1, 2]
+    assert exp.status()["total"] == 2
+
+
+def test_failure_kinds_are_recorded_and_isolated(project):
+    kinds = ["ok", "raise", "exit", "segv", "sleep", "alloc", "nan", "object", "notdict", "ok"]
+    exp = Experiment("faults", function="tasks:faulty", space=pzip(kind=kinds, i=list(range(10))),
+                     timeout=2, memory="400MB", workers=2)
+    s = exp.run()
+    df = exp.results().set_index("i")
+    assert df.loc[0, "status"] == "done" and df.loc[9, "status"] == "done"
+    expect = {1: "exception", 2: "exit", 3: "signal", 4: "timeout", 5: "memory", 6: "metric",
+              7: "metric", 8: "metric"}
+    for i, kind in expect.items():
+        assert df.loc[i, "status"] == "failed", (i, df.loc[i].to_dict())
+        assert df.loc[i, "error_kind"] == kind, (i, df.loc[i, "error"])
+    assert "deliberate failure" in df.loc[1, "error"]
+    assert "SIGSEGV" in df.loc[3, "error"]
+    assert "NaN" in df.loc[6, "error"] or "nan" in df.loc[6, "error"]
+    assert "loss" in df.loc[6, "error"]
+    assert "model" in df.loc[7, "error"]
+    assert s["counts"] == {"pending": 0, "running": 0, "done": 2, "failed": 8, "cancelled": 0}
+    # the log of a failed task holds its traceback
+    log = exp.logs(df.loc[1, "task_id"])
+    assert "ValueError: deliberate failure" in log["stderr"]
+    assert log["attempts"][0]["kind"] == "exception"
+    ok_log = exp.logs(df.loc[0, "task_id"])
+    assert ok_log["stdout"].strip() == "fine ok"
+
+
+def test_retry_policy(project):
+    exp = Experiment("flaky", function="tasks:flaky", space=grid(i=range(6)), retries=1)
+    s = exp.run()
+    df = exp.results()
+    assert s["counts"]["done"] == 6
+    assert set(df["attempts"]) == {2}
+    log = exp.logs(df.loc[0, "task_id"])
+    assert [a["kind"] for a in log["attempts"]] == ["exception"]
+    # without retries they fail, and --rerun-failed runs them again
+    exp0 = Experiment("flaky0", function="tasks:flaky", space=grid(i=range(3)), retries=0)
+    assert exp0.run()["counts"]["failed"] == 3
+    s = exp0.run(rerun_failed=True)
+    assert s["counts"]["failed"] == 3  # attempt counter restarts: the first attempt fails again
+
+
+def test_segfault_charges_only_the_task_that_crashed(project):
+    kinds = ["ok"] * 5 + ["segv"] + ["ok"] * 5
+    exp = Experiment("seg", function="tasks:faulty", space=pzip(kind=kinds, i=list(range(11))),
+                     workers=1, bundle_size=11)
+    s = exp.run()
+    assert s["counts"]["done"] == 10 and s["counts"]["failed"] == 1
+
+
+@pytest.mark.parametrize("value", ["plain", "it's \"quoted\"", "a; rm -rf /", "$(whoami)",
+                                   "`id`", "line1\nline2", "ünïcödé ✓ 中文", "{braces}", "  spaced  ",
+                                   "--flag", "*", "back\\slash"])
+def test_command_values_reach_the_task_verbatim(project, value):
+    exp = Experiment("cmd", command=[sys.executable, "script.py", "file", "{v}"],
+                     space=grid(v=[value]), root=project)
+    s = exp.run()
+    assert s["counts"]["done"] == 1, exp.results().to_dict("records")
+    row = exp.results().iloc[0]
+    assert row["arg"] == value and row["env_value"] == value and row["len"] == len(value)
+
+
+def test_command_metrics_from_stdout_and_failures(project):
+    exp = Experiment("cmd2", command=[sys.executable, "script.py", "{mode}", "x"],
+                     space=grid(mode=["stdout", "exit", "segv", "sleep", "alloc", "badjson"]),
+                     timeout=2, memory="300MB", root=project)
+    exp.run()
+    df = exp.results().set_index("mode")
+    assert df.loc["stdout", "status"] == "done" and df.loc["stdout", "arg"] == "x"
+    assert df.loc["exit", "error_kind"] == "exit" and "4" in df.loc["exit", "error"]
+    assert df.loc["segv", "error_kind"] == "signal" and "SIGSEGV" in df.loc["segv", "error"]
+    assert df.loc["sleep", "error_kind"] == "timeout"
+    assert df.loc["alloc", "error_kind"] == "memory"
+    assert df.loc["badjson", "error_kind"] == "metric"
+    log = exp.logs(df.loc["exit", "task_id"])
+    assert "about to fail" in log["stderr"]
+
+
+def test_unknown_placeholder_is_a_clear_error(project):
+    with pytest.raises(SpecError, match=r"placeholder \{m\} is not a parameter"):
+        Experiment("bad", command=["echo", "{m}"], space=grid(n=[1]))
+
+
+def test_series_from_log(project):
+    exp = Experiment("curves", function="tasks:curve", space=grid(lr=[0.1, 0.5]))
+    exp.run()
+    s = exp.series()
+    assert len(s) == 10
+    assert set(s.columns) >= {"task_id", "step", "loss", "lr"}
+    last = s[s.step == 4].set_index("lr")["loss"]
+    assert last[0.5] == pytest.approx(0.5 ** 5)
+
+
+def test_second_driver_is_refused(project):
+    import threading
+    import time
+    exp = Experiment("busy", function="tasks:slow", space=grid(i=range(40), t=[0.05]), workers=1)
+    t = threading.Thread(target=exp.run)
+    t.start()
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and not exp.store.db.execute(
+                "SELECT count(*) FROM bundles").fetchone()[0]:
+            time.sleep(0.05)
+        other = Experiment("busy", function="tasks:slow", space=grid(i=range(40), t=[0.05]))
+        with pytest.raises(BusyError, match="already being run"):
+            other.run()
+    finally:
+        t.join()
+    df = exp.results()
+    assert (df.status == "done").all() and len(df) == 40
+
+
+def test_python_callable_and_log_outside_a_task(project):
+    sys.path.insert(0, str(project))
+    try:
+        import tasks
+        exp = Experiment("callable", function=tasks.square, space=grid(x=[3]), root=project)
+        exp.run()
+        assert exp.results()["y"].tolist() == [9]
+    finally:
+        sys.path.remove(str(project))
+    pushbutton.log(step=1, loss=0.5)  # a no-op outside a task
+
+
+def test_sql_and_where(project):
+    exp = Experiment("q", function="tasks:square", space=grid(x=range(10), k=["a", "b"]))
+    exp.run()
+    df = exp.sql("SELECT k, sum(y) AS s FROM results GROUP BY k ORDER BY k")
+    assert df["s"].tolist() == [285, 285]
+    assert len(exp.results(where="x >= 5 AND k = 'a'")) == 5
+    t = exp.sql("SELECT state, count(*) AS n FROM tasks GROUP BY state")
+    assert t.set_index("state")["n"]["done"] == 20
