@@ -61,6 +61,13 @@ def _cell(v: Any, text: str | None = None) -> dict:
     return {"text": fmt(v) if text is None else text, "sort": _sort_key(v), "num": num}
 
 
+def when(v: Any) -> str:
+    """Epoch seconds (as the store keeps them) or text, as a UTC date-time."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isnan(v) and v > 1e8:
+        return _dt.datetime.fromtimestamp(float(v), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return fmt(v)
+
+
 def _duration(s: float) -> str:
     if s is None or (isinstance(s, float) and math.isnan(s)):
         return "–"
@@ -234,17 +241,25 @@ def _runs(ctx: dict) -> list[dict]:
         prov = dict(r.get("provenance") or {})
         pkgs = prov.pop("packages", None) or {}
         diff = prov.pop("diff", None) or prov.pop("git_diff", None) or ""
+        for k in _PROV_HIDDEN:
+            prov.pop(k, None)
         out.append({"id": fmt(r.get("run_id") or r.get("id")),
-                    "started": fmt(r.get("started_at")), "finished": fmt(r.get("finished_at")),
+                    "started": when(r.get("started_at", r.get("started"))),
+                    "finished": when(r.get("finished_at", r.get("ended"))),
                     "message": fmt(r.get("message")) if r.get("message") else "",
-                    "backend": fmt(r.get("backend")) if r.get("backend") else "",
+                    "backend": fmt(r.get("backend") or r.get("target") or ""),
                     "status": fmt(r.get("status")) if r.get("status") else "",
-                    "code": fmt(prov.get("code_version") or prov.get("git_commit")
-                                or prov.get("code_hash") or ""),
-                    "prov": [(k, _prov_text(v)) for k, v in prov.items()],
+                    "code": fmt(r.get("code_version") or prov.get("code_version")
+                                or prov.get("git_commit") or prov.get("code_hash") or ""),
+                    "prov": [(k, when(v) if k == "time" else _prov_text(v))
+                             for k, v in prov.items()],
                     "packages": sorted((str(k), fmt(v)) for k, v in dict(pkgs).items()),
                     "diff": str(diff)})
     return out
+
+
+# shown elsewhere in the report (spec, message) or too long to be useful per run
+_PROV_HIDDEN = ("spec", "message")
 
 
 def _prov_text(v) -> str:
@@ -311,4 +326,57 @@ def build(context: dict, outdir: str | Path, filename: str = "report.html") -> P
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)  # a browser that has the old report open never sees half a file
+    return path
+
+
+# --------------------------------------------------------------------------- from a project store
+def context_from_store(store, eid: int, name: str, spec: dict | None = None,
+                       spec_file: str | None = None, space: str | None = None) -> dict:
+    """The `build` context of a stored experiment: its table, series, runs and spec."""
+    import json
+
+    from . import results as R
+    from . import table
+
+    stored = next((e["spec"] for e in store.experiments() if e["id"] == eid), {}) or {}
+    spec = dict(spec or {k: v for k, v in stored.items() if not k.startswith("_")})
+    spec_file = spec_file or stored.get("_spec_file")
+    df = table.results(store, eid, name)
+    meta = R.columns_meta(store.dir / "results" / name)
+    params = [c for c in meta["params"] if c in df.columns]
+    known = set(params) | set(meta["metrics"]) | set(A.RESERVED)
+    params += [c for c in df.columns if c not in known]  # parameters of tasks not run yet
+    df.attrs["params"] = params
+    df.attrs["metrics"] = [c for c in meta["metrics"] if c in df.columns]
+    series = table.series(store, eid, name)
+    series.attrs["params"] = [c for c in params if c in series.columns]
+    spec_text = ""
+    if spec_file and Path(spec_file).is_file():
+        spec_text = Path(spec_file).read_text(encoding="utf-8", errors="replace")
+    elif spec:
+        spec_text = json.dumps(spec, indent=2, default=str)
+    runs = [{**r, "run_id": r.get("id")} for r in store.runs(eid)]
+    return {"title": name, "name": name,
+            "description": spec.get("description", ""), "spec_text": spec_text,
+            "spec_file": Path(spec_file).name if spec_file else "",
+            "space_description": space or stored.get("_space") or "",
+            "counts": store.counts(eid), "results_df": df, "series_df": series,
+            "figures": spec.get("figures") or None, "units": spec.get("units") or {},
+            "params": params, "metrics": df.attrs["metrics"], "runs": runs}
+
+
+def default_outdir(project_root, name: str) -> Path:
+    """`<project>/reports/<experiment>/`: beside the code, where a researcher looks for it."""
+    return Path(project_root) / "reports" / name
+
+
+def build_for_experiment(exp, outdir=None, open_browser: bool = False) -> Path:
+    """Report of an `Experiment` (what `exp.report()` and `pb report` call)."""
+    eid = exp._exp_id()
+    ctx = context_from_store(exp.store, eid, exp.name, spec=exp.spec.model_dump(),
+                             spec_file=exp.spec_file, space=repr(exp.space))
+    path = build(ctx, outdir or default_outdir(exp.store.root, exp.name))
+    if open_browser:
+        import webbrowser
+        webbrowser.open(path.resolve().as_uri())
     return path
