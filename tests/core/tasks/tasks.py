@@ -60,3 +60,23 @@ def curve(lr, steps=5, **_):
 def slow(i, t=0.05, **_):
     time.sleep(t)
     return {"i": i, "pid": os.getpid()}
+
+
+def tear(i, **_):
+    """Simulates a worker killed in the middle of writing this task's outcome line, once."""
+    marker = pushbutton.current_task().dir / "torn-once"
+    if i == 3 and not marker.exists():
+        marker.write_text("x")
+        out = os.path.join(os.path.dirname(os.environ["PB_SERIES"]), "outcomes.jsonl")
+        with open(out, "a") as f:
+            f.write('{"id":"%s","ev":"end","ok":true,"metrics":{"i":' % os.environ["PB_TASK_ID"])
+        os.kill(os.getpid(), 9)
+    return {"i": i}
+
+
+def counted(i, t=0.01, **_):
+    """Records every execution (to count double executions) and sleeps a little."""
+    with open(os.path.join(os.environ.get("PB_COUNT_DIR", "."), "executions.log"), "a") as f:
+        f.write("%d\n" % i)
+    time.sleep(t)
+    return {"i": i, "sq": i * i}

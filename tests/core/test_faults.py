@@ -1,0 +1,78 @@
+"""Crash paths: kill -9 of the driver at random moments, torn outcome lines."""
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+
+from pushbutton import Experiment, grid
+from pushbutton.store import Store
+
+from .conftest import pb, write
+
+N = 400
+
+
+def _spec(project):
+    return write(project / "experiment.toml", f"""
+name = "crashy"
+function = "tasks:counted"
+[space]
+grid = {{ i = {{ range = [0, {N}] }}, t = [0.01] }}
+[run]
+workers = 2
+""")
+
+
+def test_kill9_driver_at_random_moments_loses_and_duplicates_nothing(project):
+    _spec(project)
+    rng = random.Random(1234)
+    env = dict(os.environ, PB_COUNT_DIR=str(project))
+    kills = 0
+    for trial in range(12):
+        p = subprocess.Popen([sys.executable, "-m", "pushbutton", "run", "experiment.toml",
+                              "--quiet"], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 1.2))
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+            kills += 1
+        p.wait()
+    assert kills >= 10
+    r = pb("run", "experiment.toml", "--quiet", cwd=project, env={"PB_COUNT_DIR": str(project)})
+    assert "400 done, 0 failed" in r.stdout, r.stdout + r.stderr
+    store = Store(project)
+    assert store.db.execute("SELECT count(*) FROM tasks WHERE state='done'").fetchone()[0] == N
+    # exactly one stored row per task, even in the raw Parquet parts
+    files = [str(p) for p in (project / ".pushbutton" / "results" / "crashy").glob("*.parquet")]
+    raw = duckdb.connect().execute(
+        "SELECT task_id, count(*) AS n FROM read_parquet(?, union_by_name=true) GROUP BY task_id",
+        [files]).fetchall()
+    assert len(raw) == N and all(n == 1 for _, n in raw)
+    exp_df = json.loads(pb("results", "--format", "json", cwd=project).stdout.splitlines()[0])
+    assert set(exp_df) >= {"task_id", "i", "sq", "status"}
+    out = pb("sql", "SELECT count(*) AS n, count(DISTINCT i) AS d, sum(sq) AS s FROM results",
+             "--format", "csv", cwd=project).stdout.splitlines()
+    n, d, total = (float(v) for v in out[1].split(","))
+    assert (n, d, total) == (N, N, sum(i * i for i in range(N)))
+    # re-executions only of tasks that were mid-run when the driver died (at most 2 per kill)
+    counts = collections.Counter(open(project / "executions.log").read().split())
+    assert len(counts) == N
+    assert sum(counts.values()) - N <= 2 * kills
+
+
+def test_torn_outcome_line_is_detected_and_rerun(project):
+    exp = Experiment("torn", function="tasks:tear", space=grid(i=range(8)), workers=1,
+                     bundle_size=8)
+    s = exp.run()
+    assert s["counts"]["done"] == 8, exp.results().to_dict("records")
+    df = exp.results()
+    assert df["task_id"].is_unique and sorted(df["i"]) == list(range(8))
+    assert (df["attempts"] == 1).all()  # a torn line is not the task's fault
+    kinds = [k for (k,) in exp.store.db.execute("SELECT kind FROM events")]
+    assert "torn-line" in kinds or "requeued-torn" in kinds
