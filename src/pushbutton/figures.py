@@ -121,7 +121,29 @@ def _colors(groups, hue, df):
         return [None] * len(groups)
     import matplotlib
     cmap = matplotlib.colormaps["viridis"]
-    return [cmap(0.9 * i / (len(groups) - 1)) for i in range(len(groups))]
+    keys = [float(k) for k, _ in groups]
+    lo, span = min(keys), (max(keys) - min(keys)) or 1.0
+    return [cmap(0.9 * (k - lo) / span) for k in keys]  # by value: the colorbar can be read
+
+
+def _legend(fig, ax, groups, hue, df, units):
+    """Legend for few hue values; a colorbar for many numeric ones (a 50-entry legend would
+    crush the axes); the first 12 entries for many categories."""
+    if hue is None or not groups:
+        return
+    if len(groups) > 6 and _numeric_col(df[hue]):
+        import matplotlib
+        from matplotlib.cm import ScalarMappable
+        keys = [float(k) for k, _ in groups]
+        lo, span = min(keys), (max(keys) - min(keys)) or 1.0
+        sm = ScalarMappable(norm=matplotlib.colors.Normalize(lo, lo + span / 0.9), cmap="viridis")
+        cb = fig.colorbar(sm, ax=ax)
+        cb.set_label(label(hue, units))
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    more = len(handles) > 12
+    ax.legend(handles[:12], labels[:12], frameon=False, fontsize=9 if not more else 8,
+              title=f"first 12 of {len(handles)}" if more else None)
 
 
 def line(df: pd.DataFrame, x: str, y: str, hue: str | None = None, err: str = "sem",
@@ -152,8 +174,7 @@ def line(df: pd.DataFrame, x: str, y: str, hue: str | None = None, err: str = "s
             ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
-        if hue is not None and not agg.empty:
-            ax.legend(frameon=False)
+        _legend(fig, ax, groups, hue, agg, units)
         ax.set_title(title or f"{label(y)} vs {label(x)} ({_err_label(err, ci)})")
     return fig
 
@@ -230,8 +251,7 @@ def learning_curves(series: pd.DataFrame, metric: str, hue: str | None = None, x
                 if e is not None:
                     lo, hi = (mean - e, mean + e) if e.ndim == 1 else (mean - e[0], mean + e[1])
                     ax.fill_between(xs, lo, hi, color=ln.get_color(), alpha=0.2, lw=0)
-            if hue is not None and len(agg):
-                ax.legend(frameon=False)
+            _legend(fig, ax, groups, hue, agg, units)
         ax.set_xlabel(label(x, units))
         ax.set_ylabel(label(metric, units))
         if logx:
@@ -256,13 +276,13 @@ def histogram(df: pd.DataFrame, column: str, hue: str | None = None, bins: Any =
             _empty(ax)
         else:
             edges = np.histogram_bin_edges(v_all.to_numpy(float), bins=bins)
-            for key, part in _hue_groups(data, hue):
+            groups = _hue_groups(data, hue)
+            for (key, part), color in zip(groups, _colors(groups, hue, data)):
                 v = pd.to_numeric(part[column], errors="coerce").dropna().to_numpy(float)
                 lab = None if hue is None else f"{hue} = {_fmt(key)}"
                 ax.hist(v, bins=edges, histtype="step" if hue else "stepfilled", lw=1.8,
-                        alpha=1.0 if hue else 0.8, label=lab)
-            if hue is not None:
-                ax.legend(frameon=False)
+                        alpha=1.0 if hue else 0.8, label=lab, color=color)
+            _legend(fig, ax, groups, hue, data, units)
         ax.set_xlabel(label(column, units))
         ax.set_ylabel("tasks")
         if logy:
