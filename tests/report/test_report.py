@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from conftest import PAYLOAD, make_context
+from _report_data import PAYLOAD, make_context
 from pushbutton import report
 from pushbutton.errors import SpecError
 

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from _chromium_cdp import Browser, find_chromium
-from conftest import IMG, PAYLOAD, QUOTES
+from _report_data import IMG, PAYLOAD, QUOTES
 
 pytestmark = pytest.mark.browser
 CI = os.environ.get("CI", "").lower() == "true"
