@@ -150,7 +150,8 @@ class Shell:
         raise NotImplementedError
 
     def get(self, src: str, dst: str | os.PathLike, *, includes: list[str] | None = None,
-            excludes: list[str] | None = None, timeout: float = 600, retries: int = 3) -> None:
+            excludes: list[str] | None = None, filters: list[str] | None = None,
+            timeout: float = 600, retries: int = 3) -> None:
         """Copy src on the target to a local dst; resumable (--partial), never deletes."""
         raise NotImplementedError
 
@@ -211,8 +212,9 @@ class LocalShell(Shell):
         args = (["--delete"] if delete else []) + [f"--exclude={e}" for e in excludes or []]
         self._copy(src, dst, args, timeout)
 
-    def get(self, src, dst, *, includes=None, excludes=None, timeout=600, retries=3):
-        args = [f"--include={i}" for i in includes or []]
+    def get(self, src, dst, *, includes=None, excludes=None, filters=None, timeout=600,
+            retries=3):
+        args = list(filters or []) + [f"--include={i}" for i in includes or []]
         args += [f"--exclude={e}" for e in excludes or []]
         self._copy(src, dst, args, timeout)
 
@@ -304,10 +306,11 @@ class SSHShell(Shell):
         args = (["--delete"] if delete else []) + [f"--exclude={e}" for e in excludes or []]
         self._rsync(args + [str(src), f"{self.host}:{_rsync_remote(dst)}"], timeout, retries)
 
-    def get(self, src, dst, *, includes=None, excludes=None, timeout=600, retries=3):
+    def get(self, src, dst, *, includes=None, excludes=None, filters=None, timeout=600,
+            retries=3):
         Path(dst).mkdir(parents=True, exist_ok=True) if str(src).endswith("/") else \
             Path(dst).parent.mkdir(parents=True, exist_ok=True)
-        args = [f"--include={i}" for i in includes or []]
+        args = list(filters or []) + [f"--include={i}" for i in includes or []]
         args += [f"--exclude={e}" for e in excludes or []]
         self._rsync(args + [f"{self.host}:{_rsync_remote(src)}", str(dst)], timeout, retries)
 

@@ -247,6 +247,27 @@ def add(target: Target, file: str | os.PathLike | None = None, replace: bool = F
     return path
 
 
+# -- hooks used by running.py -----------------------------------------------------------------
+def backend_for(exp, on: str, store=None, workers: int | None = None, sbatch=None):
+    """The backend for `--on NAME` (a named target of any scheduler)."""
+    t = get(on, getattr(store, "root", None))
+    if t.scheduler == "local":
+        from .backends.local import LocalBackend
+        n = workers or t.workers or exp.run_options.workers or os.cpu_count()
+        return LocalBackend(workers=n, log_dir=store.dir / "logs")
+    if t.scheduler == "slurm":
+        from .harvest import make_backend
+        return make_backend(t, store, sbatch=sbatch)
+    from .backends import get_backend
+    return get_backend(t.scheduler, address=t.address, workers=workers or t.workers)
+
+
+def cancel_bundles(store, eid: int, rows) -> int:
+    """Cancel bundles running on schedulers (rows of id, backend, handle, target)."""
+    from .harvest import cancel_bundles as cancel
+    return cancel(store, eid, rows)
+
+
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Problem:

@@ -1,0 +1,399 @@
+"""Fire-and-forget runs on a batch scheduler (SLURM), and the harvest that brings them home.
+
+`pb run --on TARGET` calls `submit_experiment`: the code snapshot and the bundles are shipped,
+SLURM accepts the job arrays, and it returns. Later `harvest()` (`pb harvest`, `pb status`,
+`pb watch`) does one round: ONE batched status query, pull the outputs of the bundles that are
+over, ingest only checksummed outcomes (done.json's sha256, or the cluster-side sha256 of a bundle
+that died), charge or requeue the tasks (the driver's own rules), and resubmit what is pending
+(retries). With wait=True it repeats until every task is done or failed.
+
+The ingest itself is the driver's (offsets committed with task states, Parquet parts named by
+offset), so a harvest killed at any point, or run twice, loses and duplicates nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from . import bundling, results
+from .backends.base import FAILED, FINISHED, BundleRef, BundleState
+from .driver import Driver, ExperimentLock
+from .errors import PushbuttonError
+from .store import DONE, FAILED as T_FAILED, PENDING, RUNNING, Store
+
+CODE_EXCLUDES = [".git/", ".pushbutton/", ".services/", "__pycache__/", "*.pyc", ".venv/",
+                 "venv/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".hypothesis/",
+                 ".ipynb_checkpoints/", "benchmarks/out/"]
+
+
+def project_key(store: Store) -> str:
+    h = hashlib.blake2b(f"{socket.gethostname()}:{store.root}".encode(), digest_size=5)
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in store.root.name)[:40]
+    return f"{name or 'project'}-{h.hexdigest()}"
+
+
+def _meta_path(store: Store, eid: int) -> Path:
+    return store.dir / "slurm-runs" / f"{eid}.json"
+
+
+def load_meta(store: Store, eid: int) -> dict | None:
+    p = _meta_path(store, eid)
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _save_meta(store: Store, eid: int, meta: dict) -> None:
+    p = _meta_path(store, eid)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, p)
+
+
+def make_backend(target, store: Store, sbatch=None):
+    from .backends.slurm import SlurmBackend
+    return SlurmBackend(target, store.dir, sbatch=sbatch, project_key=project_key(store))
+
+
+def _exp_shim(meta: dict):
+    """What the driver reads from an experiment, rebuilt from the stored run description."""
+    res = SimpleNamespace(retries=meta["retries"], retry_on=meta["retry_on"],
+                          timeout=meta["timeout"], memory=meta["memory_mb"], cpus=meta["cpus"])
+    return SimpleNamespace(name=meta["name"], space=SimpleNamespace(names=meta["param_names"]),
+                           resources=res, run_options=SimpleNamespace(
+                               bundle_size=meta["bundle_size"]))
+
+
+# -- submit ---------------------------------------------------------------------------------
+def submit_experiment(backend, exp, eid: int, run_id: int, store: Store, wait: bool = False,
+                      progress=None) -> dict:
+    """Ship and submit every pending task of the experiment; return once SLURM accepted."""
+    r = exp.resources
+    opts = list(backend.extra)
+    if getattr(exp.run_options, "sbatch", None):
+        import shlex
+        opts = shlex.split(exp.run_options.sbatch) + opts
+    backend.extra = opts
+    backend.gpus = int(getattr(r, "gpus", 0) or 0)
+    meta = {"name": exp.name, "target": backend.target.name, "run": run_id,
+            "sbatch": opts, "gpus": backend.gpus, "root": str(exp.root),
+            "sys_path": list(exp.sys_path), "call": exp.call, "timeout": r.timeout,
+            "memory_mb": r.memory, "cpus": r.cpus, "retries": r.retries,
+            "retry_on": list(r.retry_on), "bundle_size": exp.run_options.bundle_size,
+            "param_names": list(exp.space.names), "submitted": time.time()}
+    _save_meta(store, eid, meta)
+    if backend.remote:
+        ship_code(backend, exp.root)
+    t0 = time.time()
+    n_bundles, n_tasks, jobs = submit_pending(backend, store, eid, run_id, meta)
+    store.event(eid, run_id, "slurm-submitted", {"bundles": n_bundles, "tasks": n_tasks,
+                                                 "jobs": jobs, "target": backend.target.name})
+    summary = {"status": "submitted", "run": run_id, "target": backend.target.name,
+               "bundles": n_bundles, "tasks": n_tasks, "jobs": jobs,
+               "seconds": time.time() - t0, "counts": store.counts(eid)}
+    if wait:
+        summary.update(sync(store, eid, backend=backend, wait=True, progress=progress,
+                            lock=False))
+    return summary
+
+
+def ship_code(backend, root) -> None:
+    """The code snapshot (incremental rsync) and the worker, to <base>/code and <base>."""
+    from .backends.slurm import WORKER
+    sh = backend.shell
+    sh.put(str(Path(root)) + "/", backend.code_dir + "/", delete=True, excludes=CODE_EXCLUDES)
+    sh.put(WORKER, backend.worker)
+
+
+def _remote_spec(spec: dict, backend, meta: dict) -> dict:
+    """bundle.json as the cluster sees it: the code snapshot's paths instead of ours."""
+    root = meta["root"]
+    s = dict(spec)
+    s["root"] = backend.code_dir
+    s["sys_path"] = [backend.code_dir + p[len(root):] for p in meta["sys_path"]
+                     if p == root or p.startswith(root.rstrip("/") + "/")]
+    s["task_root"] = f"{backend.base}/tasks"
+    return s
+
+
+def _sizes(backend, store: Store, eid: int, n: int, meta: dict, quota: int) -> int:
+    """Tasks per bundle: few enough jobs for the site limits, enough to fill the partition."""
+    lim = backend.limits()
+    est = store.db.execute("SELECT avg(t1 - t0) FROM tasks WHERE exp=? AND state='done' AND "
+                           "t1 IS NOT NULL AND t0 IS NOT NULL", (eid,)).fetchone()[0]
+    slots = max(1, lim["cpus"] // max(1, meta["cpus"] or 1))
+    min_bundles = min(slots, 1000)
+    if est:
+        min_bundles = max(1, min(min_bundles, math.ceil(n * est / 5.0)))
+    return bundling.static_plan(n, est, max_bundles=max(1, min(lim["max_array"], quota)),
+                                min_bundles=min_bundles, fixed=meta["bundle_size"])
+
+
+def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
+    """Bundle the pending tasks (up to the queue quota) and submit them as job arrays."""
+    db = store.db
+    n_pending = db.execute("SELECT count(*) FROM tasks WHERE exp=? AND state='pending' AND "
+                           "idx IS NOT NULL", (eid,)).fetchone()[0]
+    if not n_pending:
+        return 0, 0, []
+    active = db.execute("SELECT count(*) FROM bundles WHERE exp=? AND backend='slurm' AND "
+                        "state IN ('created','submitted')", (eid,)).fetchone()[0]
+    quota = max(0, backend.capacity() - active)
+    if quota == 0:
+        return 0, 0, []
+    per = _sizes(backend, store, eid, n_pending, meta, quota)
+    rows = db.execute("SELECT rowid, id, params, attempts FROM tasks WHERE exp=? AND "
+                      "state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
+                      (eid, per * quota)).fetchall()
+    seq = db.execute("SELECT count(*) FROM bundles WHERE exp=?", (eid,)).fetchone()[0]
+    refs, made = [], []
+    for i in range(0, len(rows), per):
+        group = rows[i:i + per]
+        seq += 1
+        bid = f"e{eid}-r{run_id}-s{seq:06d}"
+        while db.execute("SELECT 1 FROM bundles WHERE id=?", (bid,)).fetchone():
+            seq += 1
+            bid = f"e{eid}-r{run_id}-s{seq:06d}"
+        d = store.dir / "bundles" / bid
+        d.mkdir(parents=True, exist_ok=True)
+        tasks = [{"id": tid, "params": json.loads(p), "attempt": a + 1}
+                 for _, tid, p, a in group]
+        spec = {"bundle": bid, "experiment": meta["name"], "run": run_id, "root": meta["root"],
+                "sys_path": meta["sys_path"], "call": meta["call"], "timeout": meta["timeout"],
+                "memory_mb": meta["memory_mb"], "task_root": str(store.dir / "tasks"),
+                "tasks": tasks}
+        _atomic(d / "bundle.json", json.dumps(spec))
+        if backend.remote:
+            rd = backend.mirror / "bundles" / bid
+            rd.mkdir(parents=True, exist_ok=True)
+            _atomic(rd / "bundle.json", json.dumps(_remote_spec(spec, backend, meta)))
+        refs.append(BundleRef(bid, d, len(group), meta["timeout"], meta["memory_mb"],
+                              meta["cpus"] or 1))
+        made.append((bid, group, d))
+    with store.tx():
+        for bid, group, d in made:
+            db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid=?",
+                           ((bid, run_id, r[0]) for r in group))
+            db.execute("INSERT INTO bundles(id, exp, run, backend, state, n_tasks, dir, target) "
+                       "VALUES (?,?,?,?,?,?,?,?)", (bid, eid, run_id, "slurm", "created",
+                                                    len(group), str(d), backend.target.name))
+    try:
+        handles = backend.submit(refs, label=f"pb-{meta['name']}")
+    except Exception:
+        with store.tx():  # nothing was accepted: the tasks go back to pending
+            for bid, group, d in made:
+                db.executemany("UPDATE tasks SET state='pending' WHERE rowid=? AND "
+                               "state='running'", ((r[0],) for r in group))
+                db.execute("UPDATE bundles SET state='failed', cause='sbatch refused it' "
+                           "WHERE id=?", (bid,))
+        raise
+    now = time.time()
+    with store.tx():
+        db.executemany("UPDATE bundles SET handle=?, state='submitted', submitted=? WHERE id=?",
+                       ((h, now, b.id) for h, b in zip(handles, refs)))
+    jobs = sorted({h.split("_")[0] for h in handles})
+    return len(refs), len(rows), jobs
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# -- harvest ------------------------------------------------------------------------------
+def _verified(backend, store: Store, bids: list[str]) -> set[str]:
+    """Bundles whose local outcomes.jsonl is complete: it matches done.json's sha256, or (for a
+    bundle that died without done.json) the sha256 computed where it ran."""
+    ok, need_remote = set(), []
+    for b in bids:
+        d = store.dir / "bundles" / b
+        done = d / "done.json"
+        if done.exists():
+            try:
+                meta = json.loads(done.read_text())
+            except ValueError:
+                continue  # a torn copy: pull it again next time
+            p = d / "outcomes.jsonl"
+            data = p.read_bytes() if p.exists() else b""
+            if hashlib.sha256(data).hexdigest() == meta.get("sha256"):
+                ok.add(b)
+        elif backend.remote:
+            need_remote.append(b)
+        else:
+            ok.add(b)  # local and over: the file is what it is
+    if need_remote:
+        sums = backend.checksums(need_remote)
+        for b in need_remote:
+            p = store.dir / "bundles" / b / "outcomes.jsonl"
+            data = p.read_bytes() if p.exists() else b""
+            if b in sums and sums[b] == (hashlib.sha256(data).hexdigest(), len(data)):
+                ok.add(b)
+    return ok
+
+
+def sync(store: Store, eid: int, backend=None, wait: bool = False, progress=None,
+         lock: bool = True, timeout: float | None = None) -> dict:
+    """One harvest round (or rounds until everything is over, with wait). Returns a summary."""
+    meta = load_meta(store, eid)
+    if meta is None:
+        return {"status": "nothing-submitted", "counts": store.counts(eid)}
+    held = ExperimentLock(store, eid, meta["name"]).acquire() if lock else None
+    own_backend = backend is None
+    try:
+        if backend is None:
+            from . import targets
+            backend = make_backend(targets.get(meta["target"], store.root), store,
+                                   sbatch=meta["sbatch"])
+            backend.gpus = meta.get("gpus", 0)
+        return _sync(store, eid, meta, backend, wait, progress, timeout)
+    finally:
+        if own_backend and backend is not None:
+            backend.close()
+        if held:
+            held.release()
+
+
+def _active(store: Store, eid: int) -> list[tuple]:
+    return store.db.execute("SELECT id, handle, dir, ingested, series_ingested, run, state "
+                            "FROM bundles WHERE exp=? AND backend='slurm' AND state IN "
+                            "('created','submitted') ORDER BY id", (eid,)).fetchall()
+
+
+def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
+    run_id = meta["run"]
+    drv = Driver(store, _exp_shim(meta), eid, backend, run_id, target=meta["target"])
+    interval = backend.target.poll_interval
+    fast = not backend.remote  # local-slurm: done.json files are visible without a query
+    t_start, last_poll, delay = time.time(), 0.0, interval
+    ingested = errors = 0
+    warnings: list[str] = []
+    while True:
+        rows = _active(store, eid)
+        unsent = [r for r in rows if not r[1]]
+        if unsent:  # a submit interrupted before SLURM answered: the tasks go back to pending
+            with store.tx():
+                for r in unsent:
+                    store.db.execute("UPDATE tasks SET state='pending' WHERE bundle=? AND "
+                                     "state='running'", (r[0],))
+                    store.db.execute("UPDATE bundles SET state='failed', cause=? WHERE id=?",
+                                     ("never submitted", r[0]))
+            rows = [r for r in rows if r[1]]
+        by_handle = {r[1]: r for r in rows}
+        states: dict[str, BundleState] = {}
+        now = time.time()
+        if rows and (now - last_poll >= delay or not wait):
+            states = backend.poll(list(by_handle))
+            last_poll = time.time()
+            if backend.last_poll_error:
+                errors += 1
+                delay = min(delay * 2, 60.0)  # back off while the controller struggles
+                warnings.append(backend.last_poll_error)
+            else:
+                delay = interval
+        elif rows and fast:
+            for bid in backend.done_bundles([r[0] for r in rows]):
+                h = next(r[1] for r in rows if r[0] == bid)
+                states[h] = BundleState(FINISHED)
+        over = {h: st for h, st in states.items() if st.state in (FINISHED, FAILED)}
+        if over:
+            bids = [by_handle[h][0] for h in over]
+            try:
+                backend.collect_many(bids)
+            except PushbuttonError as e:
+                warnings.append(f"pulling results failed (will resume): {e}")
+            good = _verified(backend, store, bids)
+            for h, st in over.items():
+                bid, _, d, off, soff, b_run, _ = by_handle[h]
+                if bid not in good:
+                    continue
+                drv.run_id = b_run or run_id
+                ab = drv._load_bundle(bid, Path(d), off or 0, soff or 0)
+                ab.handle = h
+                if st.kind in ("preempted",):
+                    ab.inherited = True  # not the task's fault: requeue without an attempt
+                drv._finalize(ab, st)
+                ingested += 1
+                if st.state == FAILED:
+                    store.event(eid, b_run, "bundle-failed", {"bundle": bid, "cause": st.cause,
+                                                              "kind": st.kind})
+            drv.run_id = run_id
+        n_pending = store.counts(eid)[PENDING]
+        if n_pending:
+            submit_pending(backend, store, eid, run_id, meta)
+        left = _active(store, eid)
+        counts = store.counts(eid)
+        if progress:
+            progress(counts[DONE] + counts[T_FAILED], sum(counts.values()), counts[T_FAILED],
+                     time.time() - t_start)
+        if not left and not counts[PENDING]:
+            _finish(store, eid, run_id, drv)
+            status = "finished"
+            break
+        if not wait:
+            status = "running"
+            break
+        if timeout is not None and time.time() - t_start > timeout:
+            status = "timeout"
+            break
+        time.sleep(0.1 if fast else max(0.2, min(delay, interval)))
+    counts = store.counts(eid)
+    return {"status": status, "bundles_ingested": ingested, "counts": counts,
+            "done": counts[DONE], "failed": counts[T_FAILED], "poll_errors": errors,
+            "warnings": warnings[-3:], "seconds": time.time() - t_start}
+
+
+def _finish(store: Store, eid: int, run_id: int, drv: Driver) -> None:
+    row = store.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
+    if row and row[0] == "running":
+        store.end_run(run_id, "finished")
+    try:
+        results.compact(drv.res_dir)
+        results.compact(drv.ser_dir, min_parts=64)
+    except Exception as e:  # compaction is an optimisation
+        store.event(eid, run_id, "compact-failed", str(e))
+
+
+def harvest(store: Store, name: str | None = None, wait: bool = False, progress=None,
+            timeout: float | None = None) -> dict:
+    """Harvest one experiment by name, or every experiment with bundles on a scheduler."""
+    if name:
+        eid = store.experiment(name)
+        if eid is None:
+            raise PushbuttonError(f"no experiment named '{name}' in {store.root}")
+        return {name: sync(store, eid, wait=wait, progress=progress, timeout=timeout)}
+    out = {}
+    for eid, ename in store.db.execute("SELECT DISTINCT e.id, e.name FROM experiments e JOIN "
+                                       "bundles b ON b.exp=e.id WHERE b.backend='slurm' AND "
+                                       "b.state IN ('created','submitted')").fetchall():
+        out[ename] = sync(store, eid, wait=wait, progress=progress, timeout=timeout)
+    return out
+
+
+def cancel_bundles(store: Store, eid: int, rows) -> int:
+    """scancel the given bundles (rows of id, backend, handle, target); mark them cancelled."""
+    from . import targets
+    by_target: dict[str, list] = {}
+    for bid, backend, handle, target in rows:
+        if backend == "slurm" and handle:
+            by_target.setdefault(target or "local-slurm", []).append((bid, handle))
+    meta = load_meta(store, eid) or {}
+    for tname, items in by_target.items():
+        be = make_backend(targets.get(tname, store.root), store, sbatch=meta.get("sbatch"))
+        try:
+            be.cancel([h for _, h in items])
+        finally:
+            be.close()
+    with store.tx():
+        store.db.executemany("UPDATE bundles SET state='cancelled', ended=?, cause='cancelled' "
+                             "WHERE id=?", ((time.time(), bid) for bid, *_ in rows))
+        run = meta.get("run")
+        if run:
+            store.db.execute("UPDATE runs SET status='cancelled', ended=? WHERE id=? AND "
+                             "status='running'", (time.time(), run))
+    return sum(len(v) for v in by_target.values())
