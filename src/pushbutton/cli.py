@@ -165,6 +165,7 @@ def _dry_run(exp, workers, yes):
 
 def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):
     import subprocess
+    exp.register(yes=yes)  # so that `pb status` knows the tasks at once
     argv = [sys.executable, "-m", "pushbutton", "run", str(Path(path).resolve()), "--quiet"]
     for flag, val in (("--on", on), ("-j", workers), ("-m", message), ("--sbatch", sbatch)):
         if val is not None:

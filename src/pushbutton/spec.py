@@ -156,7 +156,9 @@ def _fields_at(model, loc) -> list[str]:
 
 
 def _from_validation(e: ValidationError, file: str | None) -> SpecError:
-    err = e.errors()[0]
+    # an unknown key first: a typo ('spce') is also why a required key looks missing
+    errs = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
+    err = errs[0]
     loc = [str(p) for p in err["loc"]]
     key = ".".join(loc) or None
     kind = err["type"]

@@ -179,8 +179,26 @@ def _resolve(target, root, extra_path):
         fn = mod
         for part in attr.split("."):
             fn = getattr(fn, part)
+        fn = _drop_rep_unless_wanted(fn)
         _functions[target] = fn
     return fn
+
+
+def _drop_rep_unless_wanted(fn):
+    """`reps(n)` adds `rep` (bookkeeping) and `seed`; a function that takes `seed` but not
+    `rep` (nor **kwargs) is called without `rep`."""
+    import inspect
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return fn
+    if "rep" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return fn
+
+    def call(**kw):
+        kw.pop("rep", None)
+        return fn(**kw)
+    return call
 
 
 def _fd_offset(fd):
