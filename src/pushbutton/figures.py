@@ -320,9 +320,10 @@ def _truthy_bool(v):
 
 
 def validate(decls: Sequence[dict], df: pd.DataFrame | None, series: pd.DataFrame | None = None,
-             file: str | None = None) -> list[dict]:
+             file: str | None = None, check_columns: bool = True) -> list[dict]:
     """Check `[[figures]]` declarations against the tables; returns normalised copies.
-    Raises SpecError naming e.g. `figures[1].x` and listing the valid choices."""
+    Raises SpecError naming e.g. `figures[1].x` and listing the valid choices.
+    check_columns=False: before any task has finished, metric columns do not exist yet."""
     if decls is None:
         return []
     if not isinstance(decls, (list, tuple)):
@@ -357,7 +358,8 @@ def validate(decls: Sequence[dict], df: pd.DataFrame | None, series: pd.DataFram
             if not isinstance(v, str):
                 raise SpecError(f"must be a column name, got {v!r}", file=file,
                                 key=f"{where}.{k}", fix=_choices("", table))
-            if table and v not in table and not (k == "value" and _is_expression(v, df)):
+            if check_columns and table and v not in table and \
+                    not (k == "value" and _is_expression(v, df)):
                 raise SpecError(f"no column {v!r}", file=file, key=f"{where}.{k}",
                                 fix=_choices(v, table))
         if "err" in d and d["err"] not in ERRS:
@@ -419,6 +421,19 @@ def render(decl: dict, df: pd.DataFrame, series: pd.DataFrame | None = None,
            units: dict | None = None):
     """One validated declaration -> Figure."""
     kind = decl["kind"]
+    table = series if kind == "learning_curves" else df
+    missing = [decl[k] for k in ("x", "y", "hue", "metric", "column") if k in decl
+               and (table is None or decl[k] not in table.columns)
+               and not (kind == "learning_curves" and k == "x")]
+    if "value" in decl and (df is None or (decl["value"] not in df.columns
+                                           and not _is_expression(decl["value"], df))):
+        missing.append(decl["value"])
+    if missing:  # declared for columns no finished task has produced yet
+        fig, ax = new_figure()
+        with _style():
+            _empty(ax, f"no values of {', '.join(map(repr, missing))} yet")
+            ax.set_title(decl.get("title") or decl["name"])
+        return fig
     u = dict(units or {})
     u.update(decl.get("units") or {})
     kw = {k: v for k, v in decl.items() if k not in _COMMON}

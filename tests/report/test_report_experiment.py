@@ -93,3 +93,15 @@ def test_cli_report(project, tmp_path):
         os.chdir(old)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r" / "report.html").exists() and "report:" in res.output
+
+
+def test_report_of_an_experiment_not_run_yet(project):
+    import pushbutton as pb
+    root, _ = project
+    spec = root / "later.toml"
+    spec.write_text(SPEC.replace('name = "phase"', 'name = "later"'))
+    exp = pb.load(spec, project=root)
+    exp.register(yes=True)  # tasks exist, none has run
+    html = exp.report(root / "later-report").read_text(encoding="utf-8")
+    assert "partial-banner" in html and "0 of 12 tasks finished" in html
+    assert 'id="no-results"' in html and html.count('src="data:image/png;base64,') == 2
