@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from . import bundling, results
 from .backends.base import FAILED, FINISHED, BundleRef, BundleState
 from .driver import Driver, ExperimentLock
-from .errors import PushbuttonError
+from .errors import BusyError, PushbuttonError
 from .store import DONE, FAILED as T_FAILED, PENDING, RUNNING, Store
 
 CODE_EXCLUDES = [".git/", ".pushbutton/", ".services/", "__pycache__/", "*.pyc", ".venv/",
@@ -94,11 +94,17 @@ def submit_experiment(backend, exp, eid: int, run_id: int, store: Store, wait: b
     store.event(eid, run_id, "slurm-submitted", {"bundles": n_bundles, "tasks": n_tasks,
                                                  "jobs": jobs, "target": backend.target.name})
     summary = {"status": "submitted", "run": run_id, "target": backend.target.name,
-               "bundles": n_bundles, "tasks": n_tasks, "jobs": jobs,
+               "bundles": n_bundles, "tasks": n_tasks, "jobs": jobs, "submitted": n_tasks,
                "seconds": time.time() - t0, "counts": store.counts(eid)}
+    summary["message"] = (
+        f"{exp.name}: submitted {n_tasks} tasks as {n_bundles} bundles (SLURM job"
+        f"{'s' if len(jobs) > 1 else ''} {', '.join(jobs) or '-'}) to '{backend.target.name}'"
+        f"\nfollow: pb watch {exp.name}   results: pb harvest {exp.name}   stop: pb cancel "
+        f"{exp.name}") if n_tasks else f"{exp.name}: nothing to submit (no pending tasks)"
     if wait:
         summary.update(sync(store, eid, backend=backend, wait=True, progress=progress,
                             lock=False))
+        summary.pop("submitted")
     return summary
 
 
@@ -257,6 +263,33 @@ def sync(store: Store, eid: int, backend=None, wait: bool = False, progress=None
             backend.close()
         if held:
             held.release()
+
+
+def sync_if_due(store: Store, eid: int) -> dict | None:
+    """A harvest round for `pb status` / `pb watch`: only when bundles are out on a scheduler,
+    nobody else is driving the experiment, and the last round is older than the poll interval."""
+    if not store.db.execute("SELECT 1 FROM bundles WHERE exp=? AND backend='slurm' AND state IN "
+                            "('created','submitted') LIMIT 1", (eid,)).fetchone():
+        return None
+    meta = load_meta(store, eid)
+    if meta is None:
+        return None
+    stamp = store.dir / "slurm-runs" / f"{eid}.last-sync"
+    try:
+        from . import targets
+        interval = targets.get(meta["target"], store.root).poll_interval
+    except PushbuttonError:
+        interval = 2.0
+    try:
+        if time.time() - stamp.stat().st_mtime < interval:
+            return None
+    except FileNotFoundError:
+        pass
+    stamp.touch()
+    try:
+        return sync(store, eid)
+    except BusyError:
+        return None
 
 
 def _active(store: Store, eid: int) -> list[tuple]:

@@ -56,6 +56,11 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
 
 
 def status(store: Store, eid: int, name: str) -> dict:
+    try:  # runs out on a scheduler (SLURM): one rate-limited harvest round first
+        from .harvest import sync_if_due
+        sync_if_due(store, eid)
+    except ImportError:
+        pass
     counts = store.counts(eid)
     total = sum(counts.values())
     lock = ExperimentLock(store, eid, name)
