@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import io
 import math
 import numbers
 from pathlib import Path
@@ -195,7 +196,6 @@ def _figures(ctx: dict, df, series, outdir: Path) -> tuple[list[dict], list[str]
             fig = F.render(d, df, series, ctx.get("units"))
             paths = F.save(fig, figdir / d["name"], formats=ctx.get("figure_formats",
                                                                       ("png", "svg", "pdf")))
-            import io
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
         except Exception as e:  # noqa: BLE001 - reported in the page instead
@@ -206,6 +206,10 @@ def _figures(ctx: dict, df, series, outdir: Path) -> tuple[list[dict], list[str]
                     "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
                     "files": [{"fmt": p.suffix[1:], "href": f"figures/{p.name}"} for p in paths],
                     "decl": ", ".join(f"{k} = {v!r}" for k, v in d.items() if k != "name")})
+    written = {f["href"].split("/", 1)[1] for f in (x for o in out for x in o["files"])}
+    for old in figdir.glob("*") if figdir.is_dir() else ():
+        if old.suffix in (".png", ".svg", ".pdf") and old.name not in written:
+            old.unlink()  # a figure no longer declared must not linger beside the report
     return out, problems
 
 
