@@ -99,6 +99,11 @@ def test_param_and_metric_columns():
     assert A.param_columns(df2) == ["a", "b", "rep"]
     df.attrs["params"] = ["a"]
     assert A.param_columns(df) == ["a"]
+    # a per-task seed is unique per row but still a parameter, never a metric
+    seeded = _table(np.random.default_rng(0)).drop(columns="rep")
+    seeded.insert(3, "seed", range(len(seeded)))
+    assert A.param_columns(seeded) == ["a", "b", "seed"]
+    assert A.metric_columns(seeded) == ["loss", "success"]
 
 
 def _wilson_by_hand(k, n, z=1.959963984540054):

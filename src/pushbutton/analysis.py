@@ -141,6 +141,9 @@ def param_columns(df: pd.DataFrame) -> list[str]:
     out = []
     for i, c in enumerate(cand):
         s = df[c]
+        if c in REPLICATE:  # unique per row, yet a parameter
+            out.append(c)
+            continue
         if s.dtype == bool or (i > 0 and s.nunique(dropna=False) >= len(df)):
             break
         out.append(c)
@@ -153,7 +156,7 @@ def metric_columns(df: pd.DataFrame, numeric: bool = True) -> list[str]:
     if declared is not None:
         cols = [c for c in declared if c in df.columns]
     else:
-        params = set(param_columns(df))
+        params = set(param_columns(df)) | set(REPLICATE)
         cols = [c for c in _candidates(df) if c not in params]
     if numeric:
         cols = [c for c in cols if _is_numeric(df[c])]
