@@ -16,8 +16,9 @@ def backend_for(exp, on: str, workers: int | None, store: Store, sbatch: str | N
     """(backend, target name) for `--on`: 'local', or a named target from the targets files."""
     if on in (None, "", "local"):
         from .backends.local import LocalBackend
-        n = workers or exp.run_options.workers or os.cpu_count()
-        return LocalBackend(workers=n, log_dir=store.dir / "logs"), "local"
+        cpus = exp.resources.cpus
+        n = workers or exp.run_options.workers or max(1, (os.cpu_count() or 1) // cpus)
+        return LocalBackend(workers=n, log_dir=store.dir / "logs", cpus=cpus), "local"
     try:
         from . import targets
     except ImportError:

@@ -103,8 +103,11 @@ class Store:
         return cur.lastrowid
 
     def experiments(self) -> list[dict]:
-        rows = self.db.execute("SELECT id, name, n_tasks, created, spec FROM experiments "
-                               "ORDER BY id").fetchall()
+        # ordered by last activity: the last one is what `pb status` etc. mean by default
+        rows = self.db.execute("SELECT e.id, e.name, e.n_tasks, e.created, e.spec FROM "
+                               "experiments e LEFT JOIN (SELECT exp, max(started) AS t FROM runs "
+                               "GROUP BY exp) r ON r.exp = e.id "
+                               "ORDER BY coalesce(r.t, e.created), e.id").fetchall()
         return [dict(id=r[0], name=r[1], n_tasks=r[2], created=r[3], spec=json.loads(r[4]))
                 for r in rows]
 

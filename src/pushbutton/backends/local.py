@@ -19,11 +19,25 @@ from .base import FAILED, FINISHED, RUNNING, Backend, BundleRef, BundleState
 WORKER = str(Path(__file__).resolve().parent.parent / "worker.py")
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _worker_env(threads: int) -> dict:
+    """Each worker's numeric libraries get the task's cpus, not all cores: N workers x N BLAS
+    threads would oversubscribe the machine (what joblib/loky do too). A user's setting wins."""
+    env = dict(os.environ)
+    for v in _THREAD_VARS:
+        env.setdefault(v, str(threads))
+    return env
+
+
 class _Proc:
-    def __init__(self, python, log_path):
+    def __init__(self, python, log_path, threads=1):
         self.log = open(log_path, "ab")
         self.p = subprocess.Popen([python, WORKER, "--serve"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=self.log, bufsize=0)
+                                  stdout=subprocess.PIPE, stderr=self.log, bufsize=0,
+                                  env=_worker_env(threads))
         os.set_blocking(self.p.stdout.fileno(), False)
         self.buf = b""
         self.bundle: str | None = None  # handle being run
@@ -40,8 +54,9 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, workers: int | None = None, python: str | None = None,
-                 log_dir: str | os.PathLike | None = None, **_):
-        self.n = max(1, int(workers or os.cpu_count() or 1))
+                 log_dir: str | os.PathLike | None = None, cpus: int = 1, **_):
+        self.threads = max(1, int(cpus or 1))
+        self.n = max(1, int(workers or (os.cpu_count() or 1) // self.threads or 1))
         self.python = python or sys.executable
         self.log_dir = Path(log_dir or ".")
         self.procs: list[_Proc] = []
@@ -54,7 +69,7 @@ class LocalBackend(Backend):
 
     def _spawn(self, i):
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        proc = _Proc(self.python, self.log_dir / f"worker-{i}.log")
+        proc = _Proc(self.python, self.log_dir / f"worker-{i}.log", self.threads)
         return proc
 
     def submit(self, bundles: list[BundleRef]) -> list[str]:
