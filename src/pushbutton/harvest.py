@@ -32,6 +32,9 @@ CODE_EXCLUDES = [".git/", ".pushbutton/", ".services/", "__pycache__/", "*.pyc",
                  ".ipynb_checkpoints/", "benchmarks/out/"]
 
 
+MAX_STALLS = 3  # bundles in a row that fail before starting any task
+
+
 def project_key(store: Store) -> str:
     h = hashlib.blake2b(f"{socket.gethostname()}:{store.root}".encode(), digest_size=5)
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in store.root.name)[:40]
@@ -73,6 +76,19 @@ def _exp_shim(meta: dict):
 def submit_experiment(backend, exp, eid: int, run_id: int, store: Store, wait: bool = False,
                       progress=None) -> dict:
     """Ship and submit every pending task of the experiment; return once SLURM accepted."""
+    try:
+        return _submit_experiment(backend, exp, eid, run_id, store, wait, progress)
+    except BaseException:
+        store.end_run(run_id, "failed")
+        raise
+
+
+def _submit_experiment(backend, exp, eid, run_id, store, wait, progress) -> dict:
+    from . import targets
+    problems = targets.check(backend.target)
+    if problems:  # a wrong target fails here, clearly, not as jobs that die on the cluster
+        raise PushbuttonError("cannot run on target '%s':\n%s" % (
+            backend.target.name, "\n".join(f"  {p.what}\n    fix: {p.fix}" for p in problems)))
     r = exp.resources
     opts = list(backend.extra)
     if getattr(exp.run_options, "sbatch", None):
@@ -85,7 +101,7 @@ def submit_experiment(backend, exp, eid: int, run_id: int, store: Store, wait: b
             "sys_path": list(exp.sys_path), "call": exp.call, "timeout": r.timeout,
             "memory_mb": r.memory, "cpus": r.cpus, "retries": r.retries,
             "retry_on": list(r.retry_on), "bundle_size": exp.run_options.bundle_size,
-            "param_names": list(exp.space.names), "submitted": time.time()}
+            "param_names": list(exp.space.names), "submitted": time.time(), "stalls": 0}
     _save_meta(store, eid, meta)
     if backend.remote:
         ship_code(backend, exp.root)
@@ -352,12 +368,20 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
                     ab.inherited = True  # not the task's fault: requeue without an attempt
                 drv._finalize(ab, st)
                 ingested += 1
+                if st.state == FAILED and not (ab.started or ab.ended):
+                    meta["stalls"] = meta.get("stalls", 0) + 1
+                    meta["stall_cause"] = st.cause
+                    _save_meta(store, eid, meta)
+                elif ab.ended and meta.get("stalls"):
+                    meta["stalls"] = 0
+                    _save_meta(store, eid, meta)
                 if st.state == FAILED:
                     store.event(eid, b_run, "bundle-failed", {"bundle": bid, "cause": st.cause,
                                                               "kind": st.kind})
             drv.run_id = run_id
         n_pending = store.counts(eid)[PENDING]
-        if n_pending:
+        stalled = meta.get("stalls", 0) >= MAX_STALLS
+        if n_pending and not stalled:
             submit_pending(backend, store, eid, run_id, meta)
         left = _active(store, eid)
         counts = store.counts(eid)
@@ -367,6 +391,13 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
         if not left and not counts[PENDING]:
             _finish(store, eid, run_id, drv)
             status = "finished"
+            break
+        if not left and stalled:  # the jobs die before any task starts: stop resubmitting
+            status = "stalled"
+            warnings.append(f"{meta['stalls']} bundles failed before any task started (last: "
+                            f"{meta.get('stall_cause')}); the tasks stay pending. Fix the target "
+                            f"(`pb targets check {meta['target']}`), then `pb run` again")
+            store.end_run(run_id, "stalled")
             break
         if not wait:
             status = "running"

@@ -123,7 +123,8 @@ def state_of(slurm_state: str | None, reason: str = "", done: bool = False,
     if rc == 0:
         return BundleState(FAILED, f"{where}the worker ended without writing done.json", "lost")
     return BundleState(FAILED, f"{where}the job left SLURM's queue without writing its outcome"
-                       + (f" (last state {st})" if st else ""), "lost")
+                       + (f" (last state {st})" if st else " (cancelled while pending, e.g. by "
+                          "scancel, or its record expired)"), "lost")
 
 
 class SlurmBackend(Backend):
@@ -310,6 +311,11 @@ class SlurmBackend(Backend):
                 if job.isdigit():
                     return job
             err = (r.stderr or r.stdout).strip()
+            if r.returncode == 127:
+                raise RemoteError(f"sbatch not found: {err[-300:]}", target=self.target.name,
+                                  fix="point host at the cluster's login node, or add a setup "
+                                      "line such as 'module load slurm'; then `pb targets "
+                                      f"check {self.target.name}`")
             busy = re.search(r"temporarily unavailable|socket timed out|try again|"
                              r"MaxJobCount|resources? busy|slurm_receive_msg", err, re.I)
             if busy and attempt < len(delays):
