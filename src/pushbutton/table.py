@@ -66,13 +66,17 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
         df[c] = _infer(df[c])
     if not all_tasks:
         df = df[df["status"] == "done"]
+    metrics = [c for c in meta["metrics"] if c in df.columns]
     if where:
         try:
             df = duckdb.connect().execute(f"SELECT * FROM df WHERE {where}").df()
         except duckdb.Error as e:
             raise PushbuttonError(f"--where {where!r}: {str(e).splitlines()[0]}; columns are: "
                                   f"{', '.join(df.columns)}") from None
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df.attrs["params"] = [c for c in params if c in df.columns]
+    df.attrs["metrics"] = [c for c in metrics if c in df.columns]
+    return df
 
 
 def _infer(col):
