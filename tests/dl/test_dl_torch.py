@@ -48,6 +48,14 @@ def test_models_run_on_small_grey_images(name):
     assert net(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
 
 
+def test_fast_lrn_equals_pytorchs():
+    x = torch.randn(4, 64, 7, 7, dtype=torch.float64)
+    ours = models.LocalResponseNorm(64).double()
+    ref = torch.nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0)
+    assert torch.allclose(ours(x), ref(x), atol=1e-10)
+    assert not list(ours.parameters()) and not ours.state_dict()
+
+
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(PushbuttonError, match="mini_alexnet"):
         models.build("resnet")
