@@ -201,16 +201,22 @@ class Experiment:
 
 def load(path: str | os.PathLike, project=None) -> Experiment:
     """An experiment from a TOML spec; tasks run in the spec's folder."""
-    from .space import Space
     path = Path(path)
-    data = specmod.read_toml(path)
-    spec = specmod.validate(data, file=str(path))
+    return from_dict(specmod.read_toml(path), file=str(path), root=path.resolve().parent,
+                     project=project)
+
+
+def from_dict(data: dict, file: str | None = None, root=None, project=None) -> Experiment:
+    """An experiment from the TOML form as a dict (errors name `file`)."""
+    from .space import Space
+    path = Path(file or "experiment.toml")
+    spec = specmod.validate(data, file=file)
     space = Space.from_dict(spec.space, file=str(path), key="space")
     r, o = spec.resources, spec.run
     return Experiment(spec.name, function=spec.function, command=spec.command, space=space,
                       description=spec.description, timeout=r.timeout, retries=r.retries,
                       retry_on=r.retry_on, cpus=r.cpus, memory=r.memory, gpus=r.gpus,
                       workers=o.workers, bundle_size=o.bundle_size, units=spec.units,
-                      figures=spec.figures, metrics=spec.metrics, root=path.resolve().parent,
-                      project=project, path=spec.path, target=o.target, sbatch=o.sbatch,
-                      spec_file=str(path), space_dict=spec.space)
+                      figures=spec.figures, metrics=spec.metrics,
+                      root=root or path.resolve().parent, project=project, path=spec.path,
+                      target=o.target, sbatch=o.sbatch, spec_file=file, space_dict=spec.space)
