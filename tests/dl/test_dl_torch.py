@@ -245,3 +245,28 @@ def test_inside_a_task_logs_each_epoch_and_checkpoints_in_the_task_dir(tmp_path,
     assert set(lines[0]["m"]) >= {"train_loss", "train_acc", "test_loss", "test_acc", "lr"}
     assert lines[-1]["m"]["test_acc"] == pytest.approx(m["test_acc"])
     tl._handles.pop(str(series)).close()
+
+
+# ----------------------------------------------------------------------------- the example
+
+def test_random_labels_example_task_and_specs_load():
+    import importlib.util
+    from pathlib import Path
+
+    import pushbutton as pb
+    folder = Path(__file__).resolve().parents[2] / "examples" / "random_labels"
+    if not folder.exists():
+        pytest.skip("examples/random_labels not present")
+    spec = importlib.util.spec_from_file_location("random_labels_task", folder / "task.py")
+    task = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(task)
+    m = task.run(model="mlp", dataset="digits", corruption=0.5, epochs=2, train_size=300,
+                 seed=4)
+    json.dumps(m)
+    assert m["epochs"] == 2 and m["parameters"] == 64 * 512 + 512 + 5130
+    assert 0.3 < m["labels_changed"] < 0.6 and m["test_error"] == pytest.approx(1 - m["test_acc"])
+    for name in ("experiment.toml", "experiment-cifar10.toml"):
+        exp = pb.load(folder / name)
+        points = [exp.space[i] for i in range(len(exp.space))]
+        assert {p["corruption"] for p in points} == {0.0, 0.2, 0.4, 0.6, 0.8, 1.0}
+        assert {"mlp", "mini_alexnet"} <= {p["model"] for p in points}
