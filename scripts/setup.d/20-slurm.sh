@@ -112,7 +112,7 @@ MinJobAge=300
 MaxArraySize=10001
 MaxJobCount=20000
 SchedulerType=sched/backfill
-SchedulerParameters=sched_min_interval=100000,bf_interval=5
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000,bf_interval=5
 GresTypes=pbtoken
 NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=pbtoken:8 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP

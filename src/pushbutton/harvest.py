@@ -103,6 +103,11 @@ def _submit_experiment(backend, exp, eid, run_id, store, wait, progress) -> dict
             "retry_on": list(r.retry_on), "bundle_size": exp.run_options.bundle_size,
             "param_names": list(exp.space.names), "submitted": time.time(), "stalls": 0}
     _save_meta(store, eid, meta)
+    pid = None
+    n_pending = store.counts(eid)[PENDING]
+    if not wait and n_pending and auto_harvest(backend.target):
+        # started first, so its start-up overlaps ours; it waits for our lock to go
+        pid = spawn_harvester(store, exp.name)
     if backend.remote:
         ship_code(backend, exp.root)
     t0 = time.time()
@@ -121,7 +126,28 @@ def _submit_experiment(backend, exp, eid, run_id, store, wait, progress) -> dict
         summary.update(sync(store, eid, backend=backend, wait=True, progress=progress,
                             lock=False))
         summary.pop("submitted")
+    elif pid:
+        summary["harvester"] = pid
+        summary["message"] += f"\nresults flow into the store in the background (pid {pid})"
     return summary
+
+
+def auto_harvest(target) -> bool:
+    return target.auto_harvest if target.auto_harvest is not None else not target.host
+
+
+def spawn_harvester(store: Store, name: str) -> int:
+    """A detached `pb harvest NAME --wait` that ingests results as bundles finish, and exits
+    when every task is over (`pb cancel` stops it; `pb harvest` does the same by hand)."""
+    import subprocess
+    import sys
+    log = open(store.dir / "logs" / f"harvest-{name}.log", "ab")
+    env = dict(os.environ, PB_HARVESTER="1")
+    p = subprocess.Popen([sys.executable, "-m", "pushbutton", "harvest", name, "--wait"],
+                         cwd=str(store.root), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True, env=env)
+    log.close()
+    return p.pid
 
 
 def ship_code(backend, root) -> None:
@@ -265,9 +291,12 @@ def sync(store: Store, eid: int, backend=None, wait: bool = False, progress=None
     meta = load_meta(store, eid)
     if meta is None:
         return {"status": "nothing-submitted", "counts": store.counts(eid)}
-    held = ExperimentLock(store, eid, meta["name"]).acquire() if lock else None
+    if wait:
+        _warm_up()
+    held = _lock(store, eid, meta["name"], wait, timeout) if lock else None
     own_backend = backend is None
     try:
+        meta = load_meta(store, eid) or meta  # as the last holder of the lock left it
         if backend is None:
             from . import targets
             backend = make_backend(targets.get(meta["target"], store.root), store,
@@ -308,10 +337,37 @@ def sync_if_due(store: Store, eid: int) -> dict | None:
         return None
 
 
+def _lock(store: Store, eid: int, name: str, wait: bool, timeout: float | None):
+    """The experiment's lock; with wait, wait for another harvester (or driver) to finish."""
+    deadline = None if timeout is None else time.time() + timeout
+    while True:
+        try:
+            return ExperimentLock(store, eid, name).acquire()
+        except BusyError:
+            if not wait or (deadline is not None and time.time() > deadline):
+                raise
+            time.sleep(0.05)
+
+
 def _active(store: Store, eid: int) -> list[tuple]:
     return store.db.execute("SELECT id, handle, dir, ingested, series_ingested, run, state "
                             "FROM bundles WHERE exp=? AND backend='slurm' AND state IN "
                             "('created','submitted') ORDER BY id", (eid,)).fetchall()
+
+
+def _warm_up():
+    """Import what ingesting needs (pyarrow, ~0.5 s) while SLURM is still scheduling."""
+    import threading
+
+    def imports():
+        try:
+            import pyarrow.parquet  # noqa: F401
+            import pandas  # noqa: F401  (pyarrow's array inference loads it)
+        except Exception:
+            pass
+    th = threading.Thread(target=imports, daemon=True)
+    th.start()
+    return th
 
 
 def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
@@ -381,7 +437,9 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
             drv.run_id = run_id
         n_pending = store.counts(eid)[PENDING]
         stalled = meta.get("stalls", 0) >= MAX_STALLS
-        if n_pending and not stalled:
+        live = (store.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
+                or ("",))[0] == "running"
+        if n_pending and not stalled and live:
             submit_pending(backend, store, eid, run_id, meta)
         left = _active(store, eid)
         counts = store.counts(eid)
@@ -391,6 +449,9 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
         if not left and not counts[PENDING]:
             _finish(store, eid, run_id, drv)
             status = "finished"
+            break
+        if not left and not live:  # its submission failed or it was cancelled: nothing to do
+            status = "stopped"
             break
         if not left and stalled:  # the jobs die before any task starts: stop resubmitting
             status = "stalled"

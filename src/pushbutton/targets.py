@@ -48,6 +48,8 @@ class Target(BaseModel):
     max_array_size: Optional[int] = None  # override the site limits read from scontrol
     max_jobs: Optional[int] = None        # at most this many array elements queued at once
     poll_interval: float = 2.0            # seconds between squeue polls (with backoff)
+    auto_harvest: Optional[bool] = None   # a background `pb harvest --wait` after submitting
+                                          # (default: on for this host, off over SSH)
     workers: Optional[int] = None         # local scheduler only
     address: Optional[str] = None         # dask scheduler only
     description: str = ""
