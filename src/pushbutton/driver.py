@@ -108,6 +108,7 @@ class Driver:
         self.est = None          # measured seconds per task (moving average)
         self.stop = False
         self.done_now = self.failed_now = self.requeued = 0
+        self.t_ingest = 0.0  # seconds spent reading outcomes and writing the store
 
     # -- recovery ------------------------------------------------------------------------
     def recover(self):
@@ -138,7 +139,9 @@ class Driver:
             chunk = ids[i:i + 900]
             q = "SELECT id, rowid FROM tasks WHERE exp=? AND id IN (%s)" % ",".join("?" * len(chunk))
             rowids.update(self.store.db.execute(q, (self.exp_id, *chunk)).fetchall())
-        tasks = {t["id"]: (rowids[t["id"]], t.get("attempt", 1), t["params"])
+        tasks = {t["id"]: (rowids[t["id"]], t.get("attempt", 1),
+                           json.dumps(t["params"], sort_keys=True, separators=(",", ":"),
+                                      ensure_ascii=False))
                  for t in spec["tasks"] if t["id"] in rowids}
         b = ActiveBundle(bid, d, tasks, offset=off, soffset=soff)
         p = d / "outcomes.jsonl"
@@ -182,18 +185,19 @@ class Driver:
         bid = f"e{self.exp_id}-r{self.run_id}-{self.seq:06d}"
         d = self.store.dir / "bundles" / bid
         d.mkdir(parents=True, exist_ok=True)
-        tasks, spec_tasks = {}, []
+        tasks, items = {}, []
         for rowid, tid, params_json, attempts in rows:
-            params = json.loads(params_json)
-            tasks[tid] = (rowid, attempts + 1, params)
-            spec_tasks.append({"id": tid, "params": params, "attempt": attempts + 1})
+            tasks[tid] = (rowid, attempts + 1, params_json)
+            items.append('{"id":"%s","params":%s,"attempt":%d}' % (tid, params_json, attempts + 1))
         spec = {"bundle": bid, "experiment": self.exp.name, "run": self.run_id,
                 "root": str(self.exp.root), "sys_path": self.exp.sys_path,
                 "call": self.exp.call, "timeout": self.exp.resources.timeout,
                 "memory_mb": self.exp.resources.memory,
-                "task_root": str(self.store.dir / "tasks"), "tasks": spec_tasks}
+                "task_root": str(self.store.dir / "tasks")}
+        # the task list is spliced in as text: the parameters are already canonical JSON
+        text = json.dumps(spec)[:-1] + ', "tasks": [' + ",".join(items) + "]}"
         tmp = d / ".bundle.json.tmp"
-        tmp.write_text(json.dumps(spec))
+        tmp.write_text(text)
         os.replace(tmp, d / "bundle.json")
         with self.store.tx():
             db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid=?",
@@ -213,6 +217,13 @@ class Driver:
 
     # -- ingest --------------------------------------------------------------------------
     def ingest(self, bundles):
+        t = time.perf_counter()
+        try:
+            self._ingest(bundles)
+        finally:
+            self.t_ingest += time.perf_counter() - t
+
+    def _ingest(self, bundles):
         ok_sql, fail_sql, attempts_sql, offsets, series_offsets = [], [], [], [], []
         parts = []
         for b in bundles:
@@ -256,9 +267,9 @@ class Driver:
         db = self.store.db
         with self.store.tx():
             if ok_sql:
-                db.executemany("UPDATE tasks SET state='done', attempts=?, bundle=?, run=?, t0=?, "
-                               "t1=?, host=?, log=?, error_kind=NULL, error=NULL WHERE rowid=?",
-                               ok_sql)
+                # duration and host live in the Parquet row; SQLite keeps what scheduling needs
+                db.executemany("UPDATE tasks SET state='done', attempts=?, bundle=?, run=?, "
+                               "t1=?, log=?, error_kind=NULL, error=NULL WHERE rowid=?", ok_sql)
             if fail_sql:
                 db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, "
                                "t1=?, host=?, log=?, error_kind=?, error=? WHERE rowid=?",
@@ -272,46 +283,61 @@ class Driver:
                 db.executemany("UPDATE bundles SET series_ingested=? WHERE id=?", series_offsets)
 
     def _parse(self, b, chunk, ok_sql, fail_sql, attempts_sql):
-        rows = []
-        durs = []
+        ends = []
         for line in chunk.split(b"\n"):
-            if not line.strip():
+            if not line:
                 continue
-            try:
-                rec = json.loads(line)
-            except ValueError:  # a torn write from a killed worker: that task must re-run
-                m = _ID_IN_LINE.search(line)
-                if m:
-                    b.torn.add(m.group(1).decode())
-                self.store.event(self.exp_id, self.run_id, "torn-line",
-                                 {"bundle": b.id, "line": line[:200].decode("utf-8", "replace")})
+            i = line.find(b'","ev":"start"', 7)  # start lines have a fixed layout: no JSON parse
+            if i > 0 and line.startswith(b'{"id":"'):
+                tid = line[7:i].decode()
+                if tid in b.tasks:
+                    b.started.add(tid)
                 continue
+            ends.append(line)
+        if not ends:
+            return []
+        try:  # one parse for the whole chunk; line by line only if a line is torn
+            recs = json.loads(b"[" + b",".join(ends) + b"]")
+        except ValueError:
+            recs = []
+            for line in ends:
+                try:
+                    recs.append(json.loads(line))
+                except ValueError:  # a torn write from a killed worker: that task must re-run
+                    m = _ID_IN_LINE.search(line)
+                    if m:
+                        b.torn.add(m.group(1).decode())
+                    self.store.event(self.exp_id, self.run_id, "torn-line",
+                                     {"bundle": b.id,
+                                      "line": line[:200].decode("utf-8", "replace")})
+        rows, ptexts, durs = [], [], []
+        run, bid = self.run_id, b.id
+        for rec in recs:
             tid = rec.get("id")
-            if tid not in b.tasks:
-                continue
-            if rec.get("ev") == "start":
-                b.started.add(tid)
-                continue
-            if tid in b.ended:
+            if tid not in b.tasks or rec.get("ev") != "end" or tid in b.ended:
                 continue  # one end per task and bundle, whatever a worker repeated
             b.ended.add(tid)
-            rowid, attempt, params = b.tasks[tid]
+            rowid, attempt, ptext = b.tasks[tid]
             t0, t1 = rec.get("t0"), rec.get("t1")
-            log = json.dumps(rec.get("log"))
+            lg = rec.get("log")
+            log = "[%d,%d,%d,%d]" % tuple(lg) if lg else None
             if rec.get("ok"):
-                ok_sql.append((attempt, b.id, self.run_id, t0, t1, rec.get("host"), log, rowid))
+                ok_sql.append((attempt, bid, run, t1, log, rowid))
                 dur = (t1 - t0) if (t0 and t1) else None
-                rows.append({"task_id": tid, "bundle": b.id, "run_id": self.run_id,
-                             "attempts": attempt, "duration_s": dur, "host": rec.get("host"),
-                             "finished_at": t1, "params": params,
-                             "metrics": rec.get("metrics") or {}})
-                self.done_now += 1
+                rows.append({"task_id": tid, "bundle": bid, "run_id": run, "attempts": attempt,
+                             "duration_s": dur, "host": rec.get("host"), "finished_at": t1,
+                             "params": None, "metrics": rec.get("metrics") or {}})
+                ptexts.append(ptext)
                 if dur is not None:
                     durs.append(dur)
             else:
                 self._fail(b, tid, rec.get("kind") or "exception", rec.get("error") or "",
                            rec.get("traceback"), t0, t1, rec.get("host"), log, fail_sql,
                            attempts_sql)
+        if ptexts:
+            for row, params in zip(rows, json.loads("[" + ",".join(ptexts) + "]")):
+                row["params"] = params
+        self.done_now += len(rows)
         if durs:
             m = sum(durs) / len(durs)
             self.est = m if self.est is None else 0.7 * self.est + 0.3 * m
@@ -423,7 +449,7 @@ class Driver:
             self.on_progress(already + self.done_now + self.failed_now, total, self.failed_now,
                              time.time() - t_start)
         return {"status": status, "done": self.done_now, "failed": self.failed_now,
-                "seconds": time.time() - t_start}
+                "seconds": time.time() - t_start, "ingest_seconds": self.t_ingest}
 
     def _on_term(self, signum, frame):
         self.stop = True

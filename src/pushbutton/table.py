@@ -34,8 +34,11 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
         done = duckdb.connect().execute(sql).df()
     else:
         done = pd.DataFrame(columns=["task_id"])
-    done = done.drop(columns=[c for c in ("attempts", "host", "run_id") if c in done.columns])
-    df = tasks.merge(done, on="task_id", how="left")
+    done = done.drop(columns=[c for c in ("attempts", "run_id") if c in done.columns])
+    df = tasks.merge(done, on="task_id", how="left", suffixes=("_task", ""))
+    if "host_task" in df.columns:  # done tasks: host from the result row; others from SQLite
+        df["host"] = df["host"].fillna(df["host_task"]) if "host" in df.columns else df["host_task"]
+        df = df.drop(columns=["host_task"])
     is_done = df["status"] == "done"
     # metrics of a task that is no longer done (e.g. --rerun under way) are not current
     for c in meta["metrics"]:
