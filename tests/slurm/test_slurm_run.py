@@ -162,6 +162,30 @@ def test_worker_killed_mid_bundle(slurm, project):
     assert kind == "signal" and "SIGKILL" in error
 
 
+def test_pb_cancel_stops_the_jobs_and_the_harvester(slurm, project):
+    (project / "exp.toml").write_text(
+        'name = "stopme"\nfunction = "slurm_tasks:nap"\n[space]\n'
+        'grid = { x = [1, 2, 3, 4], s = [60] }\n')
+    r = pb("run", "exp.toml", "--on", "local-slurm")
+    job = re.search(r"SLURM jobs? (\d+)", r.stdout).group(1)
+    harvester = int(re.search(r"background \(pid (\d+)\)", r.stdout).group(1))
+    wait_started(project / ".pushbutton", 1)
+    pb("cancel", "stopme")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        live = [ln for ln in squeue(job, "%T") if ln in ("RUNNING", "PENDING", "COMPLETING")]
+        if not live:
+            break
+        time.sleep(0.2)
+    assert not live, live
+    time.sleep(0.3)
+    with pytest.raises(ProcessLookupError):
+        os.kill(harvester, 0)
+        if open(f"/proc/{harvester}/stat").read().split()[2] == "Z":
+            raise ProcessLookupError  # a zombie is a dead process not yet reaped
+    assert "cancelled 4" in pb("status", "stopme").stdout
+
+
 # -- over SSH ----------------------------------------------------------------------------
 def test_ssh_fire_and_forget_with_python_from_setup_lines(ssh_host, project, tmp_path):
     pybin = tmp_path / "pybin"
