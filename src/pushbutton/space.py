@@ -7,181 +7,26 @@ varies fastest. Only `where` needs one streaming pass to learn which inner indic
 """
 from __future__ import annotations
 
-import ast
 import builtins
-import difflib
 import hashlib
 import itertools
 import math
-import numbers
 import operator
-import re
 import sys
-import warnings
 from array import array
 from bisect import bisect_right
 
-from .errors import SpecError
 from .ids import derive_seed
+from .space_filter import _WHERE_FIX, _Expr
+# checks shared with the written form live in space_spec.py; from_dict delegates there
+from .space_spec import (_axes_of, _check_name, _count, _dist_of, _err, _from_dict, _is_int,
+                         _is_num, _value)
 
 __all__ = ["Space", "grid", "zip", "reps", "sample", "where",
            "uniform", "loguniform", "randint", "normal", "choice"]
 
 _zip = builtins.zip          # this module's `zip` is the space constructor
 _BIG = 10**6                 # above this many values, iterate by index, not via itertools pools
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
-_AXIS_FORMS = ("range", "linspace", "logspace")
-_DISTS = ("uniform", "loguniform", "randint", "normal", "choice")
-_SPACE_KEYS = ("grid", "zip", "sample", "union", "reps", "where")
-_AXIS_FIX = ("give a list of values, or {range = [start, stop, step]}, {linspace = [a, b, num]}, "
-             "{logspace = [a, b, num]}, or a single value")
-
-
-def _err(msg, key=None, file=None, fix=None):
-    return SpecError(msg, file=file, key=key, fix=fix)
-
-
-def _unknown(what, got, allowed, key, file, fix=None):
-    close = difflib.get_close_matches(str(got), allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return _err(f"unknown {what} {got!r}{hint}", key, file,
-                fix or f"use one of: {', '.join(allowed)}")
-
-
-def _is_int(x):
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_num(x):
-    if not isinstance(x, numbers.Real) or isinstance(x, bool):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:   # an int beyond float range
-        return False
-
-
-def _value(v, key, file=None):
-    """A plain JSON-able Python value (numpy scalars/arrays converted), else SpecError."""
-    if type(v).__module__ == "numpy" and hasattr(v, "tolist"):
-        v = v.tolist()   # numpy scalar -> Python scalar, array -> nested lists
-    if v is None or isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, float):
-        if math.isfinite(v):
-            return v
-        raise _err(f"{v!r} is not a valid parameter value", key, file,
-                   "use a finite number (NaN and inf cannot be stored or hashed)")
-    if isinstance(v, (list, tuple)):
-        return [_value(x, key, file) for x in v]
-    if isinstance(v, dict) and all(isinstance(k, str) for k in v):
-        return {k: _value(x, key, file) for k, x in v.items()}
-    raise _err(f"value {v!r} of type {type(v).__name__} cannot be a parameter value", key, file,
-               "use numbers, strings, booleans, None, or lists/dicts of those")
-
-
-def _check_name(name, key, file):
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise _err(f"{name!r} is not a valid parameter name", key, file,
-                   "start with a letter or _, then letters, digits, _, . or -")
-
-
-class _Lin:
-    """Lazy linspace/logspace axis, rounded to 12 significant digits so 0.1 stays 0.1."""
-    __slots__ = ("a", "b", "num", "log", "digits")
-
-    def __init__(self, a, b, num, log):
-        self.a, self.b, self.num, self.log = float(a), float(b), num, log
-        scale = max(abs(self.a), abs(self.b))
-        self.digits = 12 - math.floor(math.log10(scale)) if scale else 12
-
-    def __len__(self):
-        return self.num
-
-    def __getitem__(self, i):   # internal: 0 <= i < num
-        if i == 0 or i == self.num - 1:   # exact ends (num == 1 gives a, as numpy does)
-            x = self.a if i == 0 else self.b
-        else:
-            x = self.a + (self.b - self.a) * i / (self.num - 1)
-        x = round(x, self.digits) + 0.0   # + 0.0 turns -0.0 into 0.0
-        return float(f"{10.0 ** x:.12g}") if self.log else x
-
-    def __iter__(self):
-        return map(self.__getitem__, range(self.num))
-
-
-def _axis(v, key, file):
-    """One grid/zip axis: an indexable, sized sequence of values (range and _Lin stay lazy)."""
-    if isinstance(v, _Dist):
-        raise _err(f"the distribution {v!r} cannot be a grid/zip axis", key, file,
-                   "put random parameters in sample(...) / [space.sample]")
-    if isinstance(v, dict):
-        if len(v) != 1:
-            raise _err(f"an axis table must have exactly one key, got {sorted(map(str, v))}",
-                       key, file, _AXIS_FIX)
-        form, args = next(iter(v.items()))
-        if form not in _AXIS_FORMS:
-            fix = ("a distribution belongs in [space.sample] / sample(...)" if form in _DISTS
-                   else _AXIS_FIX + "; to use a dict as a value, wrap it in a list: [{...}]")
-            raise _unknown("axis form", form, _AXIS_FORMS, key, file, fix)
-        key = f"{key}.{form}"
-        if not isinstance(args, (list, tuple)) or not all(_is_num(a) for a in args):
-            raise _err(f"{form} needs a list of numbers, got {args!r}", key, file,
-                       f"write {{{form} = " + ("[start, stop, step]}" if form == "range"
-                                              else "[a, b, num]}"))
-        if form == "range":
-            if not 1 <= len(args) <= 3 or not all(_is_int(a) for a in args) or \
-                    (len(args) == 3 and args[2] == 0):
-                raise _err(f"range needs 1-3 integers (step not 0), got {list(args)}", key, file,
-                           "write {range = [start, stop, step]}; for floats use linspace")
-            v = range(*map(int, args))
-        else:
-            if len(args) != 3 or not _is_int(args[2]) or args[2] < 1:
-                raise _err(f"{form} needs [a, b, num] with num a positive integer, got "
-                           f"{list(args)}", key, file, f"write {{{form} = [a, b, num]}}")
-            if form == "logspace" and max(abs(args[0]), abs(args[1])) > 300:
-                raise _err("logspace exponents beyond +-300 overflow a float", key, file,
-                           "logspace takes exponents of 10: [-4, -1, 4] gives 1e-4 .. 1e-1")
-            if not math.isfinite(float(args[1]) - float(args[0])):
-                raise _err("linspace ends too far apart for a float", key, file, "narrow it")
-            v = _Lin(args[0], args[1], int(args[2]), form == "logspace")
-    if isinstance(v, (range, _Lin)):
-        try:
-            if len(v) == 0:
-                raise _err(f"{v!r} is empty: empty space", key, file, "give it at least one value")
-        except OverflowError:   # len() of more than 2**63 values
-            raise _err("the axis has too many values", key, file, "narrow it") from None
-        return v
-    if isinstance(v, (set, frozenset)):
-        raise _err("a set has no order, so the space would not be reproducible", key, file,
-                   "use a list, e.g. sorted(values)")
-    if v is None or isinstance(v, (str, bytes, numbers.Number)) or \
-            (type(v).__module__ == "numpy" and getattr(v, "ndim", 1) == 0):
-        return [_value(v, key, file)]         # a scalar is a one-value axis
-    try:
-        items = v.tolist() if type(v).__module__ == "numpy" else list(v)
-    except TypeError:
-        raise _err(f"{type(v).__name__} is not a valid axis", key, file, _AXIS_FIX) from None
-    if not items:
-        raise _err("the axis has no values: empty space", key, file, "give it at least one value")
-    return [_value(x, key, file) for x in items]
-
-
-def _axes_of(fn, dicts, kw, key, file):
-    merged = {}
-    for d in (*dicts, kw):
-        if not isinstance(d, dict):
-            raise _err(f"{fn} takes its axes as a table / keyword arguments, got {d!r}", key, file,
-                       f"write {fn}(name=[values, ...]) or {fn}({{'name': [values, ...]}})")
-        for name, v in d.items():
-            if name in merged:
-                raise _err(f"axis {name!r} is given twice", f"{key}.{name}", file, "give it once")
-            _check_name(name, f"{key}.{name}", file)
-            merged[name] = v
-    if not merged:
-        raise _err(f"{fn} has no axes: empty space", key, file,
-                   f"give at least one axis, e.g. {fn} = {{n = [1, 2]}}")
-    return {n: _axis(v, f"{key}.{n}", file) for n, v in merged.items()}
 
 
 class Space:
@@ -333,13 +178,6 @@ class _Zip(_Grid):
         return (dict(_zip(names, v)) for v in _zip(*self._axes))
 
 
-def _count(n, what, key, file):
-    if not _is_int(n) or n < 1:
-        raise _err(f"{what} must be a positive integer, got {n!r}", key, file,
-                   f"write {what} = 5 (a whole number >= 1)")
-    return int(n)
-
-
 class _Reps(Space):
     """Replicates {"rep": r, "seed": ...}; in a product the seed is derived from the full point."""
     kind = "reps"
@@ -453,85 +291,6 @@ class _Concat(Space):
 
     def _expr(self):
         return " + ".join(p._expr() for p in self.parts)
-
-
-# --- where: a safe expression language over parameter names -----------------------------------
-_FUNCS = {"abs": abs, "min": min, "max": max, "round": round, "len": len,
-          "int": int, "float": float, "str": str, "bool": bool}
-_NODES = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.BinOp, ast.Add, ast.Sub, ast.Mult,
-          ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
-          ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
-          ast.Is, ast.IsNot, ast.Name, ast.Load, ast.Constant, ast.Tuple, ast.List, ast.Set,
-          ast.Call)
-_WHERE_FIX = ("use parameter names, constants, comparisons, and/or/not, arithmetic, `in`, "
-              "and abs/min/max/round/len/int/float/str/bool, e.g. \"delta <= 0.5 or n > 100\"")
-
-
-def _pow(a, b):   # 9**9**9 would hang the driver: refuse absurd exponents
-    if isinstance(b, (int, float)) and abs(b) > 10_000:
-        raise ValueError(f"exponent {b} is too large")
-    return a ** b
-
-
-class _PowToCall(ast.NodeTransformer):
-    def visit_BinOp(self, node):
-        self.generic_visit(node)
-        if isinstance(node.op, ast.Pow):
-            return ast.copy_location(ast.Call(ast.Name("_pow", ast.Load()), [node.left, node.right],
-                                              []), node)
-        return node
-
-
-class _Expr:
-    """A compiled where-expression; names outside the space are refused before anything runs."""
-
-    def __init__(self, text, names, key, file):
-        self.text, self.key, self.file = text, key, file
-        try:
-            with warnings.catch_warnings():   # e.g. "n is 1": no SyntaxWarning on the console
-                warnings.simplefilter("ignore")
-                tree = ast.parse(text.strip(), mode="eval")
-        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            raise _err(f"where expression {text!r} is not valid Python syntax "
-                       f"({getattr(e, 'msg', e)})", key, file, _WHERE_FIX) from None
-        used = set()
-        for node in ast.walk(tree):
-            if not isinstance(node, _NODES):
-                raise _err(f"{type(node).__name__} is not allowed in a where expression "
-                           f"({text!r})", key, file, _WHERE_FIX)
-            if isinstance(node, ast.Call):
-                if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS \
-                        or node.keywords:
-                    raise _err(f"only calls to {', '.join(_FUNCS)} (no keywords) are allowed in a "
-                               f"where expression ({text!r})", key, file, _WHERE_FIX)
-            elif isinstance(node, ast.Constant) and not (
-                    node.value is None or isinstance(node.value, (bool, int, float, str))):
-                raise _err(f"constant {node.value!r} is not allowed in a where expression",
-                           key, file, _WHERE_FIX)
-            elif isinstance(node, ast.Name) and node.id not in _FUNCS:
-                if node.id not in names:
-                    raise _unknown("parameter", node.id, list(names), key, file,
-                                   f"the space's parameters are: {', '.join(names)}")
-                used.add(node.id)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.code = compile(ast.fix_missing_locations(_PowToCall().visit(tree)),
-                                    "<where>", "eval")
-        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            raise _err(f"where expression {text!r} cannot be compiled ({e})", key, file,
-                       _WHERE_FIX) from None
-        # a point of a concatenation may lack a name: it reads as None there
-        self.globals = {"__builtins__": {}, **_FUNCS, "_pow": _pow, **dict.fromkeys(used)}
-
-    def __call__(self, point):
-        try:
-            return bool(eval(self.code, self.globals, point))  # noqa: S307 - AST checked above
-        except Exception as e:
-            raise _err(f"where expression {self.text!r} failed on point {point}: "
-                       f"{type(e).__name__}: {e}", self.key, self.file,
-                       "make the expression valid for every point (e.g. compare numbers with "
-                       "numbers)") from None
 
 
 class _Filter(Space):
@@ -655,25 +414,6 @@ def choice(values):
     return _make_dist("choice", [values], "choice", None)
 
 
-def _dist_of(v, key, file):
-    """A _Dist, or ("const", value) for a plain value."""
-    if isinstance(v, _Dist):
-        return v
-    if isinstance(v, dict):
-        if len(v) != 1 or next(iter(v)) not in _DISTS:
-            got = next(iter(v)) if len(v) == 1 else sorted(map(str, v))
-            fix = ("range/linspace/logspace belong in grid" if got in _AXIS_FORMS else
-                   "write e.g. x = {uniform = [0, 1]} or c = {choice = ['a', 'b']}")
-            raise _unknown("distribution", got, _DISTS, key, file, fix)
-        kind, args = next(iter(v.items()))
-        args = args if isinstance(args, (list, tuple)) else [args]
-        return _make_dist(kind, [args] if kind == "choice" else list(args), f"{key}.{kind}", file)
-    if isinstance(v, (list, tuple, set, range)):
-        raise _err("a list in sample is ambiguous", key, file,
-                   "use choice([...]) / {choice = [...]} to draw from it, or put it in grid")
-    return ("const", _value(v, key, file))
-
-
 class _Sample(Space):
     kind = "sample"
 
@@ -741,57 +481,6 @@ def where(space, pred) -> Space:
         raise _err(f"where needs a space first, got {space!r}", "where", None,
                    "write where(grid(...), 'n > 1') or grid(...).where('n > 1')")
     return _Filter(space, pred)
-
-
-def _from_dict(d, file, key):
-    """[space] table -> (grid * zip * sample * union).where(...) * reps(n)."""
-    if not isinstance(d, dict):
-        raise _err(f"must be a table, got {type(d).__name__} {d!r}", key, file,
-                   "write a table with grid / zip / sample / union / reps / where keys")
-    for k in d:
-        if k not in _SPACE_KEYS:
-            raise _unknown("key", k, _SPACE_KEYS, f"{key}.{k}", file)
-    factors = []
-    for name, make in (("grid", lambda a, k: _Grid(a)), ("zip", lambda a, k: _Zip(a, k, file))):
-        if name in d:
-            if not isinstance(d[name], dict):
-                raise _err(f"{name} must be a table of axes, got {d[name]!r}", f"{key}.{name}",
-                           file, f"write {name} = {{n = [1, 2], x = ['a', 'b']}}")
-            factors.append(make(_axes_of(name, (d[name],), {}, f"{key}.{name}", file),
-                                f"{key}.{name}"))
-    if "sample" in d:
-        s, k = d["sample"], f"{key}.sample"
-        if not isinstance(s, dict):
-            raise _err(f"sample must be a table, got {s!r}", k, file,
-                       "write sample = {n = 100, seed = 1, x = {uniform = [0, 1]}}")
-        if "n" not in s:
-            raise _err("sample needs n, the number of points", f"{k}.n", file, "add n = 100")
-        factors.append(_Sample(s["n"], s.get("seed", 0),
-                               {p: v for p, v in s.items() if p not in ("n", "seed")}, k, file))
-    if "union" in d:
-        u, k = d["union"], f"{key}.union"
-        if not isinstance(u, list) or not u:
-            raise _err(f"union must be a non-empty list of tables, got {u!r}", k, file,
-                       "write [[space.union]] sections, each a space of its own")
-        factors.append(_Concat([_from_dict(x, file, f"{k}[{i}]") for i, x in enumerate(u)]))
-    space = None
-    if factors:
-        space = factors[0] if len(factors) == 1 else _Product(factors, key, file)
-    elif "reps" not in d:
-        raise _err("empty space: no grid, zip, sample or union", key, file,
-                   "add e.g. grid = {n = [1, 2, 3]}")
-    if "where" in d:
-        if space is None:
-            raise _err("where needs something to filter", f"{key}.where", file,
-                       "add a grid, zip, sample or union")
-        if not isinstance(d["where"], str) or not d["where"].strip():
-            raise _err(f"where must be a non-empty string expression, got {d['where']!r}",
-                       f"{key}.where", file, _WHERE_FIX)
-        space = _Filter(space, d["where"], f"{key}.where", file)
-    if "reps" in d:
-        r = _Reps(d["reps"], f"{key}.reps", file)
-        space = r if space is None else _Product([space, r], key, file)
-    return space
 
 
 if __name__ == "__main__":   # quick benchmark, not a test
