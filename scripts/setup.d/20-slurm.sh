@@ -31,7 +31,11 @@ export PATH="$PATH:/usr/sbin"
 HOST="$(hostname -s)"
 CONF="$SV/slurm.conf"
 MUNGE_SOCK="$SV/munge/munge.socket"
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() {  # the pid file names a live process of that program (not a recycled pid)
+  local pid
+  [ -f "$1" ] && pid="$(cat "$1")" && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+    grep -qE '^(munged|slurmctld|slurmd|sshd)' "/proc/$pid/comm" 2>/dev/null
+}
 export SLURM_CONF="$CONF"
 
 free_port() {

@@ -30,7 +30,11 @@ fi
 cp "$SV/id_ed25519.pub" "$SV/authorized_keys"
 chmod 0600 "$SV/authorized_keys"
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() {  # the pid file names a live process of that program (not a recycled pid)
+  local pid
+  [ -f "$1" ] && pid="$(cat "$1")" && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+    grep -qE '^(munged|slurmctld|slurmd|sshd)' "/proc/$pid/comm" 2>/dev/null
+}
 if alive "$SV/sshd.pid" && [ -f "$SV/port" ]; then
   PORT="$(cat "$SV/port")"
 else

@@ -60,7 +60,44 @@ def _save_meta(store: Store, eid: int, meta: dict) -> None:
 
 def make_backend(target, store: Store, sbatch=None):
     from .backends.slurm import SlurmBackend
-    return SlurmBackend(target, store.dir, sbatch=sbatch, project_key=project_key(store))
+    be = SlurmBackend(target, store.dir, sbatch=sbatch, project_key=project_key(store))
+    be.cache_path = str(_cache_dir() / f"limits-{_safe(target.name)}.json")
+    return be
+
+
+def _cache_dir() -> Path:
+    """Per-user cache of facts about targets (site limits, a passed check)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pushbutton"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+CHECK_TTL = 3600.0  # a target that passed `check` is not probed again for this long
+
+
+def check_target(backend, store: Store) -> list:
+    """targets.check, remembered per target for CHECK_TTL (a run after a broken setup is
+    still caught: jobs that die before starting a task stop the resubmission)."""
+    from . import targets
+    p = _cache_dir() / f"checked-{_safe(backend.target.name)}.json"
+    key = json.dumps(backend.target.model_dump(exclude={"file"}), sort_keys=True, default=str)
+    try:
+        c = json.loads(p.read_text())
+        if c.get("key") == key and time.time() - c.get("t", 0) < CHECK_TTL:
+            return []
+    except (OSError, ValueError):
+        pass
+    problems = targets.check(backend.target)
+    if not problems:
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            _atomic(p, json.dumps({"key": key, "t": time.time()}))
+        except OSError:
+            pass
+    return problems
 
 
 def _exp_shim(meta: dict):
@@ -84,8 +121,7 @@ def submit_experiment(backend, exp, eid: int, run_id: int, store: Store, wait: b
 
 
 def _submit_experiment(backend, exp, eid, run_id, store, wait, progress) -> dict:
-    from . import targets
-    problems = targets.check(backend.target)
+    problems = check_target(backend, store)
     if problems:  # a wrong target fails here, clearly, not as jobs that die on the cluster
         raise PushbuttonError("cannot run on target '%s':\n%s" % (
             backend.target.name, "\n".join(f"  {p.what}\n    fix: {p.fix}" for p in problems)))
@@ -466,7 +502,7 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
         if timeout is not None and time.time() - t_start > timeout:
             status = "timeout"
             break
-        time.sleep(0.1 if fast else max(0.2, min(delay, interval)))
+        time.sleep(0.05 if fast else max(0.2, min(delay, interval)))
     counts = store.counts(eid)
     return {"status": status, "bundles_ingested": ingested, "counts": counts,
             "done": counts[DONE], "failed": counts[T_FAILED], "poll_errors": errors,

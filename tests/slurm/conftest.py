@@ -74,6 +74,7 @@ def project(tmp_path, monkeypatch):
     shutil.copy(HERE / "slurm_tasks.py", proj / "slurm_tasks.py")
     monkeypatch.chdir(proj)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("PUSHBUTTON_TARGETS", raising=False)
     return proj
 

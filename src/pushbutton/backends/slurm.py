@@ -148,6 +148,8 @@ class SlurmBackend(Backend):
         self._accounting: bool | None = None
         self.gpus = 0
         self.last_poll_error: str | None = None
+        self.cache_path: str | None = None  # site limits are cached here for cache_s seconds
+        self.cache_s = 3600.0
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -190,6 +192,13 @@ class SlurmBackend(Backend):
     # -- site facts ----------------------------------------------------------------------
     def limits(self) -> dict:
         """MaxArraySize, MaxJobCount and the CPUs of the partition, from scontrol and sinfo."""
+        if self._limits is None and self.cache_path:
+            try:
+                c = json.loads(Path(self.cache_path).read_text())
+                if time.time() - c.get("t", 0) < self.cache_s and c.get("key") == self._key():
+                    self._limits = c["limits"]
+            except (OSError, ValueError, KeyError):
+                pass
         if self._limits is None:
             script = ("scontrol show config 2>&1; echo '@@sinfo'; "
                       "sinfo -h -o '%P %C' 2>&1; echo '@@end'")
@@ -217,8 +226,21 @@ class SlurmBackend(Backend):
                             "accounting": conf.get("AccountingStorageType", "") not in
                             ("", "accounting_storage/none"),
                             "min_job_age": _int(conf.get("MinJobAge"), 300)}
-            self._accounting = self._limits["accounting"]
+            if self.cache_path:
+                try:
+                    cp = Path(self.cache_path)
+                    cp.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cp.with_name(f".{cp.name}.{os.getpid()}.tmp")
+                    tmp.write_text(json.dumps({"t": time.time(), "key": self._key(),
+                                               "limits": self._limits}))
+                    os.replace(tmp, cp)
+                except OSError:
+                    pass
         return self._limits
+
+    def _key(self) -> str:
+        return json.dumps([self.target.model_dump(exclude={"file"}), self.extra],
+                          sort_keys=True, default=str)
 
     def capacity(self) -> int | None:
         lim = self.limits()
