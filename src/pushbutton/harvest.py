@@ -371,6 +371,8 @@ def sync_if_due(store: Store, eid: int) -> dict | None:
         return sync(store, eid)
     except BusyError:
         return None
+    except PushbuttonError as e:  # unreachable cluster: status still shows what is stored
+        return {"status": "unreachable", "warnings": [str(e)]}
 
 
 def _lock(store: Store, eid: int, name: str, wait: bool, timeout: float | None):
@@ -428,7 +430,13 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
         by_handle = {r[1]: r for r in rows}
         states: dict[str, BundleState] = {}
         now = time.time()
-        if rows and (now - last_poll >= delay or not wait):
+        crashed = False
+        if rows and fast and wait and now - last_poll < delay:
+            done_now, crashed = backend.done_bundles([r[0] for r in rows])
+            for bid in done_now:
+                h = next(r[1] for r in rows if r[0] == bid)
+                states[h] = BundleState(FINISHED)
+        if rows and (now - last_poll >= delay or not wait or (crashed and not states)):
             states = backend.poll(list(by_handle))
             last_poll = time.time()
             if backend.last_poll_error:
@@ -437,10 +445,6 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
                 warnings.append(backend.last_poll_error)
             else:
                 delay = interval
-        elif rows and fast:
-            for bid in backend.done_bundles([r[0] for r in rows]):
-                h = next(r[1] for r in rows if r[0] == bid)
-                states[h] = BundleState(FINISHED)
         over = {h: st for h, st in states.items() if st.state in (FINISHED, FAILED)}
         if over:
             bids = [by_handle[h][0] for h in over]

@@ -367,6 +367,11 @@ class SlurmBackend(Backend):
         caller backs off); a job that left the queue without done.json is failed at once."""
         if not handles:
             return {}
+        try:
+            base = self.base
+        except RemoteError as e:
+            self.last_poll_error = str(e)
+            return {}
         jobs = sorted({h.split(":")[0].split("_")[0] for h in handles})
         bids = [h.split(":", 1)[1] for h in handles]
         acct = bool(self._limits and self._limits.get("accounting"))
@@ -379,7 +384,7 @@ class SlurmBackend(Backend):
             parts.append(f"echo '@@sacct'; {sacct} 2>/dev/null")
         parts.append("echo '@@files'")
         if self.remote:
-            parts.append(f"cd {shlex.quote(self.base + '/bundles')} 2>/dev/null && for b in "
+            parts.append(f"cd {shlex.quote(base + '/bundles')} 2>/dev/null && for b in "
                          + " ".join(shlex.quote(b) for b in bids) +
                          '; do [ -e "$b/done.json" ] && echo "done $b"; '
                          '[ -e "$b/exit.json" ] && echo "exit $b $(head -c 300 "$b/exit.json")"; '
@@ -434,11 +439,19 @@ class SlurmBackend(Backend):
             out[h] = state_of(st, reason, bid in done, exits.get(bid), job)
         return out
 
-    def done_bundles(self, bids: list[str]) -> set[str]:
-        """Bundles whose done.json exists (cheap and local for local-slurm)."""
-        if not self.remote:
-            return {b for b in bids if (self.store_dir / "bundles" / b / "done.json").exists()}
-        return set()
+    def done_bundles(self, bids: list[str]) -> tuple[set[str], bool]:
+        """Bundles whose done.json exists (a cheap local look for local-slurm), and whether
+        any other one has an exit.json (a crash: worth a full poll now)."""
+        if self.remote:
+            return set(), False
+        done, crashed = set(), False
+        for b in bids:
+            d = self.store_dir / "bundles" / b
+            if (d / "done.json").exists():
+                done.add(b)
+            elif (d / "exit.json").exists():
+                crashed = True
+        return done, crashed
 
     # -- cancel / collect ----------------------------------------------------------------
     def cancel(self, handles: list[str]) -> None:
