@@ -20,7 +20,10 @@ HERE = Path(__file__).resolve().parent
 def summary(df):
     """One row per (model, corruption): means over replicates."""
     done = df[df["status"] == "done"]
-    cols = ["train_acc", "test_acc", "test_error", "epochs_to_fit", "epochs", "labels_changed",
+    # the metric "epochs" (epochs trained) shares its name with the parameter "epochs" (the cap),
+    # so the results table calls it result_epochs
+    done = done.assign(trained=done["result_epochs"] if "result_epochs" in done else done["epochs"])
+    cols = ["train_acc", "test_acc", "test_error", "epochs_to_fit", "trained", "labels_changed",
             "seconds"]
     cols = [c for c in cols if c in done.columns]
     g = done.groupby(["model", "corruption"])[cols]
@@ -36,6 +39,8 @@ def markdown(table) -> str:
     lines = [head, "|" + "---|" * 8]
     for r in table.itertuples():
         etf = "-" if r.epochs_to_fit != r.epochs_to_fit else f"{r.epochs_to_fit:.1f}"
+        if r.fitted < 1:
+            etf += f" ({r.fitted:.0%} fitted in {r.trained:.0f})"
         lines.append(f"| {r.model} | {r.corruption:.1f} | {r.reps} | {r.labels_changed:.3f} | "
                      f"{r.train_acc:.4f} | {r.test_error:.3f} | {etf} | {r.seconds:.0f} |")
     return "\n".join(lines)
@@ -54,7 +59,10 @@ def main(argv=None):
     from pushbutton import figures as F
 
     exp = pb.load(a.spec, project=a.project or os.getcwd())
-    df = exp.results()
+    try:
+        df = exp.results()
+    except TypeError:  # older pandas-incompatible results(): read the done rows directly
+        df = exp.sql("SELECT * FROM results").assign(status="done")
     series = exp.series()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
