@@ -253,6 +253,21 @@ def test_ssh_drop_mid_rsync_resumes_without_partial_ingest(ssh_host, project):
     assert isinstance(remote.SSHShell, type)
 
 
+def test_ssh_worker_killed_is_checksummed_and_retried(ssh_host, project):
+    """A bundle that died has no done.json: its outcomes are verified against the sha256
+    computed on the cluster before anything is ingested."""
+    from pushbutton import harvest
+    ssh_target(project, "tc")
+    exp = experiment(project, "rkilled", "die_once", retries=1, bundle_size=4,
+                     x=list(range(4)), victim=[1])
+    exp.run(on="tc")
+    s = harvest.harvest(exp.store, "rkilled", wait=True, timeout=120)["rkilled"]
+    assert s["status"] == "finished"
+    df = assert_complete(exp, 4)
+    assert df.set_index("x").attempts.to_dict() == {0: 1, 1: 2, 2: 1, 3: 1}
+    assert any("SIGKILL" in c for c in causes(exp)), causes(exp)
+
+
 def test_wrong_targets_fail_clearly(slurm, project):
     add = project / "pushbutton-targets.toml"
     add.write_text(

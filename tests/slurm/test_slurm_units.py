@@ -223,3 +223,16 @@ def test_job_script_is_valid_bash(tmp_path):
     assert "python3 -X utf8 " in text and "exit.json" in text
     r = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_poll_reads_sacct_for_jobs_squeue_forgot(tmp_path):
+    out = ("@@squeue\nslurm_load_jobs error: Invalid job id specified\n@@rc=1\n@@sacct\n7_0|COMPLETED|0:0\n7_1|FAILED|0:9\n7_2|TIMEOUT|0:15\n"
+           "@@files\n@@end\n")
+    sh = FakeShell(out)
+    be = SlurmBackend(T.get("local-slurm"), tmp_path, shell=sh)
+    be._limits = {"accounting": True}
+    st = be.poll(["7_0:a", "7_1:b", "7_2:c"])
+    assert "sacct" in sh.scripts[0]
+    assert st["7_0:a"].kind == "lost" and "COMPLETED" in st["7_0:a"].cause  # no done.json
+    assert st["7_1:b"].kind == "signal" and "SIGKILL" in st["7_1:b"].cause
+    assert st["7_2:c"].kind == "timeout"  # SLURM's verdict, not the SIGTERM it sent

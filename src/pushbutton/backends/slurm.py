@@ -87,19 +87,7 @@ def state_of(slurm_state: str | None, reason: str = "", done: bool = False,
         return BundleState(QUEUED)
     if st in RUNNING_STATES:
         return BundleState(RUNNING)
-    if rc is not None and rc != 0:
-        if rc > 128 or rc < 0:
-            sig = abs(rc) - 128 if rc > 128 else -rc
-            try:
-                name = signal.Signals(sig).name
-            except ValueError:
-                name = str(sig)
-            return BundleState(FAILED, f"{where}the worker was killed by signal {name}"
-                               + (f" ({st})" if st else ""), "signal")
-        if rc == 70:
-            return BundleState(FAILED, f"{where}a task timed out in native code; worker "
-                               "stopped", "timeout")
-        return BundleState(FAILED, f"{where}the worker exited with status {rc}", "exit")
+    # SLURM's own verdicts say more than the exit status of a worker it stopped
     if st == "TIMEOUT" or st == "DEADLINE":
         return BundleState(FAILED, f"{where}SLURM stopped it at its time limit ({st}); raise "
                            "the task timeout or pass --sbatch '--time=...'", "timeout")
@@ -114,6 +102,19 @@ def state_of(slurm_state: str | None, reason: str = "", done: bool = False,
     if st == "CANCELLED":
         return BundleState(FAILED, f"{where}cancelled outside pushbutton (scancel; CANCELLED)",
                            "lost")
+    if rc is not None and rc != 0:
+        if rc > 128 or rc < 0:
+            sig = abs(rc) - 128 if rc > 128 else -rc
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = str(sig)
+            return BundleState(FAILED, f"{where}the worker was killed by signal {name}"
+                               + (f" ({st})" if st else ""), "signal")
+        if rc == 70:
+            return BundleState(FAILED, f"{where}a task timed out in native code; worker "
+                               "stopped", "timeout")
+        return BundleState(FAILED, f"{where}the worker exited with status {rc}", "exit")
     if st in ("FAILED", "SPECIAL_EXIT", "REVOKED"):
         return BundleState(FAILED, f"{where}the job failed ({st}"
                            + (f", {reason}" if reason and reason != "None" else "") + ")", "exit")
@@ -380,7 +381,7 @@ class SlurmBackend(Backend):
         parts = [f"echo '@@squeue'; {squeue} 2>&1; echo \"@@rc=$?\""]
         if acct:
             sacct = shlex.join(["sacct", "-n", "-P", "-X", "-j", ",".join(jobs),
-                                "-o", "JobID,State,Reason"])
+                                "-o", "JobID,State,ExitCode"])
             parts.append(f"echo '@@sacct'; {sacct} 2>/dev/null")
         parts.append("echo '@@files'")
         if self.remote:
@@ -411,11 +412,17 @@ class SlurmBackend(Backend):
             bits = line.strip().split("|")
             if len(bits) >= 2 and "_" in bits[0]:
                 states[bits[0]] = (bits[1], bits[2] if len(bits) > 2 else "")
-        if acct and "@@sacct" in text:
+        acct_rc: dict[str, dict] = {}
+        if acct and "@@sacct" in text:  # jobs squeue has forgotten (older than MinJobAge)
             for line in text.split("@@sacct", 1)[1].split("@@files", 1)[0].splitlines():
                 bits = line.strip().split("|")
                 if len(bits) >= 2 and "_" in bits[0] and bits[0] not in states:
-                    states[bits[0]] = (bits[1], bits[2] if len(bits) > 2 else "")
+                    states[bits[0]] = (bits[1], "")
+                    rc, _, sig = (bits[2] if len(bits) > 2 else "").partition(":")
+                    if sig.isdigit() and int(sig):
+                        acct_rc[bits[0]] = {"rc": 128 + int(sig)}
+                    elif rc.isdigit() and int(rc):
+                        acct_rc[bits[0]] = {"rc": int(rc)}
         done, exits = set(), {}
         if self.remote:
             files = text.split("@@files", 1)[1].split("@@end", 1)[0]
@@ -436,7 +443,7 @@ class SlurmBackend(Backend):
                 elif (d / "exit.json").exists():
                     exits[bid] = _load_json((d / "exit.json").read_text())
             st, reason = states.get(job, (None, ""))
-            out[h] = state_of(st, reason, bid in done, exits.get(bid), job)
+            out[h] = state_of(st, reason, bid in done, exits.get(bid) or acct_rc.get(job), job)
         return out
 
     def done_bundles(self, bids: list[str]) -> tuple[set[str], bool]:
