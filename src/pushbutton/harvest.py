@@ -33,6 +33,7 @@ CODE_EXCLUDES = [".git/", ".pushbutton/", ".services/", "__pycache__/", "*.pyc",
 
 
 MAX_STALLS = 3  # bundles in a row that fail before starting any task
+GIVE_UP_S = 1800.0  # a waiting harvest stops after this long without an answer from SLURM
 
 
 def project_key(store: Store) -> str:
@@ -415,6 +416,7 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
     fast = not backend.remote  # local-slurm: done.json files are visible without a query
     t_start, last_poll, delay = time.time(), 0.0, interval
     ingested = errors = 0
+    failing_since = None
     warnings: list[str] = []
     while True:
         rows = _active(store, eid)
@@ -443,8 +445,12 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
                 errors += 1
                 delay = min(delay * 2, 60.0)  # back off while the controller struggles
                 warnings.append(backend.last_poll_error)
+                failing_since = failing_since or time.time()
+                if wait and time.time() - failing_since > GIVE_UP_S:
+                    status = "unreachable"  # the jobs go on; `pb harvest` picks them up later
+                    break
             else:
-                delay = interval
+                delay, failing_since = interval, None
         over = {h: st for h, st in states.items() if st.state in (FINISHED, FAILED)}
         if over:
             bids = [by_handle[h][0] for h in over]
