@@ -25,7 +25,7 @@ from . import bundling, results
 from .backends.base import FAILED, FINISHED, BundleRef, BundleState
 from .driver import Driver, ExperimentLock
 from .errors import BusyError, PushbuttonError
-from .store import DONE, FAILED as T_FAILED, PENDING, RUNNING, Store
+from .store import DONE, FAILED as T_FAILED, PENDING, Store
 
 CODE_EXCLUDES = [".git/", ".pushbutton/", ".services/", "__pycache__/", "*.pyc", ".venv/",
                  "venv/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".hypothesis/",
