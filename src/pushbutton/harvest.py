@@ -496,15 +496,16 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
             _finish(store, eid, run_id, drv)
             status = "finished"
             break
-        if not left and not live:  # its submission failed or it was cancelled: nothing to do
-            status = "stopped"
-            break
         if not left and stalled:  # the jobs die before any task starts: stop resubmitting
             status = "stalled"
             warnings.append(f"{meta['stalls']} bundles failed before any task started (last: "
                             f"{meta.get('stall_cause')}); the tasks stay pending. Fix the target "
                             f"(`pb targets check {meta['target']}`), then `pb run` again")
-            store.end_run(run_id, "stalled")
+            if live:
+                store.end_run(run_id, "stalled")
+            break
+        if not left and not live:  # its submission failed or it was cancelled: nothing to do
+            status = "stopped"
             break
         if not wait:
             status = "running"

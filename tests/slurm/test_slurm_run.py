@@ -216,6 +216,29 @@ def test_ssh_fire_and_forget_with_python_from_setup_lines(ssh_host, project, tmp
     assert len(rows) == 8 and {row["status"] for row in rows} == {"done"}
     assert {row["python"] for row in rows} == {str(pybin / "pbpython")}
     assert {row["mark"] for row in rows} == {"set-up"}
+    import pushbutton as pbm
+    series = pbm.load(project / "exp.toml", project=project).series()
+    assert len(series) == 16 and sorted(series.step.unique()) == [1, 2]
+
+
+def test_broken_python_stops_resubmitting_and_says_why(slurm, project):
+    """Jobs that die before any task starts (the Python is gone) are not resubmitted forever:
+    the tasks stay pending and the harvest names the cause."""
+    from pushbutton import harvest
+    (project / "pushbutton-targets.toml").write_text(
+        "[targets.flaky]\npoll_interval = 0.3\n"
+        f"python = \"{project}/py/python3\"\n")
+    (project / "py").mkdir()
+    (project / "py" / "python3").symlink_to(sys.executable)
+    exp = experiment(project, "broken", "square", bundle_size=1, x=list(range(3)))
+    out = exp.run(on="flaky")  # the check passes: the Python is there now
+    assert out["status"] == "submitted"
+    (project / "py" / "python3").unlink()  # ... and gone when the jobs start
+    s = harvest.harvest(exp.store, "broken", wait=True, timeout=120)["broken"]
+    assert s["status"] == "stalled", s
+    assert "failed before any task started" in s["warnings"][-1]
+    assert "No such file" in s["warnings"][-1] or "not found" in s["warnings"][-1]
+    assert exp.status()["counts"]["pending"] == 3
 
 
 def test_ssh_drop_mid_rsync_resumes_without_partial_ingest(ssh_host, project):

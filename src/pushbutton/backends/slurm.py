@@ -114,7 +114,9 @@ def state_of(slurm_state: str | None, reason: str = "", done: bool = False,
         if rc == 70:
             return BundleState(FAILED, f"{where}a task timed out in native code; worker "
                                "stopped", "timeout")
-        return BundleState(FAILED, f"{where}the worker exited with status {rc}", "exit")
+        err = (exit_info or {}).get("err")
+        return BundleState(FAILED, f"{where}the worker exited with status {rc}"
+                           + (f": {err[-200:]}" if err else ""), "exit")
     if st in ("FAILED", "SPECIAL_EXIT", "REVOKED"):
         return BundleState(FAILED, f"{where}the job failed ({st}"
                            + (f", {reason}" if reason and reason != "None" else "") + ")", "exit")
@@ -268,7 +270,7 @@ class SlurmBackend(Backend):
             '[ -n "$B" ] || { echo "no bundle on line $((SLURM_ARRAY_TASK_ID + 1)) of $L" >&2; '
             'exit 2; }',
             'rm -f "$B/exit.json"',
-            f'{py} {shlex.quote(self.worker)} "$B"',
+            f'{py} {shlex.quote(self.worker)} "$B" 2>>"$B/worker.err"',
             "rc=$?",
             'printf \'{"rc": %d, "host": "%s", "job": "%s_%s"}\\n\' "$rc" "$(hostname)" '
             '"$SLURM_ARRAY_JOB_ID" "$SLURM_ARRAY_TASK_ID" > "$B/.exit.json.tmp" && '
@@ -388,7 +390,9 @@ class SlurmBackend(Backend):
             parts.append(f"cd {shlex.quote(base + '/bundles')} 2>/dev/null && for b in "
                          + " ".join(shlex.quote(b) for b in bids) +
                          '; do [ -e "$b/done.json" ] && echo "done $b"; '
-                         '[ -e "$b/exit.json" ] && echo "exit $b $(head -c 300 "$b/exit.json")"; '
+                         '[ -e "$b/exit.json" ] && echo "exit $b $(head -c 300 "$b/exit.json")" '
+                         '&& [ -s "$b/worker.err" ] && echo "err $b $(tail -c 300 "$b/worker.err" '
+                         '| tr "\\n" " ")"; '
                          "done; true")
         parts.append("echo '@@end'")
         try:
@@ -433,6 +437,9 @@ class SlurmBackend(Backend):
                 elif kind == "exit":
                     b, _, js = rest.partition(" ")
                     exits[b] = _load_json(js)
+                elif kind == "err":
+                    b, _, err = rest.partition(" ")
+                    exits.setdefault(b, {})["err"] = err.strip()
         out = {}
         for h, bid in zip(handles, bids):
             job = h.split(":")[0]
@@ -442,6 +449,13 @@ class SlurmBackend(Backend):
                     done.add(bid)
                 elif (d / "exit.json").exists():
                     exits[bid] = _load_json((d / "exit.json").read_text())
+                    try:
+                        with open(d / "worker.err", "rb") as f:
+                            f.seek(max(0, f.seek(0, 2) - 300))
+                            err = f.read().decode("utf-8", "replace")
+                        exits[bid]["err"] = " ".join(err.split())
+                    except OSError:
+                        pass
             st, reason = states.get(job, (None, ""))
             out[h] = state_of(st, reason, bid in done, exits.get(bid) or acct_rc.get(job), job)
         return out
