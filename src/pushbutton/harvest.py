@@ -538,12 +538,18 @@ def harvest(store: Store, name: str | None = None, wait: bool = False, progress=
         eid = store.experiment(name)
         if eid is None:
             raise PushbuttonError(f"no experiment named '{name}' in {store.root}")
-        return {name: sync(store, eid, wait=wait, progress=progress, timeout=timeout)}
+        todo = [(eid, name)]
+    else:
+        todo = store.db.execute("SELECT DISTINCT e.id, e.name FROM experiments e JOIN bundles b "
+                                "ON b.exp=e.id WHERE b.backend='slurm' AND b.state IN "
+                                "('created','submitted')").fetchall()
     out = {}
-    for eid, ename in store.db.execute("SELECT DISTINCT e.id, e.name FROM experiments e JOIN "
-                                       "bundles b ON b.exp=e.id WHERE b.backend='slurm' AND "
-                                       "b.state IN ('created','submitted')").fetchall():
-        out[ename] = sync(store, eid, wait=wait, progress=progress, timeout=timeout)
+    for eid, ename in todo:
+        try:
+            out[ename] = sync(store, eid, wait=wait, progress=progress, timeout=timeout)
+        except BusyError as e:  # a background harvester (or a driver) is on it already
+            out[ename] = {"status": "busy", "counts": store.counts(eid), "warnings": [
+                str(e).split(";")[0] + "; it brings the results in (follow: pb watch)"]}
     return out
 
 
