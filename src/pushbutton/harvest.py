@@ -33,6 +33,7 @@ CODE_EXCLUDES = [".git/", ".pushbutton/", ".services/", "__pycache__/", "*.pyc",
 
 
 MAX_STALLS = 3  # bundles in a row that fail before starting any task
+UNKNOWN_MAX_TASKS = 1000  # tasks per bundle while no task duration has been measured
 GIVE_UP_S = 1800.0  # a waiting harvest stops after this long without an answer from SLURM
 
 
@@ -215,8 +216,14 @@ def _sizes(backend, store: Store, eid: int, n: int, meta: dict, quota: int) -> i
     min_bundles = min(slots, 1000)
     if est:
         min_bundles = max(1, min(min_bundles, math.ceil(n * est / 5.0)))
-    return bundling.static_plan(n, est, max_bundles=max(1, min(lim["max_array"], quota)),
-                                min_bundles=min_bundles, fixed=meta["bundle_size"])
+    max_bundles = max(1, min(lim["max_array"], quota))
+    per = bundling.static_plan(n, est, max_bundles=max_bundles, min_bundles=min_bundles,
+                               fixed=meta["bundle_size"])
+    if est is None and not meta["bundle_size"]:
+        # no duration known yet: keep bundles moderate (progress, crash recovery, --time),
+        # unless the site limits need bigger ones
+        per = max(math.ceil(n / max_bundles), min(per, UNKNOWN_MAX_TASKS))
+    return per
 
 
 def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
