@@ -135,7 +135,7 @@ def test_cli_bad_sbatch_option_is_a_clear_error(slurm, project):
 
 def test_scancel_of_part_of_an_array(slurm, project):
     exp = experiment(project, "scancel", "nap", retries=1, bundle_size=2, x=list(range(12)),
-                     s=[0.4])
+                     s=[0.8])
     out = exp.run(on="local-slurm")
     assert out["bundles"] == 6
     job = out["jobs"][0]
