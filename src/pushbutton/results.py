@@ -21,7 +21,7 @@ def _typed(values):
     try:  # Arrow's own inference (C++) handles the common cases fast
         arr = pa.array(values)
         if not (pa.types.is_struct(arr.type) or pa.types.is_null(arr.type)
-                or pa.types.is_list(arr.type) and pa.types.is_struct(arr.type.value_type)):
+                or pa.types.is_list(arr.type)):  # nested values are stored as JSON text
             return arr
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
@@ -64,10 +64,16 @@ def metric_column(name: str, params: set) -> str:
     return "result_" + name if name in params or name in _RESERVED else name
 
 
-def write_part(path: Path, rows: list[dict], param_names: list[str]) -> None:
-    """rows: dicts with META keys, 'params' and 'metrics'. Written to a temp name, then renamed."""
+def write_part(path: Path, rows, param_names: list[str]) -> None:
+    """rows: dicts with META keys, 'params' and 'metrics' (or an Arrow table already built).
+    Written to a temp name, then renamed."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+    if isinstance(rows, pa.Table):
+        tmp = path.with_name("." + path.name + ".tmp")
+        pq.write_table(rows, tmp, compression="zstd")
+        os.replace(tmp, path)
+        return
     pset = set(param_names)
     pcols = list(param_names)
     seen = set(pcols)
@@ -124,6 +130,8 @@ def latest_sql(folder: Path) -> str | None:
     ps = parts(folder)
     if not ps:
         return None
+    if len(ps) == 1 and Path(ps[0]).name.startswith("compact-"):  # deduplicated when written
+        return "SELECT * FROM read_parquet('" + ps[0].replace("'", "''") + "')"
     lst = ", ".join("'" + p.replace("'", "''") + "'" for p in ps)
     return (f"SELECT * FROM read_parquet([{lst}], union_by_name=true) "
             f"QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY finished_at DESC) = 1")
@@ -132,7 +140,8 @@ def latest_sql(folder: Path) -> str | None:
 def compact(folder: Path, min_parts: int = 16) -> int:
     """Merge the parts of one experiment into one file; crash-safe (write, rename, then delete)."""
     ps = parts(folder)
-    if len(ps) < min_parts:
+    if len(ps) < min_parts and not (len(ps) > 1 and len(ps) >= min_parts // 4
+                                    and sum(os.path.getsize(p) for p in ps) > 1 << 20):
         return 0
     import duckdb
     import pyarrow.parquet as pq

@@ -80,3 +80,14 @@ def counted(i, t=0.01, **_):
         f.write("%d\n" % i)
     time.sleep(t)
     return {"i": i, "sq": i * i}
+
+
+def mixed(i, **_):
+    """Metrics of every storable kind, and some failures, for the two ingest paths."""
+    if i % 97 == 5:
+        raise ValueError("failure %d" % i)
+    out = {"int": i, "flt": i / 7 if i % 3 else i // 7, "ok": i % 2 == 0, "name": "r%d" % i,
+           "maybe": None if i % 5 == 0 else 1.5, "vec": [i, i + 1], "cfg": {"a": i}}
+    if i % 4 == 0:
+        out["sometimes"] = i
+    return out

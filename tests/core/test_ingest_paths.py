@@ -1,0 +1,34 @@
+"""The Arrow fast path of ingest and the line-by-line path store the same table."""
+import pandas as pd
+
+from pushbutton import Experiment, grid, ingest_arrow
+
+
+def _run(name, project):
+    exp = Experiment(name, function="tasks:mixed", space=grid(i=range(1500), tag=["x"]),
+                     workers=1, bundle_size=1500)
+    s = exp.run()
+    df = exp.results().drop(columns=["task_id", "finished_at", "duration_s", "host", "run_id"])
+    return s, df.sort_values("i").reset_index(drop=True)
+
+
+def test_fast_and_slow_ingest_agree(project, monkeypatch):
+    calls = []
+    real = ingest_arrow.parse
+
+    def spy(*a, **k):
+        out = real(*a, **k)
+        calls.append(out is not None)
+        return out
+    monkeypatch.setattr(ingest_arrow, "parse", spy)
+    s_fast, fast = _run("fast", project)
+    assert any(calls), "the fast path was not taken"
+    monkeypatch.setattr(ingest_arrow, "parse", lambda *a, **k: None)
+    s_slow, slow = _run("slow", project)
+    assert s_fast["counts"] == s_slow["counts"]
+    assert s_fast["counts"]["failed"] == len([i for i in range(1500) if i % 97 == 5])
+    assert list(fast.columns) == list(slow.columns)
+    pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
+    row = fast.set_index("i").loc[8]
+    assert row["vec"] == "[8, 9]" and row["cfg"] == '{"a": 8}' and bool(row["ok"])
+    assert row["sometimes"] == 8
