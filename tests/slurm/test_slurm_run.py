@@ -108,8 +108,10 @@ def test_cli_sbatch_options_pass_through(slurm, project):
         'name = "passthru"\nfunction = "slurm_tasks:square"\n[space]\n'
         'grid = { x = [1, 2, 3, 4, 5] }\n')
     gres = os.environ.get("PB_TEST_SLURM_GRES", "pbtoken")
-    r = pb("run", "exp.toml", "--on", "local-slurm", "--sbatch",
-           f"--gres={gres}:1 --comment=pb-passthrough")
+    # the target's default options, then --sbatch's
+    (project / "pushbutton-targets.toml").write_text(
+        '[targets.local-slurm]\nsbatch = "--comment=pb-passthrough"\n')
+    r = pb("run", "exp.toml", "--on", "local-slurm", "--sbatch", f"--gres={gres}:1")
     assert "submitted 5 tasks" in r.stdout
     job = re.search(r"SLURM jobs? (\d+)", r.stdout).group(1)
     lines = squeue(job, "%k|%b")
