@@ -67,6 +67,17 @@ def main(argv=None):
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     units = {"corruption": "fraction of labels randomised"}
+    if "inputs" in df.columns and df["inputs"].nunique() > 1:  # experiment-pixels.toml
+        fig = F.learning_curves(series, metric="train_loss", hue="inputs", logy=True,
+                                title="MLP: training loss, true labels, randomised inputs")
+        fig.axes[0].set_xlabel("epoch")
+        F.save(fig, out / "fig1a-inputs", formats=("png",))
+        done = df[df["status"] == "done"]
+        done = done.assign(trained=done.get("result_epochs", done.get("epochs")))
+        print(done.groupby("inputs")[["train_acc", "test_error", "epochs_to_fit", "trained",
+                                      "seconds"]].mean().round(4).to_string())
+        print(f"\nfigures in {out}/")
+        return
     for model in sorted(df["model"].dropna().unique()):
         part = series[series["model"] == model] if len(series) else series
         fig = F.learning_curves(part, metric="train_loss", hue="corruption", units=units,
