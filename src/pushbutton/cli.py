@@ -415,33 +415,15 @@ def show(what):
 @click.option("--yes", is_flag=True, help="Do not ask.")
 def clean(experiment, bundles_only, yes):
     """Delete an experiment's data from the store (or only its finished bundle folders)."""
-    import shutil
+    from .running import clean as cl
     store = _store()
     eid, name = _exp_name(store, experiment)
-    if bundles_only:
-        rows = store.db.execute("SELECT id, dir FROM bundles WHERE exp=? AND state IN "
-                                "('finished','failed','interrupted','cancelled')", (eid,)).fetchall()
-        for _, d in rows:
-            shutil.rmtree(d, ignore_errors=True)
-        click.echo(f"removed {len(rows)} bundle folders of {name}")
-        return
-    if not yes:
+    if not bundles_only and not yes:
         click.confirm(f"delete every task, result and log of '{name}'?", abort=True)
-    from .driver import ExperimentLock
-    if ExperimentLock(store, eid, name).held_by_other():
-        raise PushbuttonError(f"'{name}' is running; `pb cancel {name}` first")
-    dirs = [d for (d,) in store.db.execute("SELECT dir FROM bundles WHERE exp=?", (eid,))]
-    with store.tx():
-        for table in ("attempts",):
-            store.db.execute(f"DELETE FROM {table} WHERE task IN (SELECT rowid FROM tasks "
-                             "WHERE exp=?)", (eid,))
-        for table, col in (("tasks", "exp"), ("bundles", "exp"), ("runs", "exp"),
-                           ("events", "exp"), ("experiments", "id")):
-            store.db.execute(f"DELETE FROM {table} WHERE {col}=?", (eid,))
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
-    for sub in ("results", "series"):
-        shutil.rmtree(store.dir / sub / name, ignore_errors=True)
+    n = cl(store, eid, name, bundles_only=bundles_only)
+    if bundles_only:
+        click.echo(f"removed {n} bundle folders of {name}")
+        return
     click.echo(f"deleted experiment {name}")
 
 

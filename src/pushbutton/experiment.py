@@ -177,6 +177,21 @@ class Experiment:
         from . import running
         return running.logs(self.store, self._exp_id(), task)
 
+    def retry(self, **kw) -> dict:
+        """Run the failed tasks again (attempts start over)."""
+        return self.run(rerun_failed=True, **kw)
+
+    def show(self) -> dict:
+        """The stored spec and the provenance of every run."""
+        eid = self._exp_id()
+        spec = next(e["spec"] for e in self.store.experiments() if e["id"] == eid)
+        return {"spec": spec, "runs": self.store.runs(eid)}
+
+    def clean(self, bundles_only: bool = False) -> int:
+        """Delete this experiment's tasks, results and logs (or only finished bundle folders)."""
+        from . import running
+        return running.clean(self.store, self._exp_id(), self.name, bundles_only)
+
     def history(self) -> list[dict]:
         return self.store.runs(self._exp_id())
 

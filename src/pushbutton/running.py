@@ -139,3 +139,29 @@ def logs(store: Store, eid: int | None, prefix: str) -> dict:
                     f.seek(a)
                     out[name] = f.read(b - a).decode("utf-8", "replace")
     return out
+
+
+def clean(store: Store, eid: int, name: str, bundles_only: bool = False) -> int:
+    """Delete an experiment's data, or only its finished bundle folders (and their logs)."""
+    import shutil
+    if bundles_only:
+        rows = store.db.execute("SELECT id, dir FROM bundles WHERE exp=? AND state IN "
+                                "('finished','failed','interrupted','cancelled')",
+                                (eid,)).fetchall()
+        for _, d in rows:
+            shutil.rmtree(d, ignore_errors=True)
+        return len(rows)
+    if ExperimentLock(store, eid, name).held_by_other():
+        raise PushbuttonError(f"'{name}' is running; `pb cancel {name}` first")
+    dirs = [d for (d,) in store.db.execute("SELECT dir FROM bundles WHERE exp=?", (eid,))]
+    with store.tx():
+        store.db.execute("DELETE FROM attempts WHERE task IN (SELECT rowid FROM tasks "
+                         "WHERE exp=?)", (eid,))
+        for table, col in (("tasks", "exp"), ("bundles", "exp"), ("runs", "exp"),
+                           ("events", "exp"), ("experiments", "id")):
+            store.db.execute(f"DELETE FROM {table} WHERE {col}=?", (eid,))
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    for sub in ("results", "series"):
+        shutil.rmtree(store.dir / sub / name, ignore_errors=True)
+    return len(dirs)

@@ -74,9 +74,17 @@ class Store:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.dir / "state.sqlite", timeout=60, isolation_level=None,
                                   check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: safe against process crashes
         self.db.execute("PRAGMA busy_timeout=60000")
+        # switching to WAL needs a moment alone with the file, so only the first opener does it
+        # (asking again while another process writes would fail with "database is locked")
+        for attempt in range(50):
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:
+                time.sleep(0.1 * (attempt + 1))
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: safe against process crashes
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='tasks'").fetchone():
             self.db.executescript(SCHEMA)
 

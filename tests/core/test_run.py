@@ -175,3 +175,17 @@ def test_sql_and_where(project):
     assert len(exp.results(where="x >= 5 AND k = 'a'")) == 5
     t = exp.sql("SELECT state, count(*) AS n FROM tasks GROUP BY state")
     assert t.set_index("state")["n"]["done"] == 20
+
+
+def test_python_api_covers_the_cli(project):
+    exp = Experiment("api", function="tasks:flaky", space=grid(i=range(4)))
+    assert exp.run()["counts"]["failed"] == 4
+    assert exp.status()["failures"] == {"exception": 4}
+    assert exp.retry()["counts"]["failed"] == 4
+    info = exp.show()
+    assert info["spec"]["function"] == "tasks:flaky" and len(info["runs"]) == 2
+    assert info["runs"][0]["provenance"]["python"]
+    assert exp.cancel()["cancelled"] == 0
+    assert exp.clean() >= 1
+    with pytest.raises(pushbutton.PushbuttonError, match="has not been run"):
+        exp.status()
