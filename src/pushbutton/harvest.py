@@ -114,15 +114,24 @@ def _exp_shim(meta: dict):
 # -- submit ---------------------------------------------------------------------------------
 def submit_experiment(backend, exp, eid: int, run_id: int, store: Store, wait: bool = False,
                       progress=None) -> dict:
-    """Ship and submit every pending task of the experiment; return once SLURM accepted."""
+    """Ship and submit every pending task of the experiment; return once SLURM accepted
+    (with wait, once every task is over)."""
     try:
-        return _submit_experiment(backend, exp, eid, run_id, store, wait, progress)
+        summary = _submit_experiment(backend, exp, eid, run_id, store, wait)
     except BaseException:
-        store.end_run(run_id, "failed")
+        active = store.db.execute("SELECT count(*) FROM bundles WHERE run=? AND backend='slurm' "
+                                  "AND state='submitted'", (run_id,)).fetchone()[0]
+        if not active:  # nothing went out: this run is over; else the harvest carries on
+            store.end_run(run_id, "failed")
         raise
+    if wait:
+        summary.update(sync(store, eid, backend=backend, wait=True, progress=progress,
+                            lock=False))
+        summary.pop("submitted")
+    return summary
 
 
-def _submit_experiment(backend, exp, eid, run_id, store, wait, progress) -> dict:
+def _submit_experiment(backend, exp, eid, run_id, store, wait) -> dict:
     problems = check_target(backend, store)
     if problems:  # a wrong target fails here, clearly, not as jobs that die on the cluster
         raise PushbuttonError("cannot run on target '%s':\n%s" % (
@@ -160,11 +169,7 @@ def _submit_experiment(backend, exp, eid, run_id, store, wait, progress) -> dict
         f"{'s' if len(jobs) > 1 else ''} {', '.join(jobs) or '-'}) to '{backend.target.name}'"
         f"\nfollow: pb watch {exp.name}   results: pb harvest {exp.name}   stop: pb cancel "
         f"{exp.name}") if n_tasks else f"{exp.name}: nothing to submit (no pending tasks)"
-    if wait:
-        summary.update(sync(store, eid, backend=backend, wait=True, progress=progress,
-                            lock=False))
-        summary.pop("submitted")
-    elif pid:
+    if pid:
         summary["harvester"] = pid
         summary["message"] += f"\nresults flow into the store in the background (pid {pid})"
     return summary
@@ -276,9 +281,12 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
                                                     len(group), str(d), backend.target.name))
     try:
         handles = backend.submit(refs, label=f"pb-{meta['name']}")
-    except Exception:
-        with store.tx():  # nothing was accepted: the tasks go back to pending
-            for bid, group, d in made:
+    except Exception as e:
+        accepted = list(getattr(e, "partial_handles", []))
+        with store.tx():  # what SLURM accepted is out; the rest goes back to pending
+            db.executemany("UPDATE bundles SET handle=?, state='submitted', submitted=? WHERE "
+                           "id=?", ((h, time.time(), b.id) for h, b in zip(accepted, refs)))
+            for bid, group, d in made[len(accepted):]:
                 db.executemany("UPDATE tasks SET state='pending' WHERE rowid=? AND "
                                "state='running'", ((r[0],) for r in group))
                 db.execute("UPDATE bundles SET state='failed', cause='sbatch refused it' "

@@ -135,6 +135,35 @@ def test_cli_bad_sbatch_option_is_a_clear_error(slurm, project):
     assert "pending 3" in r.stdout  # nothing lost: the tasks wait for a corrected run
 
 
+def test_sbatch_refusing_a_later_array_loses_and_duplicates_nothing(slurm, project,
+                                                                     monkeypatch):
+    """Arrays are capped by the site limit (here 2 elements); when slurmctld refuses the
+    second array, the first stays out, the rest go back to pending, and the harvest resubmits."""
+    from pushbutton.backends.slurm import SlurmBackend
+    from pushbutton.remote import RemoteError
+    (project / "pushbutton-targets.toml").write_text(
+        "[targets.local-slurm]\nmax_array_size = 2\nauto_harvest = false\n")
+    real, calls = SlurmBackend._sbatch, []
+
+    def refuse_second(self, argv, name):
+        calls.append(name)
+        if len(calls) == 2:
+            raise RemoteError("sbatch refused the job: Resource temporarily unavailable",
+                              target="local-slurm")
+        return real(self, argv, name)
+    monkeypatch.setattr(SlurmBackend, "_sbatch", refuse_second)
+    exp = experiment(project, "partial", "square", bundle_size=2, x=list(range(8)))
+    with pytest.raises(RemoteError):
+        exp.run(on="local-slurm")
+    c = exp.store.counts(exp.store.experiment("partial"))  # as stored (status would sync)
+    assert c["running"] == 4 and c["pending"] == 4  # 2 bundles out, 2 back to pending
+    monkeypatch.setattr(SlurmBackend, "_sbatch", real)
+    s = harvest_all(exp)
+    assert s["status"] == "finished"
+    assert_complete(exp, 8)
+    assert exp.history()[-1]["status"] == "finished"
+
+
 def test_scancel_of_part_of_an_array(slurm, project):
     exp = experiment(project, "scancel", "nap", retries=1, bundle_size=2, x=list(range(12)),
                      s=[0.8])

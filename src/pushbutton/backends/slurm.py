@@ -309,8 +309,12 @@ class SlurmBackend(Backend):
             n_max = max(b.n_tasks for b in chunk)
             flags = resource_flags(chunk[0], n_max, self.gpus)
             name = f"{label}-{token}"[:120]
-            job = self._sbatch(self.sbatch_argv(len(chunk), name, flags,
-                                                f"{self.base}/{script_rel}"), name)
+            try:
+                job = self._sbatch(self.sbatch_argv(len(chunk), name, flags,
+                                                    f"{self.base}/{script_rel}"), name)
+            except Exception as e:
+                e.partial_handles = handles  # the arrays SLURM did accept before this one
+                raise
             handles += [f"{job}_{j}:{b.id}" for j, b in enumerate(chunk)]
         return handles
 
