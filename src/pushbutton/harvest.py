@@ -157,6 +157,8 @@ def _submit_experiment(backend, exp, eid, run_id, store, wait) -> dict:
         pid = spawn_harvester(store, exp.name)
     if backend.remote:
         ship_code(backend, exp.root)
+        meta["base"] = backend.base  # resolved once (~ expanded on the cluster)
+        _save_meta(store, eid, meta)
     t0 = time.time()
     n_bundles, n_tasks, jobs = submit_pending(backend, store, eid, run_id, meta)
     store.event(eid, run_id, "slurm-submitted", {"bundles": n_bundles, "tasks": n_tasks,
@@ -354,6 +356,8 @@ def sync(store: Store, eid: int, backend=None, wait: bool = False, progress=None
             backend = make_backend(targets.get(meta["target"], store.root), store,
                                    sbatch=meta["sbatch"])
             backend.gpus = meta.get("gpus", 0)
+            if backend.remote and meta.get("base"):
+                backend._base = meta["base"]
         return _sync(store, eid, meta, backend, wait, progress, timeout)
     finally:
         if own_backend and backend is not None:

@@ -315,7 +315,11 @@ class SSHShell(Shell):
         self._rsync(args + [f"{self.host}:{_rsync_remote(src)}", str(dst)], timeout, retries)
 
     def close(self) -> None:
-        """Close the multiplexed connection (a later call opens a new one)."""
+        """Nothing to do: the multiplexed connection outlives this process by ControlPersist
+        seconds, so the next `pb` command reuses it (see disconnect)."""
+
+    def disconnect(self) -> None:
+        """Close the multiplexed connection now (a later call opens a new one)."""
         try:
             subprocess.run(self.ssh_argv() + ["-O", "exit", self.host], capture_output=True,
                            timeout=10)
