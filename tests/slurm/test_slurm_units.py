@@ -236,3 +236,12 @@ def test_poll_reads_sacct_for_jobs_squeue_forgot(tmp_path):
     assert st["7_0:a"].kind == "lost" and "COMPLETED" in st["7_0:a"].cause  # no done.json
     assert st["7_1:b"].kind == "signal" and "SIGKILL" in st["7_1:b"].cause
     assert st["7_2:c"].kind == "timeout"  # SLURM's verdict, not the SIGTERM it sent
+
+
+@pytest.mark.parametrize("opt", ["--array=0-9", "-a", "--wrap=x", "--output=x.log", "-ofile"])
+def test_options_pushbutton_owns_are_refused(tmp_path, opt):
+    with pytest.raises(SpecError) as e:
+        SlurmBackend(T.get("local-slurm"), tmp_path, shell=FakeShell(""), sbatch=[opt])
+    assert "set by pushbutton" in str(e.value) and "fix:" in str(e.value)
+    SlurmBackend(T.get("local-slurm"), tmp_path, shell=FakeShell(""),
+                 sbatch=["--account=abc", "-p", "short", "--mem=1G", "--time=10"])

@@ -144,6 +144,7 @@ class SlurmBackend(Backend):
         self.remote = bool(target.host)
         self.store_dir = Path(store_dir)
         self.extra = shlex.split(sbatch) if isinstance(sbatch, str) else list(sbatch or [])
+        _refuse_owned(list(target.sbatch) + self.extra, target.name)
         self.submit_gap = submit_gap
         self.project_key = project_key or "project"
         self._base: str | None = None
@@ -527,6 +528,20 @@ class SlurmBackend(Backend):
 
     def close(self) -> None:
         self.shell.close()
+
+
+_OWNED = ("--array", "-a", "--wrap", "--parsable", "--output", "-o", "--open-mode")
+
+
+def _refuse_owned(opts: list[str], target: str) -> None:
+    """Options pushbutton sets itself cannot be passed through: say so instead of breaking."""
+    from ..errors import SpecError
+    for o in opts:
+        name = o.split("=", 1)[0]
+        if name in _OWNED or (name[:2] in ("-a", "-o") and not name.startswith("--")):
+            raise SpecError(f"sbatch option {o!r} is set by pushbutton itself (each bundle is "
+                            "one array element with its own logs)", key="sbatch",
+                            fix=f"leave it out of --sbatch and of target '{target}'")
 
 
 def _partition(opts: list[str]) -> str | None:
