@@ -164,6 +164,23 @@ def test_sbatch_refusing_a_later_array_loses_and_duplicates_nothing(slurm, proje
     assert exp.history()[-1]["status"] == "finished"
 
 
+def test_queue_quota_throttles_submission(slurm, project):
+    """At most max_jobs array elements are queued at once; the harvest submits the rest as
+    earlier ones finish."""
+    (project / "pushbutton-targets.toml").write_text(
+        "[targets.local-slurm]\nmax_jobs = 2\nauto_harvest = false\npoll_interval = 0.3\n")
+    exp = experiment(project, "quota", "square", bundle_size=1, x=list(range(6)))
+    out = exp.run(on="local-slurm")
+    assert out["bundles"] == 2 and out["tasks"] == 2
+    c = exp.store.counts(exp.store.experiment("quota"))
+    assert c["running"] == 2 and c["pending"] == 4
+    assert harvest_all(exp)["status"] == "finished"
+    assert_complete(exp, 6)
+    n_jobs = exp.store.db.execute("SELECT count(DISTINCT substr(handle, 1, instr(handle, '_')))"
+                                  " FROM bundles").fetchone()[0]
+    assert n_jobs >= 3  # submitted in several rounds
+
+
 def test_scancel_of_part_of_an_array(slurm, project):
     exp = experiment(project, "scancel", "nap", retries=1, bundle_size=2, x=list(range(12)),
                      s=[0.8])
