@@ -201,8 +201,9 @@ class Driver:
         tmp.write_text(text)
         os.replace(tmp, d / "bundle.json")
         with self.store.tx():
-            db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid=?",
-                           ((bid, self.run_id, r[0]) for r in rows))
+            db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid "
+                           "BETWEEN ? AND ?", ((bid, self.run_id, a, z)
+                                               for a, z in _ranges([r[0] for r in rows])))
             db.execute("INSERT INTO bundles(id, exp, run, backend, state, n_tasks, dir, target) "
                        "VALUES (?,?,?,?,?,?,?,?)", (bid, self.exp_id, self.run_id,
                                                     self.backend.name, "created", len(rows),
@@ -270,9 +271,12 @@ class Driver:
         db = self.store.db
         with self.store.tx():
             if ok_sql:
-                # duration and host live in the Parquet row; SQLite keeps what scheduling needs
+                # times, host and log offsets live in the Parquet row and the outcome line;
+                # SQLite keeps what scheduling needs, updated by rowid ranges (one statement
+                # for a run of consecutive tasks instead of one per task)
                 db.executemany("UPDATE tasks SET state='done', attempts=?, bundle=?, run=?, "
-                               "t1=?, log=?, error_kind=NULL, error=NULL WHERE rowid=?", ok_sql)
+                               "log=NULL, error_kind=NULL, error=NULL WHERE rowid BETWEEN ? AND ?",
+                               _range_rows(ok_sql))
             if fail_sql:
                 db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, "
                                "t1=?, host=?, log=?, error_kind=?, error=? WHERE rowid=?",
@@ -345,7 +349,7 @@ class Driver:
             lg = rec.get("log")
             log = "[%d,%d,%d,%d]" % tuple(lg) if lg else None
             if rec.get("ok"):
-                ok_sql.append((attempt, bid, run, t1, log, rowid))
+                ok_sql.append((attempt, bid, run, rowid))
                 dur = (t1 - t0) if (t0 and t1) else None
                 rows.append({"task_id": tid, "bundle": bid, "run_id": run, "attempts": attempt,
                              "duration_s": dur, "host": rec.get("host"), "finished_at": t1,
@@ -490,6 +494,30 @@ class Driver:
             with self.store.tx():
                 self.store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND "
                                       "state IN ('pending','running')", (self.exp_id,))
+
+
+def _ranges(ids) -> list[tuple[int, int]]:
+    """Consecutive runs of integers: [1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]."""
+    out = []
+    ids = sorted(ids)
+    if not ids:
+        return out
+    start = prev = ids[0]
+    for r in ids[1:]:
+        if r != prev + 1:
+            out.append((start, prev))
+            start = r
+        prev = r
+    out.append((start, prev))
+    return out
+
+
+def _range_rows(ok_sql) -> list[tuple]:
+    """(attempt, bundle, run, rowid) rows -> (attempt, bundle, run, first, last) ranges."""
+    groups: dict[tuple, list] = {}
+    for att, bid, run, rowid in ok_sql:
+        groups.setdefault((att, bid, run), []).append(rowid)
+    return [(*key, a, z) for key, ids in groups.items() for a, z in _ranges(ids)]
 
 
 def _series_rows(chunk: bytes) -> list[dict]:

@@ -55,11 +55,9 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
         return [], failed, None, []
     ok_tbl = ends.take(keep_ok)
     ok_ids = ok_tbl["id"].to_pylist()
-    t1 = ok_tbl["t1"].to_pylist()
-    logs = ok_tbl["log"].to_pylist() if "log" in names else [None] * len(ok_ids)
     info = [tasks[t] for t in ok_ids]  # (rowid, attempt, params text)
-    ok_sql = [(att, b.id, run_id, end, "[%d,%d,%d,%d]" % tuple(lg) if lg else None, rowid)
-              for (rowid, att, _), end, lg in zip(info, t1, logs)]
+    bid = b.id
+    ok_sql = [(att, bid, run_id, rowid) for rowid, att, _ in info]
     dur = pc.subtract(ok_tbl["t1"], ok_tbl["t0"])
     n = len(ok_ids)
     cols = {"task_id": ok_tbl["id"], "bundle": pa.array([b.id] * n, pa.string()),

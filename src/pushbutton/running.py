@@ -127,6 +127,8 @@ def logs(store: Store, eid: int | None, prefix: str) -> dict:
         out["attempts"].append(dict(zip(("n", "kind", "error", "traceback", "bundle", "host",
                                          "log"), row)))
     bundle, log = t["bundle"], t["log"]
+    if t["state"] == "done" and bundle and not log:  # kept in the task's outcome line
+        log = _log_from_outcomes(store.dir / "bundles" / bundle, t["id"])
     if not (bundle and log and log != "null") and out["attempts"]:
         bundle, log = out["attempts"][-1]["bundle"], out["attempts"][-1]["log"]
     if bundle and log and log != "null":
@@ -139,6 +141,23 @@ def logs(store: Store, eid: int | None, prefix: str) -> dict:
                     f.seek(a)
                     out[name] = f.read(b - a).decode("utf-8", "replace")
     return out
+
+
+def _log_from_outcomes(folder, tid: str) -> str | None:
+    p = folder / "outcomes.jsonl"
+    if not p.exists():
+        return None
+    key = tid.encode()
+    with open(p, "rb") as f:
+        for line in f:
+            if key in line and b'"end"' in line:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("id") == tid and rec.get("ev") == "end" and rec.get("log"):
+                    return json.dumps(rec["log"])
+    return None
 
 
 def clean(store: Store, eid: int, name: str, bundles_only: bool = False) -> int:

@@ -41,9 +41,12 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
         df = df.drop(columns=["host_task"])
     is_done = df["status"] == "done"
     # metrics of a task that is no longer done (e.g. --rerun under way) are not current
-    for c in meta["metrics"]:
-        if c in df.columns:
-            df.loc[~is_done, c] = None
+    if (~is_done).any():
+        for c in meta["metrics"]:
+            if c in df.columns:
+                if df[c].dtype == bool or str(df[c].dtype) == "boolean":
+                    df[c] = df[c].astype(object)  # a bool column cannot hold "no value"
+                df.loc[~is_done, c] = None
     # parameters of tasks without a result row come from the task table
     need = ~df["task_id"].isin(done["task_id"])
     if need.any():
@@ -62,7 +65,8 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
             params.append(c)
     df["duration_s"] = df["t1"] - df["t0"] if "duration_s" not in df.columns else \
         df["duration_s"].fillna(df["t1"] - df["t0"])
-    df["finished_at"] = df["t1"]
+    df["finished_at"] = df["finished_at"].fillna(df["t1"]) if "finished_at" in df.columns \
+        else df["t1"]
     order = ["task_id"] + params + [c for c in meta["metrics"] if c in df.columns] + TAIL
     df = df[[c for c in order if c in df.columns]]
     for c in params:

@@ -4,7 +4,7 @@ compute nodes, which need nothing installed but Python.
 
     python worker.py BUNDLE_DIR           run one bundle, then exit
     python worker.py --list FILE [INDEX]  run line INDEX (default $SLURM_ARRAY_TASK_ID) of FILE
-    python worker.py --serve              read bundle folders from stdin, one per line; answer
+    python worker.py --serve [PARENT_PID] read bundle folders from stdin, one per line; answer
                                           "done <folder>" on stdout (the local backend's pool)
 
 The file contract (see docs/ARCHITECTURE.md): bundle.json in, outcomes.jsonl / stdout.log /
@@ -451,9 +451,13 @@ def _limit_self(memory_mb):
         pass
 
 
-def serve():
+def serve(parent=None):
     _die_with_parent()
-    parent = os.getppid()
+    # the driver may have died before prctl took effect: then nobody would stop this worker,
+    # and it would run bundles already handed to a new driver
+    parent = parent or os.getppid()
+    if os.getppid() != parent:
+        return
     proto = os.fdopen(os.dup(1), "w")
     for line in sys.stdin:
         folder = line.strip()
@@ -468,7 +472,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     _install_shim()
     if argv and argv[0] == "--serve":
-        serve()
+        serve(int(argv[1]) if len(argv) > 1 else None)
     elif argv and argv[0] == "--list":
         index = int(argv[2]) if len(argv) > 2 else int(os.environ["SLURM_ARRAY_TASK_ID"])
         with open(argv[1]) as f:

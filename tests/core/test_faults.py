@@ -15,7 +15,7 @@ from pushbutton.store import Store
 
 from .conftest import pb, write
 
-N = 400
+N = 1000
 
 
 def _spec(project):
@@ -38,14 +38,14 @@ def test_kill9_driver_at_random_moments_loses_and_duplicates_nothing(project):
         p = subprocess.Popen([sys.executable, "-m", "pushbutton", "run", "experiment.toml",
                               "--quiet"], cwd=project, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.2, 1.2))
+        time.sleep(rng.uniform(0.15, 0.8))
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
             kills += 1
         p.wait()
     assert kills >= 10
     r = pb("run", "experiment.toml", "--quiet", cwd=project, env={"PB_COUNT_DIR": str(project)})
-    assert "400 done, 0 failed" in r.stdout, (r.stdout, r.stderr, kills)
+    assert f"{N} done, 0 failed" in r.stdout, (r.stdout, r.stderr, kills)
     store = Store(project)
     assert store.db.execute("SELECT count(*) FROM tasks WHERE state='done'").fetchone()[0] == N
     # exactly one stored row per task, even in the raw Parquet parts

@@ -189,3 +189,15 @@ def test_python_api_covers_the_cli(project):
     assert exp.clean() >= 1
     with pytest.raises(pushbutton.PushbuttonError, match="has not been run"):
         exp.status()
+
+
+def test_bool_metrics_with_unfinished_tasks(project):
+    exp = Experiment("bools", function="tasks:faulty", space=grid(kind=["ok", "raise"]))
+    exp.run()
+    df = exp.results().set_index("kind")
+    assert df.loc["ok", "ok"] == 1 and df.loc["raise", "status"] == "failed"
+    exp2 = Experiment("bools2", function="tasks:mixed", space=grid(i=[0, 5, 2]))
+    exp2.run(rerun=False)
+    df = exp2.results().set_index("i")
+    assert bool(df.loc[0, "ok"]) is True and df.loc[5, "status"] == "failed"
+    assert df.loc[5, "ok"] is None or df.loc[5, "ok"] != df.loc[5, "ok"]

@@ -35,7 +35,8 @@ def _worker_env(threads: int) -> dict:
 class _Proc:
     def __init__(self, python, log_path, threads=1):
         self.log = open(log_path, "ab")
-        self.p = subprocess.Popen([python, WORKER, "--serve"], stdin=subprocess.PIPE,
+        self.p = subprocess.Popen([python, WORKER, "--serve", str(os.getpid())],
+                                  stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=self.log, bufsize=0,
                                   env=_worker_env(threads))
         os.set_blocking(self.p.stdout.fileno(), False)
