@@ -288,7 +288,11 @@ def wilson(k, n, ci: float = 0.95):
         den = 1 + z * z / n
         centre = (p + z * z / (2 * n)) / den
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return centre - half, centre + half
+    # exact bounds at 0 and 1 (rounding would leave 2.8e-17 for 0 successes)
+    lo = np.where(k == 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    hi = np.where(k == n, 1.0, np.clip(centre + half, 0.0, 1.0))
+    lo, hi = np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
+    return (lo, hi) if lo.ndim else (float(lo), float(hi))
 
 
 def success_rate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
