@@ -108,6 +108,7 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
                f"{c.get('pending', 0) + c.get('running', 0)} not run "
                f"({summary['seconds']:.1f}s this run)")
     click.echo(f"results: pb results {exp.name}   (store: {exp.store.dir})")
+    click.echo(f"report:  pb report {exp.name}")
     if c.get("failed"):
         click.echo(f"failures: pb status {exp.name}; pb logs TASK; pb retry {exp.name}")
         sys.exit(1)

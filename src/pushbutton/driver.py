@@ -229,41 +229,23 @@ class Driver:
         ok_sql, fail_sql, attempts_sql, offsets, series_offsets = [], [], [], [], []
         parts = []
         for b in bundles:
-            path = b.dir / "outcomes.jsonl"
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size > b.offset:
-                with open(path, "rb") as f:
-                    f.seek(b.offset)
-                    data = f.read(size - b.offset)
-                end = data.rfind(b"\n")
-                if end >= 0:
-                    rows = self._parse_fast(b, data[:end + 1], ok_sql, fail_sql, attempts_sql)
-                    if rows is None:
-                        rows = self._parse(b, data[:end + 1], ok_sql, fail_sql, attempts_sql)
-                    if rows is not None and len(rows):
-                        parts.append((self.res_dir / f"{b.id}-{b.offset:012d}.parquet", rows))
-                    offsets.append((b.offset + end + 1, b.id))
-                    b.offset += end + 1
-            sp = b.dir / "series.jsonl"
-            try:
-                ssize = sp.stat().st_size
-            except FileNotFoundError:
-                ssize = 0
-            if ssize > b.soffset:
-                with open(sp, "rb") as f:
-                    f.seek(b.soffset)
-                    data = f.read(ssize - b.soffset)
-                end = data.rfind(b"\n")
-                if end >= 0:
-                    srows = _series_rows(data[:end + 1])
-                    if srows:
-                        results.write_series(self.ser_dir / f"{b.id}-{b.soffset:012d}.parquet",
-                                             srows)
-                    series_offsets.append((b.soffset + end + 1, b.id))
-                    b.soffset += end + 1
+            chunk = _complete_lines(b.dir / "outcomes.jsonl", b.offset)
+            if chunk:
+                rows = self._parse_fast(b, chunk, ok_sql, fail_sql, attempts_sql)
+                if rows is None:
+                    rows = self._parse(b, chunk, ok_sql, fail_sql, attempts_sql)
+                if rows is not None and len(rows):
+                    parts.append((self.res_dir / f"{b.id}-{b.offset:012d}.parquet", rows))
+                b.offset += len(chunk)
+                offsets.append((b.offset, b.id))
+            chunk = _complete_lines(b.dir / "series.jsonl", b.soffset)
+            if chunk:
+                srows = _series_rows(chunk)
+                if srows:
+                    results.write_series(self.ser_dir / f"{b.id}-{b.soffset:012d}.parquet",
+                                         srows)
+                b.soffset += len(chunk)
+                series_offsets.append((b.soffset, b.id))
         if not (offsets or series_offsets):
             return
         for path, rows in parts:  # Parquet first: a crash before the commit re-writes them
@@ -494,6 +476,21 @@ class Driver:
             with self.store.tx():
                 self.store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND "
                                       "state IN ('pending','running')", (self.exp_id,))
+
+
+def _complete_lines(path: Path, offset: int) -> bytes:
+    """What was appended to `path` since `offset`, up to its last newline (a line still being
+    written, or torn, waits)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return b""
+    if size <= offset:
+        return b""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(size - offset)
+    return data[:data.rfind(b"\n") + 1]
 
 
 def _ranges(ids) -> list[tuple[int, int]]:
