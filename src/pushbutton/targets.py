@@ -261,7 +261,8 @@ def backend_for(exp, on: str, store=None, workers: int | None = None, sbatch=Non
         from .harvest import make_backend
         return make_backend(t, store, sbatch=sbatch)
     from .backends import get_backend
-    return get_backend(t.scheduler, address=t.address, workers=workers or t.workers)
+    return get_backend(t.scheduler, address=t.address, workers=workers or t.workers,
+                       env=t.env)
 
 
 def cancel_bundles(store, eid: int, rows) -> int:
