@@ -237,7 +237,7 @@ def watch(experiment, interval):
 
 
 def _remote_pending(store, eid):
-    return store.db.execute("SELECT count(*) FROM bundles WHERE exp=? AND backend!='local' AND "
+    return store.db.execute("SELECT count(*) FROM bundles WHERE exp=? AND backend='slurm' AND "
                             "state IN ('created','submitted')", (eid,)).fetchone()[0] > 0
 
 

@@ -119,8 +119,9 @@ class Driver:
                           "WHERE exp=? AND state IN ('created','submitted')",
                           (self.exp_id,)).fetchall()
         for bid, d, off, soff, backend in rows:
-            if backend != "local":
-                continue  # remote bundles keep running; the remote harvest handles them
+            if backend not in ("local", "dask"):
+                continue  # SLURM bundles keep running; the harvest handles them
+            # local workers die with their driver; a Dask cluster drops a dead client's futures
             b = self._load_bundle(bid, Path(d), off, soff)
             b.inherited = True
             self.ingest([b])

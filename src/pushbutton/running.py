@@ -105,7 +105,7 @@ def cancel(store: Store, eid: int, name: str) -> dict:
         while lock.held_by_other() and time.time() < deadline:
             time.sleep(0.1)
     remote = store.db.execute("SELECT id, backend, handle, target FROM bundles WHERE exp=? AND "
-                              "state IN ('created','submitted') AND backend != 'local'",
+                              "state IN ('created','submitted') AND backend = 'slurm'",
                               (eid,)).fetchall()
     if remote:
         from . import targets
