@@ -260,13 +260,7 @@ class Driver:
                 db.executemany("UPDATE tasks SET state='done', attempts=?, bundle=?, run=?, "
                                "log=NULL, error_kind=NULL, error=NULL WHERE rowid BETWEEN ? AND ?",
                                _range_rows(ok_sql))
-            if fail_sql:
-                db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, "
-                               "t1=?, host=?, log=?, error_kind=?, error=? WHERE rowid=?",
-                               fail_sql)
-                db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, "
-                               "traceback, t0, t1, host, log) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                               attempts_sql)
+            _write_failures(db, fail_sql, attempts_sql)
             if offsets:
                 db.executemany("UPDATE bundles SET ingested=? WHERE id=?", offsets)
             if series_offsets:
@@ -389,13 +383,7 @@ class Driver:
         final = state or ("finished" if st.state == FINISHED and not missing else "failed")
         db = self.store.db
         with self.store.tx():
-            if fail_sql:
-                db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, "
-                               "t1=?, host=?, log=?, error_kind=?, error=? WHERE rowid=?",
-                               fail_sql)
-                db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, "
-                               "traceback, t0, t1, host, log) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                               attempts_sql)
+            _write_failures(db, fail_sql, attempts_sql)
             if requeue:
                 db.executemany("UPDATE tasks SET state='pending' WHERE rowid=? AND "
                                "state='running'", requeue)
@@ -477,6 +465,15 @@ class Driver:
             with self.store.tx():
                 self.store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND "
                                       "state IN ('pending','running')", (self.exp_id,))
+
+
+def _write_failures(db, fail_sql, attempts_sql):
+    """Failed attempts: the task's state (pending again, or failed) and its attempts row."""
+    if fail_sql:
+        db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, t1=?, "
+                       "host=?, log=?, error_kind=?, error=? WHERE rowid=?", fail_sql)
+        db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, traceback, t0, "
+                       "t1, host, log) VALUES (?,?,?,?,?,?,?,?,?,?,?)", attempts_sql)
 
 
 def _complete_lines(path: Path, offset: int) -> bytes:
