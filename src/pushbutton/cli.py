@@ -448,7 +448,11 @@ def main(argv=None):
     _register_plugins()
     try:
         cli.main(args=argv, prog_name="pb", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("\ninterrupted; what finished is stored — run the same command to resume",
+                       err=True)
+            sys.exit(130)
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as e:

@@ -77,3 +77,26 @@ def test_torn_outcome_line_is_detected_and_rerun(project):
     assert (df["attempts"] == 1).all()  # a torn line is not the task's fault
     kinds = [k for (k,) in exp.store.db.execute("SELECT kind FROM events")]
     assert "torn-line" in kinds or "requeued-torn" in kinds
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(project):
+    write(project / "experiment.toml", """
+name = "ctrlc"
+function = "tasks:slow"
+[space]
+grid = { i = { range = [0, 300] }, t = [0.02] }
+""")
+    # Ctrl-C in a terminal signals the whole process group: driver and workers
+    p = subprocess.Popen([sys.executable, "-m", "pushbutton", "run", "experiment.toml",
+                          "--quiet"], cwd=project, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(2.0)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "resume" in err and "Traceback" not in err, (out, err)
+    store = Store(project)
+    states = dict(store.db.execute("SELECT state, count(*) FROM tasks GROUP BY state"))
+    assert states.get("failed", 0) == 0 and 0 < states.get("done", 0) < 300, states
+    assert store.db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 0
+    r = pb("run", "experiment.toml", "--quiet", cwd=project)
+    assert "300 done, 0 failed" in r.stdout
