@@ -107,6 +107,9 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
     click.echo(f"{exp.name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
                f"{c.get('pending', 0) + c.get('running', 0)} not run "
                f"({summary['seconds']:.1f}s this run)")
+    for version, n in (summary.get("stale") or {}).items():
+        click.echo(f"note: {n:,} results were computed by code version {version}, not the "
+                   f"current one; `pb run ... --rerun` recomputes them", err=True)
     click.echo(f"results: pb results {exp.name}   (store: {exp.store.dir})")
     click.echo(f"report:  pb report {exp.name}")
     if c.get("failed"):

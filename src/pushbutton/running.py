@@ -43,6 +43,7 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         prov = provenance.collect(exp.root, message)
         prov["target"] = target
         prov["spec"] = exp.spec.model_dump()
+        stale = _stale_results(store, eid, prov.get("code_version"))
         run_id = store.new_run(eid, message, target, prov)
         store.event(eid, run_id, "run-start", {"target": target, "pid": os.getpid()})
         if getattr(backend, "fire_and_forget", False):
@@ -51,9 +52,22 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         summary = drv.run()
         summary["run"] = run_id
         summary["counts"] = store.counts(eid)
+        summary["stale"] = stale
         return summary
     finally:
         lock.release()
+
+
+def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
+    """Done tasks computed by another code version than the current one: kept (a task's
+    identity is its parameters), but worth a word, since only --rerun recomputes them."""
+    if not code_version:
+        return {}
+    rows = store.db.execute(
+        "SELECT r.code_version, count(*) FROM tasks t JOIN runs r ON r.id = t.run "
+        "WHERE t.exp=? AND t.state='done' AND r.code_version IS NOT ? GROUP BY r.code_version",
+        (eid, code_version)).fetchall()
+    return {v or "?": n for v, n in rows}
 
 
 def status(store: Store, eid: int, name: str) -> dict:

@@ -169,3 +169,14 @@ def test_clean(project):
     pb("clean", "sq", "--yes")
     r = pb("status", check=False)
     assert r.returncode == 2 and "no experiments" in r.stderr
+
+
+def test_code_change_is_noted_not_silently_mixed(project):
+    write(project / "experiment.toml", SPEC)
+    pb("run", "experiment.toml")
+    with open(project / "tasks.py", "a") as f:
+        f.write("\n# a change to the code\n")
+    r = pb("run", "experiment.toml")
+    assert "40 results were computed by code version" in r.stderr and "--rerun" in r.stderr
+    pb("run", "experiment.toml", "--rerun")
+    assert "computed by code version" not in pb("run", "experiment.toml").stderr
