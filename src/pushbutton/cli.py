@@ -434,7 +434,7 @@ def clean(experiment, bundles_only, yes):
 def _register_plugins():
     """Commands that live in their own modules (targets, harvest, report, ...)."""
     import importlib
-    for mod in ("pushbutton.cli_targets", "pushbutton.cli_report"):
+    for mod in ("pushbutton.cli_targets", "pushbutton.cli_report", "pushbutton.cli_parrun"):
         try:
             m = importlib.util.find_spec(mod)
         except (ImportError, ValueError):
