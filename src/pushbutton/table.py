@@ -14,75 +14,93 @@ TAIL = ["status", "error_kind", "error", "attempts", "duration_s", "host", "run_
         "finished_at"]
 
 
-def _tasks_frame(store, eid, with_params_for=None):
-    import pandas as pd
-    cur = store.db.execute("SELECT id, idx, state, attempts, error_kind, error, t0, t1, host, run, "
-                           "params FROM tasks WHERE exp=? AND idx IS NOT NULL ORDER BY idx", (eid,))
-    cols = ["task_id", "idx", "status", "attempts", "error_kind", "error", "t0", "t1", "host",
-            "run_id", "params"]
-    return pd.DataFrame.from_records(cur.fetchall(), columns=cols)
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def results(store, eid: int, name: str, where: str | None = None, all_tasks: bool = True):
+    """One row per task of the current space, in space order. The join runs in DuckDB: task
+    states come from SQLite (three columns for every task; the rest only for tasks not done),
+    parameters and metrics of done tasks from the Parquet rows."""
     import duckdb
     import pandas as pd
+    import pyarrow as pa
     folder = store.dir / "results" / name
-    tasks = _tasks_frame(store, eid)
+    db = store.db
+    ids, idxs, states = [], [], []
+    for tid, idx, st in db.execute("SELECT id, idx, state FROM tasks WHERE exp=? AND idx IS NOT "
+                                   "NULL", (eid,)):
+        ids.append(tid)
+        idxs.append(idx)
+        states.append(st)
+    t = pa.table({"task_id": pa.array(ids, pa.string()), "idx": pa.array(idxs, pa.int64()),
+                  "status": pa.array(states, pa.string())})
+    rows = db.execute("SELECT id, attempts, error_kind, error, t0, t1, host, run, params FROM tasks "
+                      "WHERE exp=? AND idx IS NOT NULL AND state != 'done'", (eid,)).fetchall()
+    recs = []
+    for tid, att, ek, err, t0, t1, host, run, params in rows:
+        d = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+             for k, v in json.loads(params).items()}
+        d.update({"task_id": tid, "_attempts": att, "_error_kind": ek, "_error": err,
+                  "_duration": (t1 - t0) if (t0 and t1) else None, "_host": host,
+                  "_run": run, "_t1": t1})
+        recs.append(d)
+    nd = pd.DataFrame.from_records(recs) if recs else pd.DataFrame(
+        {"task_id": pd.Series([], dtype=object)})
+    for c in ("_attempts", "_error_kind", "_error", "_duration", "_host", "_run", "_t1"):
+        if c not in nd.columns:
+            nd[c] = pd.Series([None] * len(nd), dtype=object)
     meta = R.columns_meta(folder)
-    sql = R.latest_sql(folder)
-    if sql:
-        done = duckdb.connect().execute(sql).df()
+    latest = R.latest_sql(folder)
+    con = duckdb.connect()
+    con.register("t", t)
+    con.register("nd", nd)
+    nd_params = [c for c in nd.columns if c != "task_id" and not c.startswith("_")]
+    params = list(meta["params"]) + [c for c in nd_params if c not in meta["params"]]
+    metrics = [c for c in meta["metrics"] if c not in params]
+    if latest:
+        con.execute(f"CREATE VIEW r AS {latest}")
     else:
-        done = pd.DataFrame(columns=["task_id"])
-    done = done.drop(columns=[c for c in ("attempts", "run_id") if c in done.columns])
-    df = tasks.merge(done, on="task_id", how="left", suffixes=("_task", ""))
-    if "host_task" in df.columns:  # done tasks: host from the result row; others from SQLite
-        df["host"] = df["host"].fillna(df["host_task"]) if "host" in df.columns else df["host_task"]
-        df = df.drop(columns=["host_task"])
-    is_done = df["status"] == "done"
-    # metrics of a task that is no longer done (e.g. --rerun under way) are not current
-    if (~is_done).any():
-        for c in meta["metrics"]:
-            if c in df.columns:
-                if df[c].dtype == bool or str(df[c].dtype) == "boolean":
-                    df[c] = df[c].astype(object)  # a bool column cannot hold "no value"
-                df.loc[~is_done, c] = None
-    # parameters of tasks without a result row come from the task table
-    need = ~df["task_id"].isin(done["task_id"])
-    if need.any():
-        extra = pd.DataFrame.from_records([json.loads(p) for p in df.loc[need, "params"]],
-                                          index=df.index[need])
-        for c in extra.columns:
-            if c not in df.columns:
-                df[c] = None
-            col = extra[c].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
-            df[c] = df[c].astype(object)
-            df.loc[need, c] = col
-    params = [c for c in meta["params"]]
-    for c in df.columns:  # parameters of not-yet-run tasks
-        if c not in params and c not in tasks.columns and c not in meta["metrics"] \
-                and c not in R.META:
-            params.append(c)
-    df["duration_s"] = df["t1"] - df["t0"] if "duration_s" not in df.columns else \
-        df["duration_s"].fillna(df["t1"] - df["t0"])
-    df["finished_at"] = df["finished_at"].fillna(df["t1"]) if "finished_at" in df.columns \
-        else df["t1"]
-    order = ["task_id"] + params + [c for c in meta["metrics"] if c in df.columns] + TAIL
-    df = df[[c for c in order if c in df.columns]]
-    for c in params:
-        df[c] = _infer(df[c])
-    if not all_tasks:
-        df = df[df["status"] == "done"]
-    metrics = [c for c in meta["metrics"] if c in df.columns]
-    if where:
+        con.execute("CREATE VIEW r AS SELECT NULL::VARCHAR AS task_id, NULL::BIGINT AS attempts, "
+                    "NULL::DOUBLE AS duration_s, NULL::VARCHAR AS host, NULL::BIGINT AS run_id, "
+                    "NULL::DOUBLE AS finished_at WHERE false")
+
+    def param(c, cast=False):
+        a = f"r.{_q(c)}" if c in meta["params"] else None
+        b = f"nd.{_q(c)}" if c in nd_params else None
+        if cast:
+            a, b = (f"CAST({x} AS VARCHAR)" if x else None for x in (a, b))
+        return f"COALESCE({a}, {b})" if a and b else (a or b)
+
+    def query(cast):
+        cols = ["t.task_id"] + [f"{param(c, cast)} AS {_q(c)}" for c in params]
+        cols += [f"CASE WHEN t.status = 'done' THEN r.{_q(c)} END AS {_q(c)}" for c in metrics]
+        cols += ["t.status", "nd._error_kind AS error_kind", "nd._error AS error",
+                 "COALESCE(r.attempts, nd._attempts) AS attempts",
+                 "COALESCE(r.duration_s, nd._duration) AS duration_s",
+                 "COALESCE(r.host, nd._host) AS host", "COALESCE(r.run_id, nd._run) AS run_id",
+                 "COALESCE(r.finished_at, nd._t1) AS finished_at"]
+        q = (f"SELECT {', '.join(cols)} FROM t LEFT JOIN r ON r.task_id = t.task_id "
+             f"LEFT JOIN nd ON nd.task_id = t.task_id")
+        if not all_tasks:
+            q += " WHERE t.status = 'done'"
+        return f"SELECT * FROM ({q} ORDER BY t.idx)" + (f" WHERE {where}" if where else "")
+    try:
         try:
-            df = duckdb.connect().execute(f"SELECT * FROM df WHERE {where}").df()
-        except duckdb.Error as e:
-            raise PushbuttonError(f"--where {where!r}: {str(e).splitlines()[0]}; columns are: "
-                                  f"{', '.join(df.columns)}") from None
-    df = df.reset_index(drop=True)
-    df.attrs["params"] = [c for c in params if c in df.columns]
-    df.attrs["metrics"] = [c for c in metrics if c in df.columns]
+            df = con.execute(query(False)).df()
+        except duckdb.Error:  # a parameter typed differently in results and pending tasks
+            df = con.execute(query(True)).df()
+    except duckdb.Error as e:
+        if not where:
+            raise
+        raise PushbuttonError(f"--where {where!r}: {str(e).splitlines()[0]}; columns are: "
+                              f"task_id, {', '.join(params + metrics)}, {', '.join(TAIL)}") \
+            from None
+    for c in params:
+        if df[c].dtype == object:
+            df[c] = _infer(df[c])
+    df.attrs["params"] = params
+    df.attrs["metrics"] = metrics
     return df
 
 

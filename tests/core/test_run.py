@@ -139,11 +139,13 @@ def test_second_driver_is_refused(project):
     import threading
     import time
     exp = Experiment("busy", function="tasks:slow", space=grid(i=range(40), t=[0.05]), workers=1)
+    from pushbutton.store import Store
     t = threading.Thread(target=exp.run)
     t.start()
     try:
+        watcher = Store(project)  # its own connection: one SQLite connection per thread
         deadline = time.time() + 10
-        while time.time() < deadline and not exp.store.db.execute(
+        while time.time() < deadline and not watcher.db.execute(
                 "SELECT count(*) FROM bundles").fetchone()[0]:
             time.sleep(0.05)
         other = Experiment("busy", function="tasks:slow", space=grid(i=range(40), t=[0.05]))
@@ -200,4 +202,5 @@ def test_bool_metrics_with_unfinished_tasks(project):
     exp2.run(rerun=False)
     df = exp2.results().set_index("i")
     assert bool(df.loc[0, "ok"]) is True and df.loc[5, "status"] == "failed"
-    assert df.loc[5, "ok"] is None or df.loc[5, "ok"] != df.loc[5, "ok"]
+    import pandas as pd
+    assert pd.isna(df.loc[5, "ok"])
