@@ -89,7 +89,9 @@ def init(example):
 @click.option("--yes", is_flag=True, help="Confirm a space larger than run.max_tasks.")
 @click.option("--sbatch", default=None, help="Extra sbatch options, e.g. \"--gres=gpu:1\".")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, sbatch, quiet):
+@click.option("--wait", is_flag=True, help="On a scheduler target: wait until every result is in.")
+def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, sbatch, quiet,
+        wait):
     """Run (or resume) the experiment in SPEC (a .toml file or a folder holding one)."""
     from .experiment import load
     path = _spec_path(spec)
@@ -98,12 +100,16 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
         return _dry_run(exp, workers, yes)
     if detach:
         return _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp)
+    t0 = time.time()
     summary = _run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch,
                                  quiet)
     c = summary.get("counts", {})
     if summary.get("submitted") is not None:
         click.echo(summary.get("message", f"submitted {summary['submitted']} tasks"))
-        return
+        if not wait:
+            return
+        c = _wait_for_scheduler(exp)
+        summary["seconds"] = time.time() - t0
     click.echo(f"{exp.name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
                f"{c.get('pending', 0) + c.get('running', 0)} not run "
                f"({summary['seconds']:.1f}s this run)")
@@ -115,6 +121,19 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
     if c.get("failed"):
         click.echo(f"failures: pb status {exp.name}; pb logs TASK; pb retry {exp.name}")
         sys.exit(1)
+
+
+def _wait_for_scheduler(exp) -> dict:
+    """Follow a fire-and-forget run until no task is pending or out (each status call harvests)."""
+    from .running import status as st
+    store = exp.store
+    eid = store.experiment(exp.name)
+    while True:
+        s = st(store, eid, exp.name)
+        c = s["counts"]
+        if not (c["pending"] + c["running"]) or not (s["active"] or _remote_pending(store, eid)):
+            return c
+        time.sleep(1.0)
 
 
 def _run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch, quiet):
