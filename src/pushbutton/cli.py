@@ -331,10 +331,18 @@ def results(experiment, fmt, where, output, all_tasks, limit):
     from .table import results as res
     store = _store()
     eid, name = _exp_name(store, experiment)
-    df = res(store, eid, name, where=where, all_tasks=all_tasks or fmt != "table")
-    if fmt == "table":
-        _print_frame(df, limit, title=f"{name}: {len(df):,} rows")
-    elif fmt == "csv":
+    if fmt == "table":  # only the rows shown are built: instant even at 10^6 tasks
+        df = res(store, eid, name, where=where, all_tasks=all_tasks,
+                 limit=(limit + 1) if limit else None)
+        c = store.counts(eid)
+        total = sum(c.values()) if all_tasks else c["done"]
+        title = f"{name}: {total:,} rows" if not where else f"{name}: rows where {where}"
+        _print_frame(df.head(limit) if limit else df, 0, title=title)
+        if limit and len(df) > limit:
+            click.echo("... more rows: --limit 0 for all, or --format csv")
+        return
+    df = res(store, eid, name, where=where, all_tasks=True)
+    if fmt == "csv":
         df.to_csv(output or sys.stdout, index=False)
     elif fmt == "json":
         text = df.to_json(orient="records", lines=True, force_ascii=False)

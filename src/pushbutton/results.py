@@ -147,9 +147,9 @@ def compact(folder: Path, min_parts: int = 16) -> int:
     import pyarrow.parquet as pq
     meta = columns_meta(folder)
     con = duckdb.connect()
-    table = con.execute(latest_sql(folder)).arrow()
-    if hasattr(table, "read_all"):
-        table = table.read_all()
+    rel = con.sql(latest_sql(folder))
+    # the name of "as an Arrow table" changed across DuckDB releases
+    table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
     out = Path(folder) / f"compact-{time.time_ns()}.parquet"
     tmp = out.with_name("." + out.name + ".tmp")

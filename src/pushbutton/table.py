@@ -18,7 +18,8 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def results(store, eid: int, name: str, where: str | None = None, all_tasks: bool = True):
+def results(store, eid: int, name: str, where: str | None = None, all_tasks: bool = True,
+            limit: int | None = None):
     """One row per task of the current space, in space order. The join runs in DuckDB: task
     states come from SQLite (three columns for every task; the rest only for tasks not done),
     parameters and metrics of done tasks from the Parquet rows."""
@@ -84,7 +85,8 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
              f"LEFT JOIN nd ON nd.task_id = t.task_id")
         if not all_tasks:
             q += " WHERE t.status = 'done'"
-        return f"SELECT * FROM ({q} ORDER BY t.idx)" + (f" WHERE {where}" if where else "")
+        return (f"SELECT * FROM ({q} ORDER BY t.idx)" + (f" WHERE {where}" if where else "")
+                + (f" LIMIT {int(limit)}" if limit else ""))
     try:
         try:
             df = con.execute(query(False)).df()

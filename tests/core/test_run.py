@@ -204,3 +204,19 @@ def test_bool_metrics_with_unfinished_tasks(project):
     assert bool(df.loc[0, "ok"]) is True and df.loc[5, "status"] == "failed"
     import pandas as pd
     assert pd.isna(df.loc[5, "ok"])
+
+
+def test_parts_are_compacted_after_a_run(project):
+    exp = Experiment("many", function="tasks:square", space=grid(x=range(40)), workers=2,
+                     bundle_size=1)
+    exp.run()
+    files = sorted(p.name for p in (project / ".pushbutton" / "results" / "many").iterdir())
+    assert len(files) == 1 and files[0].startswith("compact-"), files
+    assert not exp.store.db.execute("SELECT count(*) FROM events WHERE kind='compact-failed'"
+                                    ).fetchone()[0]
+    df = exp.results()
+    assert len(df) == 40 and (df["y"] == df["x"] ** 2).all()
+    exp.run(rerun=True)  # new parts beside the compacted file: still one row per task
+    df = exp.results()
+    assert len(df) == 40 and df["task_id"].is_unique
+    assert exp.sql("SELECT count(*) AS n FROM results")["n"][0] == 40
