@@ -440,7 +440,7 @@ class Driver:
             self.store.end_run(self.run_id, status)
             try:
                 results.compact(self.res_dir)
-                results.compact(self.ser_dir, min_parts=64)
+                results.compact(self.ser_dir, min_parts=64, newest_per_task=False)
             except Exception as e:  # compaction is an optimisation; never lose a run over it
                 self.store.event(self.exp_id, self.run_id, "compact-failed", str(e))
         if self.on_progress:

@@ -545,7 +545,7 @@ def _finish(store: Store, eid: int, run_id: int, drv: Driver) -> None:
         store.end_run(run_id, "finished")
     try:
         results.compact(drv.res_dir)
-        results.compact(drv.ser_dir, min_parts=64)
+        results.compact(drv.ser_dir, min_parts=64, newest_per_task=False)
     except Exception as e:  # compaction is an optimisation
         store.event(eid, run_id, "compact-failed", str(e))
 

@@ -137,23 +137,26 @@ def latest_sql(folder: Path) -> str | None:
             f"QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY finished_at DESC) = 1")
 
 
-def compact(folder: Path, min_parts: int = 16) -> int:
-    """Merge the parts of one experiment into one file; crash-safe (write, rename, then delete)."""
+def compact(folder: Path, min_parts: int = 16, newest_per_task: bool = True) -> int:
+    """Merge the parts of one experiment into one file; crash-safe (write, rename, then delete).
+    Results keep the newest row per task; series (many rows per task) keep every row. DuckDB
+    streams the copy, so memory stays flat whatever the size."""
     ps = parts(folder)
     if len(ps) < min_parts and not (len(ps) > 1 and len(ps) >= min_parts // 4
                                     and sum(os.path.getsize(p) for p in ps) > 1 << 20):
         return 0
     import duckdb
-    import pyarrow.parquet as pq
-    meta = columns_meta(folder)
-    con = duckdb.connect()
-    rel = con.sql(latest_sql(folder))
-    # the name of "as an Arrow table" changed across DuckDB releases
-    table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
-    table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
+    lst = ", ".join("'" + p.replace("'", "''") + "'" for p in ps)
+    query = latest_sql(folder) if newest_per_task else \
+        f"SELECT * FROM read_parquet([{lst}], union_by_name=true)"
+    options = "FORMAT parquet, COMPRESSION zstd"
+    if newest_per_task:
+        meta = json.dumps(columns_meta(folder)).replace("'", "''")
+        options += f", KV_METADATA {{pushbutton: '{meta}'}}"
     out = Path(folder) / f"compact-{time.time_ns()}.parquet"
     tmp = out.with_name("." + out.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    duckdb.connect().execute(f"COPY ({query}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
+                             f"({options})")
     os.replace(tmp, out)
     for p in ps:
         os.unlink(p)

@@ -220,3 +220,16 @@ def test_parts_are_compacted_after_a_run(project):
     df = exp.results()
     assert len(df) == 40 and df["task_id"].is_unique
     assert exp.sql("SELECT count(*) AS n FROM results")["n"][0] == 40
+
+
+def test_series_survive_compaction(project):
+    from pushbutton import results as R
+    exp = Experiment("curves-many", function="tasks:curve", space=grid(lr=[0.1, 0.2, 0.3, 0.4]),
+                     workers=1, bundle_size=1)
+    exp.run()
+    folder = project / ".pushbutton" / "series" / "curves-many"
+    assert len(list(folder.glob("*.parquet"))) == 4
+    assert R.compact(folder, min_parts=2, newest_per_task=False) == 4
+    assert len(list(folder.glob("*.parquet"))) == 1
+    s = exp.series()
+    assert len(s) == 20 and sorted(s.groupby("lr").size().tolist()) == [5, 5, 5, 5]
