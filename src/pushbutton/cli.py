@@ -199,6 +199,8 @@ def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):
     with open(log, "ab") as f:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f,
                              start_new_session=True, cwd=os.getcwd())
+    eid = exp.store.experiment(exp.name)
+    (exp.store.dir / "locks" / f"{eid}.detached").write_text(str(p.pid))
     click.echo(f"running {exp.name} in the background (pid {p.pid}); log: {log}")
     click.echo(f"follow: pb watch {exp.name}   stop: pb cancel {exp.name}")
 

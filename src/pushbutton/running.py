@@ -58,6 +58,18 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         lock.release()
 
 
+def detached_alive(store: Store, eid: int) -> bool:
+    """A driver started with --detach that has not taken the experiment's lock yet (it is still
+    starting up) counts as running, so `pb watch` right after `pb run --detach` waits for it."""
+    p = store.dir / "locks" / f"{eid}.detached"
+    try:
+        pid = int(p.read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"pushbutton" in f.read()
+    except (OSError, ValueError):
+        return False
+
+
 def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
     """Done tasks computed by another code version than the current one: kept (a task's
     identity is its parameters), but worth a word, since only --rerun recomputes them."""
@@ -79,7 +91,7 @@ def status(store: Store, eid: int, name: str) -> dict:
     counts = store.counts(eid)
     total = sum(counts.values())
     lock = ExperimentLock(store, eid, name)
-    active = lock.held_by_other()
+    active = lock.held_by_other() or detached_alive(store, eid)
     run = store.db.execute("SELECT id, started, ended, status, target FROM runs WHERE exp=? "
                            "ORDER BY id DESC LIMIT 1", (eid,)).fetchone()
     rate = eta = None

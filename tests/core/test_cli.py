@@ -180,3 +180,15 @@ def test_code_change_is_noted_not_silently_mixed(project):
     assert "40 results were computed by code version" in r.stderr and "--rerun" in r.stderr
     pb("run", "experiment.toml", "--rerun")
     assert "computed by code version" not in pb("run", "experiment.toml").stderr
+
+
+def test_watch_follows_a_detached_run_to_the_end(project):
+    write(project / "w.toml", """
+name = "watched"
+function = "tasks:slow"
+[space]
+grid = { i = { range = [0, 60] }, t = [0.02] }
+""")
+    pb("run", "w.toml", "--detach")
+    r = pb("watch", "watched", "--interval", "0.2", timeout=120)
+    assert "60 tasks, 100.0% finished" in r.stdout and "done 60" in r.stdout
