@@ -200,6 +200,16 @@ class Experiment:
         return analysis.aggregate(self.results(all_tasks=False), by=by or self._by(),
                                   metrics=metrics, **kw)
 
+    def success_rate(self, by=None, success="success", **kw):
+        """Success rate per parameter point with Wilson intervals."""
+        from . import analysis
+        return analysis.success_rate(self.results(), by=by or self._by(), success=success, **kw)
+
+    def boundary(self, x: str, y: str, rate: str = "success", level: float = 0.5, **kw):
+        """Where the rate crosses `level` over the (x, y) grid, interpolated, per x."""
+        from . import analysis
+        return analysis.boundary(self.results(), x=x, y=y, rate=rate, level=level, **kw)
+
     def _by(self):
         return [n for n in self.space.names if n not in ("rep", "seed")]
 

@@ -233,3 +233,12 @@ def test_series_survive_compaction(project):
     assert len(list(folder.glob("*.parquet"))) == 1
     s = exp.series()
     assert len(s) == 20 and sorted(s.groupby("lr").size().tolist()) == [5, 5, 5, 5]
+
+
+def test_analysis_from_the_experiment(project):
+    exp = Experiment("surf", function="tasks:square", space=grid(x=range(6)).reps(3))
+    exp.run()
+    agg = exp.aggregate()
+    assert list(agg["x"]) == list(range(6)) and (agg["y_mean"] == agg["x"] ** 2).all()
+    rate = exp.success_rate(success="y >= 9")
+    assert list(rate["rate"]) == [0, 0, 0, 1, 1, 1]
