@@ -108,7 +108,7 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
         click.echo(summary.get("message", f"submitted {summary['submitted']} tasks"))
         if not wait:
             return
-        c = _wait_for_scheduler(exp)
+        c = _follow(exp.store, exp.store.experiment(exp.name), exp.name)
         summary["seconds"] = time.time() - t0
     click.echo(f"{exp.name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
                f"{c.get('pending', 0) + c.get('running', 0)} not run "
@@ -121,19 +121,6 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
     if c.get("failed"):
         click.echo(f"failures: pb status {exp.name}; pb logs TASK; pb retry {exp.name}")
         sys.exit(1)
-
-
-def _wait_for_scheduler(exp) -> dict:
-    """Follow a fire-and-forget run until no task is pending or out (each status call harvests)."""
-    from .running import status as st
-    store = exp.store
-    eid = store.experiment(exp.name)
-    while True:
-        s = st(store, eid, exp.name)
-        c = s["counts"]
-        if not (c["pending"] + c["running"]) or not (s["active"] or _remote_pending(store, eid)):
-            return c
-        time.sleep(1.0)
 
 
 def _run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch, quiet):
@@ -242,22 +229,31 @@ def _print_status(s):
 def watch(experiment, interval):
     """Follow a running experiment until it stops."""
     from .running import status as st
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeRemainingColumn
     store = _store()
     eid, name = _exp_name(store, experiment)
+    _follow(store, eid, name, interval)
+    _print_status(st(store, eid, name))
+
+
+def _follow(store, eid, name, interval=1.0) -> dict:
+    """A progress bar until no driver runs and nothing is out on a scheduler (each status call
+    also harvests what a scheduler finished)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeRemainingColumn
+    from .running import status as st
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeRemainingColumn()) as bar:
+                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                  disable=not sys.stderr.isatty()) as bar:
         tid = bar.add_task(name, total=None, info="")
         while True:
             s = st(store, eid, name)
             c = s["counts"]
             bar.update(tid, total=s["total"], completed=c["done"] + c["failed"],
                        info=f"{c['failed']} failed" if c["failed"] else "")
-            if not s["active"] and not _remote_pending(store, eid):
-                break
+            if not (c["pending"] + c["running"]) or not (s["active"]
+                                                         or _remote_pending(store, eid)):
+                return c
             time.sleep(interval)
-    _print_status(st(store, eid, name))
 
 
 def _remote_pending(store, eid):
