@@ -459,7 +459,8 @@ def clean(experiment, bundles_only, yes):
 def _register_plugins():
     """Commands that live in their own modules (targets, harvest, report, ...)."""
     import importlib
-    for mod in ("pushbutton.cli_targets", "pushbutton.cli_report", "pushbutton.cli_parrun"):
+    for mod in ("pushbutton.cli_targets", "pushbutton.cli_report", "pushbutton.cli_parrun",
+                "pushbutton.cli_cluster"):
         try:
             m = importlib.util.find_spec(mod)
         except (ImportError, ValueError):
