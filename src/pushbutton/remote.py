@@ -86,6 +86,7 @@ class Shell:
     host: str | None = None
     name: str = "local"
     backoff = (0.5, 1.0, 2.0, 4.0, 8.0)
+    env: dict = {}  # the target's environment, for every command (sbatch, squeue, ...) too
 
     def _exec(self, argv, input, timeout) -> Result:
         try:
@@ -118,6 +119,8 @@ class Shell:
             check: bool = True, idempotent: bool = True, retries: int = 3) -> Result:
         """Run argv (after the setup lines, in cwd). Raises RemoteError on a connection failure
         (after retries when idempotent) or, with check, on a non-zero exit status."""
+        env = {**self.env, **(env or {})} or None
+
         def once():
             r = self._run_once(argv, setup, cwd, env, input, timeout)
             if check and r.returncode != 0:
@@ -350,7 +353,10 @@ def _last_lines(text: str, n: int = 3) -> str:
 def shell_for(target) -> Shell:
     """The Shell for a targets.Target: SSH when it names a host, else this machine."""
     if getattr(target, "host", None):
-        return SSHShell(target.host, name=target.name, ssh_config=target.ssh_config,
-                        options=list(target.ssh_options or []),
-                        connect_timeout=int(target.connect_timeout))
-    return LocalShell(target.name)
+        shell = SSHShell(target.host, name=target.name, ssh_config=target.ssh_config,
+                         options=list(target.ssh_options or []),
+                         connect_timeout=int(target.connect_timeout))
+    else:
+        shell = LocalShell(target.name)
+    shell.env = {k: str(v) for k, v in (getattr(target, "env", None) or {}).items()}
+    return shell
