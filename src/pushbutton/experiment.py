@@ -145,6 +145,11 @@ class Experiment:
             rerun_failed: bool = False, message: str | None = None, yes: bool = False,
             progress=None, detach: bool = False, sbatch: str | None = None) -> dict:
         """Run every task not yet done; returns a summary. Resumes by default."""
+        if os.environ.get("PB_WORKER"):
+            raise PushbuttonError(
+                "Experiment.run() was called while a worker imported your module to run a task; "
+                "put the run under `if __name__ == \"__main__\":` so that importing the module "
+                "only defines the function")
         from . import running
         return running.run(self, on=on or self.run_options.target, workers=workers,
                            rerun=rerun, rerun_failed=rerun_failed, message=message, yes=yes,

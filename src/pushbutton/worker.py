@@ -470,6 +470,7 @@ def serve(parent=None):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    os.environ["PB_WORKER"] = "1"  # lets Experiment.run() refuse to start a sweep from a task
     _install_shim()
     if argv and argv[0] == "--serve":
         serve(int(argv[1]) if len(argv) > 1 else None)

@@ -242,3 +242,29 @@ def test_analysis_from_the_experiment(project):
     assert list(agg["x"]) == list(range(6)) and (agg["y_mean"] == agg["x"] ** 2).all()
     rate = exp.success_rate(success="y >= 9")
     assert list(rate["rate"]) == [0, 0, 0, 1, 1, 1]
+
+
+def test_script_with_run_at_import_gets_a_clear_error(project):
+    import subprocess
+    (project / "sweep.py").write_text(
+        "import pushbutton as pb\n"
+        "def simulate(n):\n"
+        "    return {'y': n}\n"
+        "exp = pb.Experiment('unguarded', function=simulate, space=pb.grid(n=[1, 2]))\n"
+        "exp.run()\n")
+    r = subprocess.run([sys.executable, "sweep.py"], cwd=project, capture_output=True, text=True)
+    exp = Experiment("unguarded", function="sweep.py:simulate", space=grid(n=[1, 2]),
+                     root=project)
+    df = exp.results()
+    assert (df["status"] == "failed").all()
+    assert "if __name__" in df["error"].iloc[0]
+    (project / "guarded.py").write_text(
+        "import pushbutton as pb\n"
+        "def simulate(n):\n"
+        "    return {'y': n}\n"
+        "if __name__ == '__main__':\n"
+        "    pb.Experiment('guarded', function=simulate, space=pb.grid(n=[1, 2])).run()\n")
+    r = subprocess.run([sys.executable, "guarded.py"], cwd=project, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (Experiment("guarded", function="guarded.py:simulate", space=grid(n=[1, 2]),
+                       root=project).results()["status"] == "done").all()
