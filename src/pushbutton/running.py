@@ -31,6 +31,7 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
     store = exp.store
     eid = exp.register(yes=yes)
     lock = ExperimentLock(store, eid, exp.name).acquire()
+    _drop_detached_marker(store, eid)  # from now on the lock says that this driver runs
     try:
         with store.tx():
             if rerun:
@@ -55,7 +56,17 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         summary["stale"] = stale
         return summary
     finally:
+        _drop_detached_marker(store, eid)
         lock.release()
+
+
+def _drop_detached_marker(store: Store, eid: int) -> None:
+    p = store.dir / "locks" / f"{eid}.detached"
+    try:
+        if p.read_text().strip() == str(os.getpid()):
+            p.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def detached_alive(store: Store, eid: int) -> bool:
