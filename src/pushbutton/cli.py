@@ -209,7 +209,6 @@ def status(experiment, as_json):
 
 def _print_status(s):
     c = s["counts"]
-    total = s["total"] or 1
     parts = [f"{k} {v:,}" for k, v in c.items() if v]
     state = "running" if s["active"] else (s["last_run_status"] or "not run")
     click.echo(f"{s['experiment']}: {s['total']:,} tasks, {100 * s['progress']:.1f}% finished "
@@ -220,7 +219,6 @@ def _print_status(s):
     if s["failures"]:
         click.echo("  failures: " + ", ".join(f"{k or '?'} {v}" for k, v in
                                               s["failures"].items()))
-    del total
 
 
 @cli.command()

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import bundling, ingest_arrow, results
 from .backends.base import FAILED, FINISHED, Backend, BundleRef, BundleState
 from .errors import BusyError
-from .store import DONE, FAILED as T_FAILED, PENDING, RUNNING, Store
+from .store import DONE, FAILED as T_FAILED, PENDING, Store
 
 _ID_IN_LINE = re.compile(rb'"id":\s*"([0-9a-f]+)"')
 

@@ -30,6 +30,3 @@ class StoreError(PushbuttonError):
 class BusyError(PushbuttonError):
     """Another driver is already running this experiment."""
 
-
-class MetricError(PushbuttonError):
-    """A task returned metrics that cannot be stored (not JSON, NaN, wrong type)."""

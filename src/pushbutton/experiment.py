@@ -1,16 +1,13 @@
 """The Python API: `Experiment(...)`, `load("experiment.toml")`, `exp.run()`, `exp.results()`."""
 from __future__ import annotations
 
-import inspect
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from . import ids, spec as specmod
 from .errors import PushbuttonError, SpecError
-from .store import DONE, FAILED, PENDING, RUNNING, Store, find_root
+from .store import Store, find_root
 
 
 def _target_of(fn) -> tuple[str, Path]:
@@ -219,10 +216,12 @@ class Experiment:
         return [n for n in self.space.names if n not in ("rep", "seed")]
 
     def plot(self, kind: str = "line", **kw):
+        """A figure of this experiment (line, heatmap, histogram, learning_curves)."""
         from . import figures
-        df = self.series() if kind == "learning_curves" else self.results(all_tasks=False)
-        kw.setdefault("units", self.spec.units) if kind != "learning_curves" else None
-        return getattr(figures, kind)(df, **kw)
+        if kind == "learning_curves":
+            return figures.learning_curves(self.series(), **kw)
+        kw.setdefault("units", self.spec.units)
+        return getattr(figures, kind)(self.results(all_tasks=False), **kw)
 
     def report(self, outdir=None, open_browser: bool = False):
         from . import report

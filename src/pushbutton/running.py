@@ -9,7 +9,7 @@ import time
 from . import provenance
 from .driver import Driver, ExperimentLock
 from .errors import PushbuttonError
-from .store import DONE, FAILED, PENDING, RUNNING, STATES, Store
+from .store import DONE, FAILED, PENDING, RUNNING, Store
 
 
 def backend_for(exp, on: str, workers: int | None, store: Store, sbatch: str | None = None):
@@ -107,7 +107,7 @@ def status(store: Store, eid: int, name: str) -> dict:
                            "ORDER BY id DESC LIMIT 1", (eid,)).fetchone()
     rate = eta = None
     if run:
-        rid, started, ended, rstatus, target = run
+        rid, started, ended, _, target = run
         done_run = store.db.execute(
             "SELECT coalesce(sum(n_tasks),0) FROM bundles WHERE exp=? AND run=? AND "
             "state='finished'", (eid, rid)).fetchone()[0]

@@ -215,20 +215,54 @@ def _classify_exception(e):
     return "exception"
 
 
+def _on_alarm(signum, frame):
+    raise TaskTimeout("task exceeded its timeout")
+
+
+class _Watchdog:
+    """One thread per worker process (not one per task): native code can ignore SIGALRM, so if
+    a task overruns its timeout by 10 s the worker records the timeout and exits; the driver then
+    reschedules the rest of the bundle."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.job = None  # (deadline, bundle, task, timeout)
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def arm(self, bundle, task, timeout):
+        with self.cond:
+            self.job = (time.monotonic() + timeout + 10, bundle, task, timeout)
+            self.cond.notify()
+
+    def disarm(self):
+        with self.cond:
+            self.job = None
+
+    def _loop(self):
+        with self.cond:
+            while True:
+                if self.job is None:
+                    self.cond.wait()
+                    continue
+                left = self.job[0] - time.monotonic()
+                if left > 0:
+                    self.cond.wait(left)
+                    continue
+                _hard_timeout(*self.job[1:])
+
+
+_watchdog = None
+
+
 def run_python(bundle, task, fn, timeout, out_fd, err_fd):
     """Call fn(**params) in this process; returns the end record's fields."""
-    def on_alarm(signum, frame):
-        raise TaskTimeout("task exceeded its timeout of %ss" % timeout)
-
-    watchdog = None
+    global _watchdog
     if timeout:
-        signal.signal(signal.SIGALRM, on_alarm)
+        if _watchdog is None:
+            signal.signal(signal.SIGALRM, _on_alarm)
+            _watchdog = _Watchdog()
         signal.setitimer(signal.ITIMER_REAL, timeout)
-        # Native code can ignore SIGALRM; the watchdog ends the worker so the driver fails this
-        # task as a timeout and reschedules the rest of the bundle.
-        watchdog = threading.Timer(timeout + 10, _hard_timeout, (bundle, task, timeout))
-        watchdog.daemon = True
-        watchdog.start()
+        _watchdog.arm(bundle, task, timeout)
     try:
         metrics = fn(**task["params"])
         text, problem = _check_metrics(metrics)
@@ -242,13 +276,15 @@ def run_python(bundle, task, fn, timeout, out_fd, err_fd):
         os.write(err_fd, tb.encode("utf-8", "replace"))
         kind = _classify_exception(e)
         msg = "%s: %s" % (type(e).__name__, e)
-        if kind == "exit":
+        if kind == "timeout":
+            msg = "task exceeded its timeout of %ss" % timeout
+        elif kind == "exit":
             msg = "the task called sys.exit(%r)" % (e.code,)
         return {"ok": False, "kind": kind, "error": msg[:2000], "traceback": tb[-4000:]}
     finally:
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            watchdog.cancel()
+            _watchdog.disarm()
 
 
 def _hard_timeout(bundle, task, timeout):
@@ -256,11 +292,6 @@ def _hard_timeout(bundle, task, timeout):
                  "host": HOST, "error": "task exceeded its timeout of %ss (stuck in native code; "
                  "worker stopped)" % timeout})
     os._exit(70)
-
-
-class _Missing(dict):
-    def __missing__(self, key):
-        raise KeyError(key)
 
 
 def substitute(argv, params):

@@ -100,3 +100,14 @@ grid = { i = { range = [0, 300] }, t = [0.02] }
     assert store.db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 0
     r = pb("run", "experiment.toml", "--quiet", cwd=project)
     assert "300 done, 0 failed" in r.stdout
+
+
+def test_task_stuck_past_its_timeout_in_native_code(project):
+    exp = Experiment("stuck", function="tasks:stuck", space=grid(i=range(4)), timeout=1,
+                     workers=1, bundle_size=4)
+    t = time.time()
+    s = exp.run()
+    assert time.time() - t < 25
+    df = exp.results().set_index("i")
+    assert s["counts"]["done"] == 3 and df.loc[1, "error_kind"] == "timeout"
+    assert "stuck in native code" in df.loc[1, "error"]

@@ -1,5 +1,4 @@
 """The core loop through the Python API: run, resume, failures, retries, commands, series."""
-import json
 import sys
 
 import pytest

@@ -91,3 +91,15 @@ def mixed(i, **_):
     if i % 4 == 0:
         out["sometimes"] = i
     return out
+
+
+def stuck(i, **_):
+    """Like native code that ignores SIGALRM: only the worker's watchdog can end it."""
+    import signal
+    if i == 1:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            time.sleep(30)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+    return {"i": i}
