@@ -414,10 +414,11 @@ def history(experiment):
 def show(what):
     """Details of an experiment (spec, last run's provenance) or of a task (by id prefix)."""
     store = _store()
-    names = [e["name"] for e in store.experiments()]
+    exps = store.experiments()
+    names = [e["name"] for e in exps]
     if what is None or what in names:
         eid, name = _exp_name(store, what)
-        spec = next(e["spec"] for e in store.experiments() if e["id"] == eid)
+        spec = next(e["spec"] for e in exps if e["id"] == eid)
         click.echo(f"experiment {name}")
         click.echo(json.dumps({k: v for k, v in spec.items() if not k.startswith("_")},
                               indent=2, default=str))

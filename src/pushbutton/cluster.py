@@ -3,7 +3,7 @@
 Template `local`: a one-host SLURM on this machine with its own munge key and socket, its own
 slurm.conf (ports chosen free at start), state under
 `$XDG_STATE_HOME/pushbutton/clusters/NAME` (default `~/.local/state/pushbutton/clusters/NAME`),
-and a target NAME in the user's targets file (`env`/`setup` carry its SLURM_CONF), so
+and a target NAME in the user's targets file (its `env` carries SLURM_CONF), so
 `pb run spec.toml --on NAME` works at once. Every call has a timeout; every SLURM command is given
 this cluster's SLURM_CONF explicitly (never the caller's), so other clusters are not disturbed.
 """
@@ -262,10 +262,7 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 def _target_for(cl: Cluster):
     from .targets import Target
     return Target(name=cl.name, scheduler="slurm", python=sys.executable,
-                  env={"SLURM_CONF": str(cl.conf)},
-                  # setup lines run before sbatch/squeue/scancel too: this cluster, not the
-                  # caller's SLURM_CONF
-                  setup=[f"export SLURM_CONF={shlex.quote(str(cl.conf))}"],
+                  env={"SLURM_CONF": str(cl.conf)},  # reaches sbatch/squeue/scancel too
                   description=f"pb cluster {cl.name} (template local)")
 
 

@@ -396,8 +396,8 @@ class Driver:
         self.recover()
         self.requeued = 0
         remaining = self.pending_count()
-        total = remaining + self.store.counts(self.exp_id)[DONE] + \
-            self.store.counts(self.exp_id)[T_FAILED]
+        counts = self.store.counts(self.exp_id)
+        total = remaining + counts[DONE] + counts[T_FAILED]
         already = total - remaining
         t_start = time.time()
         old = signal.signal(signal.SIGTERM, self._on_term) if _main_thread() else None
