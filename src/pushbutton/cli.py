@@ -219,6 +219,11 @@ def _print_status(s):
     if s["failures"]:
         click.echo("  failures: " + ", ".join(f"{k or '?'} {v}" for k, v in
                                               s["failures"].items()))
+    if state == "interrupted":
+        click.echo("  its driver is gone (killed?); `pb run` resumes it")
+    if s.get("harvester_down"):
+        click.echo(f"  harvester not running — `pb harvest {s['experiment']}` or "
+                   f"`pb watch {s['experiment']}` restarts it")
 
 
 @cli.command()
@@ -227,8 +232,13 @@ def _print_status(s):
 def watch(experiment, interval):
     """Follow a running experiment until it stops."""
     from .running import status as st
+    from .harvest import restart_harvester
     store = _store()
     eid, name = _exp_name(store, experiment)
+    pid = restart_harvester(store, eid, name)
+    if pid:
+        click.echo(f"{name}: the background harvester was not running; restarted (pid {pid})",
+                   err=True)
     _follow(store, eid, name, interval)
     _print_status(st(store, eid, name))
 
@@ -248,8 +258,10 @@ def _follow(store, eid, name, interval=1.0) -> dict:
             c = s["counts"]
             bar.update(tid, total=s["total"], completed=c["done"] + c["failed"],
                        info=f"{c['failed']} failed" if c["failed"] else "")
-            if not (c["pending"] + c["running"]) or not (s["active"]
-                                                         or _remote_pending(store, eid)):
+            if s.get("starting"):  # a detached driver that has not recorded its run yet
+                pass  # (its counts, e.g. before a --rerun resets them, are not its own yet)
+            elif not (c["pending"] + c["running"]) or not (s["active"]
+                                                           or _remote_pending(store, eid)):
                 return c
             time.sleep(interval)
 
@@ -311,6 +323,8 @@ def cancel(experiment):
     eid, name = _exp_name(store, experiment)
     r = cc(store, eid, name)
     click.echo(f"{name}: {r['cancelled']} tasks cancelled" +
+               (f", {r['slurm_bundles']} bundles cancelled on SLURM" if r["slurm_bundles"]
+                else "") +
                (f", driver {r['stopped_driver']} stopped" if r["stopped_driver"] else ""))
 
 
@@ -403,7 +417,8 @@ def history(experiment):
     eid = _exp_name(store, experiment)[0] if experiment else None
     for r in store.runs(eid):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
-        dur = _fmt_s(r["ended"] - r["started"]) if r["ended"] else "..."
+        dur = _fmt_s(r["ended"] - r["started"]) if r["ended"] else \
+            ("-" if r["status"] == "interrupted" else "...")
         click.echo(f"run {r['id']:>4}  {when}  {r['experiment']:<20} {r['status'] or '':<11} "
                    f"{dur:>7}  {r['target'] or '':<10} {r['code_version'] or '':<20} "
                    f"{r['message'] or ''}")

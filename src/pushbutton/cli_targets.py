@@ -111,6 +111,12 @@ def harvest_cmd(experiment, wait, timeout):
         raise click.ClickException("no pushbutton project here (no .pushbutton folder above)")
     store = Store(root, create=False)
     out = harvest(store, experiment, wait=wait, timeout=timeout)
+    if not wait:  # a background harvester that died while bundles are out starts again
+        from .harvest import restart_harvester
+        for name in out:
+            pid = restart_harvester(store, store.experiment(name), name)
+            if pid:
+                click.echo(f"{name}: background harvester restarted (pid {pid})")
     if not out:
         click.echo("nothing to harvest: no bundles are out on a scheduler")
         return

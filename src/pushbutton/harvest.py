@@ -22,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from . import bundling, results
+from .adopt import adopt_unsent
 from .backends.base import FAILED, FINISHED, BundleRef, BundleState
 from .driver import Driver, ExperimentLock
 from .errors import BusyError, PushbuttonError
@@ -155,6 +156,8 @@ def _submit_experiment(backend, exp, eid, run_id, store, wait) -> dict:
     if not wait and n_pending and auto_harvest(backend.target):
         # started first, so its start-up overlaps ours; it waits for our lock to go
         pid = spawn_harvester(store, exp.name)
+        meta["harvester"] = pid  # `pb status` says when it is gone; watch/harvest restart it
+        _save_meta(store, eid, meta)
     if backend.remote:
         ship_code(backend, exp.root)
         meta["base"] = backend.base  # resolved once (~ expanded on the cluster)
@@ -166,6 +169,10 @@ def _submit_experiment(backend, exp, eid, run_id, store, wait) -> dict:
     summary = {"status": "submitted", "run": run_id, "target": backend.target.name,
                "bundles": n_bundles, "tasks": n_tasks, "jobs": jobs, "submitted": n_tasks,
                "seconds": time.time() - t0, "counts": store.counts(eid)}
+    if not n_tasks and not store.db.execute(
+            "SELECT 1 FROM bundles WHERE exp=? AND backend='slurm' AND state IN "
+            "('created','submitted') LIMIT 1", (eid,)).fetchone():
+        store.end_run(run_id, "finished")  # nothing was pending and nothing is out
     summary["message"] = (
         f"{exp.name}: submitted {n_tasks} tasks as {n_bundles} bundles (SLURM job"
         f"{'s' if len(jobs) > 1 else ''} {', '.join(jobs) or '-'}) to '{backend.target.name}'"
@@ -193,6 +200,20 @@ def spawn_harvester(store: Store, name: str) -> int:
                          start_new_session=True, env=env)
     log.close()
     return p.pid
+
+
+def restart_harvester(store: Store, eid: int, name: str) -> int | None:
+    """Start the background harvester again when it died while bundles are out (for
+    `pb watch` and `pb harvest`; `pb status` only reports it). Returns its pid."""
+    from .liveness import harvester_down
+    if os.environ.get("PB_HARVESTER") or not harvester_down(store, eid):
+        return None
+    meta = load_meta(store, eid)
+    pid = spawn_harvester(store, name)
+    meta["harvester"] = pid
+    _save_meta(store, eid, meta)
+    store.event(eid, meta.get("run"), "harvester-restarted", {"pid": pid})
+    return pid
 
 
 def ship_code(backend, root) -> None:
@@ -274,15 +295,18 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
         refs.append(BundleRef(bid, d, len(group), meta["timeout"], meta["memory_mb"],
                               meta["cpus"] or 1))
         made.append((bid, group, d))
-    with store.tx():
-        for bid, group, d in made:
+    label = f"pb-{meta['name']}"
+    names = backend.plan_jobs(refs, label)
+    with store.tx():  # the intent, job names included, is recorded before sbatch (adopt.py)
+        for (bid, group, d), job in zip(made, names):
             db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid=?",
                            ((bid, run_id, r[0]) for r in group))
-            db.execute("INSERT INTO bundles(id, exp, run, backend, state, n_tasks, dir, target) "
-                       "VALUES (?,?,?,?,?,?,?,?)", (bid, eid, run_id, "slurm", "created",
-                                                    len(group), str(d), backend.target.name))
+            db.execute("INSERT INTO bundles(id, exp, run, backend, state, n_tasks, dir, target, "
+                       "job) VALUES (?,?,?,?,?,?,?,?,?)",
+                       (bid, eid, run_id, "slurm", "created", len(group), str(d),
+                        backend.target.name, job))
     try:
-        handles = backend.submit(refs, label=f"pb-{meta['name']}")
+        handles = backend.submit(refs, label=label, names=names)
     except Exception as e:
         accepted = list(getattr(e, "partial_handles", []))
         with store.tx():  # what SLURM accepted is out; the rest goes back to pending
@@ -433,21 +457,21 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
     drv = Driver(store, _exp_shim(meta), eid, backend, run_id, target=meta["target"])
     interval = backend.target.poll_interval
     fast = not backend.remote  # local-slurm: done.json files are visible without a query
-    t_start, last_poll, delay = time.time(), 0.0, interval
+    t_start, last_poll, last_adopt, delay = time.time(), 0.0, 0.0, interval
     ingested = errors = 0
     failing_since = None
     warnings: list[str] = []
     while True:
         rows = _active(store, eid)
-        unsent = [r for r in rows if not r[1]]
-        if unsent:  # a submit interrupted before SLURM answered: the tasks go back to pending
-            with store.tx():
-                for r in unsent:
-                    store.db.execute("UPDATE tasks SET state='pending' WHERE bundle=? AND "
-                                     "state='running'", (r[0],))
-                    store.db.execute("UPDATE bundles SET state='failed', cause=? WHERE id=?",
-                                     ("never submitted", r[0]))
-            rows = [r for r in rows if r[1]]
+        unsent = any(not r[1] for r in rows)
+        if unsent and (not wait or time.time() - last_adopt >= delay):
+            # a submit that died before recording SLURM's answer: adopt what SLURM accepted
+            last_adopt = time.time()
+            if adopt_unsent(backend, store, eid)["unresolved"]:
+                warnings.append("could not ask SLURM about bundles whose submission was cut "
+                                "short; asking again next round (never submitted twice)")
+            rows = _active(store, eid)
+        rows = [r for r in rows if r[1]]
         by_handle = {r[1]: r for r in rows}
         states: dict[str, BundleState] = {}
         now = time.time()
@@ -543,6 +567,9 @@ def _finish(store: Store, eid: int, run_id: int, drv: Driver) -> None:
     row = store.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
     if row and row[0] == "running":
         store.end_run(run_id, "finished")
+    with store.tx():  # earlier runs whose bundles this harvest finished are over as well
+        store.db.execute("UPDATE runs SET status='finished', ended=? WHERE exp=? AND "
+                         "status='running' AND id<?", (time.time(), eid, run_id))
     try:
         results.compact(drv.res_dir)
         results.compact(drv.ser_dir, min_parts=64, newest_per_task=False)
@@ -572,25 +599,39 @@ def harvest(store: Store, name: str | None = None, wait: bool = False, progress=
     return out
 
 
-def cancel_bundles(store: Store, eid: int, rows) -> int:
-    """scancel the given bundles (rows of id, backend, handle, target); mark them cancelled."""
+def cancel_bundles(store: Store, eid: int, rows, adopt: bool = True) -> int:
+    """scancel the given bundles (rows of id, backend, handle, target); mark them cancelled.
+    With adopt (nobody else holds the experiment's lock), bundles whose submission was cut
+    short are looked up by job name first, so that a job SLURM accepted is cancelled too.
+    Returns the number of bundles (array elements) cancelled on SLURM."""
     from . import targets
+    meta = load_meta(store, eid) or {}
     by_target: dict[str, list] = {}
     for bid, backend, handle, target in rows:
-        if backend == "slurm" and handle:
+        if backend == "slurm":
             by_target.setdefault(target or "local-slurm", []).append((bid, handle))
-    meta = load_meta(store, eid) or {}
+    n = 0
     for tname, items in by_target.items():
         be = make_backend(targets.get(tname, store.root), store, sbatch=meta.get("sbatch"))
         try:
-            be.cancel([h for _, h in items])
+            if adopt and any(not h for _, h in items):
+                adopt_unsent(be, store, eid)
+                got = dict(store.db.execute(
+                    "SELECT id, handle FROM bundles WHERE exp=? AND backend='slurm' AND "
+                    "handle IS NOT NULL", (eid,)).fetchall())
+                items = [(b, h or got.get(b)) for b, h in items]
+            handles = [h for _, h in items if h]
+            if handles:
+                be.cancel(handles)
+            n += len(handles)
         finally:
             be.close()
     with store.tx():
         store.db.executemany("UPDATE bundles SET state='cancelled', ended=?, cause='cancelled' "
-                             "WHERE id=?", ((time.time(), bid) for bid, *_ in rows))
+                             "WHERE id=? AND state IN ('created','submitted')",
+                             ((time.time(), bid) for bid, *_ in rows))
         run = meta.get("run")
         if run:
             store.db.execute("UPDATE runs SET status='cancelled', ended=? WHERE id=? AND "
                              "status='running'", (time.time(), run))
-    return sum(len(v) for v in by_target.values())
+    return n

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from . import provenance
+from . import liveness, provenance
 from .driver import Driver, ExperimentLock
 from .errors import PushbuttonError
 from .store import DONE, FAILED, PENDING, RUNNING, Store
@@ -31,8 +31,8 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
     store = exp.store
     eid = exp.register(yes=yes)
     lock = ExperimentLock(store, eid, exp.name).acquire()
-    _drop_detached_marker(store, eid)  # from now on the lock says that this driver runs
     try:
+        liveness.settle(store, eid, lock_is_ours=True)  # runs whose driver died: interrupted
         with store.tx():
             if rerun:
                 store.db.execute("UPDATE tasks SET state='pending', attempts=0 WHERE exp=? AND "
@@ -47,6 +47,7 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         stale = _stale_results(store, eid, prov.get("code_version"))
         run_id = store.new_run(eid, message, target, prov)
         store.event(eid, run_id, "run-start", {"target": target, "pid": os.getpid()})
+        _drop_detached_marker(store, eid)  # from now on the lock and the run say it runs
         if getattr(backend, "fire_and_forget", False):
             return backend.submit_experiment(exp, eid, run_id, store)
         drv = Driver(store, exp, eid, backend, run_id, target=target, on_progress=progress)
@@ -70,15 +71,9 @@ def _drop_detached_marker(store: Store, eid: int) -> None:
 
 
 def detached_alive(store: Store, eid: int) -> bool:
-    """A driver started with --detach that has not taken the experiment's lock yet (it is still
-    starting up) counts as running, so `pb watch` right after `pb run --detach` waits for it."""
-    p = store.dir / "locks" / f"{eid}.detached"
-    try:
-        pid = int(p.read_text())
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"pushbutton" in f.read()
-    except (OSError, ValueError):
-        return False
+    """A driver started with --detach that has not recorded its run yet (it is still starting
+    up) counts as running, so `pb watch` right after `pb run --detach` waits for it."""
+    return liveness.detached_pid(store, eid) is not None
 
 
 def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
@@ -102,7 +97,8 @@ def status(store: Store, eid: int, name: str) -> dict:
     counts = store.counts(eid)
     total = sum(counts.values())
     lock = ExperimentLock(store, eid, name)
-    active = lock.held_by_other() or detached_alive(store, eid)
+    starting = detached_alive(store, eid)
+    active = lock.held_by_other() or starting
     run = store.db.execute("SELECT id, started, ended, status, target FROM runs WHERE exp=? "
                            "ORDER BY id DESC LIMIT 1", (eid,)).fetchone()
     rate = eta = None
@@ -119,38 +115,58 @@ def status(store: Store, eid: int, name: str) -> dict:
     failures = {k: n for k, n in store.db.execute(
         "SELECT error_kind, count(*) FROM tasks WHERE exp=? AND state='failed' "
         "GROUP BY error_kind", (eid,))}
+    run_status = run[3] if run else None
+    if run_status == "running" and run[0] in liveness.dead_runs(store, eid):
+        run_status = liveness.INTERRUPTED  # its driver is gone (killed, machine lost)
     return {"experiment": name, "total": total, "counts": counts,
             "progress": (counts[DONE] + counts[FAILED]) / total if total else 1.0,
             "driver": lock.holder() if active else None, "active": active,
-            "last_run": run[0] if run else None, "last_run_status": run[3] if run else None,
+            "starting": starting,
+            "last_run": run[0] if run else None, "last_run_status": run_status,
+            "harvester_down": liveness.harvester_down(store, eid),
             "rate_per_s": rate, "eta_s": eta, "failures": failures}
 
 
 def cancel(store: Store, eid: int, name: str) -> dict:
-    """Stop a running driver (it cancels its bundles) and mark what is left cancelled."""
+    """Stop a running driver (it cancels its bundles) and mark what is left cancelled. Counts
+    what this cancel stopped: tasks that were pending or running (whoever marked them), and
+    the bundles cancelled on SLURM."""
     lock = ExperimentLock(store, eid, name)
+    before = _n_cancelled(store, eid)
     stopped = None
+    starting = liveness.detached_pid(store, eid)  # a detached driver not yet recording its run
+    pids = [starting] if starting else []
     if lock.held_by_other():
-        pid = lock.holder().get("pid")
-        if pid:
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-                stopped = pid
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.time() + 30
-        while lock.held_by_other() and time.time() < deadline:
-            time.sleep(0.1)
+        pids.append(lock.holder().get("pid"))
+    for pid in dict.fromkeys(p for p in pids if p):
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+            stopped = pid
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+    deadline = time.time() + 30
+    while stopped and (lock.held_by_other() or liveness.detached_pid(store, eid)) and \
+            time.time() < deadline:
+        time.sleep(0.1)
     remote = store.db.execute("SELECT id, backend, handle, target FROM bundles WHERE exp=? AND "
                               "state IN ('created','submitted') AND backend = 'slurm'",
                               (eid,)).fetchall()
+    jobs = 0
     if remote:
         from . import targets
-        targets.cancel_bundles(store, eid, remote)
+        jobs = targets.cancel_bundles(store, eid, remote, adopt=not lock.held_by_other())
     with store.tx():
-        n = store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND state IN "
-                             "('pending','running')", (eid,)).rowcount
-    return {"cancelled": n, "stopped_driver": stopped}
+        store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND state IN "
+                         "('pending','running')", (eid,))
+    if not lock.held_by_other():  # a run left 'running' by a driver that is gone
+        liveness.settle(store, eid, status="cancelled")
+    return {"cancelled": _n_cancelled(store, eid) - before, "stopped_driver": stopped,
+            "slurm_bundles": jobs}
+
+
+def _n_cancelled(store: Store, eid: int) -> int:
+    return store.db.execute("SELECT count(*) FROM tasks WHERE exp=? AND state='cancelled' AND "
+                            "idx IS NOT NULL", (eid,)).fetchone()[0]
 
 
 def logs(store: Store, eid: int | None, prefix: str) -> dict:

@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS attempts_task ON attempts(task);
 CREATE TABLE IF NOT EXISTS bundles (
   id TEXT PRIMARY KEY, exp INTEGER NOT NULL, run INTEGER, backend TEXT, handle TEXT,
   state TEXT NOT NULL, n_tasks INTEGER, submitted REAL, ended REAL, ingested INTEGER DEFAULT 0,
-  series_ingested INTEGER DEFAULT 0, cause TEXT, dir TEXT, target TEXT);
+  series_ingested INTEGER DEFAULT 0, cause TEXT, dir TEXT, target TEXT, job TEXT);
 CREATE INDEX IF NOT EXISTS bundles_state ON bundles(exp, state);
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, exp INTEGER, run INTEGER, kind TEXT, data TEXT);
@@ -87,6 +87,11 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: safe against process crashes
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='tasks'").fetchone():
             self.db.executescript(SCHEMA)
+        elif "job" not in {r[1] for r in self.db.execute("PRAGMA table_info(bundles)")}:
+            try:  # a store made before bundles recorded their SLURM job name
+                self.db.execute("ALTER TABLE bundles ADD COLUMN job TEXT")
+            except sqlite3.OperationalError:
+                pass  # another process added it first (or the store is read-only)
 
     # -- transactions -------------------------------------------------------------------
     def tx(self):
@@ -177,7 +182,8 @@ class Store:
             d = dict(zip(keys, r))
             d["provenance"] = json.loads(d["provenance"] or "{}")
             out.append(d)
-        return out
+        from .liveness import shown  # a 'running' run whose driver is gone reads `interrupted`
+        return shown(self, out)
 
     # -- counts -------------------------------------------------------------------------
     def counts(self, exp: int) -> dict:

@@ -265,10 +265,10 @@ def backend_for(exp, on: str, store=None, workers: int | None = None, sbatch=Non
                        env=t.env)
 
 
-def cancel_bundles(store, eid: int, rows) -> int:
+def cancel_bundles(store, eid: int, rows, adopt: bool = True) -> int:
     """Cancel bundles running on schedulers (rows of id, backend, handle, target)."""
     from .harvest import cancel_bundles as cancel
-    return cancel(store, eid, rows)
+    return cancel(store, eid, rows, adopt=adopt)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import PushbuttonError
 from ..remote import RemoteError, Shell, shell_for
+from . import slurm_jobs
 from .base import FAILED, FINISHED, QUEUED, RUNNING, Backend, BundleRef, BundleState
 
 WORKER = str(Path(__file__).resolve().parent.parent / "worker.py")
@@ -284,40 +285,58 @@ class SlurmBackend(Backend):
                 f"--output={self.base}/logs/%A_%a.out", "--open-mode=append", "--no-requeue",
                 *flags, *self.target.sbatch, *self.extra, script]
 
-    def submit(self, bundles: list[BundleRef], label: str = "pb") -> list[str]:
-        """Submit the bundles as job arrays (at most MaxArraySize elements each); the bundle
+    def plan_jobs(self, bundles: list[BundleRef], label: str = "pb") -> list[str]:
+        """The job name of each bundle's array (at most MaxArraySize bundles share one), chosen
+        before sbatch so that it can be recorded as the intent and looked up after a crash."""
+        lim = self.limits()
+        names: list[str] = []
+        for i in range(0, len(bundles), lim["max_array"]):
+            name = f"{label[:100]}-{uuid.uuid4().hex[:12]}"
+            names += [name] * len(bundles[i:i + lim["max_array"]])
+        return names
+
+    def submit(self, bundles: list[BundleRef], label: str = "pb",
+               names: list[str] | None = None) -> list[str]:
+        """Submit the bundles as job arrays, one per job name (see plan_jobs); the bundle
         folders must already be on the cluster side (see push)."""
         if not bundles:
             return []
-        lim = self.limits()
+        names = names or self.plan_jobs(bundles, label)
         handles: list[str] = []
         (self.mirror / "jobs").mkdir(parents=True, exist_ok=True)
         (self.mirror / "logs").mkdir(parents=True, exist_ok=True)
-        chunks = [bundles[i:i + lim["max_array"]] for i in range(0, len(bundles),
-                                                                  lim["max_array"])]
+        chunks: list[tuple[str, list[BundleRef]]] = []
+        for b, name in zip(bundles, names):
+            if chunks and chunks[-1][0] == name:
+                chunks[-1][1].append(b)
+            else:
+                chunks.append((name, [b]))
         staged = []
-        for chunk in chunks:
-            token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        for name, chunk in chunks:
+            token = f"{time.strftime('%Y%m%d-%H%M%S')}-{name.rsplit('-', 1)[-1]}"
             list_rel, script_rel = f"jobs/{token}.list", f"jobs/{token}.sh"
             (self.mirror / list_rel).write_text(
                 "".join(self.bundle_path(b.id) + "\n" for b in chunk))
             (self.mirror / script_rel).write_text(self.job_script(f"{self.base}/{list_rel}"))
-            staged.append((chunk, token, script_rel))
+            staged.append((chunk, name, script_rel))
         self.push()
-        for i, (chunk, token, script_rel) in enumerate(staged):
+        for i, (chunk, name, script_rel) in enumerate(staged):
             if i:
                 time.sleep(self.submit_gap)  # throttle: be gentle with slurmctld
             n_max = max(b.n_tasks for b in chunk)
             flags = resource_flags(chunk[0], n_max, self.gpus)
-            name = f"{label}-{token}"[:120]
             try:
                 job = self._sbatch(self.sbatch_argv(len(chunk), name, flags,
                                                     f"{self.base}/{script_rel}"), name)
             except Exception as e:
                 e.partial_handles = handles  # the arrays SLURM did accept before this one
                 raise
+            _test_hook_die_after_sbatch()
             handles += [f"{job}_{j}:{b.id}" for j, b in enumerate(chunk)]
         return handles
+
+    find_jobs = slurm_jobs.find_jobs  # crash recovery: jobs by name, bundles that ran
+    started_bundles = slurm_jobs.started_bundles
 
     def _sbatch(self, argv: list[str], name: str) -> str:
         """Run sbatch; retry with backoff when slurmctld is busy; never submit twice."""
@@ -380,11 +399,11 @@ class SlurmBackend(Backend):
         except RemoteError as e:
             self.last_poll_error = str(e)
             return {}
-        jobs = sorted({h.split(":")[0].split("_")[0] for h in handles})
+        jobs = sorted({h.split(":")[0].split("_")[0] for h in handles} - {"0"})
         bids = [h.split(":", 1)[1] for h in handles]
-        acct = bool(self._limits and self._limits.get("accounting"))
+        acct = bool(self._limits and self._limits.get("accounting")) and bool(jobs)
         squeue = shlex.join(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(jobs),
-                             "-o", "%F_%K|%T|%r"])
+                             "-o", "%F_%K|%T|%r"]) if jobs else "true"  # "0": a forgotten job
         parts = [f"echo '@@squeue'; {squeue} 2>&1; echo \"@@rc=$?\""]
         if acct:
             sacct = shlex.join(["sacct", "-n", "-P", "-X", "-j", ",".join(jobs),
@@ -481,7 +500,7 @@ class SlurmBackend(Backend):
 
     # -- cancel / collect ----------------------------------------------------------------
     def cancel(self, handles: list[str]) -> None:
-        jobs = sorted({h.split(":")[0] for h in handles})
+        jobs = sorted({h.split(":")[0] for h in handles if not h.startswith("0_")})
         for i in range(0, len(jobs), 500):
             self.shell.run(["scancel", *jobs[i:i + 500]], setup=self.target.setup, timeout=60,
                            check=False)
@@ -554,6 +573,16 @@ def _partition(opts: list[str]) -> str | None:
         elif o.startswith("-p") and len(o) > 2:
             part = o[2:]
     return part.split(",")[0] if part else None
+
+
+def _test_hook_die_after_sbatch() -> None:
+    """Fault injection for the tests only: when PB_TEST_DIE_AFTER_SBATCH names a file that
+    exists, the file is removed and the process dies at once, right after SLURM accepted an
+    array and before its job id is recorded (the crash that submission must survive)."""
+    p = os.environ.get("PB_TEST_DIE_AFTER_SBATCH")
+    if p and os.path.exists(p):
+        os.unlink(p)
+        os._exit(99)
 
 
 def _load_json(text: str) -> dict:
