@@ -36,3 +36,11 @@ def die_once(x, victim=-1, s=0.0):
 
 def bulky(x, kb=64):
     return {"x": x, "blob": "z" * (kb * 1024)}
+
+
+def counted(x, log, s=0.0):
+    """Appends its x to the file `log` on every execution (to count double executions)."""
+    with open(log, "a") as f:
+        f.write("%d\n" % x)
+    time.sleep(s)
+    return {"x": x}
