@@ -309,8 +309,8 @@ def retry(experiment, do_run):
         click.echo(f"{name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed")
         return
     with store.tx():
-        n = store.db.execute("UPDATE tasks SET state='pending', attempts=0 WHERE exp=? AND "
-                             "state='failed'", (eid,)).rowcount
+        n = store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
+                             "exp=? AND state='failed'", (eid,)).rowcount
     click.echo(f"{n} failed tasks of {name} marked pending; run the experiment again to run them")
 
 

@@ -38,6 +38,7 @@ class ActiveBundle:
     ended: set = field(default_factory=set)
     torn: set = field(default_factory=set)
     inherited: bool = False  # left by a driver that died: its mid-run tasks are not to blame
+    base: dict = field(default_factory=dict)  # task id -> attempts before its retry budget began
 
 
 class ExperimentLock:
@@ -145,7 +146,8 @@ class Driver:
                            json.dumps(t["params"], sort_keys=True, separators=(",", ":"),
                                       ensure_ascii=False))
                  for t in spec["tasks"] if t["id"] in rowids}
-        b = ActiveBundle(bid, d, tasks, offset=off, soffset=soff)
+        b = ActiveBundle(bid, d, tasks, offset=off, soffset=soff,
+                         base={t["id"]: t["base"] for t in spec["tasks"] if t.get("base")})
         p = d / "outcomes.jsonl"
         if off and p.exists():  # rebuild which tasks started/ended before the offset
             with open(p, "rb") as f:
@@ -178,8 +180,8 @@ class Driver:
 
     def _make_bundle(self, size: int) -> int:
         db = self.store.db
-        rows = db.execute("SELECT rowid, id, params, attempts FROM tasks WHERE exp=? AND "
-                          "state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
+        rows = db.execute("SELECT rowid, id, params, attempts, attempt0, gen FROM tasks WHERE "
+                          "exp=? AND state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
                           (self.exp_id, size)).fetchall()
         if not rows:
             return 0
@@ -187,10 +189,13 @@ class Driver:
         bid = f"e{self.exp_id}-r{self.run_id}-{self.seq:06d}"
         d = self.store.dir / "bundles" / bid
         d.mkdir(parents=True, exist_ok=True)
-        tasks, items = {}, []
-        for rowid, tid, params_json, attempts in rows:
+        tasks, items, base = {}, [], {}
+        for rowid, tid, params_json, attempts, attempt0, gen in rows:
             tasks[tid] = (rowid, attempts + 1, params_json)
-            items.append('{"id":"%s","params":%s,"attempt":%d}' % (tid, params_json, attempts + 1))
+            items.append('{"id":"%s","params":%s,"attempt":%d%s}' % (
+                tid, params_json, attempts + 1, lineage_fields(attempt0, gen)))
+            if attempt0:
+                base[tid] = attempt0
         spec = {"bundle": bid, "experiment": self.exp.name, "run": self.run_id,
                 "root": str(self.exp.root), "sys_path": self.exp.sys_path,
                 "call": self.exp.call, "timeout": self.exp.resources.timeout,
@@ -214,7 +219,7 @@ class Driver:
         handle = self.backend.submit([ref])[0]
         db.execute("UPDATE bundles SET handle=?, state='submitted', submitted=? WHERE id=?",
                    (handle, time.time(), bid))
-        b = ActiveBundle(bid, d, tasks, handle=handle)
+        b = ActiveBundle(bid, d, tasks, handle=handle, base=base)
         self.active[bid] = b
         return len(rows)
 
@@ -349,7 +354,8 @@ class Driver:
 
     def _fail(self, b, tid, kind, error, tb, t0, t1, host, log, fail_sql, attempts_sql):
         rowid, attempt, _ = b.tasks[tid]
-        retry = attempt <= self.retries and kind in self.retry_on
+        # attempt numbers run on over `pb retry` / --rerun; each of those gives a fresh budget
+        retry = attempt - b.base.get(tid, 0) <= self.retries and kind in self.retry_on
         state = PENDING if retry else T_FAILED
         if retry:
             self.requeued += 1
@@ -373,8 +379,9 @@ class Driver:
         fail_sql, attempts_sql, requeue = [], [], []
         for tid in missing:
             if tid in b.started and tid not in b.torn and not b.inherited and st.state == FAILED:
+                t0, log = _started_at(b.dir, tid)  # its output up to the end of the logs
                 self._fail(b, tid, st.kind or "lost", st.cause or "its bundle stopped", None,
-                           None, time.time(), None, None, fail_sql, attempts_sql)
+                           t0, time.time(), None, log, fail_sql, attempts_sql)
             else:
                 requeue.append((b.tasks[tid][0],))
         if b.torn & set(missing):
@@ -474,6 +481,37 @@ def _write_failures(db, fail_sql, attempts_sql):
                        "host=?, log=?, error_kind=?, error=? WHERE rowid=?", fail_sql)
         db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, traceback, t0, "
                        "t1, host, log) VALUES (?,?,?,?,?,?,?,?,?,?,?)", attempts_sql)
+
+
+def lineage_fields(attempt0, gen) -> str:
+    """The extra fields of a bundle's task entry: `base` (attempts before this retry budget)
+    and `gen` (the task folder's generation, one more after each --rerun), when not 0."""
+    return (',"base":%d' % attempt0 if attempt0 else "") + (',"gen":%d' % gen if gen else "")
+
+
+def _started_at(folder: Path, tid: str):
+    """(t0, log slice) of a task that started and never ended: from its start line's offsets
+    to the end of the bundle's logs (what a segfault or os._exit left)."""
+    key = b'{"id":"%s","ev":"start"' % tid.encode()
+    try:
+        data = (folder / "outcomes.jsonl").read_bytes()
+    except OSError:
+        return None, None
+    i = data.rfind(key)
+    if i < 0:
+        return None, None
+    try:
+        rec = json.loads(data[i:data.index(b"\n", i)])
+        o0, e0 = rec["log"]
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    sizes = []
+    for name in ("stdout.log", "stderr.log"):
+        try:
+            sizes.append((folder / name).stat().st_size)
+        except OSError:
+            sizes.append(0)
+    return rec.get("t"), "[%d,%d,%d,%d]" % (o0, max(o0, sizes[0]), e0, max(e0, sizes[1]))
 
 
 def _complete_lines(path: Path, offset: int) -> bytes:

@@ -180,7 +180,7 @@ class Experiment:
         return running.logs(self.store, self._exp_id(), task)
 
     def retry(self, **kw) -> dict:
-        """Run the failed tasks again (attempts start over)."""
+        """Run the failed tasks again (with a fresh retry budget; attempt numbers run on)."""
         return self.run(rerun_failed=True, **kw)
 
     def show(self) -> dict:

@@ -267,8 +267,8 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
     if quota == 0:
         return 0, 0, []
     per = _sizes(backend, store, eid, n_pending, meta, quota)
-    rows = db.execute("SELECT rowid, id, params, attempts FROM tasks WHERE exp=? AND "
-                      "state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
+    rows = db.execute("SELECT rowid, id, params, attempts, attempt0, gen FROM tasks WHERE "
+                      "exp=? AND state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
                       (eid, per * quota)).fetchall()
     seq = db.execute("SELECT count(*) FROM bundles WHERE exp=?", (eid,)).fetchone()[0]
     refs, made = [], []
@@ -281,8 +281,9 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
             bid = f"e{eid}-r{run_id}-s{seq:06d}"
         d = store.dir / "bundles" / bid
         d.mkdir(parents=True, exist_ok=True)
-        tasks = [{"id": tid, "params": json.loads(p), "attempt": a + 1}
-                 for _, tid, p, a in group]
+        tasks = [dict({"id": tid, "params": json.loads(p), "attempt": a + 1},
+                      **({"base": a0} if a0 else {}), **({"gen": g} if g else {}))
+                 for _, tid, p, a, a0, g in group]
         spec = {"bundle": bid, "experiment": meta["name"], "run": run_id, "root": meta["root"],
                 "sys_path": meta["sys_path"], "call": meta["call"], "timeout": meta["timeout"],
                 "memory_mb": meta["memory_mb"], "task_root": str(store.dir / "tasks"),

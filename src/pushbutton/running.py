@@ -34,12 +34,15 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
     try:
         liveness.settle(store, eid, lock_is_ours=True)  # runs whose driver died: interrupted
         with store.tx():
+            # attempt numbers run on (unique per task); the retry budget starts afresh; a
+            # --rerun also gives each task a new, empty folder (no old checkpoint resumed),
+            # while a retry of failed tasks keeps theirs (to resume from a checkpoint)
             if rerun:
-                store.db.execute("UPDATE tasks SET state='pending', attempts=0 WHERE exp=? AND "
-                                 "idx IS NOT NULL", (eid,))
+                store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts, "
+                                 "gen=gen+1 WHERE exp=? AND idx IS NOT NULL", (eid,))
             elif rerun_failed:
-                store.db.execute("UPDATE tasks SET state='pending', attempts=0 WHERE exp=? AND "
-                                 "state='failed' AND idx IS NOT NULL", (eid,))
+                store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
+                                 "exp=? AND state='failed' AND idx IS NOT NULL", (eid,))
         backend, target = backend_for(exp, on, workers, store, sbatch)
         prov = provenance.collect(exp.root, message)
         prov["target"] = target

@@ -7,7 +7,7 @@ duplicates nothing. Layout:
     results/<experiment>/*.parquet   one row per successful task attempt (parameters + metrics)
     series/<experiment>/*.parquet    per-step metrics from pushbutton.log
     bundles/<id>/  the worker's file contract (bundle.json, outcomes.jsonl, logs, done.json)
-    tasks/<ab>/<task id>/            per-task folder (checkpoints, artifacts)
+    tasks/<experiment>/<ab>/<task id>[.<gen>]/  per-task folder (checkpoints, artifacts)
     locks/         one lock file per experiment held by its running driver
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS tasks (
   rowid INTEGER PRIMARY KEY, exp INTEGER NOT NULL, id TEXT NOT NULL, idx INTEGER,
   params TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER DEFAULT 0,
-  bundle TEXT, run INTEGER, error_kind TEXT, error TEXT, t0 REAL, t1 REAL, host TEXT, log TEXT);
+  bundle TEXT, run INTEGER, error_kind TEXT, error TEXT, t0 REAL, t1 REAL, host TEXT, log TEXT,
+  attempt0 INTEGER DEFAULT 0, gen INTEGER DEFAULT 0);
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_id ON tasks(exp, id);
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(exp, state, idx);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -87,11 +88,8 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: safe against process crashes
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='tasks'").fetchone():
             self.db.executescript(SCHEMA)
-        elif "job" not in {r[1] for r in self.db.execute("PRAGMA table_info(bundles)")}:
-            try:  # a store made before bundles recorded their SLURM job name
-                self.db.execute("ALTER TABLE bundles ADD COLUMN job TEXT")
-            except sqlite3.OperationalError:
-                pass  # another process added it first (or the store is read-only)
+        else:  # a store made by an earlier version: the columns added since
+            _add_columns(self.db)
 
     # -- transactions -------------------------------------------------------------------
     def tx(self):
@@ -214,6 +212,29 @@ class Store:
         keys = ("rowid", "exp", "id", "params", "state", "attempts", "bundle", "error_kind",
                 "error", "log")
         return dict(zip(keys, rows[0]))
+
+
+# columns added after the first release: (table, column, declaration)
+_LATER_COLUMNS = (
+    ("bundles", "job", "TEXT"),  # the SLURM job name recorded before sbatch
+    # attempts before the task's current retry budget (set by `pb retry` / --rerun: attempt
+    # numbers run on, each lineage gets `retries` again)
+    ("tasks", "attempt0", "INTEGER DEFAULT 0"),
+    # the task folder's generation: one more after each --rerun (a fresh, empty folder)
+    ("tasks", "gen", "INTEGER DEFAULT 0"),
+)
+
+
+def _add_columns(db) -> None:
+    have = {}
+    for table, col, decl in _LATER_COLUMNS:
+        if table not in have:
+            have[table] = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if col not in have[table]:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
+            except sqlite3.OperationalError:
+                pass  # another process added it first (or the store is read-only)
 
 
 class _Tx:

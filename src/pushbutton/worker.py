@@ -15,7 +15,6 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import math
 import os
 import signal
 import socket
@@ -29,6 +28,10 @@ import types
 
 HOST = socket.gethostname()
 _ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# metrics may be NaN or +-inf (a diverged estimator is data): written as the NaN / Infinity /
+# -Infinity tokens that Python's json reads back as floats (the driver's ingest does)
+_MENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+LAST_LINE_MAX = 64 << 20  # how far back from the end of a command's output a metrics line may start
 _functions = {}  # import each callable once per worker process
 
 
@@ -102,16 +105,13 @@ def _check_metrics(metrics):
                 v = v.item()
             except Exception:
                 pass
-        if isinstance(v, float) and not math.isfinite(v):
-            return None, ("metric '%s' is %s; JSON has no NaN/inf: return None for a missing "
-                          "value or a finite number" % (k, v))
         try:
-            _ENC.encode(v)
+            _MENC.encode(v)
         except (TypeError, ValueError) as e:
             return None, ("metric '%s' (%s) cannot be stored: %s; return numbers, strings, "
                           "bools, None, or lists/dicts of them" % (k, type(v).__name__, e))
         clean[k] = v
-    return _ENC.encode(clean), None
+    return _MENC.encode(clean), None
 
 
 class Bundle:
@@ -300,15 +300,126 @@ def substitute(argv, params):
     return [fmt.vformat(a, (), params) for a in argv]
 
 
-def _limit_memory(memory_mb):
-    def apply():
-        import resource
-        b = int(memory_mb) * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (b, b))
-    return apply
+_libc = None
+
+
+def _child_setup(memory_mb, parent):
+    """Runs in a command task's process between fork and exec: it dies with this worker
+    (PR_SET_PDEATHSIG, Linux), and gets the memory limit."""
+    def setup():
+        if _libc is not None:
+            try:
+                _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            except Exception:
+                pass
+            if os.getppid() != parent:  # the worker died before prctl took effect
+                os._exit(75)
+        if memory_mb:
+            import resource
+            b = int(memory_mb) * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (b, b))
+    return setup
+
+
+class _Guard:
+    """A helper process forked once per worker that kills the process groups of the command
+    tasks still running when the worker ends, however it ends (SIGKILL included: the helper
+    sees its pipe from the worker close). A task's own children are in its group, so they go
+    too. The helper is in a session of its own, so killing the worker's group spares it."""
+
+    def __init__(self):
+        self.w = self.pid = None
+
+    def start(self):
+        if self.w is not None:
+            return
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+        except OSError:
+            return
+        if pid == 0:  # the helper
+            try:
+                os.close(w)
+                _guard_loop(r)
+            finally:
+                os._exit(0)
+        os.close(r)
+        self.w, self.pid = w, pid
+
+    def send(self, text):
+        if self.w is not None:
+            try:
+                os.write(self.w, text.encode())
+            except OSError:
+                self.w = None
+
+    def close(self):
+        if self.w is not None:
+            os.close(self.w)
+            self.w = None
+            try:
+                os.waitpid(self.pid, 0)  # it exits at once on end of file
+            except OSError:
+                pass
+
+
+def _guard_loop(r):
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, 1024)
+    for fd in fds:
+        if fd > 2 and fd != r:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    groups = set()
+
+    def kill_all(*_):
+        for g in list(groups):
+            try:
+                os.killpg(g, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+    signal.signal(signal.SIGTERM, kill_all)
+    signal.signal(signal.SIGHUP, kill_all)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    buf = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for ln in lines:
+            if ln[:1] == b"+":
+                groups.add(int(ln[1:]))
+            elif ln[:1] == b"-":
+                groups.discard(int(ln[1:]))
+    kill_all()
+
+
+_guard = _Guard()
+
+
+def _killpg(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
+    """Run the task's command. Its stdout goes straight to the bundle's stdout.log (never held
+    in memory); its metrics are the last line of what it wrote there, or $PB_RESULT."""
+    global _libc
     params = task["params"]
     try:
         argv = substitute(call["argv"], params)
@@ -319,24 +430,36 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
     if os.path.exists(result_path):
         os.unlink(result_path)
     env = dict(env, PB_PARAMS=_ENC.encode(params), PB_RESULT=result_path)
+    if _libc is None:
+        try:
+            import ctypes
+            _libc = ctypes.CDLL(None)
+        except Exception:
+            _libc = False
+    _guard.start()
+    out_start = _fd_offset(out_fd)
     try:
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err_fd, env=env,
-                             cwd=bundle.spec.get("root") or None, start_new_session=True,
-                             preexec_fn=_limit_memory(memory_mb) if memory_mb else None)
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
+                             env=env, cwd=bundle.spec.get("root") or None,
+                             start_new_session=True,
+                             preexec_fn=_child_setup(memory_mb, os.getpid()))
     except OSError as e:
         return {"ok": False, "kind": "exit", "error": "cannot start %r: %s" % (argv[0], e)}
+    _guard.send("+%d\n" % p.pid)
     try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
         try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        out, _ = p.communicate()
-        os.write(out_fd, out)
-        return {"ok": False, "kind": "timeout", "error": "task exceeded its timeout of %ss" % timeout}
-    os.write(out_fd, out)
-    rc = p.returncode
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _killpg(p.pid)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # unkillable (stuck in the kernel): move on
+                pass
+            return {"ok": False, "kind": "timeout",
+                    "error": "task exceeded its timeout of %ss" % timeout}
+    finally:
+        _killpg(p.pid)  # what the task left running in the background ends with it
+        _guard.send("-%d\n" % p.pid)
     if rc != 0:
         if rc < 0:
             try:
@@ -362,8 +485,11 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
         finally:
             os.unlink(result_path)
     else:
-        lines = out.decode("utf-8", "replace").strip().splitlines()
-        last = lines[-1].strip() if lines else ""
+        last = _last_line(os.path.join(bundle.dir, "stdout.log"), out_start,
+                          _fd_offset(out_fd))
+        if last is None:
+            return {"ok": False, "kind": "metric", "error": "the last stdout line is longer "
+                    "than %d MB; write the metrics to $PB_RESULT" % (LAST_LINE_MAX >> 20)}
         if last.startswith("{"):
             try:
                 metrics = json.loads(last)
@@ -374,6 +500,28 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
     if problem:
         return {"ok": False, "kind": "metric", "error": problem}
     return {"ok": True, "metrics_json": text}
+
+
+def _last_line(path, start, end):
+    """The last non-blank line of path[start:end] (stripped text; "" if none), read backwards
+    in growing blocks; None if it is longer than LAST_LINE_MAX and looks like JSON."""
+    if end <= start:
+        return ""
+    buf, pos = b"", end
+    with open(path, "rb") as f:
+        while pos > start:
+            n = min(max(1 << 16, len(buf)), pos - start)
+            pos -= n
+            f.seek(pos)
+            buf = f.read(n) + buf
+            s = buf.rstrip()
+            if s:
+                i = max(s.rfind(b"\n"), s.rfind(b"\r"))
+                if i >= 0:
+                    return s[i + 1:].decode("utf-8", "replace").strip()
+            if end - pos > LAST_LINE_MAX:
+                return None if s.endswith(b"}") else ""
+    return buf.decode("utf-8", "replace").strip()
 
 
 def _tail(fd, n=4000):
@@ -393,10 +541,14 @@ def run_bundle(folder, parent=None):
     call = spec["call"]
     timeout = spec.get("timeout")
     memory_mb = spec.get("memory_mb")
-    out_fd = os.open(os.path.join(bundle.dir, "stdout.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    err_fd = os.open(os.path.join(bundle.dir, "stderr.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    out_fd = os.open(os.path.join(bundle.dir, "stdout.log"), flags, 0o644)
+    err_fd = os.open(os.path.join(bundle.dir, "stderr.log"), flags, 0o644)
     series = os.path.join(bundle.dir, "series.jsonl")
-    task_root = spec.get("task_root") or os.path.join(root, ".pushbutton", "tasks")
+    # task folders belong to one experiment: the same parameters in another experiment (or a
+    # --rerun, which starts a new generation) never see this one's checkpoints
+    task_root = os.path.join(spec.get("task_root") or os.path.join(root, ".pushbutton", "tasks"),
+                             _safe_name(spec.get("experiment")))
     inline = call["kind"] == "python"
     saved = None
     if inline:
@@ -423,15 +575,17 @@ def run_bundle(folder, parent=None):
                 continue
             if parent is not None and os.getppid() != parent:
                 return  # the driver died: stop, it will reschedule
-            t0 = time.time()
-            # fixed layout: the driver recognises start lines without parsing JSON
-            os.write(bundle.out, ('{"id":"%s","ev":"start","t":%r}\n' % (tid, t0)).encode())
             attempt = str(task.get("attempt", 1))
-            task_dir = os.path.join(task_root, tid[:2], tid)
+            task_dir = _task_dir(task_root, tid, task.get("gen") or 0)
             if inline:
                 sys.stdout.flush()
                 sys.stderr.flush()
             offs = [_fd_offset(out_fd), 0, _fd_offset(err_fd), 0]
+            t0 = time.time()
+            # fixed layout: the driver recognises start lines without parsing JSON; the log
+            # offsets let it slice out the output of a task that dies without an end line
+            os.write(bundle.out, ('{"id":"%s","ev":"start","t":%r,"log":[%d,%d]}\n'
+                                  % (tid, t0, offs[0], offs[2])).encode())
             if inline:
                 os.environ["PB_TASK_ID"] = tid
                 os.environ["PB_ATTEMPT"] = attempt
@@ -450,6 +604,7 @@ def run_bundle(folder, parent=None):
                 res = run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env)
             offs[1] = _fd_offset(out_fd)
             offs[3] = _fd_offset(err_fd)
+            _describe(task_dir, spec.get("experiment"), task)
             mj = res.pop("metrics_json", None)
             rec = {"id": tid, "ev": "end", "t0": t0, "t1": time.time(), "host": HOST,
                    "log": offs}
@@ -468,6 +623,42 @@ def run_bundle(folder, parent=None):
         os.close(out_fd)
         os.close(err_fd)
     bundle.finish(n_end)
+
+
+def _safe_name(name):
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name or "_")).lstrip(".") \
+        or "_"
+
+
+def _task_dir(task_root, tid, gen):
+    """<task_root>/<ab>/<id> for a task's first generation, <id>.<gen> after a --rerun. A new
+    generation's folder starts empty: the older ones are removed the first time it is used."""
+    base = os.path.join(task_root, tid[:2], tid)
+    if not gen:
+        return base
+    d = "%s.%d" % (base, gen)
+    if not os.path.isdir(d):
+        import shutil
+        for g in range(gen):
+            old = base if g == 0 else "%s.%d" % (base, g)
+            if os.path.lexists(old):
+                shutil.rmtree(old, ignore_errors=True)
+    return d
+
+
+def _describe(task_dir, experiment, task):
+    """A task folder that was used says whose it is (pb_task.json), like a signac workspace."""
+    path = os.path.join(task_dir, "pb_task.json")
+    if os.path.isdir(task_dir) and not os.path.exists(path):
+        try:
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"experiment": experiment, "task_id": task["id"],
+                           "generation": task.get("gen") or 0, "params": task["params"]}, f,
+                          indent=1, sort_keys=True, default=str)
+            os.replace(tmp, path)
+        except OSError:
+            pass
 
 
 def _limit_self(memory_mb):
@@ -500,6 +691,13 @@ def serve(parent=None):
 
 
 def main(argv=None):
+    try:
+        return _main(argv)
+    finally:
+        _guard.close()
+
+
+def _main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     os.environ["PB_WORKER"] = "1"  # lets Experiment.run() refuse to start a sweep from a task
     _install_shim()

@@ -1,4 +1,5 @@
 """The core loop through the Python API: run, resume, failures, retries, commands, series."""
+import math
 import sys
 
 import pytest
@@ -49,17 +50,16 @@ def test_failure_kinds_are_recorded_and_isolated(project):
     s = exp.run()
     df = exp.results().set_index("i")
     assert df.loc[0, "status"] == "done" and df.loc[9, "status"] == "done"
-    expect = {1: "exception", 2: "exit", 3: "signal", 4: "timeout", 5: "memory", 6: "metric",
+    expect = {1: "exception", 2: "exit", 3: "signal", 4: "timeout", 5: "memory",
               7: "metric", 8: "metric"}
     for i, kind in expect.items():
         assert df.loc[i, "status"] == "failed", (i, df.loc[i].to_dict())
         assert df.loc[i, "error_kind"] == kind, (i, df.loc[i, "error"])
     assert "deliberate failure" in df.loc[1, "error"]
     assert "SIGSEGV" in df.loc[3, "error"]
-    assert "NaN" in df.loc[6, "error"] or "nan" in df.loc[6, "error"]
-    assert "loss" in df.loc[6, "error"]
+    assert df.loc[6, "status"] == "done" and math.isnan(df.loc[6, "loss"])  # NaN is data
     assert "model" in df.loc[7, "error"]
-    assert s["counts"] == {"pending": 0, "running": 0, "done": 2, "failed": 8, "cancelled": 0}
+    assert s["counts"] == {"pending": 0, "running": 0, "done": 3, "failed": 7, "cancelled": 0}
     # the log of a failed task holds its traceback
     log = exp.logs(df.loc[1, "task_id"])
     assert "ValueError: deliberate failure" in log["stderr"]
@@ -80,7 +80,8 @@ def test_retry_policy(project):
     exp0 = Experiment("flaky0", function="tasks:flaky", space=grid(i=range(3)), retries=0)
     assert exp0.run()["counts"]["failed"] == 3
     s = exp0.run(rerun_failed=True)
-    assert s["counts"]["failed"] == 3  # attempt counter restarts: the first attempt fails again
+    # attempt numbers run on over a retry (its attempt is the 2nd), so `flaky` now succeeds
+    assert s["counts"]["done"] == 3 and set(exp0.results()["attempts"]) == {2}
 
 
 def test_segfault_charges_only_the_task_that_crashed(project):
@@ -182,7 +183,7 @@ def test_python_api_covers_the_cli(project):
     exp = Experiment("api", function="tasks:flaky", space=grid(i=range(4)))
     assert exp.run()["counts"]["failed"] == 4
     assert exp.status()["failures"] == {"exception": 4}
-    assert exp.retry()["counts"]["failed"] == 4
+    assert exp.retry()["counts"]["done"] == 4  # the retry is attempt 2: flaky succeeds
     info = exp.show()
     assert info["spec"]["function"] == "tasks:flaky" and len(info["runs"]) == 2
     assert info["runs"][0]["provenance"]["python"]

@@ -70,9 +70,12 @@ def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_ever
 
         spec["root"] = code
         spec["sys_path"] = [moved(p) for p in spec.get("sys_path") or []]
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(spec.get("experiment")))
-        # a task's folder is stable across retries on the same host (no shared filesystem)
-        spec["task_root"] = os.path.join(tempfile.gettempdir(), "pushbutton-dask-tasks", safe)
+        # a task's folder is stable across retries on the same host (no shared filesystem);
+        # one per project (worker.py adds the experiment and task), so two projects with an
+        # experiment of the same name on one host do not share folders
+        import hashlib
+        project = hashlib.blake2b(old_root.encode(), digest_size=6).hexdigest()
+        spec["task_root"] = os.path.join(tempfile.gettempdir(), "pushbutton-dask-tasks", project)
         folder = os.path.join(base, "bundle")
         os.makedirs(folder)
         with open(os.path.join(folder, "bundle.json"), "w") as f:
