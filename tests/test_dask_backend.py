@@ -263,3 +263,53 @@ def test_cancel_stops_the_bundle_process_on_the_worker(tmp_path, cluster):
             raise AssertionError("the bundle process outlived its cancelled Dask task")
     finally:
         be.close()
+
+
+def test_cancel_stops_a_command_task_and_its_children(tmp_path, cluster):
+    """A command task runs in a process group of its own; a Dask cancel ends it and whatever
+    it started, not only the bundle process."""
+    import json
+    import time
+    from pushbutton.backends.base import BundleRef
+    from pushbutton.backends.dask import DaskBackend
+    (tmp_path / "spawner.py").write_text(
+        "import os, subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        "open(sys.argv[1] + '.tmp', 'w').write('%d %d' % (os.getpid(), c.pid))\n"
+        "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+        "time.sleep(300)\n")
+    pidfile = tmp_path / "pids"
+    d = tmp_path / "b3"
+    d.mkdir()
+    (d / "bundle.json").write_text(json.dumps({
+        "bundle": "b3", "experiment": "k", "run": 1, "root": str(tmp_path), "sys_path": [],
+        "call": {"kind": "command", "argv": [sys.executable, "spawner.py", str(pidfile)]},
+        "timeout": None, "memory_mb": None, "task_root": str(tmp_path / "tasks"),
+        "tasks": [{"id": "dd", "params": {}, "attempt": 1}]}))
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    be = DaskBackend(address=cluster.scheduler_address)
+    try:
+        [h] = be.submit([BundleRef("b3", d, 1)])
+        for _ in range(200):
+            if pidfile.exists():
+                break
+            time.sleep(0.1)
+        pids = [int(x) for x in pidfile.read_text().split()]
+        assert all(map(alive, pids))
+        be.cancel([h])
+        for _ in range(100):
+            if not any(map(alive, pids)):
+                break
+            time.sleep(0.1)
+        left = [p for p in pids if alive(p)]
+        for p in left:
+            os.kill(p, 9)
+        assert not left, "outlived the cancelled Dask task: %s" % left
+    finally:
+        be.close()

@@ -270,3 +270,33 @@ def test_random_labels_example_task_and_specs_load():
         points = [exp.space[i] for i in range(len(exp.space))]
         assert {p["corruption"] for p in points} == {0.0, 0.2, 0.4, 0.6, 0.8, 1.0}
         assert {"mlp", "mini_alexnet"} <= {p["model"] for p in points}
+
+
+@pytest.mark.slow
+def test_two_experiments_with_the_same_grid_train_each_their_own(tmp_path, monkeypatch):
+    """A checkpoint=True task never resumes another experiment's (or a --rerun's old)
+    checkpoint: task folders belong to one experiment and one attempt lineage."""
+    from pushbutton import Experiment, grid
+    (tmp_path / "dltask.py").write_text(
+        "import torch\n"
+        "from pushbutton.dl.torch import data, models, train\n"
+        "def run(epochs):\n"
+        "    torch.set_num_threads(1)\n"
+        "    tr, te = data.etl('digits', train_size=200, batch_size=50, seed=1)\n"
+        "    torch.manual_seed(0)\n"
+        "    net = models.mlp([32], input_shape=tr.input_shape)\n"
+        "    m = train.train(net, torch.nn.CrossEntropyLoss(), train.sgd(net), tr, te,\n"
+        "                    epochs=epochs, checkpoint=True)\n"
+        "    return {'resumed_from': m['resumed_from'], 'epochs': m['epochs']}\n")
+    monkeypatch.chdir(tmp_path)
+    runs = []
+    for name in ("dl-a", "dl-b"):
+        exp = Experiment(name, function="dltask:run", space=grid(epochs=[2]), workers=1)
+        exp.run()
+        runs.append(exp.results())
+    exp.run(rerun=True)
+    runs.append(exp.results())
+    for df in runs:
+        assert (df["status"] == "done").all(), df.to_dict("records")
+        assert df["resumed_from"].isna().all() and (df["epochs"] == 2).all()
+    assert runs[0]["task_id"][0] == runs[1]["task_id"][0]  # same parameters, same task id
