@@ -237,6 +237,6 @@ def clean(store: Store, eid: int, name: str, bundles_only: bool = False) -> int:
             store.db.execute(f"DELETE FROM {table} WHERE {col}=?", (eid,))
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-    for sub in ("results", "series"):
+    for sub in ("results", "series", "tasks"):
         shutil.rmtree(store.dir / sub / name, ignore_errors=True)
     return len(dirs)

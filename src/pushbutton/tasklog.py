@@ -4,8 +4,10 @@ The worker announces the task through environment variables (so commands in any 
 Python functions run in-process see the same contract):
   PB_TASK_ID    the task's id
   PB_SERIES     file to which per-step metrics are appended as JSON lines
-  PB_TASK_DIR   a per-task folder for checkpoints and artifacts (created on first use)
-  PB_ATTEMPT    1 for the first attempt, 2 for the first retry, ...
+  PB_TASK_DIR   a per-task folder for checkpoints and artifacts (created on first use): one per
+                experiment and task, kept over retries, a fresh one after a --rerun
+  PB_ATTEMPT    1 for the first attempt, 2 for the first retry, ...; numbers run on over
+                `pb retry` and --rerun (each attempt of a task has its own number)
 Outside a task, log() is a no-op, so the same code runs interactively.
 """
 from __future__ import annotations

@@ -37,6 +37,9 @@ def test_same_grid_in_two_experiments_does_not_share_task_folders(project, monke
             info = json.loads((d / "pb_task.json").read_text())
             assert info == {"experiment": name, "task_id": tid, "generation": 0,
                             "params": {"i": int(i)}}
+    a.clean()  # an experiment's data includes its task folders, and only its own
+    assert not (project / ".pushbutton" / "tasks" / "exp-a").exists()
+    assert (project / ".pushbutton" / "tasks" / "exp-b").is_dir()
 
 
 def test_rerun_starts_from_a_clean_folder_and_retry_resumes(project, monkeypatch):
@@ -144,8 +147,8 @@ def test_nan_and_inf_metrics_are_stored_on_both_ingest_paths(project, monkeypatc
     head = csv[0].split(",")
     first = dict(zip(head, csv[1].split(",")))
     assert first["x"] == "" and first["y"] == "inf" and first["z"] == "-inf", first
-    agg = small.aggregate(["i"], "x")  # NaN is not a value in a mean
-    assert agg.shape[0] == 3
+    agg = small.aggregate(["i"], "x")  # NaN is not a value in a mean or a count
+    assert agg.shape[0] == 3 and (agg["x_count"] == 0).all(), agg
 
 
 def test_command_printing_nan_as_its_last_line_is_stored(project):

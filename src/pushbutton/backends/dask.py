@@ -125,10 +125,13 @@ def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_ever
                     gone = False
                 if gone:  # the client cancelled the bundle or went away: stop its tasks
                     try:
-                        os.killpg(p.pid, 9)
+                        os.killpg(p.pid, 9)  # worker.py's guard then kills its command tasks
                     except OSError:
                         pass
-                    p.wait()
+                    try:
+                        p.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
                     return {"exit": None, "files": {}, "cancelled": True}
                 now = time.time()
                 if now - last_report >= report_every:

@@ -141,8 +141,11 @@ class LocalBackend(Backend):
             self.states[h] = BundleState(FAILED, "cancelled", "cancelled")
         for i, proc in enumerate(self.procs):
             if proc.bundle in hs:
-                proc.p.kill()
-                proc.p.wait()
+                proc.p.kill()  # its guard then kills the command tasks it was running
+                try:
+                    proc.p.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # stuck in the kernel: do not hang on it
+                    pass
                 proc.close()
                 self.procs[i] = self._spawn(i)
 
