@@ -1,8 +1,13 @@
 """Analysis of the results table: plain functions on DataFrames (numpy + pandas only).
 
 Every function takes the table `exp.results()` (or `exp.series()`) returns, so an Experiment can
-expose them as methods later by passing its own frame. Only rows with `status == "done"` count
-unless `status=None` is given: a failed or pending task has no metrics to average.
+expose them as methods later by passing its own frame. Only rows with `pb_status == "done"`
+count unless `status=None` is given: a failed or pending task has no metrics to average.
+
+Columns pushbutton adds carry the pb_ prefix, in the tables read here and in the ones returned
+(`pb_n`, `pb_rate`, ...), so a user's parameter or metric named `n` or `rate` never clashes; a
+per-metric statistic (`error_mean`) that would equal a user's column name is an error, never an
+overwrite. Expression strings (`success=`, `value=`) use the safe language of a space's `where`.
 """
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-# Columns of the results/series tables that are neither parameters nor metrics (ARCHITECTURE.md).
-RESERVED = ("task_id", "status", "error_kind", "error", "attempts", "duration_s", "host", "run_id",
-            "finished_at", "started_at", "submitted_at", "step", "time", "bundle", "attempt")
+from . import names as N
+
+# Columns of the results/series tables that are neither parameters nor metrics: every name with
+# the pb_ prefix (names.py); these are the ones the tables have.
+RESERVED = (N.TASK_ID, *N.TAIL, N.BUNDLE, N.STEP, N.TIME)
 # Parameters that index replicates: averaged over, never grouped by.
 REPLICATE = ("rep", "seed")
 
@@ -120,7 +127,7 @@ def t_quantile(p: float, df: float) -> float:
 
 # --------------------------------------------------------------------------- column roles
 def _candidates(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c not in RESERVED]
+    return [c for c in df.columns if not N.reserved(c)]
 
 
 def param_columns(df: pd.DataFrame) -> list[str]:
@@ -134,8 +141,8 @@ def param_columns(df: pd.DataFrame) -> list[str]:
     if declared is not None:
         return [c for c in declared if c in df.columns]
     cand = _candidates(df)
-    if "status" in df.columns:
-        undone = df[df["status"] != "done"]
+    if N.STATUS in df.columns:
+        undone = df[df[N.STATUS] != "done"]
         if len(undone):
             return [c for c in cand if undone[c].notna().all()]
     out = []
@@ -196,9 +203,20 @@ def _default_by(df: pd.DataFrame) -> list[str]:
 
 
 def _done(df: pd.DataFrame, status: str | None) -> pd.DataFrame:
-    if status is None or "status" not in df.columns:
+    if status is None or N.STATUS not in df.columns:
         return df
-    return df[df["status"] == status]
+    return df[df[N.STATUS] == status]
+
+
+def _no_clash(df: pd.DataFrame, out_cols: dict, what: str) -> None:
+    """out_cols: {output column: what it holds}. An output column must not take the name of a
+    user's column (a parameter or metric of df): that would read as the user's value."""
+    users = {c for c in df.columns if isinstance(c, str) and not N.reserved(c)}
+    for col, desc in out_cols.items():
+        if col in users:
+            raise ValueError(f"{what}: the output column {col!r} ({desc}) would have the name of "
+                             f"your column {col!r}; leave that metric out (metrics=[...]) or "
+                             "rename one of the two")
 
 
 def _check_columns(df: pd.DataFrame, cols: Iterable[str], what: str) -> None:
@@ -224,8 +242,9 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
               metrics: str | Sequence[str] | None = None, ci: float = 0.95,
               quantiles: Sequence[float] = (0.25, 0.5, 0.75),
               status: str | None = "done") -> pd.DataFrame:
-    """One row per group of `by`: `n` plus, per metric m, m_count, m_mean, m_std, m_sem,
-    m_ci_low, m_ci_high (Student-t interval of the mean) and m_q25/m_q50/m_q75.
+    """One row per group of `by`: `pb_n` (rows in the group) plus, per metric m, m_count,
+    m_mean, m_std, m_sem, m_ci_low, m_ci_high (Student-t interval of the mean) and
+    m_q25/m_q50/m_q75. A statistic's name equal to a user column of df is a ValueError.
 
     by: default = parameter columns minus rep/seed (so replicates are averaged).
     metrics: default = numeric/boolean metric columns. NaN/None values are left out per metric.
@@ -233,12 +252,15 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
     by = _default_by(df) if by is None else _as_list(by)
     metrics = metric_columns(df) if metrics is None else _as_list(metrics)
     _check_columns(df, by + metrics, "aggregate")
+    stats = ("count", "mean", "std", "sem", "ci_low", "ci_high", *map(_qname, quantiles))
+    _no_clash(df, {f"{m}_{st}": f"the {st} of {m!r}" for m in metrics for st in stats},
+              "aggregate")
     data = _done(df, status)
     vals = data[by + metrics].copy()
     for m in metrics:
         vals[m] = _to_float(vals[m])
     g = _groups(vals, by)
-    out = g.size().rename("n").to_frame()
+    out = g.size().rename(N.N).to_frame()
     for m in metrics:
         col = g[m]
         cnt = col.count()
@@ -261,7 +283,7 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
     return out
 
 
-def _success_values(df: pd.DataFrame, success) -> pd.Series:
+def _success_values(df: pd.DataFrame, success, key: str = "success") -> pd.Series:
     """0/1 (NaN when unknown) from a column name, an expression such as "error < 0.1", or a callable."""
     if callable(success):
         s = success(df)
@@ -269,11 +291,8 @@ def _success_values(df: pd.DataFrame, success) -> pd.Series:
     elif isinstance(success, str) and success in df.columns:
         s = df[success]
     elif isinstance(success, str):
-        try:
-            s = df.eval(success)
-        except Exception as e:  # undefined names, syntax: say which columns exist
-            raise KeyError(f"success={success!r} is neither a column nor an expression over the "
-                           f"columns ({e}); columns are: {', '.join(map(str, df.columns))}") from None
+        from .exprs import evaluate
+        s = evaluate(df, success, key)
     else:
         raise TypeError("success must be a column name, an expression string or a callable")
     return _to_float(pd.Series(s, index=df.index))
@@ -298,7 +317,8 @@ def wilson(k, n, ci: float = 0.95):
 def success_rate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
                  success: str | Callable = "success", ci: float = 0.95,
                  status: str | None = "done") -> pd.DataFrame:
-    """Per group: n, successes, rate, ci_low, ci_high (Wilson score interval).
+    """Per group: pb_n (rows where success is defined), pb_successes, pb_rate, pb_ci_low,
+    pb_ci_high (Wilson score interval).
 
     success: a boolean/0-1 column, an expression over columns ("err < 1e-3") or a callable
     df -> boolean Series. Rows where it is undefined are not counted.
@@ -309,10 +329,10 @@ def success_rate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
     vals = data[by].copy()
     vals["_s"] = _success_values(data, success)
     g = _groups(vals, by)
-    out = pd.DataFrame({"n": g["_s"].count(), "successes": g["_s"].sum(min_count=0)})
-    out["rate"] = out["successes"] / out["n"].where(out["n"] > 0)
-    lo, hi = wilson(out["successes"], out["n"], ci)
-    out["ci_low"], out["ci_high"] = lo, hi
+    out = pd.DataFrame({N.N: g["_s"].count(), "pb_successes": g["_s"].sum(min_count=0)})
+    out["pb_rate"] = out["pb_successes"] / out[N.N].where(out[N.N] > 0)
+    lo, hi = wilson(out["pb_successes"], out[N.N], ci)
+    out["pb_ci_low"], out["pb_ci_high"] = lo, hi
     out = out.reset_index()
     return out.drop(columns=["_all"]) if not by else out
 
@@ -356,13 +376,14 @@ def boundary(df: pd.DataFrame, x: str, y: str, rate: str | Callable = "success",
     """For each x, the y at which the mean of `rate` (over replicates and all other parameters)
     crosses `level`, linearly interpolated between grid points.
 
-    Columns: x, y (NaN when no crossing), `direction` ("up": rate rises with y, "down": falls),
-    `n_crossings` (>1 means noise or a non-monotone rate; `which` = "first"/"last" picks one).
+    Columns: x, y (NaN when no crossing), `pb_direction` ("up": rate rises with y, "down":
+    falls), `pb_n_crossings` (>1 means noise or a non-monotone rate; `which` = "first"/"last"
+    picks one).
     """
     _check_columns(df, [x, y], "boundary")
     data = _done(df, status)
     vals = data[[x, y]].copy()
-    vals["_r"] = _success_values(data, rate)
+    vals["_r"] = _success_values(data, rate, "rate")
     surf = vals.groupby([x, y], sort=True)["_r"].mean().dropna().reset_index()
     rows = []
     for xv, part in surf.groupby(x, sort=True):
@@ -372,17 +393,17 @@ def boundary(df: pd.DataFrame, x: str, y: str, rate: str | Callable = "success",
             yv, direction = cr[0] if which == "first" else cr[-1]
         else:
             yv, direction = math.nan, None
-        rows.append({x: xv, y: yv, "direction": direction, "n_crossings": len(cr)})
-    return pd.DataFrame(rows, columns=[x, y, "direction", "n_crossings"])
+        rows.append({x: xv, y: yv, "pb_direction": direction, "pb_n_crossings": len(cr)})
+    return pd.DataFrame(rows, columns=[x, y, "pb_direction", "pb_n_crossings"])
 
 
 # --------------------------------------------------------------------------- run time, failures
 def timing(df: pd.DataFrame) -> dict:
     """Run-time and failure statistics of a results table, as a plain dict (JSON-friendly)."""
     n = len(df)
-    status = df["status"] if "status" in df.columns else pd.Series(["done"] * n, index=df.index)
+    status = df[N.STATUS] if N.STATUS in df.columns else pd.Series(["done"] * n, index=df.index)
     counts = {k: int(v) for k, v in status.value_counts().items()}
-    dur = pd.to_numeric(df["duration_s"], errors="coerce") if "duration_s" in df.columns \
+    dur = pd.to_numeric(df[N.DURATION], errors="coerce") if N.DURATION in df.columns \
         else pd.Series(dtype=float)
     done_dur = dur[status == "done"].dropna() if len(dur) else dur
     finished = counts.get("done", 0) + counts.get("failed", 0)
@@ -400,15 +421,15 @@ def timing(df: pd.DataFrame) -> dict:
         "hosts": {},
         "wall_s": math.nan,
     }
-    if "error_kind" in df.columns:
-        fk = df.loc[status == "failed", "error_kind"].fillna("unknown")
+    if N.ERROR_KIND in df.columns:
+        fk = df.loc[status == "failed", N.ERROR_KIND].fillna("unknown")
         out["failures_by_kind"] = {str(k): int(v) for k, v in fk.value_counts().items()}
-    if "attempts" in df.columns:
-        out["retried_tasks"] = int((pd.to_numeric(df["attempts"], errors="coerce") > 1).sum())
-    if "host" in df.columns:
-        out["hosts"] = {str(k): int(v) for k, v in df["host"].dropna().value_counts().items()}
-    if "finished_at" in df.columns and len(dur):
-        fin = _to_seconds(df["finished_at"])
+    if N.ATTEMPTS in df.columns:
+        out["retried_tasks"] = int((pd.to_numeric(df[N.ATTEMPTS], errors="coerce") > 1).sum())
+    if N.HOST in df.columns:
+        out["hosts"] = {str(k): int(v) for k, v in df[N.HOST].dropna().value_counts().items()}
+    if N.FINISHED_AT in df.columns and len(dur):
+        fin = _to_seconds(df[N.FINISHED_AT])
         start = fin - dur.fillna(0)
         if fin.notna().any():
             out["wall_s"] = float(fin.max() - start.min())
@@ -433,26 +454,27 @@ def _cause(text) -> str:
 
 def failures(df: pd.DataFrame, head_lines: int = 8) -> pd.DataFrame:
     """Failed tasks grouped by (error_kind, cause): count, an example task and its parameters,
-    and the first lines of its traceback. Most frequent first."""
+    and the first lines of its traceback. Most frequent first. (A summary of failures, not a
+    table beside the user's columns: its column names are its own.)"""
     cols = ["error_kind", "cause", "count", "example_task", "example_params", "traceback_head"]
-    if "status" not in df.columns:
+    if N.STATUS not in df.columns:
         return pd.DataFrame(columns=cols)
-    failed = df[df["status"] == "failed"]
+    failed = df[df[N.STATUS] == "failed"]
     if failed.empty:
         return pd.DataFrame(columns=cols)
     params = param_columns(df)
-    err = failed["error"] if "error" in failed.columns else pd.Series("", index=failed.index)
-    kind = failed["error_kind"] if "error_kind" in failed.columns \
+    err = failed[N.ERROR] if N.ERROR in failed.columns else pd.Series("", index=failed.index)
+    kind = failed[N.ERROR_KIND] if N.ERROR_KIND in failed.columns \
         else pd.Series("unknown", index=failed.index)
     tmp = pd.DataFrame({"error_kind": kind.fillna("unknown").astype(str),
                         "cause": err.map(_cause), "_i": range(len(failed))}, index=failed.index)
     rows = []
     for (k, c), part in tmp.groupby(["error_kind", "cause"], sort=False):
         first = failed.loc[part.index[0]]
-        text = first.get("error") if "error" in failed.columns else ""
+        text = first.get(N.ERROR) if N.ERROR in failed.columns else ""
         head = "\n".join(str(text or "").strip().splitlines()[:head_lines])
         rows.append({"error_kind": k, "cause": c, "count": len(part),
-                     "example_task": first.get("task_id", part.index[0]),
+                     "example_task": first.get(N.TASK_ID, part.index[0]),
                      "example_params": {p: first[p] for p in params},
                      "traceback_head": head})
     out = pd.DataFrame(rows, columns=cols)
@@ -461,10 +483,12 @@ def failures(df: pd.DataFrame, head_lines: int = 8) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- learning curves
 def learning_curves(series_df: pd.DataFrame, by: str | Sequence[str] | None = None,
-                    metric: str | Sequence[str] | None = None, x: str = "step",
+                    metric: str | Sequence[str] | None = None, x: str = N.STEP,
                     ci: float = 0.95) -> pd.DataFrame:
-    """Per-step aggregate of per-step series (`exp.series()`): one row per (by..., step) with the
-    same statistics as `aggregate`. by: default = parameter columns minus rep/seed."""
+    """Per-step aggregate of per-step series (`exp.series()`): one row per (by..., pb_step) with
+    the same statistics as `aggregate`. by: default = parameter columns minus rep/seed.
+    x = "step" / "time" mean pb_step / pb_time unless the table has such a column."""
+    x = step_column(series_df, x)
     if by is None:
         declared = series_df.attrs.get("params")
         if declared is not None:
@@ -478,6 +502,14 @@ def learning_curves(series_df: pd.DataFrame, by: str | Sequence[str] | None = No
         metric = [c for c in _candidates(series_df) if c not in by and c not in REPLICATE
                   and _is_numeric(series_df[c])]
     return aggregate(series_df, by=by + [x], metrics=metric, ci=ci, status=None)
+
+
+def step_column(df: pd.DataFrame, x: str) -> str:
+    """`step` and `time` as names of the series' own pb_step / pb_time columns."""
+    alias = {"step": N.STEP, "time": N.TIME}
+    if x in alias and (df is None or x not in df.columns):
+        return alias[x]
+    return x
 
 
 def _looks_metric(s: pd.Series) -> bool:

@@ -332,26 +332,30 @@ def cancel(experiment):
 @click.argument("experiment", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet", "json"]),
               default="table")
-@click.option("--where", default=None, help="SQL condition, e.g. \"n > 100 AND status='done'\".")
+@click.option("--where", default=None,
+              help="One SQL expression, e.g. \"n > 100 AND pb_status='done'\".")
 @click.option("-o", "--output", default=None, help="File to write (default: stdout).")
 @click.option("--all", "all_tasks", is_flag=True, help="Include tasks not done.")
 @click.option("--limit", default=50, help="Rows shown in table format (0: all).")
-def results(experiment, fmt, where, output, all_tasks, limit):
-    """The results table: parameters + metrics + status."""
+@click.option("--run", "run", type=int, default=None,
+              help="The rows run N produced (see pb history), e.g. before a --rerun.")
+def results(experiment, fmt, where, output, all_tasks, limit, run):
+    """The results table: pb_task_id + parameters + metrics + pb_status, pb_error, ..."""
     from .table import results as res
     store = _store()
     eid, name = _exp_name(store, experiment)
     if fmt == "table":  # only the rows shown are built: instant even at 10^6 tasks
         df = res(store, eid, name, where=where, all_tasks=all_tasks,
-                 limit=(limit + 1) if limit else None)
+                 limit=(limit + 1) if limit else None, run=run)
         c = store.counts(eid)
         total = sum(c.values()) if all_tasks else c["done"]
-        title = f"{name}: {total:,} rows" if not where else f"{name}: rows where {where}"
+        title = f"{name}: {total:,} rows" if not (where or run) else \
+            f"{name}: rows" + (f" of run {run}" if run else "") + (f" where {where}" if where else "")
         _print_frame(df.head(limit) if limit else df, 0, title=title)
         if limit and len(df) > limit:
             click.echo("... more rows: --limit 0 for all, or --format csv")
         return
-    df = res(store, eid, name, where=where, all_tasks=True)
+    df = res(store, eid, name, where=where, all_tasks=True, run=run)
     if fmt == "csv":
         df.to_csv(output or sys.stdout, index=False)
     elif fmt == "json":
@@ -373,7 +377,8 @@ def _print_frame(df, limit, title=None):
     from rich.table import Table
     t = Table(title=title)
     shown = df if not limit else df.head(limit)
-    drop = [c for c in ("error", "host", "run_id", "finished_at") if c in shown.columns]
+    drop = [c for c in ("pb_error", "pb_host", "pb_run_id", "pb_finished_at")
+            if c in shown.columns]
     shown = shown.drop(columns=drop)
     for c in shown.columns:
         t.add_column(str(c), overflow="fold")
@@ -397,7 +402,7 @@ def _cell(v):
 @click.option("-e", "--experiment", default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 def sql(query, experiment, fmt):
-    """DuckDB SQL over the views results, tasks and series."""
+    """One read-only DuckDB query over the views results, tasks and series."""
     from .table import sql as q
     store = _store()
     df = q(store, query, experiment=experiment)

@@ -31,6 +31,17 @@ def _target_of(fn) -> tuple[str, Path]:
     return f"{mod}:{qual}", root
 
 
+def _check_param_names(space, spec_file) -> None:
+    """pb_ names are pushbutton's own columns (names.py): a parameter cannot take one."""
+    from .names import PREFIX
+    bad = [n for n in space.names if isinstance(n, str) and n.startswith(PREFIX)]
+    if bad:
+        raise SpecError(f"parameter name {bad[0]!r} starts with {PREFIX!r}, which is reserved for "
+                        "pushbutton's own columns (pb_status, pb_task_id, ...)", file=spec_file,
+                        key="space", fix=f"rename the parameter, e.g. "
+                                                    f"{bad[0][len(PREFIX):] or 'x'!r}")
+
+
 class Experiment:
     """An experiment: what to run, over which parameter space, with which resources."""
 
@@ -62,6 +73,7 @@ class Experiment:
                             fix="pass space=pushbutton.grid(n=[1, 2, 3])")
         if isinstance(space, dict):
             space = Space.from_dict(space, file=spec_file, key="space")
+        _check_param_names(space, spec_file)
         self.space = space
         self.spec_file = spec_file
         self.root = Path(root or root_guess or Path.cwd()).resolve()
@@ -157,11 +169,13 @@ class Experiment:
         from . import running
         return running.status(self.store, self._exp_id(), self.name)
 
-    def results(self, where: str | None = None, all_tasks: bool = True):
-        """pandas DataFrame: one row per task, parameters + metrics + status."""
+    def results(self, where: str | None = None, all_tasks: bool = True, run: int | None = None):
+        """pandas DataFrame: one row per task, pb_task_id + parameters + metrics + pb_status ...
+        `where` is one SQL expression over those columns; `run=N`: the rows run N produced
+        (results that a later --rerun replaced stay readable there)."""
         from . import table
         return table.results(self.store, self._exp_id(), self.name, where=where,
-                             all_tasks=all_tasks)
+                             all_tasks=all_tasks, run=run)
 
     def series(self):
         from . import table

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis as A
+from . import names as N
 from .errors import SpecError
 
 KINDS = ("line", "heatmap", "learning_curves", "histogram")
@@ -198,7 +199,7 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary: float | bool
     with _style():
         data = A._done(df, status)
         vals = data[[x, y]].copy()
-        vals["_v"] = A._success_values(data, value)
+        vals["_v"] = A._success_values(data, value, "value")
         surf = vals.groupby([y, x], sort=True)["_v"].mean().unstack(x)
         if surf.size == 0 or surf.isna().all().all():
             _empty(ax)
@@ -226,13 +227,14 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary: float | bool
     return fig
 
 
-def learning_curves(series: pd.DataFrame, metric: str, hue: str | None = None, x: str = "step",
+def learning_curves(series: pd.DataFrame, metric: str, hue: str | None = None, x: str = N.STEP,
                     err: str = "sem", ci: float = 0.95, units: dict | None = None,
                     title: str | None = None, logx: bool = False, logy: bool = False, ax=None):
     """Per-step mean of `metric` over replicates (one curve per `hue` value), shaded error band."""
     if err not in ERRS:
         raise ValueError(f"err must be one of {ERRS}, got {err!r}")
     units = _units(series, units)
+    x = A.step_column(series, x)
     fig, ax = new_figure() if ax is None else (ax.figure, ax)
     with _style():
         if series is None or len(series) == 0 or metric not in series.columns:
@@ -265,7 +267,7 @@ def learning_curves(series: pd.DataFrame, metric: str, hue: str | None = None, x
 def histogram(df: pd.DataFrame, column: str, hue: str | None = None, bins: Any = "auto",
               units: dict | None = None, title: str | None = None, logy: bool = False, ax=None,
               status: str | None = "done"):
-    """Distribution of `column` over finished tasks (all rows when `column` is e.g. duration_s
+    """Distribution of `column` over finished tasks (all rows when `column` is e.g. pb_duration_s
     and status=None), one outline per `hue` value on shared bins."""
     units = _units(df, units)
     fig, ax = new_figure() if ax is None else (ax.figure, ax)
@@ -353,7 +355,7 @@ def validate(decls: Sequence[dict], df: pd.DataFrame | None, series: pd.DataFram
         table = scols if kind == "learning_curves" else cols
         for k in sorted(_COLUMN_KEYS & set(d)):
             v = d[k]
-            if kind == "learning_curves" and k == "x" and v in ("step", "time"):
+            if kind == "learning_curves" and k == "x" and v in ("step", "time", N.STEP, N.TIME):
                 continue
             if not isinstance(v, str):
                 raise SpecError(f"must be a column name, got {v!r}", file=file,
@@ -391,17 +393,19 @@ def _listing(df) -> list[str]:
     # Columns a figure can use: parameters and metrics, then the useful bookkeeping ones.
     if df is None:
         return []
-    useful = [c for c in df.columns if c not in A.RESERVED]
-    return useful + [c for c in ("duration_s", "attempts", "step", "time") if c in df.columns]
+    useful = [c for c in df.columns if not N.reserved(c)]
+    return useful + [c for c in (N.DURATION, N.ATTEMPTS, N.STEP, N.TIME) if c in df.columns]
 
 
 def _is_expression(v: str, df) -> bool:
-    if df is None or not any(op in v for op in "<>=!+-*/&|~"):
+    """A `value` that is an expression over the columns in the safe language (exprs.py)."""
+    if df is None or not any(op in v for op in "<>=!+-*/%&|~ "):
         return False
+    from .exprs import expression
     try:
-        df.head(1).eval(v)
+        expression(v, df.columns, "value")
         return True
-    except Exception:
+    except SpecError:
         return False
 
 
@@ -488,14 +492,14 @@ def auto_declarations(df: pd.DataFrame, series: pd.DataFrame | None = None,
             decls.append({"kind": "line", "x": varied[0], "y": m,
                           **({"hue": others[0]} if others else {})})
     if series is not None and len(series):
-        smet = [c for c in series.columns if c not in A.RESERVED and c not in params
+        smet = [c for c in series.columns if not N.reserved(c) and c not in params
                 and A._is_numeric(series[c])]
         for m in smet[:2]:
             decls.append({"kind": "learning_curves", "metric": m,
                           **({"hue": varied[0]} if varied and varied[0] in series.columns
                              and series[varied[0]].nunique() <= 8 else {})})
-    if "duration_s" in df.columns and df["duration_s"].notna().any():
-        decls.append({"kind": "histogram", "column": "duration_s",
+    if N.DURATION in df.columns and df[N.DURATION].notna().any():
+        decls.append({"kind": "histogram", "column": N.DURATION,
                       "title": "task run time (finished tasks)"})
     return decls[:max_figures]
 

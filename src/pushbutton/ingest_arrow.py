@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 
-from . import results as R
+from . import names as N
 
 
 def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
@@ -60,11 +60,11 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
     ok_sql = [(att, bid, run_id, rowid) for rowid, att, _ in info]
     dur = pc.subtract(ok_tbl["t1"], ok_tbl["t0"])
     n = len(ok_ids)
-    cols = {"task_id": ok_tbl["id"], "bundle": pa.array([b.id] * n, pa.string()),
-            "run_id": pa.array([run_id] * n, pa.int64()),
-            "attempts": pa.array([a for _, a, _ in info], pa.int64()),
-            "duration_s": dur, "host": ok_tbl["host"] if "host" in names else
-            pa.nulls(n, pa.string()), "finished_at": ok_tbl["t1"]}
+    cols = {N.TASK_ID: ok_tbl["id"], N.BUNDLE: pa.array([b.id] * n, pa.string()),
+            N.RUN_ID: pa.array([run_id] * n, pa.int64()),
+            N.ATTEMPTS: pa.array([a for _, a, _ in info], pa.int64()),
+            N.DURATION: dur, N.HOST: ok_tbl["host"] if "host" in names else
+            pa.nulls(n, pa.string()), N.FINISHED_AT: ok_tbl["t1"]}
     try:
         ptab = pj.read_json(io.BytesIO("\n".join(p for _, _, p in info).encode()))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -79,9 +79,10 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
         m = ok_tbl["metrics"].combine_chunks()
         for i in range(m.type.num_fields):
             name = m.type.field(i).name
-            col = R.metric_column(name, pset)
-            cols[col] = _plain(m.field(i))
-            mcols.append(col)
+            if name in pset or N.reserved(name):  # the worker refuses these; never shadow
+                continue
+            cols[name] = _plain(m.field(i))
+            mcols.append(name)
     table = pa.table(cols)
     meta = {"params": [c for c in pcols if c in ptab.column_names], "metrics": mcols}
     table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})

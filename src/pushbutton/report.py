@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import analysis as A
+from . import names as N
 
 MAX_ROWS = 2000  # table rows in the HTML; the CSV beside it has all of them
 STATES = ("done", "failed", "running", "pending", "cancelled")
@@ -96,8 +97,8 @@ def table(df: pd.DataFrame, columns: list[str] | None = None,
 # --------------------------------------------------------------------------- sections
 def _counts(ctx: dict, df: pd.DataFrame | None) -> dict:
     counts = dict(ctx.get("counts") or {})
-    if not counts and df is not None and "status" in df.columns:
-        counts = {k: int(v) for k, v in df["status"].value_counts().items()}
+    if not counts and df is not None and N.STATUS in df.columns:
+        counts = {k: int(v) for k, v in df[N.STATUS].value_counts().items()}
     total = int(ctx.get("n_tasks") or sum(counts.values()))
     order = [s for s in STATES if s in counts] + [s for s in counts if s not in STATES]
     bars = [{"state": s, "n": int(counts[s]),
@@ -146,7 +147,7 @@ def _results_table(ctx: dict, df: pd.DataFrame | None, outdir: Path) -> dict | N
     (Wilson for boolean metrics: a t interval on 0/1 data can leave [0, 1])."""
     if df is None or df.empty:
         return None
-    if "status" in df.columns and not (df["status"] == "done").any():
+    if N.STATUS in df.columns and not (df[N.STATUS] == "done").any():
         return {"empty": True}
     by = ctx.get("aggregate_by")
     if by is None:
@@ -157,17 +158,23 @@ def _results_table(ctx: dict, df: pd.DataFrame | None, outdir: Path) -> dict | N
     agg = A.aggregate(df, by=by, metrics=metrics, ci=ci, quantiles=(0.5,))
     for m in _bool_metrics(df, metrics):
         sr = A.success_rate(df, by=by, success=m, ci=ci)
-        agg[f"{m}_ci_low"], agg[f"{m}_ci_high"] = sr["ci_low"].values, sr["ci_high"].values
+        agg[f"{m}_ci_low"], agg[f"{m}_ci_high"] = sr["pb_ci_low"].values, sr["pb_ci_high"].values
     agg.to_csv(outdir / "aggregated.csv", index=False)
-    headers = [*by, "n"]
+    # friendly headers, but never one that reads as a user's column of the same table
+    taken = set(by)
+
+    def head(friendly, column):
+        return friendly if friendly not in taken else column
+    headers = [*by, head("tasks", N.N)]
     num = [pd.api.types.is_numeric_dtype(agg[c]) and not pd.api.types.is_bool_dtype(agg[c])
            for c in by] + [True]
     for m in metrics:
-        headers += [f"{m} (mean ± s.e.m.)", f"{m} {ci:.0%} CI", f"{m} median"]
+        headers += [head(f"{m} (mean ± s.e.m.)", f"{m}_mean"), head(f"{m} {ci:.0%} CI",
+                    f"{m}_ci_low"), head(f"{m} median", f"{m}_q50")]
         num += [True, True, True]
     rows = []
     for rec in agg.head(MAX_ROWS).to_dict("records"):
-        r = [_cell(rec[c]) for c in by] + [_cell(rec["n"])]
+        r = [_cell(rec[c]) for c in by] + [_cell(rec[N.N])]
         for m in metrics:
             mean, sem = rec[f"{m}_mean"], rec[f"{m}_sem"]
             txt = fmt(mean) + ("" if sem is None or math.isnan(sem) else f" ± {fmt(sem)}")
@@ -185,10 +192,10 @@ def _figures(ctx: dict, df, series, outdir: Path) -> tuple[list[dict], list[str]
     decls = ctx.get("figures")
     if decls is None:
         decls = F.auto_declarations(df, series) if df is not None else []
-    finished = df is not None and "status" in df.columns and (df["status"] == "done").any()
+    finished = df is not None and N.STATUS in df.columns and (df[N.STATUS] == "done").any()
     # SpecError for a bad declaration; column names only once tasks have produced metrics
     valid = F.validate(decls, df, series, file=ctx.get("spec_file"),
-                       check_columns=bool(finished) or (df is not None and "status" not in df))
+                       check_columns=bool(finished) or (df is not None and N.STATUS not in df))
     out, problems = [], []
     figdir = outdir / "figures"
     for d in valid:
@@ -351,8 +358,8 @@ def context_from_store(store, eid: int, name: str, spec: dict | None = None,
     df = table.results(store, eid, name)
     meta = R.columns_meta(store.dir / "results" / name)
     params = [c for c in meta["params"] if c in df.columns]
-    known = set(params) | set(meta["metrics"]) | set(A.RESERVED)
-    params += [c for c in df.columns if c not in known]  # parameters of tasks not run yet
+    known = set(params) | set(meta["metrics"])
+    params += [c for c in df.columns if c not in known and not N.reserved(c)]  # not run yet
     df.attrs["params"] = params
     df.attrs["metrics"] = [c for c in meta["metrics"] if c in df.columns]
     series = table.series(store, eid, name)

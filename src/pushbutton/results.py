@@ -1,9 +1,10 @@
 """The results table: Parquet parts written at ingest, queried with DuckDB, handed out as pandas.
 
-Each successful task attempt is one row: task_id, the parameters, the metrics, and meta columns.
-Parts are append-only and named by (bundle, byte offset of the outcomes they came from), so
-re-ingesting after a crash rewrites the same part instead of adding a duplicate; readers keep
-the newest row per task. `compact` merges small parts.
+Each successful task attempt is one row: pb_task_id, the parameters, the metrics, and the pb_
+meta columns (names.py). Parts are append-only and named by (bundle, byte offset of the outcomes
+they came from), so re-ingesting after a crash rewrites the same part instead of adding a
+duplicate; readers keep one row per (task, bundle), and which of them is a task's current result
+is the task row's decision (table.py). `compact` merges small parts.
 """
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import os
 import time
 from pathlib import Path
 
-META = ["task_id", "bundle", "run_id", "attempts", "duration_s", "host", "finished_at"]
-_RESERVED = set(META) | {"status", "error_kind", "error", "idx"}
+from . import names as N
+
+META = [N.TASK_ID, N.BUNDLE, N.RUN_ID, N.ATTEMPTS, N.DURATION, N.HOST, N.FINISHED_AT]
+# the keys of the row dicts the driver hands to write_part
+_ROW_KEYS = ["task_id", "bundle", "run_id", "attempts", "duration_s", "host", "finished_at"]
 
 
 def _typed(values):
@@ -59,13 +63,9 @@ def _typed(values):
                     type=pa.string())
 
 
-def metric_column(name: str, params: set) -> str:
-    """A metric whose name is a parameter's or a meta column's gets a 'result_' prefix."""
-    return "result_" + name if name in params or name in _RESERVED else name
-
-
 def write_part(path: Path, rows, param_names: list[str]) -> None:
-    """rows: dicts with META keys, 'params' and 'metrics' (or an Arrow table already built).
+    """rows: dicts with the _ROW_KEYS, 'params' and 'metrics' (or an Arrow table already built).
+    Metric names were checked by the worker (no pb_ prefix, none equal to a parameter's).
     Written to a temp name, then renamed."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -74,7 +74,6 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
         pq.write_table(rows, tmp, compression="zstd")
         os.replace(tmp, path)
         return
-    pset = set(param_names)
     pcols = list(param_names)
     seen = set(pcols)
     for r in rows:  # parameters not declared up front (concatenated spaces)
@@ -82,24 +81,23 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
             if k not in seen:
                 seen.add(k)
                 pcols.append(k)
-                pset.add(k)
     mcols, mseen = [], set()
     for r in rows:
         for k in r["metrics"]:
-            if k not in mseen:
+            if k not in mseen and k not in seen and not N.reserved(k):  # never shadow a column
                 mseen.add(k)
                 mcols.append(k)
     arrays, names = [], []
-    for c in META:
-        arrays.append(_typed([r[c] for r in rows]))
+    for c, k in zip(META, _ROW_KEYS):
+        arrays.append(_typed([r[k] for r in rows]))
         names.append(c)
     for c in pcols:
         arrays.append(_typed([r["params"].get(c) for r in rows]))
         names.append(c)
     for c in mcols:
         arrays.append(_typed([r["metrics"].get(c) for r in rows]))
-        names.append(metric_column(c, pset))
-    meta = {"params": pcols, "metrics": [metric_column(c, pset) for c in mcols]}
+        names.append(c)
+    meta = {"params": pcols, "metrics": mcols}
     table = pa.Table.from_arrays(arrays, names=names)
     table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
     tmp = path.with_name("." + path.name + ".tmp")
@@ -126,7 +124,10 @@ def columns_meta(folder: Path) -> dict:
 
 
 def latest_sql(folder: Path) -> str | None:
-    """SQL for the newest row per task over all parts (None when there are none)."""
+    """SQL for every stored result over all parts, one row per (task, bundle) (a compaction
+    interrupted between its rename and its deletes leaves a row twice); None when there are
+    none. Results of earlier runs stay: which row is a task's current one is decided by the task
+    row (table.py)."""
     ps = parts(folder)
     if not ps:
         return None
@@ -134,12 +135,13 @@ def latest_sql(folder: Path) -> str | None:
         return "SELECT * FROM read_parquet('" + ps[0].replace("'", "''") + "')"
     lst = ", ".join("'" + p.replace("'", "''") + "'" for p in ps)
     return (f"SELECT * FROM read_parquet([{lst}], union_by_name=true) "
-            f"QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY finished_at DESC) = 1")
+            f"QUALIFY row_number() OVER (PARTITION BY {N.TASK_ID}, {N.BUNDLE} "
+            f"ORDER BY {N.FINISHED_AT} DESC) = 1")
 
 
 def compact(folder: Path, min_parts: int = 16, newest_per_task: bool = True) -> int:
     """Merge the parts of one experiment into one file; crash-safe (write, rename, then delete).
-    Results keep the newest row per task; series (many rows per task) keep every row. DuckDB
+    Results keep one row per (task, bundle); series (many rows per task) keep every row. DuckDB
     streams the copy, so memory stays flat whatever the size."""
     ps = parts(folder)
     if len(ps) < min_parts and not (len(ps) > 1 and len(ps) >= min_parts // 4
@@ -164,22 +166,23 @@ def compact(folder: Path, min_parts: int = 16, newest_per_task: bool = True) -> 
 
 
 def write_series(path: Path, rows: list[dict]) -> None:
-    """rows: {task_id, step, time, m: {metric: value}} -> one Parquet part."""
+    """rows: {task_id, step, time, m: {metric: value}} -> one Parquet part with the columns
+    pb_task_id, pb_step, pb_time and the metrics under their own names (a pb_ name, which
+    pushbutton.log refuses, is left out)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     cols, seen = [], set()
     for r in rows:
         for k in r["m"]:
-            if k not in seen:
+            if k not in seen and not N.reserved(k):
                 seen.add(k)
                 cols.append(k)
     arrays = [_typed([r["task_id"] for r in rows]), _typed([r["step"] for r in rows]),
               _typed([r["time"] for r in rows])]
-    names = ["task_id", "step", "time"]
+    names = [N.TASK_ID, N.STEP, N.TIME]
     for c in cols:
-        name = c if c not in ("task_id", "step", "time") else "m_" + c
         arrays.append(_typed([r["m"].get(c) for r in rows]))
-        names.append(name)
+        names.append(c)
     tmp = path.with_name("." + path.name + ".tmp")
     pq.write_table(pa.Table.from_arrays(arrays, names=names), tmp, compression="zstd")
     os.replace(tmp, path)

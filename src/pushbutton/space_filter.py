@@ -40,7 +40,7 @@ class _PowToCall(ast.NodeTransformer):
 class _Expr:
     """A compiled where-expression; names outside the space are refused before anything runs."""
 
-    def __init__(self, text, names, key, file):
+    def __init__(self, text, names, key, file, what="parameter"):
         self.text, self.key, self.file = text, key, file
         try:
             with warnings.catch_warnings():   # e.g. "n is 1": no SyntaxWarning on the console
@@ -65,8 +65,9 @@ class _Expr:
                            key, file, _WHERE_FIX)
             elif isinstance(node, ast.Name) and node.id not in _FUNCS:
                 if node.id not in names:
-                    raise _unknown("parameter", node.id, list(names), key, file,
-                                   f"the space's parameters are: {', '.join(names)}")
+                    raise _unknown(what, node.id, list(names), key, file,
+                                   f"the {'space' if what == 'parameter' else 'table'}'s "
+                                   f"{what}s are: {', '.join(map(str, names))}")
                 used.add(node.id)
         try:
             with warnings.catch_warnings():
@@ -76,12 +77,17 @@ class _Expr:
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             raise _err(f"where expression {text!r} cannot be compiled ({e})", key, file,
                        _WHERE_FIX) from None
+        self.used = used
         # a point of a concatenation may lack a name: it reads as None there
         self.globals = {"__builtins__": {}, **_FUNCS, "_pow": _pow, **dict.fromkeys(used)}
 
     def __call__(self, point):
+        return bool(self.value(point))
+
+    def value(self, point):
+        """The expression's value on one point (a dict of names)."""
         try:
-            return bool(eval(self.code, self.globals, point))  # noqa: S307 - AST checked above
+            return eval(self.code, self.globals, point)  # noqa: S307 - AST checked above
         except Exception as e:
             raise _err(f"where expression {self.text!r} failed on point {point}: "
                        f"{type(e).__name__}: {e}", self.key, self.file,

@@ -21,7 +21,12 @@ _handles: dict[str, object] = {}
 
 
 def log(step: int | float | None = None, **metrics) -> None:
-    """Record per-step metrics (learning curves) for the running task."""
+    """Record per-step metrics (learning curves) for the running task. Metric names keep their
+    names in `exp.series()`; names starting with pb_ are pushbutton's own columns."""
+    bad = [k for k in metrics if k.startswith("pb_")]
+    if bad:
+        raise ValueError(f"pushbutton.log: metric name {bad[0]!r} is reserved (pb_ names are "
+                         "pushbutton's columns, e.g. pb_step); rename it")
     path = os.environ.get("PB_SERIES")
     if not path:
         return

@@ -59,6 +59,10 @@ def _install_shim():
     mod = types.ModuleType("pushbutton")
 
     def log(step=None, **metrics):
+        bad = [k for k in metrics if k.startswith("pb_")]
+        if bad:
+            raise ValueError("pushbutton.log: metric name %r is reserved (pb_ names are "
+                             "pushbutton's columns); rename it" % bad[0])
         path = os.environ.get("PB_SERIES")
         if path:
             line = json.dumps({"task": os.environ.get("PB_TASK_ID"), "step": step,
@@ -89,8 +93,10 @@ def _plain(x):
         raise TypeError("value %r of type %s is not JSON-serialisable" % (x, type(x).__name__))
 
 
-def _check_metrics(metrics):
-    """Return (json_text, None) or (None, clear message)."""
+def _check_metrics(metrics, params=None):
+    """Return (json_text, None) or (None, clear message). Names starting with pb_ are
+    pushbutton's columns; a metric named like a parameter is dropped when it only echoes the
+    parameter's value, and refused when it differs (one column cannot hold both)."""
     if metrics is None:
         metrics = {}
     if not isinstance(metrics, dict):
@@ -100,6 +106,9 @@ def _check_metrics(metrics):
     for k, v in metrics.items():
         if not isinstance(k, str):
             return None, "metric name %r is not a string" % (k,)
+        if k.startswith("pb_"):
+            return None, ("metric '%s': names starting with 'pb_' are reserved for pushbutton's "
+                          "own columns; rename the metric" % k)
         if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
             try:
                 v = v.item()
@@ -110,6 +119,12 @@ def _check_metrics(metrics):
         except (TypeError, ValueError) as e:
             return None, ("metric '%s' (%s) cannot be stored: %s; return numbers, strings, "
                           "bools, None, or lists/dicts of them" % (k, type(v).__name__, e))
+        if params and k in params:
+            p = params[k]
+            if v == p and isinstance(v, str) == isinstance(p, str):
+                continue  # an echo of the input: nothing is lost
+            return None, ("metric '%s' = %s differs from parameter %s = %s; rename the metric"
+                          % (k, _ENC.encode(v)[:200], k, _ENC.encode(p)[:200]))
         clean[k] = v
     return _MENC.encode(clean), None
 
@@ -265,7 +280,7 @@ def run_python(bundle, task, fn, timeout, out_fd, err_fd):
         _watchdog.arm(bundle, task, timeout)
     try:
         metrics = fn(**task["params"])
-        text, problem = _check_metrics(metrics)
+        text, problem = _check_metrics(metrics, task["params"])
         if problem:
             return {"ok": False, "kind": "metric", "error": problem}
         return {"ok": True, "metrics_json": text}
@@ -496,7 +511,7 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
             except ValueError as e:
                 return {"ok": False, "kind": "metric",
                         "error": "the last stdout line looks like JSON but is not: %s" % e}
-    text, problem = _check_metrics(metrics)
+    text, problem = _check_metrics(metrics, params)
     if problem:
         return {"ok": False, "kind": "metric", "error": problem}
     return {"ok": True, "metrics_json": text}
