@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pushbutton import analysis as A
+from pushbutton.errors import SpecError
 
 # Student t 97.5% quantiles from printed tables (Abramowitz & Stegun 26.10 / any stats text).
 T975 = {1: 12.706204736174707, 2: 4.302652729749464, 4: 2.7764451051977934,
@@ -35,24 +36,24 @@ def _table(rng, reps=5):
     for a in (1, 2, 3):
         for b in ("x", "y"):
             for rep in range(reps):
-                rows.append({"task_id": f"{a}{b}{rep}", "a": a, "b": b, "rep": rep,
+                rows.append({"pb_task_id": f"{a}{b}{rep}", "a": a, "b": b, "rep": rep,
                              "loss": float(rng.normal(a, 1.0)), "success": bool(rng.random() < .5),
-                             "status": "done", "duration_s": 2.0, "error_kind": None,
-                             "error": None})
+                             "pb_status": "done", "pb_duration_s": 2.0, "pb_error_kind": None,
+                             "pb_error": None})
     return pd.DataFrame(rows)
 
 
 def test_aggregate_against_numpy_by_hand():
     df = _table(np.random.default_rng(1))
     # a failed task with a wild metric must not count by default
-    bad = df.iloc[[0]].assign(task_id="bad", status="failed", loss=1e9)
+    bad = df.iloc[[0]].assign(pb_task_id="bad", pb_status="failed", loss=1e9)
     df = pd.concat([df, bad], ignore_index=True)
     df.attrs["params"] = ["a", "b", "rep"]  # as results() declares them
     agg = A.aggregate(df)  # default by: a, b (rep dropped); default metrics: loss, success
-    assert list(agg.columns[:3]) == ["a", "b", "n"]
-    assert len(agg) == 6 and (agg["n"] == 5).all()
+    assert list(agg.columns[:3]) == ["a", "b", "pb_n"]
+    assert len(agg) == 6 and (agg["pb_n"] == 5).all()
     for _, row in agg.iterrows():
-        sel = df[(df.a == row.a) & (df.b == row.b) & (df.status == "done")]
+        sel = df[(df.a == row.a) & (df.b == row.b) & (df.pb_status == "done")]
         v = sel["loss"].to_numpy()
         mean, std = v.mean(), v.std(ddof=1)
         sem = std / math.sqrt(len(v))
@@ -66,7 +67,7 @@ def test_aggregate_against_numpy_by_hand():
         assert row.success_mean == pytest.approx(sel["success"].mean())
     # everything, by one column, one metric, other ci and quantiles
     agg2 = A.aggregate(df, by="a", metrics="loss", ci=0.99, quantiles=(0.1,), status=None)
-    assert list(agg2["n"]) == [11, 10, 10]
+    assert list(agg2["pb_n"]) == [11, 10, 10]
     assert "loss_q10" in agg2.columns and "success_mean" not in agg2.columns
     v = df[df.a == 2]["loss"].to_numpy()
     half = A.t_quantile(0.995, 9) * v.std(ddof=1) / math.sqrt(10)
@@ -74,10 +75,10 @@ def test_aggregate_against_numpy_by_hand():
 
 
 def test_aggregate_single_replicate_and_missing_values():
-    df = pd.DataFrame({"task_id": ["1", "2", "3"], "a": [1, 2, 2], "m": [1.0, None, 3.0],
-                       "status": ["done"] * 3})
+    df = pd.DataFrame({"pb_task_id": ["1", "2", "3"], "a": [1, 2, 2], "m": [1.0, None, 3.0],
+                       "pb_status": ["done"] * 3})
     agg = A.aggregate(df, by=["a"], metrics=["m"])
-    assert list(agg["n"]) == [1, 2] and list(agg["m_count"]) == [1, 1]
+    assert list(agg["pb_n"]) == [1, 2] and list(agg["m_count"]) == [1, 1]
     assert math.isnan(agg.loc[0, "m_std"]) and math.isnan(agg.loc[0, "m_ci_low"])
     assert agg.loc[1, "m_mean"] == 3.0
     whole = A.aggregate(df, by=[], metrics="m")
@@ -94,7 +95,7 @@ def test_param_and_metric_columns():
     df = _table(np.random.default_rng(0))
     assert A.param_columns(df) == ["a", "b", "rep"]
     assert A.metric_columns(df) == ["loss", "success"]
-    pending = df.iloc[[0]].assign(task_id="p", status="pending", loss=None, success=None)
+    pending = df.iloc[[0]].assign(pb_task_id="p", pb_status="pending", loss=None, success=None)
     df2 = pd.concat([df, pending], ignore_index=True)
     assert A.param_columns(df2) == ["a", "b", "rep"]
     df.attrs["params"] = ["a"]
@@ -128,13 +129,13 @@ def test_success_rate_column_expression_callable():
     for _, row in sr.iterrows():
         sel = df[df.a == row.a]
         k = int(sel.success.sum())
-        assert row.n == 40 and row.successes == k and row.rate == pytest.approx(k / 40)
-        assert (row.ci_low, row.ci_high) == pytest.approx(_wilson_by_hand(k, 40))
+        assert row.pb_n == 40 and row.pb_successes == k and row.pb_rate == pytest.approx(k / 40)
+        assert (row.pb_ci_low, row.pb_ci_high) == pytest.approx(_wilson_by_hand(k, 40))
     by_expr = A.success_rate(df, by="a", success="loss < 2")
     by_call = A.success_rate(df, by="a", success=lambda d: d["loss"] < 2)
-    assert list(by_expr["successes"]) == list(by_call["successes"])
-    assert by_expr.loc[0, "successes"] == (df[df.a == 1].loss < 2).sum()
-    with pytest.raises(KeyError, match="neither a column"):
+    assert list(by_expr["pb_successes"]) == list(by_call["pb_successes"])
+    assert by_expr.loc[0, "pb_successes"] == (df[df.a == 1].loss < 2).sum()
+    with pytest.raises(SpecError, match="(?s)unknown column 'lossy'.*columns are: .*loss"):
         A.success_rate(df, success="lossy < 2")
 
 
@@ -149,15 +150,15 @@ def _logistic_surface(direction=+1, reps=400, scale=0.04):
             for rep in range(reps):
                 rows.append((str(tid), delta, rho, rep, rep < k, "done"))
                 tid += 1
-    return pd.DataFrame(rows, columns=["task_id", "delta", "rho", "rep", "success", "status"])
+    return pd.DataFrame(rows, columns=["pb_task_id", "delta", "rho", "rep", "success", "pb_status"])
 
 
 @pytest.mark.parametrize("direction,name", [(+1, "up"), (-1, "down")])
 def test_boundary_recovers_logistic_midline(direction, name):
     df = _logistic_surface(direction)
     b = A.boundary(df, "delta", "rho", rate="success", level=0.5)
-    assert list(b.columns) == ["delta", "rho", "direction", "n_crossings"]
-    assert len(b) == 9 and (b["direction"] == name).all() and (b["n_crossings"] == 1).all()
+    assert list(b.columns) == ["delta", "rho", "pb_direction", "pb_n_crossings"]
+    assert len(b) == 9 and (b["pb_direction"] == name).all() and (b["pb_n_crossings"] == 1).all()
     truth = 0.2 + 0.5 * b["delta"]
     # grid step 0.05, scale 0.04: interpolating the logistic is accurate to well under a step
     assert np.max(np.abs(b["rho"] - truth)) < 0.006
@@ -167,24 +168,24 @@ def test_boundary_exact_interpolation_and_no_crossing():
     df = pd.DataFrame({"x": [1, 1, 1, 2, 2, 2, 3, 3, 3], "y": [0, 1, 2] * 3,
                        "r": [0.0, 0.4, 0.8, 0.9, 0.8, 0.6, 0.1, 0.5, 0.9]})
     b = A.boundary(df, "x", "y", rate="r", status=None).set_index("x")
-    assert b.loc[1, "y"] == pytest.approx(1.25) and b.loc[1, "direction"] == "up"
-    assert math.isnan(b.loc[2, "y"]) and b.loc[2, "n_crossings"] == 0  # never reaches 0.5
-    assert b.loc[3, "y"] == 1.0 and b.loc[3, "n_crossings"] == 1  # touches the level at y=1
+    assert b.loc[1, "y"] == pytest.approx(1.25) and b.loc[1, "pb_direction"] == "up"
+    assert math.isnan(b.loc[2, "y"]) and b.loc[2, "pb_n_crossings"] == 0  # never reaches 0.5
+    assert b.loc[3, "y"] == 1.0 and b.loc[3, "pb_n_crossings"] == 1  # touches the level at y=1
     lvl = A.boundary(df, "x", "y", rate="r", level=0.7, status=None).set_index("x")
-    assert lvl.loc[2, "y"] == pytest.approx(1.5) and lvl.loc[2, "direction"] == "down"
+    assert lvl.loc[2, "y"] == pytest.approx(1.5) and lvl.loc[2, "pb_direction"] == "down"
 
 
 def test_timing_and_failures():
     tb = ("Traceback (most recent call last):\n  File \"t.py\", line 3, in f\n"
           "    raise ValueError('bad rho')\nValueError: bad rho")
     df = pd.DataFrame({
-        "task_id": list("abcdef"), "a": [1, 2, 3, 4, 5, 6],
-        "status": ["done", "done", "failed", "failed", "pending", "failed"],
-        "duration_s": [3600.0, 1800.0, 10.0, 20.0, None, 5.0],
-        "error_kind": [None, None, "exception", "exception", None, "timeout"],
-        "error": [None, None, tb, tb, None, "timed out after 5 s"],
-        "attempts": [1, 1, 3, 3, 0, 1], "host": ["n1", "n2", "n1", "n1", None, "n2"],
-        "finished_at": [7200.0, 7000.0, 100.0, 200.0, None, 300.0]})
+        "pb_task_id": list("abcdef"), "a": [1, 2, 3, 4, 5, 6],
+        "pb_status": ["done", "done", "failed", "failed", "pending", "failed"],
+        "pb_duration_s": [3600.0, 1800.0, 10.0, 20.0, None, 5.0],
+        "pb_error_kind": [None, None, "exception", "exception", None, "timeout"],
+        "pb_error": [None, None, tb, tb, None, "timed out after 5 s"],
+        "pb_attempts": [1, 1, 3, 3, 0, 1], "pb_host": ["n1", "n2", "n1", "n1", None, "n2"],
+        "pb_finished_at": [7200.0, 7000.0, 100.0, 200.0, None, 300.0]})
     t = A.timing(df)
     assert t["cpu_hours"] == pytest.approx((3600 + 1800 + 35) / 3600)
     assert t["duration_mean_s"] == 2700 and t["duration_median_s"] == 2700
@@ -205,13 +206,13 @@ def test_learning_curves_per_step():
     for lr in (0.1, 0.01):
         for rep in range(3):
             for step in range(4):
-                rows.append({"task_id": f"{lr}-{rep}", "lr": lr, "rep": rep, "step": step,
-                             "time": step * 0.5, "loss": 1.0 / (1 + step * lr * 10) + rep * 0.01})
+                rows.append({"pb_task_id": f"{lr}-{rep}", "lr": lr, "rep": rep, "pb_step": step,
+                             "pb_time": step * 0.5, "loss": 1.0 / (1 + step * lr * 10) + rep * 0.01})
     s = pd.DataFrame(rows)
     lc = A.learning_curves(s, by="lr", metric="loss")
-    assert len(lc) == 8 and list(lc.columns[:3]) == ["lr", "step", "n"]
-    row = lc[(lc.lr == 0.1) & (lc.step == 2)].iloc[0]
+    assert len(lc) == 8 and list(lc.columns[:3]) == ["lr", "pb_step", "pb_n"]
+    row = lc[(lc.lr == 0.1) & (lc.pb_step == 2)].iloc[0]
     expect = np.mean([1.0 / 3 + r * 0.01 for r in range(3)])
-    assert row.loss_mean == pytest.approx(expect) and row.n == 3
+    assert row.loss_mean == pytest.approx(expect) and row.pb_n == 3
     default = A.learning_curves(s, metric="loss")  # by defaults to lr (rep averaged)
-    assert list(default.columns[:2]) == ["lr", "step"] and len(default) == 8
+    assert list(default.columns[:2]) == ["lr", "pb_step"] and len(default) == 8

@@ -93,12 +93,12 @@ def test_sweep_results_failures_and_series(project, cluster):
     df = results_csv(project)
     assert sorted(df["i"]) == list(range(30))                      # each exactly once
     ok = df[df["i"] != 3]
-    assert (ok["status"] == "done").all() and (ok["sq"] == ok["i"] ** 2).all()
+    assert (ok["pb_status"] == "done").all() and (ok["sq"] == ok["i"] ** 2).all()
     assert ok["cwd_ok"].all()                     # ran in the shipped copy of the project
     bad = df[df["i"] == 3].iloc[0]
-    assert bad["status"] == "failed" and bad["error_kind"] == "exception"
+    assert bad["pb_status"] == "failed" and bad["pb_error_kind"] == "exception"
     exp = load("experiment.toml")
-    log = exp.logs(bad["task_id"])
+    log = exp.logs(bad["pb_task_id"])
     assert "ValueError: deliberate failure 3" in log["attempts"][0]["traceback"]
     assert "ValueError: deliberate failure 3" in log["stderr"]
     assert sorted(executions(project)) == list(range(30))
@@ -116,10 +116,10 @@ def test_bundle_process_killed_charges_only_its_task(project, cluster):
     assert "24 done, 0 failed" in r.stdout, r.stdout + r.stderr
     df = results_csv(project).set_index("i")
     assert sorted(df.index) == list(range(24))
-    assert (df["status"] == "done").all()
-    assert df.loc[5, "attempts"] == 2
-    assert (df.drop(index=5)["attempts"] == 1).all()    # requeued, not charged
-    log = load("experiment.toml").logs(df.loc[5, "task_id"])
+    assert (df["pb_status"] == "done").all()
+    assert df.loc[5, "pb_attempts"] == 2
+    assert (df.drop(index=5)["pb_attempts"] == 1).all()    # requeued, not charged
+    log = load("experiment.toml").logs(df.loc[5, "pb_task_id"])
     assert [a["kind"] for a in log["attempts"]] == ["signal"]
     assert "SIGKILL" in log["attempts"][0]["error"]
     ran = executions(project)
@@ -133,7 +133,7 @@ def test_dask_worker_killed_midrun_loses_and_duplicates_nothing(project, cluster
     assert "24 done, 0 failed" in r.stdout, r.stdout + r.stderr
     assert (project / "killed-once").exists()
     df = results_csv(project)
-    assert sorted(df["i"]) == list(range(24)) and (df["status"] == "done").all()
+    assert sorted(df["i"]) == list(range(24)) and (df["pb_status"] == "done").all()
     assert set(executions(project)) == set(range(24))   # the dead worker's bundle re-ran
     with distributed.Client(cluster.scheduler_address) as c:  # the nanny brought it back
         c.wait_for_workers(2, timeout=30)

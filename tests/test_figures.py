@@ -19,9 +19,9 @@ def df():
         for b in (0.1, 0.2, 0.3):
             for g in ("x", "y"):
                 for rep in range(5):
-                    rows.append({"task_id": f"{len(rows)}", "a": a, "b": b, "g": g, "rep": rep,
+                    rows.append({"pb_task_id": f"{len(rows)}", "a": a, "b": b, "g": g, "rep": rep,
                                  "loss": a * b + rng.normal(0, 0.01), "ok": bool(b > 0.15),
-                                 "status": "done", "duration_s": float(rng.uniform(1, 2))})
+                                 "pb_status": "done", "pb_duration_s": float(rng.uniform(1, 2))})
     out = pd.DataFrame(rows)
     out.attrs["params"] = ["a", "b", "g", "rep"]
     return out
@@ -29,7 +29,7 @@ def df():
 
 @pytest.fixture(scope="module")
 def series():
-    return pd.DataFrame([{"task_id": f"{lr}-{r}", "lr": lr, "rep": r, "step": s, "time": s,
+    return pd.DataFrame([{"pb_task_id": f"{lr}-{r}", "lr": lr, "rep": r, "pb_step": s, "pb_time": s,
                           "loss": 1 / (1 + lr * s)} for lr in (0.1, 1.0) for r in range(3)
                          for s in range(10)])
 
@@ -64,9 +64,9 @@ def test_learning_curves_and_histogram(df, series):
     curves = fig.axes[0].get_lines()
     assert len(curves) == 2 and len(curves[0].get_xdata()) == 10
     assert np.allclose(curves[1].get_ydata(), [1 / (1 + s) for s in range(10)])
-    h = F.histogram(df, "duration_s", hue="g", bins=5)
+    h = F.histogram(df, "pb_duration_s", hue="g", bins=5)
     assert len(h.axes[0].patches) == 2
-    empty = F.histogram(df.iloc[:0], "duration_s")
+    empty = F.histogram(df.iloc[:0], "pb_duration_s")
     assert "no finished tasks" in empty.axes[0].texts[0].get_text()
 
 
@@ -85,10 +85,10 @@ def test_figures_from_spec(df, series, tmp_path):
     decls = [{"kind": "heatmap", "x": "a", "y": "b", "value": "ok", "boundary": True},
              {"kind": "line", "x": "b", "y": "loss", "hue": "a", "logy": True, "name": "loss-b"},
              {"kind": "learning_curves", "metric": "loss", "hue": "lr"},
-             {"kind": "histogram", "column": "duration_s"}]
+             {"kind": "histogram", "column": "pb_duration_s"}]
     out = F.figures_from_spec(decls, df, series, tmp_path, formats=("png",))
     assert [o["name"] for o in out] == ["01-heatmap-ok", "loss-b", "03-learning_curves-loss",
-                                        "04-histogram-duration_s"]
+                                        "04-histogram-pb_duration_s"]
     assert all((tmp_path / f"{o['name']}.png").exists() and o["png"] for o in out)
 
 

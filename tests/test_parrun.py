@@ -54,7 +54,7 @@ def test_nested_sweep_results_resume_and_script_untouched(tmp_path):
     pts = {(float(x["lr"]), int(x["seed"])): x for x in got}
     assert set(pts) == {(lr, s) for lr in (0.5, 0.25) for s in range(3)}
     for (lr, s), x in pts.items():
-        assert x["status"] == "done"
+        assert x["pb_status"] == "done"
         assert float(x["score"]) == lr * 10 + s and x["tag"] == f"s{s}"
     assert len((tmp_path / "calls.txt").read_text().splitlines()) == 6
     # resume: nothing new runs
@@ -128,9 +128,9 @@ def test_a_failing_point_fails_alone_with_its_traceback(tmp_path):
     assert r.returncode == 1
     assert "3 done, 1 failed" in r.stdout
     got = {int(x["k"]): x for x in rows(tmp_path)}
-    assert [got[k]["status"] for k in range(4)] == ["done", "done", "failed", "done"]
+    assert [got[k]["pb_status"] for k in range(4)] == ["done", "done", "failed", "done"]
     assert float(got[3]["sq"]) == 9
-    lg = pb(tmp_path, "logs", got[2]["task_id"])
+    lg = pb(tmp_path, "logs", got[2]["pb_task_id"])
     assert lg.returncode == 0, lg.stderr
     assert "Traceback" in lg.stdout and "ValueError: bad point 2" in lg.stdout
     assert 'flaky.py", line 4' in lg.stdout   # the traceback names the script and its line
@@ -164,7 +164,7 @@ def test_metrics_from_log_printed_json_and_none(tmp_path):
     printed = {int(x["n"]): int(x["twice"]) for x in rows(tmp_path, "parrun-printed")}
     assert printed == {3: 6, 4: 8}
     q = rows(tmp_path, "parrun-quiet")
-    assert [x["status"] for x in q] == ["done"]
+    assert [x["pb_status"] for x in q] == ["done"]
 
 
 def test_dry_run_and_tuple_targets(tmp_path):

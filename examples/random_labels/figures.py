@@ -19,10 +19,8 @@ HERE = Path(__file__).resolve().parent
 
 def summary(df):
     """One row per (model, corruption): means over replicates."""
-    done = df[df["status"] == "done"]
-    # the metric "epochs" (epochs trained) shares its name with the parameter "epochs" (the cap),
-    # so the results table calls it result_epochs
-    done = done.assign(trained=done["result_epochs"] if "result_epochs" in done else done["epochs"])
+    done = df[df["pb_status"] == "done"]
+    done = done.assign(trained=done["epochs_trained"])  # the parameter "epochs" is the cap
     cols = ["train_acc", "test_acc", "test_error", "epochs_to_fit", "trained", "labels_changed",
             "seconds"]
     cols = [c for c in cols if c in done.columns]
@@ -62,7 +60,7 @@ def main(argv=None):
     try:
         df = exp.results()
     except TypeError:  # older pandas-incompatible results(): read the done rows directly
-        df = exp.sql("SELECT * FROM results").assign(status="done")
+        df = exp.sql("SELECT * FROM results")
     series = exp.series()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,8 +70,8 @@ def main(argv=None):
                                 title="MLP: training loss, true labels, randomised inputs")
         fig.axes[0].set_xlabel("epoch")
         F.save(fig, out / "fig1a-inputs", formats=("png",))
-        done = df[df["status"] == "done"]
-        done = done.assign(trained=done.get("result_epochs", done.get("epochs")))
+        done = df[df["pb_status"] == "done"]
+        done = done.assign(trained=done["epochs_trained"])
         print(done.groupby("inputs")[["train_acc", "test_error", "epochs_to_fit", "trained",
                                       "seconds"]].mean().round(4).to_string())
         print(f"\nfigures in {out}/")
@@ -81,7 +79,7 @@ def main(argv=None):
     for model in sorted(df["model"].dropna().unique()):
         part = series[series["model"] == model] if len(series) else series
         fig = F.learning_curves(part, metric="train_loss", hue="corruption", units=units,
-                                title=f"{model}: training loss (Fig. 1a)", x="step")
+                                title=f"{model}: training loss (Fig. 1a)", x="pb_step")
         fig.axes[0].set_xlabel("epoch")
         F.save(fig, out / f"fig1a-{model}", formats=("png",))
     fig = F.line(df, x="corruption", y="epochs_to_fit", hue="model", units=units,

@@ -42,11 +42,15 @@ def run(model: str = "mlp", corruption: float = 0.0, seed: int = 0, epochs: int 
     metrics = train.train(net, torch.nn.CrossEntropyLoss(), optimizer, trainloader, testloader,
                           epochs=epochs, lr_decay=lr_decay, device=device,
                           stop_at_fit=stop_at_fit, seed=seed)
+    # train() reports the epochs it ran and the last learning rate; `epochs` (the cap) and `lr`
+    # are parameters here, and a metric must not take a parameter's name with another value
+    metrics["epochs_trained"] = metrics.pop("epochs")
+    metrics["final_lr"] = metrics.pop("lr", None)
     metrics["test_error"] = 1.0 - metrics["test_acc"]
     metrics["train_error"] = 1.0 - metrics["train_acc"]
     metrics["parameters"] = models.count_parameters(net)
     metrics["labels_changed"] = _labels_changed(dataset, trainloader, seed, train_size)
-    metrics["steps"] = metrics["epochs"] * len(trainloader)
+    metrics["steps"] = metrics["epochs_trained"] * len(trainloader)
     metrics["steps_to_fit"] = (metrics["epochs_to_fit"] * len(trainloader)
                                if metrics["epochs_to_fit"] is not None else None)
     return metrics

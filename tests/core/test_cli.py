@@ -26,7 +26,7 @@ def test_run_status_results_sql_history_show(project):
     assert st["counts"]["done"] == 40 and st["total"] == 40 and st["progress"] == 1.0
     assert "40 tasks, 100.0% finished" in pb("status", "sq").stdout
     csv = pb("results", "--format", "csv").stdout.splitlines()
-    assert csv[0].startswith("task_id,x,k,y,status")
+    assert csv[0].startswith("pb_task_id,x,k,y,pb_status")
     assert len(csv) == 41
     js = [json.loads(line) for line in pb("results", "--format", "json", "--where",
                                           "x < 3").stdout.splitlines()]

@@ -51,12 +51,13 @@ def test_kill9_driver_at_random_moments_loses_and_duplicates_nothing(project):
     # exactly one stored row per task, even in the raw Parquet parts
     files = [str(p) for p in (project / ".pushbutton" / "results" / "crashy").glob("*.parquet")]
     raw = duckdb.connect().execute(
-        "SELECT task_id, count(*) AS n FROM read_parquet(?, union_by_name=true) GROUP BY task_id",
+        "SELECT pb_task_id, count(*) AS n FROM read_parquet(?, union_by_name=true) "
+        "GROUP BY pb_task_id",
         [files]).fetchall()
     dup = [(t, n) for t, n in raw if n != 1]
     assert len(raw) == N and not dup, (len(raw), dup[:5], sorted(files))
     exp_df = json.loads(pb("results", "--format", "json", cwd=project).stdout.splitlines()[0])
-    assert set(exp_df) >= {"task_id", "i", "sq", "status"}
+    assert set(exp_df) >= {"pb_task_id", "i", "sq", "pb_status"}
     out = pb("sql", "SELECT count(*) AS n, count(DISTINCT i) AS d, sum(sq) AS s FROM results",
              "--format", "csv", cwd=project).stdout.splitlines()
     n, d, total = (float(v) for v in out[1].split(","))
@@ -73,8 +74,8 @@ def test_torn_outcome_line_is_detected_and_rerun(project):
     s = exp.run()
     assert s["counts"]["done"] == 8, exp.results().to_dict("records")
     df = exp.results()
-    assert df["task_id"].is_unique and sorted(df["i"]) == list(range(8))
-    assert (df["attempts"] == 1).all()  # a torn line is not the task's fault
+    assert df["pb_task_id"].is_unique and sorted(df["i"]) == list(range(8))
+    assert (df["pb_attempts"] == 1).all()  # a torn line is not the task's fault
     kinds = [k for (k,) in exp.store.db.execute("SELECT kind FROM events")]
     assert "torn-line" in kinds or "requeued-torn" in kinds
 
@@ -109,5 +110,5 @@ def test_task_stuck_past_its_timeout_in_native_code(project):
     s = exp.run()
     assert time.time() - t < 25
     df = exp.results().set_index("i")
-    assert s["counts"]["done"] == 3 and df.loc[1, "error_kind"] == "timeout"
-    assert "stuck in native code" in df.loc[1, "error"]
+    assert s["counts"]["done"] == 3 and df.loc[1, "pb_error_kind"] == "timeout"
+    assert "stuck in native code" in df.loc[1, "pb_error"]

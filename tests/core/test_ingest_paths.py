@@ -8,7 +8,7 @@ def _run(name, project):
     exp = Experiment(name, function="tasks:mixed", space=grid(i=range(1500), tag=["x"]),
                      workers=1, bundle_size=1500)
     s = exp.run()
-    df = exp.results().drop(columns=["task_id", "finished_at", "duration_s", "host", "run_id"])
+    df = exp.results().drop(columns=["pb_task_id", "pb_finished_at", "pb_duration_s", "pb_host", "pb_run_id"])
     return s, df.sort_values("i").reset_index(drop=True)
 
 

@@ -15,10 +15,10 @@ def test_grid_run_results_and_resume(project):
     assert s["counts"]["done"] == 50 and s["done"] == 50
     df = exp.results()
     assert len(df) == 50
-    assert list(df.columns[:3]) == ["task_id", "x", "y"]
+    assert list(df.columns[:3]) == ["pb_task_id", "x", "y"]
     assert (df["y"] == df["x"] ** 2).all()
-    assert set(df["status"]) == {"done"}
-    assert df["task_id"].is_unique
+    assert set(df["pb_status"]) == {"done"}
+    assert df["pb_task_id"].is_unique
     # resume: nothing left to do, nothing re-run
     s2 = exp.run()
     assert s2["done"] == 0 and s2["counts"]["done"] == 50
@@ -31,7 +31,7 @@ def test_grid_run_results_and_resume(project):
     s4 = exp2.run(rerun=True)
     assert s4["done"] == 60
     df = exp2.results()
-    assert len(df) == 60 and df["task_id"].is_unique
+    assert len(df) == 60 and df["pb_task_id"].is_unique
     assert [r["id"] for r in exp2.history()] == [1, 2, 3, 4]
 
 
@@ -49,22 +49,22 @@ def test_failure_kinds_are_recorded_and_isolated(project):
                      timeout=2, memory="400MB", workers=2)
     s = exp.run()
     df = exp.results().set_index("i")
-    assert df.loc[0, "status"] == "done" and df.loc[9, "status"] == "done"
+    assert df.loc[0, "pb_status"] == "done" and df.loc[9, "pb_status"] == "done"
     expect = {1: "exception", 2: "exit", 3: "signal", 4: "timeout", 5: "memory",
               7: "metric", 8: "metric"}
     for i, kind in expect.items():
-        assert df.loc[i, "status"] == "failed", (i, df.loc[i].to_dict())
-        assert df.loc[i, "error_kind"] == kind, (i, df.loc[i, "error"])
-    assert "deliberate failure" in df.loc[1, "error"]
-    assert "SIGSEGV" in df.loc[3, "error"]
-    assert df.loc[6, "status"] == "done" and math.isnan(df.loc[6, "loss"])  # NaN is data
-    assert "model" in df.loc[7, "error"]
+        assert df.loc[i, "pb_status"] == "failed", (i, df.loc[i].to_dict())
+        assert df.loc[i, "pb_error_kind"] == kind, (i, df.loc[i, "pb_error"])
+    assert "deliberate failure" in df.loc[1, "pb_error"]
+    assert "SIGSEGV" in df.loc[3, "pb_error"]
+    assert df.loc[6, "pb_status"] == "done" and math.isnan(df.loc[6, "loss"])  # NaN is data
+    assert "model" in df.loc[7, "pb_error"]
     assert s["counts"] == {"pending": 0, "running": 0, "done": 3, "failed": 7, "cancelled": 0}
     # the log of a failed task holds its traceback
-    log = exp.logs(df.loc[1, "task_id"])
+    log = exp.logs(df.loc[1, "pb_task_id"])
     assert "ValueError: deliberate failure" in log["stderr"]
     assert log["attempts"][0]["kind"] == "exception"
-    ok_log = exp.logs(df.loc[0, "task_id"])
+    ok_log = exp.logs(df.loc[0, "pb_task_id"])
     assert ok_log["stdout"].strip() == "fine ok"
 
 
@@ -73,15 +73,15 @@ def test_retry_policy(project):
     s = exp.run()
     df = exp.results()
     assert s["counts"]["done"] == 6
-    assert set(df["attempts"]) == {2}
-    log = exp.logs(df.loc[0, "task_id"])
+    assert set(df["pb_attempts"]) == {2}
+    log = exp.logs(df.loc[0, "pb_task_id"])
     assert [a["kind"] for a in log["attempts"]] == ["exception"]
     # without retries they fail, and --rerun-failed runs them again
     exp0 = Experiment("flaky0", function="tasks:flaky", space=grid(i=range(3)), retries=0)
     assert exp0.run()["counts"]["failed"] == 3
     s = exp0.run(rerun_failed=True)
     # attempt numbers run on over a retry (its attempt is the 2nd), so `flaky` now succeeds
-    assert s["counts"]["done"] == 3 and set(exp0.results()["attempts"]) == {2}
+    assert s["counts"]["done"] == 3 and set(exp0.results()["pb_attempts"]) == {2}
 
 
 def test_segfault_charges_only_the_task_that_crashed(project):
@@ -110,13 +110,13 @@ def test_command_metrics_from_stdout_and_failures(project):
                      timeout=2, memory="300MB", root=project)
     exp.run()
     df = exp.results().set_index("mode")
-    assert df.loc["stdout", "status"] == "done" and df.loc["stdout", "arg"] == "x"
-    assert df.loc["exit", "error_kind"] == "exit" and "4" in df.loc["exit", "error"]
-    assert df.loc["segv", "error_kind"] == "signal" and "SIGSEGV" in df.loc["segv", "error"]
-    assert df.loc["sleep", "error_kind"] == "timeout"
-    assert df.loc["alloc", "error_kind"] == "memory"
-    assert df.loc["badjson", "error_kind"] == "metric"
-    log = exp.logs(df.loc["exit", "task_id"])
+    assert df.loc["stdout", "pb_status"] == "done" and df.loc["stdout", "arg"] == "x"
+    assert df.loc["exit", "pb_error_kind"] == "exit" and "4" in df.loc["exit", "pb_error"]
+    assert df.loc["segv", "pb_error_kind"] == "signal" and "SIGSEGV" in df.loc["segv", "pb_error"]
+    assert df.loc["sleep", "pb_error_kind"] == "timeout"
+    assert df.loc["alloc", "pb_error_kind"] == "memory"
+    assert df.loc["badjson", "pb_error_kind"] == "metric"
+    log = exp.logs(df.loc["exit", "pb_task_id"])
     assert "about to fail" in log["stderr"]
 
 
@@ -130,8 +130,8 @@ def test_series_from_log(project):
     exp.run()
     s = exp.series()
     assert len(s) == 10
-    assert set(s.columns) >= {"task_id", "step", "loss", "lr"}
-    last = s[s.step == 4].set_index("lr")["loss"]
+    assert set(s.columns) >= {"pb_task_id", "pb_step", "loss", "lr"}
+    last = s[s.pb_step == 4].set_index("lr")["loss"]
     assert last[0.5] == pytest.approx(0.5 ** 5)
 
 
@@ -154,7 +154,7 @@ def test_second_driver_is_refused(project):
     finally:
         t.join()
     df = exp.results()
-    assert (df.status == "done").all() and len(df) == 40
+    assert (df.pb_status == "done").all() and len(df) == 40
 
 
 def test_python_callable_and_log_outside_a_task(project):
@@ -175,8 +175,8 @@ def test_sql_and_where(project):
     df = exp.sql("SELECT k, sum(y) AS s FROM results GROUP BY k ORDER BY k")
     assert df["s"].tolist() == [285, 285]
     assert len(exp.results(where="x >= 5 AND k = 'a'")) == 5
-    t = exp.sql("SELECT state, count(*) AS n FROM tasks GROUP BY state")
-    assert t.set_index("state")["n"]["done"] == 20
+    t = exp.sql("SELECT pb_status, count(*) AS n FROM tasks GROUP BY pb_status")
+    assert t.set_index("pb_status")["n"]["done"] == 20
 
 
 def test_python_api_covers_the_cli(project):
@@ -197,11 +197,11 @@ def test_bool_metrics_with_unfinished_tasks(project):
     exp = Experiment("bools", function="tasks:faulty", space=grid(kind=["ok", "raise"]))
     exp.run()
     df = exp.results().set_index("kind")
-    assert df.loc["ok", "ok"] == 1 and df.loc["raise", "status"] == "failed"
+    assert df.loc["ok", "ok"] == 1 and df.loc["raise", "pb_status"] == "failed"
     exp2 = Experiment("bools2", function="tasks:mixed", space=grid(i=[0, 5, 2]))
     exp2.run(rerun=False)
     df = exp2.results().set_index("i")
-    assert bool(df.loc[0, "ok"]) is True and df.loc[5, "status"] == "failed"
+    assert bool(df.loc[0, "ok"]) is True and df.loc[5, "pb_status"] == "failed"
     import pandas as pd
     assert pd.isna(df.loc[5, "ok"])
 
@@ -218,7 +218,7 @@ def test_parts_are_compacted_after_a_run(project):
     assert len(df) == 40 and (df["y"] == df["x"] ** 2).all()
     exp.run(rerun=True)  # new parts beside the compacted file: still one row per task
     df = exp.results()
-    assert len(df) == 40 and df["task_id"].is_unique
+    assert len(df) == 40 and df["pb_task_id"].is_unique
     assert exp.sql("SELECT count(*) AS n FROM results")["n"][0] == 40
 
 
@@ -241,7 +241,7 @@ def test_analysis_from_the_experiment(project):
     agg = exp.aggregate()
     assert list(agg["x"]) == list(range(6)) and (agg["y_mean"] == agg["x"] ** 2).all()
     rate = exp.success_rate(success="y >= 9")
-    assert list(rate["rate"]) == [0, 0, 0, 1, 1, 1]
+    assert list(rate["pb_rate"]) == [0, 0, 0, 1, 1, 1]
 
 
 def test_script_with_run_at_import_gets_a_clear_error(project):
@@ -256,8 +256,8 @@ def test_script_with_run_at_import_gets_a_clear_error(project):
     exp = Experiment("unguarded", function="sweep.py:simulate", space=grid(n=[1, 2]),
                      root=project)
     df = exp.results()
-    assert (df["status"] == "failed").all()
-    assert "if __name__" in df["error"].iloc[0]
+    assert (df["pb_status"] == "failed").all()
+    assert "if __name__" in df["pb_error"].iloc[0]
     (project / "guarded.py").write_text(
         "import pushbutton as pb\n"
         "def simulate(n):\n"
@@ -267,4 +267,4 @@ def test_script_with_run_at_import_gets_a_clear_error(project):
     r = subprocess.run([sys.executable, "guarded.py"], cwd=project, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (Experiment("guarded", function="guarded.py:simulate", space=grid(n=[1, 2]),
-                       root=project).results()["status"] == "done").all()
+                       root=project).results()["pb_status"] == "done").all()

@@ -263,7 +263,7 @@ def test_random_labels_example_task_and_specs_load():
     m = task.run(model="mlp", dataset="digits", corruption=0.5, epochs=2, train_size=300,
                  seed=4)
     json.dumps(m)
-    assert m["epochs"] == 2 and m["parameters"] == 64 * 512 + 512 + 5130
+    assert m["epochs_trained"] == 2 and m["parameters"] == 64 * 512 + 512 + 5130
     assert 0.3 < m["labels_changed"] < 0.6 and m["test_error"] == pytest.approx(1 - m["test_acc"])
     for name in ("experiment.toml", "experiment-cifar10.toml"):
         exp = pb.load(folder / name)

@@ -29,28 +29,28 @@ def make_results(states: str = "finished", seed: int = 0) -> pd.DataFrame:
                 for rep in range(4):
                     p = 1 / (1 + math.exp(-(rho - (0.2 + 0.5 * delta)) / 0.08))
                     ok = bool(rng.random() < p)
-                    rows.append({"task_id": f"t{len(rows):04d}", "delta": delta, "rho": rho,
+                    rows.append({"pb_task_id": f"t{len(rows):04d}", "delta": delta, "rho": rho,
                                  "method": method, "rep": rep, "success": ok,
                                  "err": float(rng.lognormal(-3 if ok else 0, 0.3)),
-                                 "status": "done", "error_kind": None, "error": None,
-                                 "attempts": 1, "duration_s": float(rng.uniform(1, 20)),
-                                 "host": QUOTES if rep == 0 else "node-2", "run_id": "r1",
-                                 "finished_at": 1.7e9 + len(rows)})
+                                 "pb_status": "done", "pb_error_kind": None, "pb_error": None,
+                                 "pb_attempts": 1, "pb_duration_s": float(rng.uniform(1, 20)),
+                                 "pb_host": QUOTES if rep == 0 else "node-2", "pb_run_id": "r1",
+                                 "pb_finished_at": 1.7e9 + len(rows)})
     df = pd.DataFrame(rows)
     df["success"] = df["success"].astype(object)
     if states in ("failures", "half", "started"):
         fail = (df["rho"] == 1.0) & (df["rep"] < 2)
-        df.loc[fail, ["status", "error_kind", "error"]] = ["failed", "exception", TRACEBACK]
-        df.loc[fail & (df["delta"] > 0.5), ["error_kind", "error"]] = ["timeout", "timed out after 60 s"]
+        df.loc[fail, ["pb_status", "pb_error_kind", "pb_error"]] = ["failed", "exception", TRACEBACK]
+        df.loc[fail & (df["delta"] > 0.5), ["pb_error_kind", "pb_error"]] = ["timeout", "timed out after 60 s"]
         df.loc[fail, ["success", "err"]] = None
-        df.loc[fail, "attempts"] = 3
+        df.loc[fail, "pb_attempts"] = 3
     if states == "half":
         todo = df.index[df.index % 2 == 1]
-        df.loc[todo, "status"] = np.where(df.loc[todo].index % 4 == 1, "running", "pending")
+        df.loc[todo, "pb_status"] = np.where(df.loc[todo].index % 4 == 1, "running", "pending")
     if states == "started":
-        df.loc[:, "status"] = "pending"
-    unfinished = df["status"].isin(["pending", "running"])
-    df.loc[unfinished, ["success", "err", "duration_s", "host", "finished_at", "error_kind", "error"]] = None
+        df.loc[:, "pb_status"] = "pending"
+    unfinished = df["pb_status"].isin(["pending", "running"])
+    df.loc[unfinished, ["success", "err", "pb_duration_s", "pb_host", "pb_finished_at", "pb_error_kind", "pb_error"]] = None
     df.attrs["params"] = ["delta", "rho", "method", "rep"]
     df.attrs["metrics"] = ["success", "err"]
     return df
@@ -58,9 +58,9 @@ def make_results(states: str = "finished", seed: int = 0) -> pd.DataFrame:
 
 def make_series(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for r in results[results["status"] == "done"].itertuples():
+    for r in results[results["pb_status"] == "done"].itertuples():
         for step in range(0, 50, 5):
-            rows.append({"task_id": r.task_id, "step": step, "time": step * 0.1,
+            rows.append({"pb_task_id": r.pb_task_id, "pb_step": step, "pb_time": step * 0.1,
                          "loss": math.exp(-step * r.delta / 10) + 0.01 * r.rep,
                          "delta": r.delta, "rho": r.rho, "method": r.method, "rep": r.rep})
     return pd.DataFrame(rows)
@@ -84,7 +84,7 @@ def make_context(states: str = "finished") -> dict:
              "caption": f"caption {PAYLOAD}"},
             {"kind": "line", "x": "rho", "y": "err", "hue": "method", "err": "ci", "logy": True},
             {"kind": "learning_curves", "metric": "loss", "hue": "delta"},
-            {"kind": "histogram", "column": "duration_s", "title": f"run time {QUOTES}"},
+            {"kind": "histogram", "column": "pb_duration_s", "title": f"run time {QUOTES}"},
         ],
         "runs": [{"run_id": "r1", "started_at": "2026-11-25 08:00", "finished_at": "2026-11-25 09:00",
                   "status": "finished", "backend": "local", "message": f"first try {PAYLOAD}",

@@ -31,10 +31,10 @@ def harvest_all(exp, timeout=150):
 def assert_complete(exp, n):
     """Every task done exactly once: n rows, unique ids, nothing duplicated in Parquet."""
     df = exp.results()
-    assert len(df) == n and df.task_id.is_unique
-    assert (df.status == "done").all(), df[["status", "error_kind", "error"]]
+    assert len(df) == n and df.pb_task_id.is_unique
+    assert (df.pb_status == "done").all(), df[["pb_status", "pb_error_kind", "pb_error"]]
     done_rows = exp.results(all_tasks=False)
-    assert len(done_rows) == n and done_rows.task_id.is_unique
+    assert len(done_rows) == n and done_rows.pb_task_id.is_unique
     return df
 
 
@@ -74,7 +74,7 @@ def test_node_down_mid_run_is_detected_and_retried(slurm, project):
     assert any("node failed (NODE_FAIL" in c for c in causes(exp)), causes(exp)
     kinds = [k for (k,) in exp.store.db.execute("SELECT kind FROM attempts")]
     assert kinds and set(kinds) == {"lost"}
-    assert df.attempts.max() == 2
+    assert df.pb_attempts.max() == 2
 
 
 def test_start_time_limit_sweep(slurm, tmp_path_factory):
@@ -205,7 +205,7 @@ def test_worker_killed_mid_bundle(slurm, project):
     s = harvest_all(exp)
     assert s["status"] == "finished"
     df = assert_complete(exp, 5)
-    assert df.set_index("x").attempts.to_dict() == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
+    assert df.set_index("x").pb_attempts.to_dict() == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
     (kind, error), = exp.store.db.execute("SELECT kind, error FROM attempts").fetchall()
     assert kind == "signal" and "SIGKILL" in error
 
@@ -261,12 +261,12 @@ def test_ssh_fire_and_forget_with_python_from_setup_lines(ssh_host, project, tmp
     text = r.stdout.strip()
     rows = json.loads(text) if text.startswith("[") else [json.loads(ln) for ln in
                                                           text.splitlines() if ln.strip()]
-    assert len(rows) == 8 and {row["status"] for row in rows} == {"done"}
+    assert len(rows) == 8 and {row["pb_status"] for row in rows} == {"done"}
     assert {row["python"] for row in rows} == {str(pybin / "pbpython")}
     assert {row["mark"] for row in rows} == {"set-up"}
     import pushbutton as pbm
     series = pbm.load(project / "exp.toml", project=project).series()
-    assert len(series) == 16 and sorted(series.step.unique()) == [1, 2]
+    assert len(series) == 16 and sorted(series.pb_step.unique()) == [1, 2]
 
 
 def test_broken_python_stops_resubmitting_and_says_why(slurm, project):
@@ -334,7 +334,7 @@ def test_ssh_worker_killed_is_checksummed_and_retried(ssh_host, project):
     s = harvest.harvest(exp.store, "rkilled", wait=True, timeout=120)["rkilled"]
     assert s["status"] == "finished"
     df = assert_complete(exp, 4)
-    assert df.set_index("x").attempts.to_dict() == {0: 1, 1: 2, 2: 1, 3: 1}
+    assert df.set_index("x").pb_attempts.to_dict() == {0: 1, 1: 2, 2: 1, 3: 1}
     assert any("SIGKILL" in c for c in causes(exp)), causes(exp)
 
 
@@ -370,5 +370,5 @@ def test_time_limit_is_detected(slurm):
     s = harvest_all(exp, timeout=200)
     assert s["status"] == "finished" and s["failed"] == 1
     df = exp.results()
-    assert list(df.error_kind) == ["timeout"]
-    assert "time limit" in df.error.iloc[0]
+    assert list(df.pb_error_kind) == ["timeout"]
+    assert "time limit" in df.pb_error.iloc[0]
