@@ -208,17 +208,6 @@ def _done(df: pd.DataFrame, status: str | None) -> pd.DataFrame:
     return df[df[N.STATUS] == status]
 
 
-def _no_clash(df: pd.DataFrame, out_cols: dict, what: str) -> None:
-    """out_cols: {output column: what it holds}. An output column must not take the name of a
-    user's column (a parameter or metric of df): that would read as the user's value."""
-    users = {c for c in df.columns if isinstance(c, str) and not N.reserved(c)}
-    for col, desc in out_cols.items():
-        if col in users:
-            raise ValueError(f"{what}: the output column {col!r} ({desc}) would have the name of "
-                             f"your column {col!r}; leave that metric out (metrics=[...]) or "
-                             "rename one of the two")
-
-
 def _check_columns(df: pd.DataFrame, cols: Iterable[str], what: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
@@ -253,8 +242,8 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
     metrics = metric_columns(df) if metrics is None else _as_list(metrics)
     _check_columns(df, by + metrics, "aggregate")
     stats = ("count", "mean", "std", "sem", "ci_low", "ci_high", *map(_qname, quantiles))
-    _no_clash(df, {f"{m}_{st}": f"the {st} of {m!r}" for m in metrics for st in stats},
-              "aggregate")
+    N.no_clash(df.columns, {f"{m}_{st}": f"the {st} of {m!r}" for m in metrics for st in stats},
+               "aggregate")
     data = _done(df, status)
     vals = data[by + metrics].copy()
     for m in metrics:

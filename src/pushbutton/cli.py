@@ -349,8 +349,9 @@ def results(experiment, fmt, where, output, all_tasks, limit, run):
                  limit=(limit + 1) if limit else None, run=run)
         c = store.counts(eid)
         total = sum(c.values()) if all_tasks else c["done"]
-        title = f"{name}: {total:,} rows" if not (where or run) else \
-            f"{name}: rows" + (f" of run {run}" if run else "") + (f" where {where}" if where else "")
+        title = f"{name}: {total:,} rows" if not (where or run) else (
+            f"{name}: rows" + (f" of run {run}" if run else "")
+            + (f" where {where}" if where else ""))
         _print_frame(df.head(limit) if limit else df, 0, title=title)
         if limit and len(df) > limit:
             click.echo("... more rows: --limit 0 for all, or --format csv")

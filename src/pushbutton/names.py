@@ -8,6 +8,8 @@ spec; a metric whose name starts with `pb_` fails its task (kind "metric").
 """
 from __future__ import annotations
 
+from .errors import PushbuttonError
+
 PREFIX = "pb_"
 
 TASK_ID = "pb_task_id"
@@ -33,3 +35,18 @@ TAIL = [STATUS, ERROR_KIND, ERROR, ATTEMPTS, DURATION, HOST, RUN_ID, FINISHED_AT
 def reserved(name) -> bool:
     """True for a name pushbutton keeps for its own columns."""
     return isinstance(name, str) and name.startswith(PREFIX)
+
+
+class NameClash(PushbuttonError, ValueError):
+    """An output column would take the name of a user's column."""
+
+
+def no_clash(columns, out_cols: dict, what: str) -> None:
+    """out_cols: {output column: what it holds}. An output column must not take the name of a
+    user's column (a parameter or metric among `columns`): it would read as the user's value."""
+    users = {c for c in columns if isinstance(c, str) and not reserved(c)}
+    for col, desc in out_cols.items():
+        if col in users:
+            raise NameClash(f"{what}: the output column {col!r} ({desc}) would have the name of "
+                            f"your column {col!r}; leave that metric out (metrics=[...]) or "
+                            "rename one of the two")

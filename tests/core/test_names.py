@@ -171,3 +171,25 @@ if __name__ == "__main__":
     assert r.returncode == 0, r.stderr
     assert "n,e\n100,0.003\n1000,0.0003" in r.stdout
     assert "100,0.1,2,0.001" in r.stdout and "report.html" in r.stdout
+
+
+def test_report_headers_never_read_as_a_user_column(tmp_path):
+    """A parameter named like the report's friendly count label gets the plain pb_n header;
+    an aggregate statistic named like a user column is an error, not an overwrite."""
+    import re
+
+    import pandas as pd
+
+    from pushbutton import analysis as A
+    from pushbutton import report
+    df = pd.DataFrame({"pb_task_id": list("abcd"), "tasks": [1, 1, 2, 2],
+                       "error": [0.1, 0.2, 0.3, 0.4], "pb_status": ["done"] * 4})
+    df.attrs.update(params=["tasks"], metrics=["error"])
+    html = report.build({"title": "t", "results_df": df, "figures": []}, tmp_path).read_text()
+    heads = re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', html)
+    assert heads[:2] == ["tasks", "pb_n"], heads
+    clash = df.assign(error_mean=[9.0] * 4)
+    clash.attrs.update(params=["tasks"], metrics=["error", "error_mean"])
+    with pytest.raises(ValueError, match="'error_mean'.*would have the name of your column"):
+        A.aggregate(clash)
+    assert A.aggregate(clash, metrics=["error_mean"])["error_mean_mean"].tolist() == [9.0, 9.0]
