@@ -124,7 +124,7 @@ def _check_metrics(metrics, params=None):
             if v == p and isinstance(v, str) == isinstance(p, str):
                 continue  # an echo of the input: nothing is lost
             return None, ("metric '%s' = %s differs from parameter %s = %s; rename the metric"
-                          % (k, _ENC.encode(v)[:200], k, _ENC.encode(p)[:200]))
+                          % (k, _MENC.encode(v)[:200], k, _MENC.encode(p)[:200]))
         clean[k] = v
     return _MENC.encode(clean), None
 

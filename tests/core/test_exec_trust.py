@@ -27,11 +27,11 @@ def test_same_grid_in_two_experiments_does_not_share_task_folders(project, monke
     b = Experiment("exp-b", function="exec_tasks:checkpoint", space=grid(i=range(3)), workers=1)
     b.run()
     # same parameters, same task ids, but B starts from its own empty folder
-    assert set(a.results()["task_id"]) == set(b.results()["task_id"])
+    assert set(a.results()["pb_task_id"]) == set(b.results()["pb_task_id"])
     assert list(b.results()["seen"].fillna("")) == ["", "", ""]
     # each folder says whose it is
     for name, exp in (("exp-a", a), ("exp-b", b)):
-        for tid, i in zip(exp.results()["task_id"], exp.results()["i"]):
+        for tid, i in zip(exp.results()["pb_task_id"], exp.results()["i"]):
             d = project / ".pushbutton" / "tasks" / name / tid[:2] / tid
             assert (d / "ckpt.txt").read_text() == name[-1].upper()
             info = json.loads((d / "pb_task.json").read_text())
@@ -50,7 +50,7 @@ def test_rerun_starts_from_a_clean_folder_and_retry_resumes(project, monkeypatch
     exp.run(rerun=True)
     df = exp.results()
     assert list(df["seen"].fillna("")) == ["", "", ""], df.to_dict("records")
-    tid = df["task_id"][0]
+    tid = df["pb_task_id"][0]
     ab = project / ".pushbutton" / "tasks" / "ck" / tid[:2]
     assert (ab / f"{tid}.1" / "ckpt.txt").read_text() == "second"
     assert not (ab / tid).exists()  # the old generation's folder is gone
@@ -60,7 +60,7 @@ def test_rerun_starts_from_a_clean_folder_and_retry_resumes(project, monkeypatch
                    retries=1, workers=1)
     s = r.run()
     assert s["counts"]["done"] == 2
-    assert set(r.results()["seen"]) == {"attempt 1"} and set(r.results()["attempts"]) == {2}
+    assert set(r.results()["seen"]) == {"attempt 1"} and set(r.results()["pb_attempts"]) == {2}
 
 
 # -- item 9: logs and attempts ----------------------------------------------------------------
@@ -78,7 +78,7 @@ workers = 1
     rows = json.loads("[" + ",".join(pb("results", "--format", "json").stdout.split()) + "]")
     assert len(rows) == 2
     for row in rows:
-        out = pb("logs", row["task_id"]).stdout
+        out = pb("logs", row["pb_task_id"]).stdout
         assert f"last words of {row['kind']}" in out, out
         assert "on stderr too" in out
     bundles = list((project / ".pushbutton" / "bundles").iterdir())
@@ -115,7 +115,7 @@ retries = 1
 
 # -- item 16: NaN is data ---------------------------------------------------------------------
 def _check_nan_rows(df):
-    assert (df["status"] == "done").all(), df.to_dict("records")
+    assert (df["pb_status"] == "done").all(), df.to_dict("records")
     assert df["x"].map(math.isnan).all()
     assert (df["y"] == math.inf).all() and (df["z"] == -math.inf).all()
 
@@ -157,7 +157,7 @@ def test_command_printing_nan_as_its_last_line_is_stored(project):
                      space=grid(k=[1, 2]), workers=1)
     exp.run()
     df = exp.results()
-    assert (df["status"] == "done").all(), df.to_dict("records")
+    assert (df["pb_status"] == "done").all(), df.to_dict("records")
     assert df["x"].map(math.isnan).all() and sorted(df["k"]) == [1, 2]
 
 

@@ -297,6 +297,6 @@ def test_two_experiments_with_the_same_grid_train_each_their_own(tmp_path, monke
     exp.run(rerun=True)
     runs.append(exp.results())
     for df in runs:
-        assert (df["status"] == "done").all(), df.to_dict("records")
+        assert (df["pb_status"] == "done").all(), df.to_dict("records")
         assert df["resumed_from"].isna().all() and (df["epochs"] == 2).all()
-    assert runs[0]["task_id"][0] == runs[1]["task_id"][0]  # same parameters, same task id
+    assert runs[0]["pb_task_id"][0] == runs[1]["pb_task_id"][0]  # same parameters, same task id

@@ -57,7 +57,7 @@ def parquet_rows(proj: Path, name: str) -> list[str]:
     ids = []
     for f in sorted((proj / ".pushbutton" / "results" / name).glob("*.parquet")):
         t = pq.read_table(f)
-        ids += t.column("task_id").to_pylist() if "task_id" in t.column_names else \
+        ids += t.column("pb_task_id").to_pylist() if "pb_task_id" in t.column_names else \
             [None] * t.num_rows
     return ids
 
