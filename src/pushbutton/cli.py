@@ -197,9 +197,11 @@ def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(experiment, as_json):
     """Counts per state, rate and ETA."""
+    from .integrity import check_state
     from .running import status as st
     store = _store()
     eid, name = _exp_name(store, experiment)
+    check_state(store, eid)  # counts from a damaged state database are not shown
     s = st(store, eid, name)
     if as_json:
         click.echo(json.dumps(s, default=str))
@@ -480,7 +482,7 @@ def _register_plugins():
     """Commands that live in their own modules (targets, harvest, report, ...)."""
     import importlib
     for mod in ("pushbutton.cli_targets", "pushbutton.cli_report", "pushbutton.cli_parrun",
-                "pushbutton.cli_cluster"):
+                "pushbutton.cli_cluster", "pushbutton.cli_doctor"):
         try:
             m = importlib.util.find_spec(mod)
         except (ImportError, ValueError):
@@ -494,6 +496,7 @@ def _register_plugins():
 
 def main(argv=None):
     import importlib.util  # noqa: F401  (used by _register_plugins)
+    import sqlite3
     _register_plugins()
     try:
         cli.main(args=argv, prog_name="pb", standalone_mode=False)
@@ -509,6 +512,15 @@ def main(argv=None):
         sys.exit(e.exit_code)
     except PushbuttonError as e:
         click.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(2)
+    except sqlite3.DatabaseError as e:  # a damaged state database, met by any command
+        from .integrity import db_error, is_damage
+        from .store import DIRNAME, find_root
+        if not is_damage(e):
+            raise
+        root = find_root()
+        click.secho(f"error: {db_error(root / DIRNAME if root else None, e)}", fg="red",
+                    err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("\ninterrupted; what finished is stored — run the same command to resume",

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import bundling, ingest_arrow, results
+from . import bundling, ingest_arrow, partset, results
 from .backends.base import FAILED, FINISHED, Backend, BundleRef, BundleState
 from .errors import BusyError
 from .store import DONE, FAILED as T_FAILED, PENDING, Store
@@ -111,6 +111,8 @@ class Driver:
         self.stop = False
         self.done_now = self.failed_now = self.requeued = 0
         self.t_ingest = 0.0  # seconds spent reading outcomes and writing the store
+        self.t_compact = time.time()  # last incremental compaction
+        self.new_parts = 0            # parts written since
 
     # -- recovery ------------------------------------------------------------------------
     def recover(self):
@@ -156,7 +158,8 @@ class Driver:
                         rec = json.loads(line)
                     except ValueError:
                         continue
-                    (b.ended if rec.get("ev") == "end" else b.started).add(rec.get("id"))
+                    if isinstance(rec, dict):  # a damaged line was recorded when ingested
+                        (b.ended if rec.get("ev") == "end" else b.started).add(rec.get("id"))
         return b
 
     # -- scheduling ----------------------------------------------------------------------
@@ -233,7 +236,7 @@ class Driver:
 
     def _ingest(self, bundles):
         ok_sql, fail_sql, attempts_sql, offsets, series_offsets = [], [], [], [], []
-        parts = []
+        parts, series_parts = [], []
         for b in bundles:
             chunk = _complete_lines(b.dir / "outcomes.jsonl", b.offset)
             if chunk:
@@ -248,14 +251,19 @@ class Driver:
             if chunk:
                 srows = _series_rows(chunk)
                 if srows:
-                    results.write_series(self.ser_dir / f"{b.id}-{b.soffset:012d}.parquet",
-                                         srows)
+                    spath = self.ser_dir / f"{b.id}-{b.soffset:012d}.parquet"
+                    results.write_series(spath, srows)
+                    series_parts.append(spath)
                 b.soffset += len(chunk)
                 series_offsets.append((b.soffset, b.id))
         if not (offsets or series_offsets):
             return
         for path, rows in parts:  # Parquet first: a crash before the commit re-writes them
             results.write_part(path, rows, self.param_names)
+        # listed in the manifests before the commit: a done task's row is always visible
+        partset.publish(self.res_dir, [path for path, _ in parts])
+        partset.publish(self.ser_dir, series_parts)
+        self.new_parts += len(parts) + len(series_parts)
         db = self.store.db
         with self.store.tx():
             if ok_sql:
@@ -281,6 +289,12 @@ class Driver:
         oks, failed, table, durs = got
         ok_sql.extend(oks)
         for rec in failed:
+            if not _valid_record(rec):
+                b.ended.discard(rec["id"])
+                b.torn.add(rec["id"])  # its line is damaged: the task re-runs
+                self.store.event(self.exp_id, self.run_id, "damaged-line",
+                                 {"bundle": b.id, "line": json.dumps(rec, default=str)[:200]})
+                continue
             lg = rec.get("log")
             self._fail(b, rec["id"], rec.get("kind") or "exception", rec.get("error") or "",
                        rec.get("traceback"), rec.get("t0"), rec.get("t1"), rec.get("host"),
@@ -322,6 +336,14 @@ class Driver:
         rows, ptexts, durs = [], [], []
         run, bid = self.run_id, b.id
         for rec in recs:
+            if not _valid_record(rec):  # valid JSON, but not an outcome: the task re-runs
+                text = json.dumps(rec, default=str)
+                m = _ID_IN_LINE.search(text.encode())
+                if m:
+                    b.torn.add(m.group(1).decode())
+                self.store.event(self.exp_id, self.run_id, "damaged-line",
+                                 {"bundle": b.id, "line": text[:200]})
+                continue
             tid = rec.get("id")
             if tid not in b.tasks or rec.get("ev") != "end" or tid in b.ended:
                 continue  # one end per task and bundle, whatever a worker repeated
@@ -428,6 +450,7 @@ class Driver:
                         del self.active[b.id]
                 remaining += self.requeued
                 self.requeued = 0
+                self.compact_some()
                 if self.stop:
                     status = "cancelled"
                     self._cancel_all()
@@ -445,16 +468,30 @@ class Driver:
                 signal.signal(signal.SIGTERM, old)
             self.backend.close()
             self.store.end_run(self.run_id, status)
-            try:
-                results.compact(self.res_dir)
-                results.compact(self.ser_dir, min_parts=64, newest_per_task=False)
-            except Exception as e:  # compaction is an optimisation; never lose a run over it
-                self.store.event(self.exp_id, self.run_id, "compact-failed", str(e))
+            self.compact_all()
         if self.on_progress:
             self.on_progress(already + self.done_now + self.failed_now, total, self.failed_now,
                              time.time() - t_start)
         return {"status": status, "done": self.done_now, "failed": self.failed_now,
                 "seconds": time.time() - t_start, "ingest_seconds": self.t_ingest}
+
+    def compact_some(self, full: bool = False):
+        """Merge committed parts (tiered, throttled), so a long run keeps few files."""
+        now = time.time()
+        if not full and now - self.t_compact < partset.EVERY_S and \
+                self.new_parts < 2 * partset.LEVEL0:
+            return
+        self.t_compact, self.new_parts = now, 0
+        db = self.store.db
+        try:
+            results.compact(self.res_dir, committed=partset.committed_filter(db), full=full)
+            results.compact(self.ser_dir, min_parts=64, newest_per_task=False, full=full,
+                            committed=partset.committed_filter(db, "series_ingested"))
+        except Exception as e:  # compaction is an optimisation; never lose a run over it
+            self.store.event(self.exp_id, self.run_id, "compact-failed", str(e))
+
+    def compact_all(self):
+        self.compact_some(full=True)
 
     def _on_term(self, signum, frame):
         self.stop = True
@@ -553,6 +590,25 @@ def _range_rows(ok_sql) -> list[tuple]:
     return [(*key, a, z) for key, ids in groups.items() for a, z in _ranges(ids)]
 
 
+def _valid_record(rec) -> bool:
+    """An outcome line as the worker writes it: an object with a task id and an event, and (for
+    an end line) fields of the right kinds."""
+    if not (isinstance(rec, dict) and isinstance(rec.get("id"), str)
+            and isinstance(rec.get("ev"), str)):
+        return False
+    if rec["ev"] != "end":
+        return True
+    num = (int, float, type(None))
+    lg = rec.get("log")
+    return (isinstance(rec.get("metrics"), (dict, type(None)))
+            and isinstance(rec.get("t0"), num) and isinstance(rec.get("t1"), num)
+            and isinstance(rec.get("error"), (str, type(None)))
+            and isinstance(rec.get("kind"), (str, type(None)))
+            and isinstance(rec.get("host"), (str, type(None)))
+            and (lg is None or (isinstance(lg, list) and len(lg) == 4
+                                and all(isinstance(x, int) for x in lg))))
+
+
 def _series_rows(chunk: bytes) -> list[dict]:
     rows = []
     for line in chunk.split(b"\n"):
@@ -562,7 +618,7 @@ def _series_rows(chunk: bytes) -> list[dict]:
             rec = json.loads(line)
         except ValueError:
             continue
-        m = rec.get("m")
+        m = rec.get("m") if isinstance(rec, dict) else None
         if isinstance(m, dict) and rec.get("task"):
             rows.append({"task_id": rec["task"], "step": rec.get("step"), "time": rec.get("t"),
                          "m": m})

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import bundling, results
+from . import bundling
 from .adopt import adopt_unsent
 from .backends.base import FAILED, FINISHED, BundleRef, BundleState
 from .driver import Driver, ExperimentLock
@@ -525,6 +525,7 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
                     store.event(eid, b_run, "bundle-failed", {"bundle": bid, "cause": st.cause,
                                                               "kind": st.kind})
             drv.run_id = run_id
+            drv.compact_some()  # throttled: a long harvest keeps few Parquet files
         n_pending = store.counts(eid)[PENDING]
         stalled = meta.get("stalls", 0) >= MAX_STALLS
         live = (store.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -571,11 +572,7 @@ def _finish(store: Store, eid: int, run_id: int, drv: Driver) -> None:
     with store.tx():  # earlier runs whose bundles this harvest finished are over as well
         store.db.execute("UPDATE runs SET status='finished', ended=? WHERE exp=? AND "
                          "status='running' AND id<?", (time.time(), eid, run_id))
-    try:
-        results.compact(drv.res_dir)
-        results.compact(drv.ser_dir, min_parts=64, newest_per_task=False)
-    except Exception as e:  # compaction is an optimisation
-        store.event(eid, run_id, "compact-failed", str(e))
+    drv.compact_all()
 
 
 def harvest(store: Store, name: str | None = None, wait: bool = False, progress=None,

@@ -34,6 +34,11 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
     names = set(ends.column_names)
     if not {"id", "ev"} <= names:
         return None
+    if ends["id"].null_count or ends["ev"].null_count or not all(
+            pa.types.is_string(ends[c].type) for c in ("id", "ev")) or not all(
+            pa.types.is_floating(ends[c].type) or pa.types.is_integer(ends[c].type)
+            or pa.types.is_null(ends[c].type) for c in ("t0", "t1") if c in names):
+        return None  # a line that is not an outcome (`null`, `{}`): the line-by-line path
     # nothing in `b` changes until every step that may give up (return None) has passed
     ends = ends.filter(pc.equal(ends["ev"], "end"))
     ids = ends["id"].to_pylist()
@@ -53,6 +58,9 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
     if not keep_ok:
         commit()
         return [], failed, None, []
+    if not {"t0", "t1"} <= names or ("metrics" in names and not (
+            pa.types.is_struct(ends["metrics"].type) or pa.types.is_null(ends["metrics"].type))):
+        return None
     ok_tbl = ends.take(keep_ok)
     ok_ids = ok_tbl["id"].to_pylist()
     info = [tasks[t] for t in ok_ids]  # (rowid, attempt, params text)

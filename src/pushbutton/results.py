@@ -4,7 +4,8 @@ Each successful task attempt is one row: pb_task_id, the parameters, the metrics
 meta columns (names.py). Parts are append-only and named by (bundle, byte offset of the outcomes
 they came from), so re-ingesting after a crash rewrites the same part instead of adding a
 duplicate; readers keep one row per (task, bundle), and which of them is a task's current result
-is the task row's decision (table.py). `compact` merges small parts.
+is the task row's decision (table.py). `compact` merges small parts; `parts` lists what readers
+read (the folder's manifest, see partset.py).
 """
 from __future__ import annotations
 
@@ -106,7 +107,9 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
 
 
 def parts(folder: Path) -> list[str]:
-    return sorted(str(p) for p in Path(folder).glob("*.parquet")) if Path(folder).exists() else []
+    """The files a reader reads: those the folder's manifest lists (see partset.py)."""
+    from . import partset
+    return [str(Path(folder) / n) for n in sorted(partset.current(folder))]
 
 
 def columns_meta(folder: Path) -> dict:
@@ -139,30 +142,17 @@ def latest_sql(folder: Path) -> str | None:
             f"ORDER BY {N.FINISHED_AT} DESC) = 1")
 
 
-def compact(folder: Path, min_parts: int = 16, newest_per_task: bool = True) -> int:
-    """Merge the parts of one experiment into one file; crash-safe (write, rename, then delete).
-    Results keep one row per (task, bundle); series (many rows per task) keep every row. DuckDB
-    streams the copy, so memory stays flat whatever the size."""
-    ps = parts(folder)
-    if len(ps) < min_parts and not (len(ps) > 1 and len(ps) >= min_parts // 4
-                                    and sum(os.path.getsize(p) for p in ps) > 1 << 20):
-        return 0
-    import duckdb
-    lst = ", ".join("'" + p.replace("'", "''") + "'" for p in ps)
-    query = latest_sql(folder) if newest_per_task else \
-        f"SELECT * FROM read_parquet([{lst}], union_by_name=true)"
-    options = "FORMAT parquet, COMPRESSION zstd"
-    if newest_per_task:
-        meta = json.dumps(columns_meta(folder)).replace("'", "''")
-        options += f", KV_METADATA {{pushbutton: '{meta}'}}"
-    out = Path(folder) / f"compact-{time.time_ns()}.parquet"
-    tmp = out.with_name("." + out.name + ".tmp")
-    duckdb.connect().execute(f"COPY ({query}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
-                             f"({options})")
-    os.replace(tmp, out)
-    for p in ps:
-        os.unlink(p)
-    return len(ps)
+def compact(folder: Path, min_parts: int = 16, newest_per_task: bool = True,
+            committed=None, full: bool = True) -> int:
+    """Merge the parts of one experiment (full: into one file, as at the end of a run; else the
+    tiered incremental merge run during a run). Crash-safe and safe for readers: the merged file
+    is written, the manifest swapped, then the parts deleted. Results keep one row per (task,
+    bundle) (`newest_per_task`: the name predates that); series (many rows per task) keep every
+    row. DuckDB streams the copy, so memory stays flat whatever the size. `committed(names) ->
+    set`: the parts that may be merged (those whose outcomes SQLite has committed; default: all)."""
+    from . import partset
+    return partset.compact(folder, committed=committed, full=full,
+                           newest_per_task=newest_per_task, min_parts=min_parts)
 
 
 def write_series(path: Path, rows: list[dict]) -> None:

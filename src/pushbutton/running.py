@@ -211,7 +211,8 @@ def _log_from_outcomes(folder, tid: str) -> str | None:
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if rec.get("id") == tid and rec.get("ev") == "end" and rec.get("log"):
+                if isinstance(rec, dict) and rec.get("id") == tid and rec.get("ev") == "end" \
+                        and rec.get("log"):
                     return json.dumps(rec["log"])
     return None
 

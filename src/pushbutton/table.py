@@ -19,6 +19,7 @@ import os
 from . import names as N
 from . import results as R
 from .errors import PushbuttonError
+from .integrity import check_read, guarded, store_fault
 
 TAIL = N.TAIL
 _IDX = "_pb_idx"  # space order, kept out of what users see
@@ -202,6 +203,7 @@ def _check_run(store, eid: int, run) -> int | None:
     return run
 
 
+@guarded
 def results(store, eid: int, name: str, where: str | None = None, all_tasks: bool = True,
             limit: int | None = None, run: int | None = None):
     """One row per task of the current space, in space order: pb_task_id, the parameters, the
@@ -222,7 +224,7 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
     try:
         df = con.execute(q).df()
     except duckdb.Error as e:
-        if not where:
+        if not where or store_fault(e):
             raise
         raise PushbuttonError(f"--where {where!r}: {str(e).splitlines()[0]}; columns are: "
                               f"{N.TASK_ID}, {', '.join(params + metrics)}, {', '.join(TAIL)}") \
@@ -243,6 +245,7 @@ def _infer(col):
         return col.infer_objects()
 
 
+@guarded
 def series(store, eid: int, name: str):
     """Per-step rows: pb_task_id, pb_step, pb_time, the logged metrics, then the task's
     parameters (a per-step metric named like a parameter keeps its values; that parameter is
@@ -334,6 +337,7 @@ def check_query(query: str) -> None:
             "tasks or series (to write a file: pb results --format csv|json|parquet -o FILE)")
 
 
+@guarded
 def sql(store, query: str, experiment: str | None = None):
     import duckdb
     check_query(query)

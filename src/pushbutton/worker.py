@@ -151,7 +151,7 @@ class Bundle:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec.get("ev") == "end":
+            if isinstance(rec, dict) and rec.get("ev") == "end" and "id" in rec:
                 done.add(rec["id"])
         return done
 

@@ -145,6 +145,8 @@ def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_ever
                                     rec = json.loads(line)
                                 except ValueError:
                                     continue
+                                if not isinstance(rec, dict):
+                                    continue
                                 if rec.get("ev") == "start":
                                     running = rec.get("id")
                                 elif rec.get("ev") == "end" and rec.get("id") == running:
