@@ -4,8 +4,9 @@ A folder's `MANIFEST.json` (written atomically: temp file, then rename) lists it
 Readers read only what it lists, so they see either the set before a compaction or the one after,
 never a mix. Ingest writes a part, lists it, then commits SQLite; compaction writes the merged
 file, swaps the manifest, and deletes the merged parts GRACE_S later (the full compaction at the
-end of a run at once; a reader whose files vanished reads the new list, see integrity.guarded). A file that is not listed is a leftover of an interrupted
-ingest or compaction: invisible to readers, removed by the next compaction.
+end of a run at once; a reader whose files vanished reads the new list, see integrity.guarded).
+A file that is not listed is a leftover of an interrupted ingest or compaction: invisible to
+readers, removed by the next compaction.
 
 Parts are named `<bundle>-<offset>.parquet` by the outcome bytes they came from. Only committed
 parts (SQLite's ingested offset of the bundle lies past the part's offset) are ever merged: an
