@@ -171,7 +171,9 @@ def check_state(store, eid: int, seen: dict | None = None) -> None:
     """The task table and its indexes agree (a damaged page makes them differ silently)."""
     if seen is not None:
         idx = {k: v for k, v in store.counts(eid).items() if v}
-        if idx == {k: v for k, v in seen.items() if v}:
+        row = store.db.execute("SELECT n_tasks FROM experiments WHERE id=?", (eid,)).fetchone()
+        if idx == {k: v for k, v in seen.items() if v} and \
+                (row is None or row[0] == sum(idx.values())):
             return
     # (else a driver may have committed between the two reads: compare in one snapshot)
     a, b, n = _state_counts(store.dir / "state.sqlite", eid)
@@ -436,7 +438,7 @@ def _repair_one(store, sd: Path, eid: int, name: str, out: dict) -> None:
         if pr["unreadable"]:
             bad = {n for n, _ in pr["unreadable"]}
             partset.write_manifest(folder, [n for n in partset.current(folder) if n not in bad])
-        out["leftovers_removed"] += partset.sweep(folder)
+        out["leftovers_removed"] += partset.sweep(folder, grace=False)
         if sub != "results":
             continue
         lost = _lost(store, eid, folder, partset.current(folder))

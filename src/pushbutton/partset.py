@@ -187,13 +187,17 @@ def swap(folder, merged_away, new_name, grace: bool = True) -> None:
                 pass
 
 
-def sweep(folder) -> int:
-    """Delete files the manifest does not list (leftovers); only under the experiment lock."""
+def sweep(folder, grace: bool = True) -> int:
+    """Delete files the manifest does not list (leftovers; merged-away files once their grace is
+    over, or all of them without grace); only under the experiment lock."""
     names = listed(folder)
     if names is None:
         return 0
     now = time.time()
-    keep = set(names) | {r[0] for r in _retired(folder) if now - r[1] < GRACE_S}
+    young = [r for r in _retired(folder) if grace and now - r[1] < GRACE_S]
+    if len(young) != len(_retired(folder)):
+        write_manifest(folder, names, young)
+    keep = set(names) | {r[0] for r in young}
     n = 0
     for p in Path(folder).iterdir():
         if (p.suffix == ".parquet" and p.name not in keep) or p.name.endswith(".parquet.tmp"):
@@ -240,7 +244,7 @@ def compact(folder, committed=None, full: bool = False, newest_per_task: bool = 
         return 0
     names = current(folder)
     if listed(folder) is not None:
-        sweep(folder)
+        sweep(folder, grace=not full)  # the end of a run leaves only what readers read
     done = set(committed(names)) if committed else set(names)
     sizes = {}
     if full:
