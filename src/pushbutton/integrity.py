@@ -3,9 +3,10 @@
 Readers (`table.results`, `table.sql`, `table.series`, wrapped by `guarded`) turn a damaged
 state database or an unreadable Parquet part into one StoreError that names the file and the fix,
 and `check_read` compares what a reader got with the state: the task counts by state through the
-table and through its indexes, and every done task must have its result row. `doctor` looks at
-everything (integrity_check, every part read in full, rows against the state, outcomes on disk not
-ingested); `repair` fixes what it can (see its docstring).
+table and through its indexes, and every done task must have its result row (the row of the
+bundle its task row names, as readers match it). `doctor` looks at everything (integrity_check,
+every part read in full, rows against the state, outcomes on disk not ingested); `repair` fixes
+what it can (see its docstring).
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+from . import names as N
 from . import partset
 from .errors import PushbuttonError, StoreError
 
-# the columns check_read uses: of the table.results views `t` (task states) and `r` (rows)
-T_TASK, T_STATUS, R_TASK, R_BUNDLE = "task_id", "status", "task_id", "bundle"
+# what check_read reads in a connection set up by table._build: the task states (pb_task_id,
+# pb_status, the bundle a done task's row must come from, the place in the space) and the rows
+STATE_VIEW, STATE_BUNDLE, STATE_IDX, ROWS_VIEW = "_pb_state", "_bundle", "_pb_idx", "_pb_stored"
 RETRIES = 5  # a reader whose files a compaction swapped away reads the new set
 FIX = ("`pb doctor` says what is damaged; `pb repair` moves damaged parts aside, re-ingests "
        "outcomes still on disk and marks lost results pending for the next `pb run`")
@@ -191,14 +194,17 @@ def _fmt(d: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
 
 
-def check_read(store, eid: int, name: str, con, states) -> None:
-    """After table.results read the states (`states`, into view t) and set up the rows view r:
-    the states agree with the indexes, and every done task has its row."""
-    from collections import Counter
-    check_state(store, eid, Counter(states))
+def check_read(store, eid: int, name: str, con) -> None:
+    """After table._build set up its views in `con`: the states it read agree with the
+    indexes, and every done task of the space has its row, matched the way readers match it
+    (task id and the bundle its task row names)."""
+    seen = dict(con.execute(f"SELECT {N.STATUS}, count(*) FROM {STATE_VIEW} WHERE {STATE_IDX} "
+                            f"IS NOT NULL GROUP BY {N.STATUS}").fetchall())
+    check_state(store, eid, seen)
     n, example = con.execute(
-        f"SELECT count(*), min(t.{T_TASK}) FROM t WHERE t.{T_STATUS} = 'done' AND NOT EXISTS "
-        f"(SELECT 1 FROM r WHERE r.{R_TASK} = t.{T_TASK})").fetchone()
+        f"SELECT count(*), min(t.{N.TASK_ID}) FROM {STATE_VIEW} t WHERE t.{N.STATUS} = 'done' "
+        f"AND t.{STATE_IDX} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {ROWS_VIEW} r WHERE "
+        f"r.{N.TASK_ID} = t.{N.TASK_ID} AND r.{N.BUNDLE} = t.{STATE_BUNDLE})").fetchone()
     if n:
         folder = store.dir / "results" / name
         bad = damaged_parts(store.dir)
@@ -227,8 +233,8 @@ def _present(folder: Path, names) -> set:
     con = duckdb.connect()
     try:
         cols = {r[0] for r in con.execute("SELECT name FROM parquet_schema(?)", [lst]).fetchall()}
-        bcol = f", {R_BUNDLE}" if R_BUNDLE in cols else ", NULL"
-        return set(con.execute(f"SELECT DISTINCT {R_TASK}{bcol} FROM read_parquet(?, "
+        bcol = f", {N.BUNDLE}" if N.BUNDLE in cols else ", NULL"
+        return set(con.execute(f"SELECT DISTINCT {N.TASK_ID}{bcol} FROM read_parquet(?, "
                                "union_by_name=true)", [lst]).fetchall())
     finally:
         con.close()
@@ -428,7 +434,7 @@ def _repair_one(store, sd: Path, eid: int, name: str, out: dict) -> None:
         if not folder.is_dir():
             continue
         pr = folder_problems(folder)
-        if pr["manifest"]:  # rebuilt from what is there (readers dedupe by task)
+        if pr["manifest"]:  # rebuilt from what is there (readers dedupe by task, bundle)
             partset.write_manifest(folder, partset.on_disk(folder))
             out["manifests_rebuilt"] += 1
             pr = folder_problems(folder)

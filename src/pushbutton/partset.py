@@ -25,6 +25,7 @@ import re
 import time
 from pathlib import Path
 
+from . import names as N
 from .errors import StoreError
 
 MANIFEST = "MANIFEST.json"
@@ -32,8 +33,6 @@ LEVEL0 = 32         # committed small parts before they are merged
 FANOUT = 8          # merged files of one level before they are merged again
 EVERY_S = 2.0       # incremental compaction runs at most this often per folder
 GRACE_S = 10.0      # merged-away files stay this long for readers still reading them
-# bookkeeping columns: a results merge keeps the newest row per task, like the readers do
-TASK_COL, FINISHED_COL = "task_id", "finished_at"
 
 _PART = re.compile(r"^(?P<bundle>.+)-(?P<offset>\d{12})\.parquet$")
 _MERGED = re.compile(r"^compact-(?:L(?P<level>\d+)-)?\d+\.parquet$")
@@ -146,16 +145,19 @@ def group_meta(paths) -> dict:
 
 
 def merge(folder, names, out_level: int, newest_per_task: bool = True) -> str:
-    """Write the rows of `names` as one file (not yet listed); returns its name."""
+    """Write the rows of `names` as one file (not yet listed); returns its name. Results
+    (`newest_per_task`) keep the newest row per (task, bundle): a task's current result is the
+    row of the bundle its task row names, whatever ran after; series keep every row."""
     import duckdb
     folder = Path(folder)
     meta = group_meta([folder / n for n in names]) if newest_per_task else None
     lst = ", ".join("'" + str(folder / n).replace("'", "''") + "'" for n in names)
     query = f"SELECT * FROM read_parquet([{lst}], union_by_name=true)"
     options = "FORMAT parquet, COMPRESSION zstd"
-    if newest_per_task:  # results: what readers would pick (results.latest_sql)
-        query += (f" QUALIFY row_number() OVER (PARTITION BY {TASK_COL} "
-                  f"ORDER BY {FINISHED_COL} DESC) = 1")
+    if newest_per_task:  # results: one row per (task, bundle), as readers see them
+        # (results.latest_sql); rows of earlier runs stay, for `pb results --run N`
+        query += (f" QUALIFY row_number() OVER (PARTITION BY {N.TASK_ID}, {N.BUNDLE} "
+                  f"ORDER BY {N.FINISHED_AT} DESC) = 1")
     if meta is not None:
         options += ", KV_METADATA {pushbutton: '%s'}" % json.dumps(meta).replace("'", "''")
     out = f"compact-L{out_level}-{time.time_ns()}.parquet"

@@ -134,6 +134,9 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
     """Create the view _pb_results (the results relation plus _pb_idx) in `con`; returns
     (parameter names, metric names)."""
     folder = store.dir / "results" / name
+    # the states before the parts: ingest lists a part before it commits its tasks as done, so
+    # every done task read here has its row in the parts listed after
+    state = _state(store, eid)
     meta = R.columns_meta(folder)
     stored = R.latest_sql(folder)
     con.execute(f"CREATE VIEW _pb_stored AS {stored}" if stored else
@@ -141,7 +144,7 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
                 f"NULL::VARCHAR AS {N.BUNDLE}, NULL::BIGINT AS {N.ATTEMPTS}, "
                 f"NULL::DOUBLE AS {N.DURATION}, NULL::VARCHAR AS {N.HOST}, "
                 f"NULL::BIGINT AS {N.RUN_ID}, NULL::DOUBLE AS {N.FINISHED_AT} WHERE false")
-    con.register("_pb_state", _state(store, eid))
+    con.register("_pb_state", state)
     stored_cols = _types(con, "_pb_stored")
     if run is not None:
         params = [c for c in meta["params"] if c in stored_cols]
@@ -215,6 +218,7 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
         check_where(where)
     con = _sandbox(store, name)
     params, metrics = _build(con, store, eid, name, run)
+    check_read(store, eid, name, con)  # a damaged store is never half-read
     _lock(con)
     conds = ([] if all_tasks else [f"{N.STATUS} = 'done'"]) + ([f"({where})"] if where else [])
     q = (f"SELECT * EXCLUDE ({_IDX}) FROM _pb_results"
@@ -348,5 +352,7 @@ def sql(store, query: str, experiment: str | None = None):
         raise PushbuttonError(f"pb sql reads only this experiment's results: "
                               f"{str(e).splitlines()[0]}") from None
     except duckdb.Error as e:
+        if store_fault(e):
+            raise
         raise PushbuttonError(f"SQL error: {str(e).splitlines()[0]}\n  tables: results, tasks, "
                               "series; e.g. SELECT n, avg(error) FROM results GROUP BY n") from None

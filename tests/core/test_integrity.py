@@ -39,7 +39,7 @@ def _raw_rows(folder):
     files = [str(p) for p in folder.glob("*.parquet")]
     if not files:
         return 0, 0
-    return duckdb.connect().execute("SELECT count(*), count(DISTINCT task_id) FROM "
+    return duckdb.connect().execute("SELECT count(*), count(DISTINCT pb_task_id) FROM "
                                     "read_parquet(?, union_by_name=true)", [files]).fetchone()
 
 
@@ -77,7 +77,7 @@ def test_damaged_state_database_is_reported_never_half_read(project):
             if store is not None:
                 store.close()
         # what is shown is whole: every task, every done one with its metric
-        assert len(df) == N and (df["status"] == "done").sum() == N, (off, len(df))
+        assert len(df) == N and (df["pb_status"] == "done").sum() == N, (off, len(df))
         assert df["sq"].notna().all(), off
     assert detected, "no corruption was detected at all"
     # the CLI: non-zero exit, a message naming the file, no traceback, no partial table
@@ -87,7 +87,7 @@ def test_damaged_state_database_is_reported_never_half_read(project):
     for cmd in (("results",), ("results", "--format", "csv"), ("status",)):
         r = pb(*cmd, cwd=project, check=False)
         assert r.returncode != 0 and "state.sqlite" in r.stderr, (cmd, r.stdout, r.stderr)
-        assert "Traceback" not in r.stderr and "task_id" not in r.stdout, (cmd, r.stderr)
+        assert "Traceback" not in r.stderr and "pb_task_id" not in r.stdout, (cmd, r.stderr)
     r = pb("doctor", cwd=project, check=False)
     assert r.returncode == 1 and "state.sqlite" in r.stdout, (r.stdout, r.stderr)
 
@@ -216,7 +216,7 @@ def test_many_bundles_keep_a_bounded_number_of_parts(project, monkeypatch):
     assert _raw_rows(folder) == (n, n)
     assert sorted(partset.listed(folder)) == sorted(p.name for p in folder.glob("*.parquet"))
     df = exp.results()
-    assert len(df) == n and (df["i"] == df["i"].astype(int)).all() and df["task_id"].is_unique
+    assert len(df) == n and (df["i"] == df["i"].astype(int)).all() and df["pb_task_id"].is_unique
 
 
 def test_readers_never_see_a_half_swapped_set(project, monkeypatch):
@@ -233,9 +233,9 @@ def test_readers_never_see_a_half_swapped_set(project, monkeypatch):
         try:
             while not stop.is_set():
                 df = T.results(store, 1, "race")
-                done = df[df["status"] == "done"]
+                done = df[df["pb_status"] == "done"]
                 if len(done):  # every done task with its metrics
-                    assert done["pid"].notna().all() and done["result_i"].notna().all()
+                    assert done["pid"].notna().all() and done["i"].notna().all()
                 n_sql = int(T.sql(store, "SELECT count(*) AS n FROM results",
                                   experiment="race")["n"][0])
                 assert n_sql >= len(done) and n_sql >= last, (n_sql, len(done), last)
@@ -278,8 +278,8 @@ def test_compaction_merges_only_committed_parts(project):
     old = partset.current(folder)
     t = pa.concat_tables([pq.read_table(folder / n) for n in old])
     names = []
-    for bid in sorted(set(t["bundle"].to_pylist())):
-        part = t.filter(pq_eq(t, "bundle", bid))
+    for bid in sorted(set(t["pb_bundle"].to_pylist())):
+        part = t.filter(pq_eq(t, "pb_bundle", bid))
         name = f"{bid}-{0:012d}.parquet"
         pq.write_table(part, folder / name)
         names.append(name)
@@ -297,3 +297,60 @@ def test_compaction_merges_only_committed_parts(project):
 def pq_eq(t, col, value):
     import pyarrow.compute as pc
     return pc.equal(t[col], value)
+
+
+def test_compaction_keeps_the_rows_of_earlier_runs(project, monkeypatch):
+    """Incremental and end-of-run merges keep one row per (task, bundle), as readers do: the
+    rows a --rerun replaced stay readable with --run N."""
+    _aggressive(monkeypatch, grace=0.0)
+    n = 40
+    exp = Experiment("rr", function="tasks:slow", space=grid(i=range(n), t=[0.0]), workers=2,
+                     bundle_size=1)
+    exp.run()
+    exp.run(rerun=True)
+    folder = project / ".pushbutton" / "results" / "rr"
+    assert any(partset.level(x) >= 2 for x in partset.listed(folder))  # merged during runs
+    from pushbutton import results as R
+    R.compact(folder, min_parts=1)  # the end-of-run merge, whatever the number of files
+    names = partset.listed(folder)
+    assert len(names) == 1 and names[0].startswith("compact-"), names
+    assert _raw_rows(folder) == (2 * n, n)  # every task twice: once per run
+    first, second = sorted(r["id"] for r in exp.store.runs(1))
+    for run in (first, second):
+        df = exp.results(run=run)
+        assert len(df) == n and (df["pb_run_id"] == run).all() and df["pid"].notna().all()
+    now = exp.results()
+    assert len(now) == n and (now["pb_run_id"] == second).all()
+    out = pb("results", "--run", first, "--format", "csv", cwd=project).stdout.splitlines()
+    assert len(out) == n + 1, out[:3]
+
+
+def test_a_done_tasks_row_is_the_one_of_its_bundle(project):
+    """After a --rerun, a task whose current row is lost is damaged even though the row of its
+    earlier run is still there: that row is not its result."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    n = 20
+    exp = Experiment("rb", function="tasks:counted", space=grid(i=range(n)), workers=1,
+                     bundle_size=n)
+    exp.run()
+    exp.run(rerun=True)
+    folder = project / ".pushbutton" / "results" / "rb"
+    second = max(r["id"] for r in exp.store.runs(1))
+    path = next(folder / p for p in partset.current(folder)
+                if pq.read_table(folder / p)["pb_run_id"][0].as_py() == second)
+    t = pq.read_table(path)
+    lost = t["pb_task_id"][3].as_py()
+    pq.write_table(t.filter(pc.not_equal(t["pb_task_id"], lost)), path)  # a valid file
+    with pytest.raises(StoreError, match=r"1 done task of 'rb' have no result row.*" + lost):
+        exp.results()
+    r = pb("results", cwd=project, check=False)
+    assert r.returncode != 0 and lost in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = pb("doctor", cwd=project, check=False)
+    assert r.returncode == 1 and "1 done task(s) have no result row" in r.stdout, r.stdout
+    r = pb("repair", cwd=project)
+    assert "1 result row(s) re-ingested" in r.stdout, r.stdout  # from the outcomes on disk
+    df = exp.results()
+    assert len(df) == n and (df["pb_run_id"] == second).all() and df["sq"].notna().all()
+    assert (df["sq"] == df["i"] ** 2).all()
+    assert len(exp.results(run=min(r["id"] for r in exp.store.runs(1)))) == n
