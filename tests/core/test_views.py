@@ -102,8 +102,9 @@ def test_cancelled_rerun_all_views_agree(project):
     pb("run", "experiment.toml", "--rerun", "--detach")
     deadline = time.time() + 60
     while time.time() < deadline:
-        st = json.loads(pb("status", "--json").stdout)
-        if st["counts"]["done"] >= 2:
+        # wait for the rerun's own results: right after --detach, counts may still be run 1's
+        st = [json.loads(x) for x in pb("results", "--format", "json").stdout.splitlines()]
+        if sum(r["pb_status"] == "done" and r["v"] % 10 == 2 for r in st) >= 2:
             break
         time.sleep(0.3)
     else:
