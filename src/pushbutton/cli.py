@@ -80,7 +80,8 @@ def init(example):
 @cli.command()
 @click.argument("spec")
 @click.option("--on", "on", default=None, help="Target: local (default) or a named target.")
-@click.option("-j", "--workers", type=int, default=None, help="Local worker processes.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes.")
 @click.option("-m", "--message", default=None, help="What this run is for (kept in history).")
 @click.option("--rerun", is_flag=True, help="Run every task again, done ones included.")
 @click.option("--rerun-failed", is_flag=True, help="Run failed tasks again.")
@@ -96,6 +97,9 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
     from .experiment import load
     path = _spec_path(spec)
     exp = load(path, project=_store(create=True).root)
+    if dry_run or detach:  # a plain run checks in exp.run(); nothing is registered before
+        from .running import preflight
+        preflight(exp, on, say=lambda w: click.secho(f"warning: {w}", fg="yellow", err=True))
     if dry_run:
         return _dry_run(exp, workers, yes)
     if detach:
@@ -175,7 +179,10 @@ def _dry_run(exp, workers, yes):
 
 def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):
     import subprocess
-    exp.register(yes=yes)  # so that `pb status` knows the tasks at once
+    from .running import register_locked
+    # registered now, so that `pb status` knows the tasks at once; under the lock, so that a
+    # running driver's spec and schedule are left alone
+    register_locked(exp, yes=yes)[1].release()
     argv = [sys.executable, "-m", "pushbutton", "run", str(Path(path).resolve()), "--quiet"]
     for flag, val in (("--on", on), ("-j", workers), ("-m", message), ("--sbatch", sbatch)):
         if val is not None:

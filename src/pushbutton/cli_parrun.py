@@ -12,7 +12,8 @@ import click
 @click.command()
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.option("--on", "on", default=None, help="Target: local (default) or a named target.")
-@click.option("-j", "--workers", type=int, default=None, help="Local worker processes.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes.")
 @click.option("-m", "--message", default=None, help="What this run is for (kept in history).")
 @click.option("--dry-run", is_flag=True, help="Show the grid, first points and the runner; "
               "run nothing.")

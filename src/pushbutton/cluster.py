@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import pathnames
 from .errors import PushbuttonError
 
 TEMPLATES = ("local",)
@@ -47,14 +48,15 @@ def clusters_dir() -> Path:
 
 def _check_name(name: str) -> None:
     from .targets import BUILTIN
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", name):
-        raise ClusterError(f"bad cluster name {name!r}", "use letters, digits, '-', '_' or '.'")
+    pathnames.check(name, "cluster name", max_len=64, error=ClusterError)
     if name in BUILTIN:
         raise ClusterError(f"'{name}' is a built-in target name", "choose another cluster name")
 
 
 class Cluster:
     def __init__(self, name: str):
+        # checked before any path is made of it: `stop ../../x --delete` must not reach x
+        pathnames.check(name, "cluster name", max_len=64, error=ClusterError)
         self.name = name
         self.dir = clusters_dir() / name
 
@@ -332,7 +334,8 @@ def list_clusters() -> list[dict]:
     d = clusters_dir()
     if not d.is_dir():
         return []
-    return [status(Cluster(p.name)) for p in sorted(d.iterdir()) if (p / "cluster.json").exists()]
+    return [status(Cluster(p.name)) for p in sorted(d.iterdir())
+            if (p / "cluster.json").exists() and pathnames.problem(p.name, 64) is None]
 
 
 def wait_idle(cl: Cluster, timeout: float = 60) -> str:

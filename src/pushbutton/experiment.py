@@ -111,13 +111,18 @@ class Experiment:
             self._store = Store(self.project)
         return self._store
 
+    def _spec_data(self) -> dict:
+        data = self.spec.model_dump()
+        data.update(_spec_file=str(Path(self.spec_file).resolve()) if self.spec_file else None,
+                    _root=str(self.root), _space=repr(self.space))
+        return data
+
+    def ensure_experiment(self) -> int:
+        """The experiment's id; a new experiment gets its row, an existing one is not touched."""
+        return self.store.experiment(self.name, self._spec_data(), update=False)
+
     def _exp_id(self, create=False) -> int:
-        data = None
-        if create:
-            data = self.spec.model_dump()
-            data.update(_spec_file=str(Path(self.spec_file).resolve()) if self.spec_file else None,
-                        _root=str(self.root), _space=repr(self.space))
-        eid = self.store.experiment(self.name, data)
+        eid = self.store.experiment(self.name, self._spec_data() if create else None)
         if eid is None:
             raise PushbuttonError(f"experiment '{self.name}' has not been run in "
                                   f"{self.project}; start it with `pb run`")
@@ -129,7 +134,8 @@ class Experiment:
 
     # -- running ---------------------------------------------------------------------------
     def register(self, yes: bool = False) -> int:
-        """Expand the space into task rows (idempotent); returns the experiment's id."""
+        """Expand the space into task rows (idempotent); returns the experiment's id. Writes the
+        spec and the schedule: `run()` calls it holding the experiment's lock."""
         self.space.check_size(limit=self.run_options.max_tasks, confirm=yes)
         eid = self._exp_id(create=True)
         st = self.store

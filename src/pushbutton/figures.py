@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import analysis as A
 from . import names as N
+from . import pathnames
 from .errors import SpecError
 
 KINDS = ("line", "heatmap", "learning_curves", "histogram")
@@ -380,9 +381,11 @@ def validate(decls: Sequence[dict], df: pd.DataFrame | None, series: pd.DataFram
                             key=f"{where}.units", fix='units = { delta = "n/N" }')
         nd = dict(d)
         name = str(nd.get("name") or _default_name(i, nd))
-        if not all(c.isalnum() or c in "-_." for c in name) or name in names:
-            raise SpecError(f"figure name {name!r} must be unique and use letters, digits, - _ .",
-                            file=file, key=f"{where}.name")
+        # a given name becomes a file name in the report folder: the path-name rule applies
+        bad = pathnames.problem(name) if nd.get("name") else None
+        if bad or not all(c.isalnum() or c in "-_." for c in name) or name in names:
+            raise SpecError(f"figure name {name!r} must be unique and use letters, digits, - _ ."
+                            + (f" ({bad})" if bad else ""), file=file, key=f"{where}.name")
         names.add(name)
         nd["name"] = name
         out.append(nd)

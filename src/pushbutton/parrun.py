@@ -37,6 +37,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import pathnames
 from .errors import SpecError
 
 FIX = "use a literal list or range(); or write an experiment.toml"
@@ -493,6 +494,8 @@ def experiment(script, *, project, name=None, timeout=None, retries=0, workers=N
     from .experiment import Experiment
     s = parse(script)
     name = name or default_name(script)
+    # the name becomes the runner's file name: checked before anything is written
+    pathnames.check(name, "experiment name", key="--name")
     runner = write_runner(s, Path(project), name)
 
     def esc(a):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 
 from . import liveness, provenance
 from .driver import Driver, ExperimentLock
-from .errors import PushbuttonError
+from .errors import PushbuttonError, SpecError
 from .store import DONE, FAILED, PENDING, RUNNING, Store
 
 
@@ -26,11 +27,53 @@ def backend_for(exp, on: str, workers: int | None, store: Store, sbatch: str | N
     return targets.backend_for(exp, on, store=store, workers=workers, sbatch=sbatch), on
 
 
-def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=None,
-        yes=False, progress=None, sbatch=None) -> dict:
+def is_remote(exp, on: str | None) -> bool:
+    """Whether tasks for `--on` run in another environment than this one (SSH host, Dask)."""
+    if on in (None, "", "local"):
+        return False
+    try:
+        from . import targets
+        t = targets.get(on, exp.project)
+    except Exception:  # an unknown target is reported (better) when its backend is made
+        return False
+    return bool(t.remote or t.scheduler == "dask")
+
+
+def preflight(exp, on: str | None = None, say=None) -> list[str]:
+    """Check that the function / program exists and takes the space's parameters (SpecError
+    if not) before anything is registered; returns warnings."""
+    from . import preflight as pf
+    if say is None:
+        def say(w):
+            print(f"warning: {w}", file=sys.stderr)
+    return pf.check(exp, remote=is_remote(exp, on), say=say)
+
+
+def register_locked(exp, yes: bool = False):
+    """(experiment id, held lock): the lock is taken before the spec or the schedule is written,
+    so a second `pb run` of a running experiment changes nothing before it says so."""
     store = exp.store
-    eid = exp.register(yes=yes)
+    exp.space.check_size(limit=exp.run_options.max_tasks, confirm=yes)
+    eid = exp.ensure_experiment()  # inserts a new experiment's row; never rewrites one
     lock = ExperimentLock(store, eid, exp.name).acquire()
+    try:
+        exp.register(yes=yes)
+    except BaseException:
+        lock.release()
+        raise
+    return eid, lock
+
+
+def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=None,
+        yes=False, progress=None, sbatch=None, checked=False) -> dict:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise SpecError(f"workers must be a whole number >= 1, got {workers!r}", key="workers",
+                        fix="give e.g. workers=4, or leave it out for one per CPU")
+    if not checked:
+        preflight(exp, on)
+    store = exp.store
+    eid, lock = register_locked(exp, yes=yes)
     try:
         liveness.settle(store, eid, lock_is_ours=True)  # runs whose driver died: interrupted
         with store.tx():

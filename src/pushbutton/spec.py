@@ -19,80 +19,151 @@ import string
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError,
+                      field_validator)
 
+from . import pathnames
 from .errors import SpecError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.I)
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$", re.I)
 
 
+# failure kinds a task can end with (worker, backends, harvest): what retry_on may name
+FAILURE_KINDS = ("exception", "exit", "signal", "timeout", "memory", "lost", "metric",
+                 "preempted")
+
+
+def _bad(message: str, fix: str) -> ValueError:
+    """A validator's error with its fix (split again by _from_validation)."""
+    return ValueError(f"{message}{_FIX_SEP}{fix}")
+
+
+_FIX_SEP = " \x1f fix: "
+
+
 def parse_memory_mb(v) -> int | None:
-    """'2GB', '512M', 1024 (MB) -> MB."""
+    """'2GB', '512M', 1024 (MB) -> MB (a whole number, at least 1)."""
     if v is None:
         return None
-    if isinstance(v, bool):
-        raise ValueError("memory must be a size such as '2GB' or a number of MB")
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise _bad(f"cannot read {v!r} as a memory size",
+                   "write e.g. memory = \"512MB\" or \"2GB\", or a number of MB")
     if isinstance(v, (int, float)):
-        return int(v)
-    m = _SIZE.match(str(v))
-    if not m:
-        raise ValueError(f"cannot read {v!r} as a size; write e.g. '512MB' or '2GB'")
-    n, unit = float(m.group(1)), m.group(2).lower()
-    return int(n * {"": 1, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 ** 2}[unit])
+        mb = float(v)
+    else:
+        m = _SIZE.match(v)
+        if not m:
+            raise _bad(f"cannot read {v!r} as a size", "write e.g. memory = \"512MB\" or \"2GB\"")
+        n, unit = float(m.group(1)), m.group(2).lower()
+        mb = n * {"": 1, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 ** 2}[unit]
+    if not mb >= 1:  # also NaN; 0 or '512k' would have meant no limit at all
+        raise _bad(f"memory {v!r} is less than 1 MB (it would have meant no limit)",
+                   "give the limit per task, e.g. memory = \"512MB\", or leave memory out for "
+                   "no limit")
+    return int(round(mb))
 
 
 def parse_seconds(v) -> float | None:
-    """'90s', '10m', '2h', 30 (seconds) -> seconds."""
+    """'90s', '10m', '2h', 30 (seconds) -> seconds (positive)."""
     if v is None:
         return None
-    if isinstance(v, bool):
-        raise ValueError("a duration must be e.g. '30s', '10m' or a number of seconds")
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise _bad(f"cannot read {v!r} as a duration",
+                   "write e.g. timeout = \"30s\", \"10m\", \"2h\" or a number of seconds")
     if isinstance(v, (int, float)):
-        if v <= 0:
-            raise ValueError("a duration must be positive")
-        return float(v)
-    m = _DUR.match(str(v))
-    if not m:
-        raise ValueError(f"cannot read {v!r} as a duration; write e.g. '30s', '10m', '2h'")
-    mult = {None: 1, "ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-    return float(m.group(1)) * mult[(m.group(2) or "").lower() or None]
+        sec = float(v)
+    else:
+        m = _DUR.match(v)
+        if not m:
+            raise _bad(f"cannot read {v!r} as a duration",
+                       "write e.g. timeout = \"30s\", \"10m\" or \"2h\"")
+        mult = {None: 1, "ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+        sec = float(m.group(1)) * mult[(m.group(2) or "").lower() or None]
+    if not sec > 0 or sec == float("inf"):  # '0s' would have meant no timeout at all
+        raise _bad(f"a duration must be positive and finite, got {v!r}" +
+                   (" (0 would have meant no timeout)" if sec == 0 else ""), "write e.g. timeout = \"30s\" or \"10m\", or leave it out for "
+                   "no timeout")
+    return sec
 
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
     timeout: Optional[Union[float, str]] = None
-    retries: int = 0
-    retry_on: list[str] = ["exception", "exit", "signal", "timeout", "memory", "lost"]
-    cpus: int = 1
+    retries: StrictInt = 0
+    retry_on: list[StrictStr] = ["exception", "exit", "signal", "timeout", "memory", "lost"]
+    cpus: StrictInt = 1
     memory: Optional[Union[int, str]] = None
-    gpus: int = 0
+    gpus: StrictInt = 0
 
-    @field_validator("timeout")
+    # 'before': pydantic would otherwise turn `timeout = true` into 1 s and `memory = true` into
+    # 1 MB before these run
+    @field_validator("timeout", mode="before")
     @classmethod
     def _t(cls, v):
         return parse_seconds(v)
 
-    @field_validator("memory")
+    @field_validator("memory", mode="before")
     @classmethod
     def _m(cls, v):
         return parse_memory_mb(v)
 
-    @field_validator("retries", "cpus", "gpus")
+    @field_validator("retries", "gpus")
     @classmethod
     def _nonneg(cls, v):
         if v < 0:
-            raise ValueError("must be >= 0")
+            raise _bad(f"must be >= 0, got {v}", "give a whole number >= 0")
+        return v
+
+    @field_validator("cpus")
+    @classmethod
+    def _pos(cls, v):
+        if v < 1:
+            raise _bad(f"must be >= 1, got {v}", "give a whole number >= 1")
+        return v
+
+    @field_validator("retry_on")
+    @classmethod
+    def _kinds(cls, v):
+        for k in v:
+            if k not in FAILURE_KINDS:
+                near = difflib.get_close_matches(k, FAILURE_KINDS, n=1)
+                raise _bad(f"unknown failure kind {k!r}" +
+                           (f"; did you mean {near[0]!r}?" if near else ""),
+                           f"use some of: {', '.join(FAILURE_KINDS)}")
         return v
 
 
 class RunOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    workers: Optional[int] = None
-    bundle_size: int = 0
-    target: str = "local"
-    max_tasks: int = 1_000_000   # bigger spaces need --yes
-    sbatch: Optional[str] = None
+    workers: Optional[StrictInt] = None
+    bundle_size: StrictInt = 0
+    target: StrictStr = "local"
+    max_tasks: StrictInt = 1_000_000   # bigger spaces need --yes
+    sbatch: Optional[StrictStr] = None
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v):
+        if v is not None and v < 1:
+            raise _bad(f"must be >= 1, got {v}", "give a number of workers >= 1, or leave it "
+                       "out for one per CPU")
+        return v
+
+    @field_validator("bundle_size")
+    @classmethod
+    def _bundle(cls, v):
+        if v < 0:
+            raise _bad(f"must be >= 0, got {v}", "give the tasks per bundle, or 0 (the default) "
+                       "to size bundles automatically")
+        return v
+
+    @field_validator("max_tasks")
+    @classmethod
+    def _max(cls, v):
+        if v < 1:
+            raise _bad(f"must be >= 1, got {v}", "give a whole number >= 1")
+        return v
 
 
 class SpecModel(BaseModel):
@@ -112,8 +183,9 @@ class SpecModel(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v):
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", v):
-            raise ValueError("use letters, digits, '-', '_' or '.' (at most 100), e.g. 'sweep-1'")
+        why = pathnames.problem(v, 100)
+        if why:  # the name becomes folder and file names in the store
+            raise ValueError(f"{why}; use e.g. 'sweep-1' (at most 100 characters)")
         return v
 
     @field_validator("function")
@@ -164,6 +236,8 @@ def _from_validation(e: ValidationError, file: str | None) -> SpecError:
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
     fix = _FIXES.get(kind)
+    if _FIX_SEP in msg:
+        msg, fix = msg.split(_FIX_SEP, 1)
     if kind == "extra_forbidden":
         known = _fields_at(SpecModel, err["loc"])
         near = difflib.get_close_matches(loc[-1], known, n=1)

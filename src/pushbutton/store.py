@@ -99,19 +99,21 @@ class Store:
         self.db.close()
 
     # -- experiments --------------------------------------------------------------------
-    def experiment(self, name: str, spec: dict | None = None) -> int | None:
+    def experiment(self, name: str, spec: dict | None = None, update: bool = True) -> int | None:
+        """The experiment's id; with `spec`, a new one is created, and an existing one's spec
+        is replaced unless update=False."""
         row = self.db.execute("SELECT id FROM experiments WHERE name=?", (name,)).fetchone()
         if row:
-            if spec is not None:
+            if spec is not None and update:
                 self.db.execute("UPDATE experiments SET spec=? WHERE id=?",
                                 (json.dumps(spec, default=str), row[0]))
             return row[0]
         if spec is None:
             return None
-        with self.tx():
-            cur = self.db.execute("INSERT INTO experiments(name, spec, created) VALUES (?,?,?)",
-                                  (name, json.dumps(spec, default=str), time.time()))
-        return cur.lastrowid
+        with self.tx():  # OR IGNORE: another process may have created it a moment ago
+            self.db.execute("INSERT OR IGNORE INTO experiments(name, spec, created) "
+                            "VALUES (?,?,?)", (name, json.dumps(spec, default=str), time.time()))
+        return self.db.execute("SELECT id FROM experiments WHERE name=?", (name,)).fetchone()[0]
 
     def experiments(self) -> list[dict]:
         # ordered by last activity: the last one is what `pb status` etc. mean by default

@@ -26,6 +26,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from . import pathnames
 from .errors import SpecError
 
 PROJECT_FILE = "pushbutton-targets.toml"
@@ -170,9 +171,6 @@ def parse(data: dict, file: str | None = None) -> dict[str, Target]:
                         fix="write [targets.NAME] sections")
     out = {}
     for name, body in tables.items():
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", name):
-            raise SpecError(f"bad target name {name!r}", file=file, key=f"targets.{name}",
-                            fix="use letters, digits, '-', '_' or '.'")
         if not isinstance(body, dict):
             raise SpecError("a target is a table of keys", file=file, key=f"targets.{name}",
                             fix=f"write [targets.{name}] followed by host = ..., workdir = ...")
@@ -181,6 +179,8 @@ def parse(data: dict, file: str | None = None) -> dict[str, Target]:
 
 
 def validate(name: str, body: dict, file: str | None = None) -> Target:
+    # before anything is written: a name that a file could not be read back with is refused
+    pathnames.check(name, "target name", max_len=64, file=file, key=f"targets.{name}")
     base = BUILTIN.get(name)
     merged = dict(base.model_dump(exclude={"file"}) if base else {}, **body, name=name)
     try:

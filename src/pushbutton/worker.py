@@ -269,13 +269,17 @@ class _Watchdog:
 _watchdog = None
 
 
+def _ensure_watchdog():
+    global _watchdog
+    if _watchdog is None:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        _watchdog = _Watchdog()
+
+
 def run_python(bundle, task, fn, timeout, out_fd, err_fd):
     """Call fn(**params) in this process; returns the end record's fields."""
-    global _watchdog
     if timeout:
-        if _watchdog is None:
-            signal.signal(signal.SIGALRM, _on_alarm)
-            _watchdog = _Watchdog()
+        _ensure_watchdog()
         signal.setitimer(signal.ITIMER_REAL, timeout)
         _watchdog.arm(bundle, task, timeout)
     try:
@@ -572,8 +576,6 @@ def run_bundle(folder, parent=None):
         saved = (os.dup(1), os.dup(2))
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-        if memory_mb:
-            _limit_self(memory_mb)
         os.chdir(root)
         try:
             fn = _resolve(call["target"], root, spec.get("sys_path"))
@@ -610,7 +612,13 @@ def run_bundle(folder, parent=None):
                     res = {"ok": False, "kind": "exception", "error": load_error,
                            "traceback": load_tb[-4000:]}
                 else:
-                    res = run_python(bundle, task, fn, timeout, out_fd, err_fd)
+                    # the limit is per task: this task's allowance on top of what the worker
+                    # holds now (interpreter, imported modules, earlier tasks' leftovers)
+                    old_limit = _limit_self(memory_mb, timeout) if memory_mb else None
+                    try:
+                        res = run_python(bundle, task, fn, timeout, out_fd, err_fd)
+                    finally:
+                        _unlimit_self(old_limit)
                 sys.stdout.flush()
                 sys.stderr.flush()
             else:
@@ -676,16 +684,29 @@ def _describe(task_dir, experiment, task):
             pass
 
 
-def _limit_self(memory_mb):
-    """Per-task memory limit for in-process calls: what is in use now plus the allowance."""
+def _limit_self(memory_mb, timeout=None):
+    """A Python task's memory limit (RLIMIT_AS, soft): the address space in use when the task
+    starts plus the allowance. Returns the limits to restore when the task is over."""
     try:
         import resource
+        if timeout:
+            _ensure_watchdog()  # its thread's stack is the worker's, not the task's
+        old = resource.getrlimit(resource.RLIMIT_AS)
         with open("/proc/self/statm") as f:
             vm = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         b = vm + int(memory_mb) * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (b, resource.RLIM_INFINITY))
+        if old[1] != resource.RLIM_INFINITY:
+            b = min(b, old[1])
+        resource.setrlimit(resource.RLIMIT_AS, (b, old[1]))
+        return old
     except (OSError, ValueError, ImportError):
-        pass
+        return None
+
+
+def _unlimit_self(old):
+    if old is not None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, old)
 
 
 def serve(parent=None):

@@ -108,14 +108,13 @@ grid = { x = { range = [0, 2000] }, y = { range = [0, 1000] } }
     assert r.returncode == 2 and "--yes" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_missing_function_is_recorded_per_task(project):
+def test_missing_function_is_refused_before_any_task(project):
+    # (it used to be registered and fail task by task; the preflight refuses it up front)
     write(project / "e.toml", 'name = "nf"\nfunction = "tasks:nope"\n[space]\ngrid = {n=[1]}\n')
     r = pb("run", "e.toml", check=False)
-    assert r.returncode == 1
-    st = json.loads(pb("status", "--json").stdout)
-    assert st["failures"] == {"exception": 1}
-    csv = pb("results", "--all", "--format", "csv").stdout
-    assert "has no attribute 'nope'" in csv
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "key 'function'" in r.stderr and "'nope'" in r.stderr
+    assert "no experiments" in pb("status", check=False).stderr
 
 
 def test_detach_watch_and_cancel(project):

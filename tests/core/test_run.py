@@ -6,7 +6,7 @@ import pytest
 
 import pushbutton
 from pushbutton import Experiment, grid, zip as pzip
-from pushbutton.errors import BusyError, SpecError
+from pushbutton.errors import BusyError, PushbuttonError, SpecError
 
 
 def test_grid_run_results_and_resume(project):
@@ -254,11 +254,13 @@ def test_script_with_run_at_import_gets_a_clear_error(project):
         "exp = pb.Experiment('unguarded', function=simulate, space=pb.grid(n=[1, 2]))\n"
         "exp.run()\n")
     r = subprocess.run([sys.executable, "sweep.py"], cwd=project, capture_output=True, text=True)
+    # the preflight imports the script as a worker would: refused before any task is registered
+    assert r.returncode != 0 and "if __name__" in r.stderr, r.stderr
+    assert "sweep.py, line 5: exp.run()" in r.stderr
     exp = Experiment("unguarded", function="sweep.py:simulate", space=grid(n=[1, 2]),
                      root=project)
-    df = exp.results()
-    assert (df["pb_status"] == "failed").all()
-    assert "if __name__" in df["pb_error"].iloc[0]
+    with pytest.raises(PushbuttonError, match="has not been run"):
+        exp.results()
     (project / "guarded.py").write_text(
         "import pushbutton as pb\n"
         "def simulate(n):\n"
