@@ -535,6 +535,13 @@ def main(argv=None):
         sys.exit(130)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except BrokenPipeError:  # `pb results | head`: the reader left; not an error
+        sys.stderr.close()
+        sys.exit(0)
+    except Exception as e:  # the environment's errors (disk full, read-only, damaged database)
+        from .cli_errors import report
+        report(e)  # exits with a message; returns only for a bug, whose traceback is needed
+        raise
 
 
 if __name__ == "__main__":

@@ -73,7 +73,13 @@ class ExperimentLock:
             return {}
 
     def held_by_other(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only store: look without creating anything
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError:
+                return False  # no lock file: no driver ever ran here
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)

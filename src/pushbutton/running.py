@@ -137,7 +137,8 @@ def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
 def status(store: Store, eid: int, name: str) -> dict:
     try:  # runs out on a scheduler (SLURM): one rate-limited harvest round first
         from .harvest import sync_if_due
-        sync_if_due(store, eid)
+        if not getattr(store, "readonly", False):  # a read-only store shows what it holds
+            sync_if_due(store, eid)
     except ImportError:
         pass
     counts = store.counts(eid)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 from .errors import StoreError
@@ -64,27 +66,49 @@ def find_root(start: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+OPENED: list[Path] = []  # state databases this process opened (named in error messages)
+
+
+def _writable(*paths: Path) -> bool:
+    return all(os.access(p, os.W_OK) for p in paths)
+
+
 class Store:
     def __init__(self, root: str | os.PathLike, create: bool = True):
         self.root = Path(root).resolve()
         self.dir = self.root / DIRNAME
-        if not (self.dir / "state.sqlite").exists() and not create:
+        path = self.dir / "state.sqlite"
+        if not path.exists() and not create:
             raise StoreError(f"no pushbutton project at {self.root}; "
                              "run `pb init` there, or `pb run` with a spec to create one")
+        OPENED.append(path)
+        # a store on a read-only disk (or someone else's) is opened for reading: status, results,
+        # sql, logs and reports work; a command that writes fails with a clear message
+        self.readonly = path.exists() and not _writable(self.dir, path)
+        if self.readonly:
+            self.db = _open_readonly(path)
+            return
         for sub in ("results", "series", "bundles", "tasks", "locks", "snapshots", "logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.dir / "state.sqlite", timeout=60, isolation_level=None,
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA busy_timeout=60000")
         # switching to WAL needs a moment alone with the file, so only the first opener does it
-        # (asking again while another process writes would fail with "database is locked")
-        for attempt in range(50):
+        # (asking again while another process writes would fail with "database is locked");
+        # only that is waited for, and not for long: any other error is the user's to see
+        deadline = time.monotonic() + 10
+        attempt = 0
+        while True:
             try:
                 if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     self.db.execute("PRAGMA journal_mode=WAL")
                 break
-            except sqlite3.OperationalError:
-                time.sleep(0.1 * (attempt + 1))
+            except sqlite3.OperationalError as e:
+                busy = "locked" in str(e) or "busy" in str(e)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                attempt += 1
+                time.sleep(min(0.05 * attempt, 0.5))
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: safe against process crashes
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='tasks'").fetchone():
             self.db.executescript(SCHEMA)
@@ -237,6 +261,28 @@ def _add_columns(db) -> None:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
             except sqlite3.OperationalError:
                 pass  # another process added it first (or the store is read-only)
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection. WAL needs its -shm file: where it cannot be created (a read-only
+    folder and no writer left one), the database is opened as immutable, which is exact unless a
+    driver was killed and left a write-ahead log behind (then said on stderr)."""
+    uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+    wal = Path(str(path) + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        sys.stderr.write(f"warning: {path} is read-only and has a write-ahead log ({wal}) that "
+                         "cannot be applied here; the last changes before a crash may be "
+                         "missing from what is shown\n")
+    db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None,
+                         check_same_thread=False)
+    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return db
 
 
 class _Tx:
