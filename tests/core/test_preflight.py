@@ -140,3 +140,16 @@ def test_load_then_run_python_api_with_spec_file(project):
     assert e.value.file.endswith("e.toml") and e.value.key == "function"
     assert "'noise'" in str(e.value)
     assert _n_tasks(project) == 0
+
+
+def test_remote_target_import_failure_is_a_warning(project):
+    """On an SSH/Dask target the function runs in another environment: a module missing here is
+    a warning, not an error (a wrong parameter name is still an error)."""
+    from pushbutton import preflight
+    write(project / "sim.py", SIM)
+    exp = Experiment("r", function="onlyonthecluster:f", space=grid(n=[1]), root=project)
+    got = preflight.check(exp, remote=True)
+    assert len(got) == 1 and "onlyonthecluster" in got[0] and "may work" in got[0]
+    exp = Experiment("r", function="sim:simulate", space=grid(n=[1], nosie=[1]), root=project)
+    with pytest.raises(SpecError, match="nosie"):
+        preflight.check(exp, remote=True)
