@@ -91,15 +91,17 @@ def init(example):
 @click.option("--sbatch", default=None, help="Extra sbatch options, e.g. \"--gres=gpu:1\".")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--wait", is_flag=True, help="On a scheduler target: wait until every result is in.")
+@click.option("--checked", is_flag=True, hidden=True)  # a detached run: its starter checked it
 def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, sbatch, quiet,
-        wait):
+        wait, checked):
     """Run (or resume) the experiment in SPEC (a .toml file or a folder holding one)."""
     from .experiment import load
     path = _spec_path(spec)
     exp = load(path, project=_store(create=True).root)
-    if dry_run or detach:  # a plain run checks in exp.run(); nothing is registered before
-        from .running import preflight
+    if (dry_run or detach) and not checked:  # a plain run checks in exp.run(); before anything
+        from .running import preflight      # is registered
         preflight(exp, on, say=lambda w: click.secho(f"warning: {w}", fg="yellow", err=True))
+    exp.preflight_done = checked or dry_run or detach
     if dry_run:
         return _dry_run(exp, workers, yes)
     if detach:
@@ -183,7 +185,8 @@ def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):
     # registered now, so that `pb status` knows the tasks at once; under the lock, so that a
     # running driver's spec and schedule are left alone
     register_locked(exp, yes=yes)[1].release()
-    argv = [sys.executable, "-m", "pushbutton", "run", str(Path(path).resolve()), "--quiet"]
+    argv = [sys.executable, "-m", "pushbutton", "run", str(Path(path).resolve()), "--quiet",
+            "--checked"]
     for flag, val in (("--on", on), ("-j", workers), ("-m", message), ("--sbatch", sbatch)):
         if val is not None:
             argv += [flag, str(val)]

@@ -90,6 +90,8 @@ class Experiment:
                                 fix=f"parameters are: {', '.join(self.space.names)}")
         self._store = None
 
+    preflight_done = False  # True once the function / program was checked (pb run does it)
+
     # -- what the driver needs -------------------------------------------------------------
     name = property(lambda self: self.spec.name)
     resources = property(lambda self: self.spec.resources)

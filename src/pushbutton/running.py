@@ -65,12 +65,12 @@ def register_locked(exp, yes: bool = False):
 
 
 def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=None,
-        yes=False, progress=None, sbatch=None, checked=False) -> dict:
+        yes=False, progress=None, sbatch=None) -> dict:
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise SpecError(f"workers must be a whole number >= 1, got {workers!r}", key="workers",
                         fix="give e.g. workers=4, or leave it out for one per CPU")
-    if not checked:
+    if not getattr(exp, "preflight_done", False):
         preflight(exp, on)
     store = exp.store
     eid, lock = register_locked(exp, yes=yes)

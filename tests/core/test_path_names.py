@@ -1,7 +1,7 @@
 """Names that become paths are validated before anything is written (issue 9, item 13)."""
 import pytest
 
-from pushbutton import names
+from pushbutton import pathnames as names
 from pushbutton.errors import SpecError
 
 from .conftest import pb, write

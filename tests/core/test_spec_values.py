@@ -83,8 +83,8 @@ def test_memory_limit_is_per_task(project):
     assert r.returncode == 1, r.stdout + r.stderr
     rows = [json.loads(x) for x in pb("results", "--all", "--format", "json").stdout.splitlines()]
     by_mb = {(row["i"], row["mb"]): row for row in rows}
-    assert by_mb[(0, 270)]["status"] == "done" and by_mb[(1, 270)]["status"] == "done"
-    assert by_mb[(2, 330)]["status"] == "failed"
+    assert by_mb[(0, 270)]["pb_status"] == "done" and by_mb[(1, 270)]["pb_status"] == "done"
+    assert by_mb[(2, 330)]["pb_status"] == "failed"
     st = json.loads(pb("status", "--json").stdout)
     assert st["failures"] == {"memory": 1}
     con = sqlite3.connect(project / ".pushbutton" / "state.sqlite")
