@@ -35,8 +35,8 @@ def _disk_full(path: str) -> str:
 
 
 def _read_only(path: str, detail: str) -> str:
-    return (f"cannot write {path} ({detail}): the store is read-only here. Commands that only "
-            "read (pb status, results, sql, logs, history, report -o DIR) work on it; to run or "
+    return (f"cannot write {path} ({detail}). Commands that only read a read-only project "
+            "(pb status, results, sql, logs, history, report -o DIR) work on it; to run or "
             "change an experiment, make the folder writable or copy the project elsewhere")
 
 
