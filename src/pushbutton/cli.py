@@ -526,9 +526,13 @@ def main(argv=None):
     except sqlite3.DatabaseError as e:  # a damaged state database, met by any command
         from .integrity import db_error, is_damage
         from .store import DIRNAME, find_root
-        if not is_damage(e):
+        if not is_damage(e):  # full, read-only, locked: a message of its own
+            from .cli_errors import report
+            report(e)
             raise
         root = find_root()
+        from .cli_errors import debug_traceback
+        debug_traceback(e)
         click.secho(f"error: {db_error(root / DIRNAME if root else None, e)}", fg="red",
                     err=True)
         sys.exit(2)

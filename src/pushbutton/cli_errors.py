@@ -47,13 +47,18 @@ def report(e: BaseException) -> None:
         return
     import sys
     import click
-    if os.environ.get("PB_DEBUG"):
-        import traceback
-        traceback.print_exception(type(e), e, e.__traceback__)
+    debug_traceback(e)
     click.secho(f"error: {msg}", fg="red", err=True)
     if not os.environ.get("PB_DEBUG"):
         click.echo("  (PB_DEBUG=1 shows the traceback)", err=True)
     sys.exit(2)
+
+
+def debug_traceback(e: BaseException) -> None:
+    """With PB_DEBUG=1, the traceback goes to stderr before the message."""
+    if os.environ.get("PB_DEBUG"):
+        import traceback
+        traceback.print_exception(type(e), e, e.__traceback__)
 
 
 def explain(e: BaseException) -> str | None:

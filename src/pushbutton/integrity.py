@@ -156,7 +156,8 @@ def damaged_parts(store_dir: Path) -> list[tuple[Path, str]]:
 def _state_counts(path: Path, eid: int) -> tuple[dict, dict, int]:
     """Counts by state through the id index (+ table) and through the state index, and the
     stored number of tasks, read in one snapshot on a connection of its own."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    from .store import _open_readonly  # also where the store's folder is read-only
+    db = _open_readonly(path)
     try:
         db.execute("BEGIN")
         q = ("SELECT state, count(*) FROM tasks INDEXED BY {} WHERE exp=? AND idx IS NOT NULL "

@@ -86,7 +86,7 @@ def test_damaged_database_is_a_message(project):
     for args in (["status"], ["results"], ["run", "e.toml"], ["history"]):
         r = pb(*args, check=False)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-        assert f"{db} is damaged" in r.stderr and "pb doctor" in r.stderr
+        assert "state.sqlite is damaged" in r.stderr and "pb doctor" in r.stderr
     r = pb("status", check=False, env={"PB_DEBUG": "1"})
     assert r.returncode == 2 and "Traceback" in r.stderr and "is damaged" in r.stderr
 
