@@ -65,7 +65,7 @@ def project(base: Path, name: str, n: int, bundle_size: int = 0) -> Path:
 
 
 def count_done(d: Path, name: str) -> int:
-    from pushbutton.store import Store
+    from pushbutton.store.database import Store
     st = Store(d, create=False)
     try:
         eid = st.experiment(name)
@@ -111,7 +111,7 @@ def run_cli(base: Path, name: str, n: int, bundle_size: int = 0, manual: bool = 
 
 def run_api(base: Path, name: str, n: int) -> float:
     import pushbutton as pbm
-    from pushbutton.harvest import harvest
+    from pushbutton.execution.slurm.submit import harvest
     d = project(base, name, n)
     sys.path.insert(0, str(d))
     exp = pbm.load(d / "exp.toml", project=d)

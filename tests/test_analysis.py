@@ -1,4 +1,4 @@
-"""Golden numbers for pushbutton.analysis, each computed independently here (by hand or numpy)."""
+"""Golden numbers for pushbutton.analysis.stats, each computed independently here (by hand or numpy)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pushbutton import analysis as A
-from pushbutton.errors import SpecError
+from pushbutton.analysis import stats as A
+from pushbutton.core.errors import SpecError
 
 # Student t 97.5% quantiles from printed tables (Abramowitz & Stegun 26.10 / any stats text).
 T975 = {1: 12.706204736174707, 2: 4.302652729749464, 4: 2.7764451051977934,

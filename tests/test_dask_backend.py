@@ -10,8 +10,8 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from pushbutton import load  # noqa: E402
-from pushbutton.backends.dask import code_zip  # noqa: E402
-from pushbutton.store import Store  # noqa: E402
+from pushbutton.execution.backends.dask import code_zip  # noqa: E402
+from pushbutton.store.database import Store  # noqa: E402
 
 TASKS = '''
 import os, time
@@ -157,7 +157,7 @@ def test_code_zip_skips_store_and_venvs_and_is_capped(tmp_path):
     names = zipfile.ZipFile(io.BytesIO(code_zip(tmp_path))).namelist()
     assert sorted(names) == ["a.py", "pkg/m.py"]
     (tmp_path / "big.py").write_bytes(os.urandom(300_000))
-    from pushbutton.errors import PushbuttonError
+    from pushbutton.core.errors import PushbuttonError
     with pytest.raises(PushbuttonError, match="big.py"):
         code_zip(tmp_path, max_mb=0.1)
 
@@ -166,7 +166,7 @@ def test_function_is_shipped_by_value():
     """The cluster needs neither pushbutton nor the project installed."""
     import cloudpickle
     from distributed.protocol.pickle import dumps
-    from pushbutton.backends.dask import _run_bundle
+    from pushbutton.execution.backends.dask import _run_bundle
     data = dumps(_run_bundle)
     assert b"pushbutton.backends" not in data
     code = ("import sys, pickle; sys.modules['pushbutton'] = None; "
@@ -182,9 +182,9 @@ def test_killed_worker_charges_the_task_it_was_running(tmp_path):
     reported running gets a start line (so the driver charges it), the others none."""
     import dask
     import json
-    from pushbutton.backends.base import FAILED
-    from pushbutton.backends.dask import DaskBackend
-    from pushbutton.backends.base import BundleRef
+    from pushbutton.execution.backends.base import FAILED
+    from pushbutton.execution.backends.dask import DaskBackend
+    from pushbutton.execution.backends.base import BundleRef
     (tmp_path / "killer.py").write_text(
         "import os, time\n"
         "def f(i):\n"
@@ -235,8 +235,8 @@ def _bundle(tmp_path, name, module, target, tasks):
 
 def test_cancel_stops_the_bundle_process_on_the_worker(tmp_path, cluster):
     import time
-    from pushbutton.backends.base import BundleRef
-    from pushbutton.backends.dask import DaskBackend
+    from pushbutton.execution.backends.base import BundleRef
+    from pushbutton.execution.backends.dask import DaskBackend
     pidfile = tmp_path / "pid"
     d = _bundle(tmp_path, "b2", "sleeper",
                 "import os, time\n"
@@ -270,8 +270,8 @@ def test_cancel_stops_a_command_task_and_its_children(tmp_path, cluster):
     it started, not only the bundle process."""
     import json
     import time
-    from pushbutton.backends.base import BundleRef
-    from pushbutton.backends.dask import DaskBackend
+    from pushbutton.execution.backends.base import BundleRef
+    from pushbutton.execution.backends.dask import DaskBackend
     (tmp_path / "spawner.py").write_text(
         "import os, subprocess, sys, time\n"
         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"

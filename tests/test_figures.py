@@ -1,4 +1,4 @@
-"""pushbutton.figures: each kind draws what it should; spec declarations validate with clear errors."""
+"""pushbutton.analysis.figures: each kind draws what it should; spec declarations validate with clear errors."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pushbutton import figures as F
-from pushbutton.errors import SpecError
+from pushbutton.analysis import figures as F
+from pushbutton.core.errors import SpecError
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from pushbutton import parrun
-from pushbutton.errors import SpecError
+from pushbutton.spec import parrun
+from pushbutton.core.errors import SpecError
 
 
 def pb(tmp_path, *args):

@@ -1,7 +1,7 @@
 """A target's env reaches every command run for it (sbatch, squeue, ...), not only job scripts."""
 from types import SimpleNamespace
 
-from pushbutton.remote import shell_for
+from pushbutton.execution.remote import shell_for
 
 
 def test_target_env_reaches_commands():

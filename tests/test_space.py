@@ -6,10 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pushbutton.errors import SpecError
-from pushbutton.ids import derive_seed
-from pushbutton.space import (Space, choice, grid, loguniform, normal, randint, reps, sample,
-                              uniform, where, zip)
+from pushbutton.core.errors import SpecError
+from pushbutton.core.ids import derive_seed
+from pushbutton.spec.space import Space, choice, grid, loguniform, normal, randint, reps, sample, uniform, where, zip
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -54,7 +54,7 @@ def main(argv=None):
     import matplotlib
     matplotlib.use("Agg")
     import pushbutton as pb
-    from pushbutton import figures as F
+    from pushbutton.analysis import figures as F
 
     exp = pb.load(a.spec, project=a.project or os.getcwd())
     try:

@@ -4,26 +4,26 @@ Heavy modules (pandas, pyarrow, duckdb, matplotlib) load only when used, so the 
 """
 from __future__ import annotations
 
-from .tasklog import current_task, log
+from pushbutton.core.tasklog import current_task, log
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Experiment": "pushbutton.experiment",
     "load": "pushbutton.experiment",
-    "grid": "pushbutton.space",
-    "zip": "pushbutton.space",
-    "reps": "pushbutton.space",
-    "sample": "pushbutton.space",
-    "where": "pushbutton.space",
-    "Space": "pushbutton.space",
-    "uniform": "pushbutton.space",
-    "loguniform": "pushbutton.space",
-    "randint": "pushbutton.space",
-    "normal": "pushbutton.space",
-    "choice": "pushbutton.space",
-    "SpecError": "pushbutton.errors",
-    "PushbuttonError": "pushbutton.errors",
+    "grid": "pushbutton.spec.space",
+    "zip": "pushbutton.spec.space",
+    "reps": "pushbutton.spec.space",
+    "sample": "pushbutton.spec.space",
+    "where": "pushbutton.spec.space",
+    "Space": "pushbutton.spec.space",
+    "uniform": "pushbutton.spec.space",
+    "loguniform": "pushbutton.spec.space",
+    "randint": "pushbutton.spec.space",
+    "normal": "pushbutton.spec.space",
+    "choice": "pushbutton.spec.space",
+    "SpecError": "pushbutton.core.errors",
+    "PushbuttonError": "pushbutton.core.errors",
 }
 
 __all__ = ["log", "current_task", *_LAZY]

@@ -1,3 +1,3 @@
-from .cli import main
+from pushbutton.cli.main import main
 
 main()

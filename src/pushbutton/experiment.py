@@ -5,9 +5,10 @@ import os
 import sys
 from pathlib import Path
 
-from . import ids, spec as specmod
-from .errors import PushbuttonError, SpecError
-from .store import Store, find_root
+from pushbutton.core import ids
+from pushbutton.spec import model as specmod
+from pushbutton.core.errors import PushbuttonError, SpecError
+from pushbutton.store.database import Store, find_root
 
 
 def _target_of(fn) -> tuple[str, Path]:
@@ -33,7 +34,7 @@ def _target_of(fn) -> tuple[str, Path]:
 
 def _check_param_names(space, spec_file) -> None:
     """pb_ names are pushbutton's own columns (names.py): a parameter cannot take one."""
-    from .names import PREFIX
+    from pushbutton.core.names import PREFIX
     bad = [n for n in space.names if isinstance(n, str) and n.startswith(PREFIX)]
     if bad:
         raise SpecError(f"parameter name {bad[0]!r} starts with {PREFIX!r}, which is reserved for "
@@ -53,7 +54,7 @@ class Experiment:
                  root=None, project=None, path=(), target: str = "local",
                  sbatch: str | None = None, spec_file: str | None = None,
                  space_dict: dict | None = None):
-        from .space import Space
+        from pushbutton.spec.space import Space
         root_guess = None
         if callable(function):
             function, root_guess = _target_of(function)
@@ -167,38 +168,38 @@ class Experiment:
                 "Experiment.run() was called while a worker imported your module to run a task; "
                 "put the run under `if __name__ == \"__main__\":` so that importing the module "
                 "only defines the function")
-        from . import running
+        from pushbutton.execution import operations as running
         return running.run(self, on=on or self.run_options.target, workers=workers,
                            rerun=rerun, rerun_failed=rerun_failed, message=message, yes=yes,
                            progress=progress, sbatch=sbatch)
 
     # -- looking at it ---------------------------------------------------------------------
     def status(self) -> dict:
-        from . import running
+        from pushbutton.execution import operations as running
         return running.status(self.store, self._exp_id(), self.name)
 
     def results(self, where: str | None = None, all_tasks: bool = True, run: int | None = None):
         """pandas DataFrame: one row per task, pb_task_id + parameters + metrics + pb_status ...
         `where` is one SQL expression over those columns; `run=N`: the rows run N produced
         (results that a later --rerun replaced stay readable there)."""
-        from . import table
+        from pushbutton.store import views as table
         return table.results(self.store, self._exp_id(), self.name, where=where,
                              all_tasks=all_tasks, run=run)
 
     def series(self):
-        from . import table
+        from pushbutton.store import views as table
         return table.series(self.store, self._exp_id(), self.name)
 
     def sql(self, query: str):
-        from . import table
+        from pushbutton.store import views as table
         return table.sql(self.store, query, experiment=self.name)
 
     def cancel(self) -> dict:
-        from . import running
+        from pushbutton.execution import operations as running
         return running.cancel(self.store, self._exp_id(), self.name)
 
     def logs(self, task: str) -> dict:
-        from . import running
+        from pushbutton.execution import operations as running
         return running.logs(self.store, self._exp_id(), task)
 
     def retry(self, **kw) -> dict:
@@ -213,25 +214,25 @@ class Experiment:
 
     def clean(self, bundles_only: bool = False) -> int:
         """Delete this experiment's tasks, results and logs (or only finished bundle folders)."""
-        from . import running
+        from pushbutton.execution import operations as running
         return running.clean(self.store, self._exp_id(), self.name, bundles_only)
 
     def history(self) -> list[dict]:
         return self.store.runs(self._exp_id())
 
     def aggregate(self, by=None, metrics=None, **kw):
-        from . import analysis
+        from pushbutton.analysis import stats as analysis
         return analysis.aggregate(self.results(all_tasks=False), by=by or self._by(),
                                   metrics=metrics, **kw)
 
     def success_rate(self, by=None, success="success", **kw):
         """Success rate per parameter point with Wilson intervals."""
-        from . import analysis
+        from pushbutton.analysis import stats as analysis
         return analysis.success_rate(self.results(), by=by or self._by(), success=success, **kw)
 
     def boundary(self, x: str, y: str, rate: str = "success", level: float = 0.5, **kw):
         """Where the rate crosses `level` over the (x, y) grid, interpolated, per x."""
-        from . import analysis
+        from pushbutton.analysis import stats as analysis
         return analysis.boundary(self.results(), x=x, y=y, rate=rate, level=level, **kw)
 
     def _by(self):
@@ -239,14 +240,14 @@ class Experiment:
 
     def plot(self, kind: str = "line", **kw):
         """A figure of this experiment (line, heatmap, histogram, learning_curves)."""
-        from . import figures
+        from pushbutton.analysis import figures
         if kind == "learning_curves":
             return figures.learning_curves(self.series(), **kw)
         kw.setdefault("units", self.spec.units)
         return getattr(figures, kind)(self.results(all_tasks=False), **kw)
 
     def report(self, outdir=None, open_browser: bool = False):
-        from . import report
+        from pushbutton.report import html as report
         return report.build_for_experiment(self, outdir, open_browser=open_browser)
 
 
@@ -259,7 +260,7 @@ def load(path: str | os.PathLike, project=None) -> Experiment:
 
 def from_dict(data: dict, file: str | None = None, root=None, project=None) -> Experiment:
     """An experiment from the TOML form as a dict (errors name `file`)."""
-    from .space import Space
+    from pushbutton.spec.space import Space
     path = Path(file or "experiment.toml")
     spec = specmod.validate(data, file=file)
     space = Space.from_dict(spec.space, file=str(path), key="space")

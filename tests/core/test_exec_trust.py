@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from pushbutton import Experiment, grid, ingest_arrow
-from pushbutton.store import Store
+from pushbutton import Experiment, grid
+from pushbutton.harvest import arrow as ingest_arrow
+from pushbutton.store.database import Store
 
 from .conftest import pb, write
 

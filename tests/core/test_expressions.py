@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from pushbutton import Experiment, grid
-from pushbutton.errors import PushbuttonError, SpecError
+from pushbutton.core.errors import PushbuttonError, SpecError
 
 from .conftest import pb, write
 

@@ -11,7 +11,7 @@ import time
 import duckdb
 
 from pushbutton import Experiment, grid
-from pushbutton.store import Store
+from pushbutton.store.database import Store
 
 from .conftest import pb, write
 

@@ -1,7 +1,8 @@
 """The Arrow fast path of ingest and the line-by-line path store the same table."""
 import pandas as pd
 
-from pushbutton import Experiment, grid, ingest_arrow
+from pushbutton import Experiment, grid
+from pushbutton.harvest import arrow as ingest_arrow
 
 
 def _run(name, project):

@@ -12,10 +12,11 @@ import time
 import duckdb
 import pytest
 
-from pushbutton import Experiment, grid, partset
-from pushbutton import table as T
-from pushbutton.errors import StoreError
-from pushbutton.store import Store
+from pushbutton import Experiment, grid
+from pushbutton.store import partset
+from pushbutton.store import views as T
+from pushbutton.core.errors import StoreError
+from pushbutton.store.database import Store
 
 from .conftest import pb, write
 
@@ -140,7 +141,7 @@ def test_truncated_part_is_named_and_repaired(project):
 
 
 def test_repair_refuses_while_a_driver_runs(project):
-    from pushbutton.driver import ExperimentLock
+    from pushbutton.execution.driver import ExperimentLock
     _spec(project, n=10)
     pb("run", "experiment.toml", "--quiet", cwd=project, env=_env(project))
     store = Store(project)
@@ -252,7 +253,7 @@ def test_readers_never_see_a_half_swapped_set(project, monkeypatch):
         for rerun in (False, True):
             exp.run(rerun=rerun)
             for _ in range(3):  # and full compactions racing the readers
-                from pushbutton import results as R
+                from pushbutton.store import parts as R
                 R.compact(project / ".pushbutton" / "results" / "race", min_parts=1)
     finally:
         stop.set()
@@ -310,7 +311,7 @@ def test_compaction_keeps_the_rows_of_earlier_runs(project, monkeypatch):
     exp.run(rerun=True)
     folder = project / ".pushbutton" / "results" / "rr"
     assert any(partset.level(x) >= 2 for x in partset.listed(folder))  # merged during runs
-    from pushbutton import results as R
+    from pushbutton.store import parts as R
     R.compact(folder, min_parts=1)  # the end-of-run merge, whatever the number of files
     names = partset.listed(folder)
     assert len(names) == 1 and names[0].startswith("compact-"), names

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from pushbutton import Experiment, grid
-from pushbutton.errors import SpecError
+from pushbutton.core.errors import SpecError
 
 from .conftest import pb, write
 
@@ -180,8 +180,8 @@ def test_report_headers_never_read_as_a_user_column(tmp_path):
 
     import pandas as pd
 
-    from pushbutton import analysis as A
-    from pushbutton import report
+    from pushbutton.analysis import stats as A
+    from pushbutton.report import html as report
     df = pd.DataFrame({"pb_task_id": list("abcd"), "tasks": [1, 1, 2, 2],
                        "error": [0.1, 0.2, 0.3, 0.4], "pb_status": ["done"] * 4})
     df.attrs.update(params=["tasks"], metrics=["error"])

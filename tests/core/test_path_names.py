@@ -1,8 +1,8 @@
 """Names that become paths are validated before anything is written (issue 9, item 13)."""
 import pytest
 
-from pushbutton import pathnames as names
-from pushbutton.errors import SpecError
+from pushbutton.core import pathnames as names
+from pushbutton.core.errors import SpecError
 
 from .conftest import pb, write
 
@@ -70,8 +70,8 @@ def test_one_rule(bad):
 def test_figure_name_cannot_leave_the_report_folder(project):
     write(project / "e.toml", 'name = "f"\nfunction = "tasks:square"\n[space]\ngrid = {x = [1]}\n'
                               '[[figures]]\nkind = "line"\nx = "x"\ny = "y"\nname = ".."\n')
-    from pushbutton import figures
-    from pushbutton.spec import read_toml
+    from pushbutton.analysis import figures
+    from pushbutton.spec.model import read_toml
     with pytest.raises(SpecError, match="figure name '..'"):
         figures.validate(read_toml(project / "e.toml")["figures"], None, file="e.toml",
                          check_columns=False)

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from pushbutton import Experiment, grid, load, reps
-from pushbutton.errors import SpecError
+from pushbutton.core.errors import SpecError
 
 from .conftest import pb, write
 
@@ -145,7 +145,7 @@ def test_load_then_run_python_api_with_spec_file(project):
 def test_remote_target_import_failure_is_a_warning(project):
     """On an SSH/Dask target the function runs in another environment: a module missing here is
     a warning, not an error (a wrong parameter name is still an error)."""
-    from pushbutton import preflight
+    from pushbutton.execution import preflight
     write(project / "sim.py", SIM)
     exp = Experiment("r", function="onlyonthecluster:f", space=grid(n=[1]), root=project)
     got = preflight.check(exp, remote=True)

@@ -6,7 +6,7 @@ import pytest
 
 import pushbutton
 from pushbutton import Experiment, grid, zip as pzip
-from pushbutton.errors import BusyError, PushbuttonError, SpecError
+from pushbutton.core.errors import BusyError, PushbuttonError, SpecError
 
 
 def test_grid_run_results_and_resume(project):
@@ -139,7 +139,7 @@ def test_second_driver_is_refused(project):
     import threading
     import time
     exp = Experiment("busy", function="tasks:slow", space=grid(i=range(40), t=[0.05]), workers=1)
-    from pushbutton.store import Store
+    from pushbutton.store.database import Store
     t = threading.Thread(target=exp.run)
     t.start()
     try:
@@ -224,7 +224,7 @@ def test_parts_are_compacted_after_a_run(project):
 
 
 def test_series_survive_compaction(project):
-    from pushbutton import results as R
+    from pushbutton.store import parts as R
     exp = Experiment("curves-many", function="tasks:curve", space=grid(lr=[0.1, 0.2, 0.3, 0.4]),
                      workers=1, bundle_size=1)
     exp.run()

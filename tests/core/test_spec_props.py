@@ -3,7 +3,7 @@ import copy
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pushbutton.errors import PushbuttonError
+from pushbutton.core.errors import PushbuttonError
 from pushbutton.experiment import from_dict
 
 VALID = {"name": "ok", "function": "tasks:square",

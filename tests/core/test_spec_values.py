@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from pushbutton import Experiment, grid
-from pushbutton.errors import SpecError
+from pushbutton.core.errors import SpecError
 
 from .conftest import pb, write
 

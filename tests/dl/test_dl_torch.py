@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     pytest.skip("PyTorch is not installed", allow_module_level=True)
 
 from pushbutton.dl.torch import data, models, train  # noqa: E402
-from pushbutton.errors import PushbuttonError  # noqa: E402
+from pushbutton.core.errors import PushbuttonError  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -237,7 +237,7 @@ def test_inside_a_task_logs_each_epoch_and_checkpoints_in_the_task_dir(tmp_path,
     net, tr, te = _digits_run()
     m = train.train(net, torch.nn.CrossEntropyLoss(), train.sgd(net), tr, te, epochs=3)
     assert (tmp_path / "task" / "checkpoint.pt").exists()
-    import pushbutton.tasklog as tl
+    from pushbutton.core import tasklog as tl
     for f in tl._handles.values():
         f.flush()
     lines = [json.loads(s) for s in series.read_text().splitlines()]

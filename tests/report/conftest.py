@@ -9,7 +9,7 @@ from _report_data import make_context
 @pytest.fixture(scope="session")
 def built_reports(tmp_path_factory):
     """The three reports, built once for all report tests."""
-    from pushbutton import report
+    from pushbutton.report import html as report
     out = {}
     for states in ("failures", "half", "started"):
         d = tmp_path_factory.mktemp(f"report-{states}")

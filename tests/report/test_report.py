@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from _report_data import PAYLOAD, make_context
-from pushbutton import report
-from pushbutton.errors import SpecError
+from pushbutton.report import html as report
+from pushbutton.core.errors import SpecError
 
 
 def test_build_writes_one_self_contained_file_and_figure_files(built_reports):
@@ -41,7 +41,7 @@ def test_sections_present(built_reports):
 
 
 def test_aggregated_csv_matches_analysis(built_reports):
-    from pushbutton import analysis as A
+    from pushbutton.analysis import stats as A
     csv = pd.read_csv(built_reports["failures"].parent / "aggregated.csv")
     df = make_context("failures")["results_df"]
     agg = A.aggregate(df, quantiles=(0.5,))

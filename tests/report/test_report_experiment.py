@@ -83,7 +83,7 @@ def test_cli_report(project, tmp_path):
 
     from click.testing import CliRunner
 
-    from pushbutton.cli_report import COMMANDS
+    from pushbutton.cli.report import COMMANDS
     root, _ = project
     old = os.getcwd()
     os.chdir(root)

@@ -35,7 +35,7 @@ def cluster_env(project, tmp_path, monkeypatch):
     if missing:
         _missing(f"SLURM/munge programs ({', '.join(missing)}; apt-get install slurm-wlm munge)")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    from pushbutton import cluster as C
+    from pushbutton.clusters import cluster as C
     started: list[C.Cluster] = []
 
     def track(name):
@@ -123,7 +123,7 @@ def test_cluster_errors(cluster_env, tmp_path):
 
 
 def test_missing_programs_name_the_package(tmp_path, monkeypatch):
-    from pushbutton import cluster as C
+    from pushbutton.clusters import cluster as C
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(C.os, "access", lambda *a: False)
     with pytest.raises(C.ClusterError) as e:

@@ -24,7 +24,7 @@ def experiment(proj, name, fn, retries=0, bundle_size=0, **space):
 
 
 def harvest_all(exp, timeout=150):
-    from pushbutton.harvest import harvest
+    from pushbutton.execution.slurm.submit import harvest
     return harvest(exp.store, exp.name, wait=True, timeout=timeout)[exp.name]
 
 
@@ -139,8 +139,8 @@ def test_sbatch_refusing_a_later_array_loses_and_duplicates_nothing(slurm, proje
                                                                      monkeypatch):
     """Arrays are capped by the site limit (here 2 elements); when slurmctld refuses the
     second array, the first stays out, the rest go back to pending, and the harvest resubmits."""
-    from pushbutton.backends.slurm import SlurmBackend
-    from pushbutton.remote import RemoteError
+    from pushbutton.execution.slurm.backend import SlurmBackend
+    from pushbutton.execution.remote import RemoteError
     (project / "pushbutton-targets.toml").write_text(
         "[targets.local-slurm]\nmax_array_size = 2\nauto_harvest = false\n")
     real, calls = SlurmBackend._sbatch, []
@@ -272,7 +272,7 @@ def test_ssh_fire_and_forget_with_python_from_setup_lines(ssh_host, project, tmp
 def test_broken_python_stops_resubmitting_and_says_why(slurm, project):
     """Jobs that die before any task starts (the Python is gone) are not resubmitted forever:
     the tasks stay pending and the harvest names the cause."""
-    from pushbutton import harvest
+    from pushbutton.execution.slurm import submit as harvest
     (project / "pushbutton-targets.toml").write_text(
         "[targets.flaky]\npoll_interval = 0.3\n"
         f"python = \"{project}/py/python3\"\n")
@@ -290,7 +290,8 @@ def test_broken_python_stops_resubmitting_and_says_why(slurm, project):
 
 
 def test_ssh_drop_mid_rsync_resumes_without_partial_ingest(ssh_host, project):
-    from pushbutton import harvest, targets
+    from pushbutton.execution.slurm import submit as harvest
+    from pushbutton.execution import targets
     ssh_target(project, "tc")
     exp = experiment(project, "bulky", "bulky", x=list(range(8)), kb=[192])
     out = exp.run(on="tc")
@@ -326,7 +327,7 @@ def test_ssh_drop_mid_rsync_resumes_without_partial_ingest(ssh_host, project):
 def test_ssh_worker_killed_is_checksummed_and_retried(ssh_host, project):
     """A bundle that died has no done.json: its outcomes are verified against the sha256
     computed on the cluster before anything is ingested."""
-    from pushbutton import harvest
+    from pushbutton.execution.slurm import submit as harvest
     ssh_target(project, "tc")
     exp = experiment(project, "rkilled", "die_once", retries=1, bundle_size=4,
                      x=list(range(4)), victim=[1])

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pushbutton import targets as T
-from pushbutton.backends.base import FAILED, FINISHED, QUEUED, RUNNING, BundleRef
-from pushbutton.backends.slurm import (SlurmBackend, _partition, parse_config, resource_flags,
-                                       state_of, time_limit)
-from pushbutton.errors import SpecError
-from pushbutton.remote import LocalShell, Result, SSHShell, script_for
+from pushbutton.execution import targets as T
+from pushbutton.execution.backends.base import FAILED, FINISHED, QUEUED, RUNNING, BundleRef
+from pushbutton.execution.slurm.backend import SlurmBackend, _partition, parse_config, resource_flags, state_of, time_limit
+from pushbutton.core.errors import SpecError
+from pushbutton.execution.remote import LocalShell, Result, SSHShell, script_for
 
 from .conftest import pb
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 try:
     import torch as _torch  # noqa: F401
 except ImportError as e:  # pragma: no cover - depends on the environment
-    from pushbutton.errors import PushbuttonError
+    from pushbutton.core.errors import PushbuttonError
     raise PushbuttonError(
         "pushbutton.dl.torch needs PyTorch, which is not installed.\n"
         "  fix: pip install 'pushbutton[torch]'  (or pip install torch)") from e
 
-from . import data, models, train  # noqa: E402
+from pushbutton.dl.torch import data
+from pushbutton.dl.torch import models
+from pushbutton.dl.torch import train  # noqa: E402
 
 __all__ = ["data", "models", "train"]

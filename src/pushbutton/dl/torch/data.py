@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from pushbutton.errors import PushbuttonError
+from pushbutton.core.errors import PushbuttonError
 
 DATASETS = ("digits", "mnist", "cifar10")
 INPUTS = ("true", "shuffled", "random", "gaussian")

@@ -180,6 +180,6 @@ def build(name: str, input_shape=(3, 28, 28), num_classes: int = 10) -> nn.Modul
     try:
         factory = MODELS[name]
     except KeyError:
-        from pushbutton.errors import PushbuttonError
+        from pushbutton.core.errors import PushbuttonError
         raise PushbuttonError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
     return factory(input_shape=input_shape, num_classes=num_classes)

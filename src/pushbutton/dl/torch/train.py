@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pushbutton.tasklog import current_task, log as _pb_log
+from pushbutton.core.tasklog import current_task, log as _pb_log
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

@@ -1,0 +1,1 @@
+"""Floor 7: clusters pushbutton builds for the user."""

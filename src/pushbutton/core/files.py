@@ -1,0 +1,108 @@
+"""File helpers every stage shares, defined once: atomic writes, the user's pushbutton folders,
+the set of a project's files (the same set is hashed for the code version and shipped to a
+cluster), signal names and the numeric libraries' thread variables.
+
+The compute-node worker (execution/worker.py) keeps its own small copies of a few of these: it
+is shipped alone to machines where pushbutton is not installed, so it imports nothing of ours.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+# Folders that are never part of a project's code: version control, pushbutton's own store and
+# service state, virtual environments, caches and build output.
+SKIP_DIRS = frozenset({
+    ".git", ".hg", ".svn", ".pushbutton", ".services", "__pycache__", ".venv", "venv", "env",
+    "node_modules", ".mypy_cache", ".pytest_cache", ".hypothesis", ".ipynb_checkpoints", ".tox",
+    "site-packages", "build", "dist"})
+SKIP_FILES = ("*.pyc", "*.pyo")
+
+# OpenMP / BLAS thread counts: one per task CPU, so N workers do not start N x cores threads
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int | None = None) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a torn
+    one: a temporary file in the same folder, then rename (atomic on POSIX)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        with open(tmp, "wb") as f:
+            f.write(raw)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_json(path: str | os.PathLike, obj, indent: int | None = 1) -> None:
+    atomic_write(path, json.dumps(obj, indent=indent, default=str))
+
+
+def _xdg(var: str, *default: str) -> Path:
+    base = os.environ.get(var) or os.path.join(os.path.expanduser("~"), *default)
+    return Path(base) / "pushbutton"
+
+
+def config_dir() -> Path:
+    """~/.config/pushbutton (targets, cluster templates)."""
+    return _xdg("XDG_CONFIG_HOME", ".config")
+
+
+def state_dir() -> Path:
+    """~/.local/state/pushbutton (clusters pushbutton built)."""
+    return _xdg("XDG_STATE_HOME", ".local", "state")
+
+
+def cache_dir() -> Path:
+    """~/.cache/pushbutton (facts about targets that can be asked again)."""
+    return _xdg("XDG_CACHE_HOME", ".cache")
+
+
+def skipped_dir(parent: str, name: str) -> bool:
+    """Whether a folder is outside a project's files: listed above, hidden, or a virtualenv."""
+    return (name in SKIP_DIRS or name.startswith(".")
+            or os.path.exists(os.path.join(parent, name, "pyvenv.cfg")))
+
+
+def project_files(root: str | os.PathLike, suffixes: tuple[str, ...] | None = None):
+    """The project's files under `root`, sorted, as paths relative to it: what is hashed for the
+    code version and what is shipped to a cluster. `suffixes` narrows to some kinds."""
+    root = Path(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not skipped_dir(dirpath, d))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith((".pyc", ".pyo")):
+                continue
+            if suffixes is not None and not name.endswith(suffixes):
+                continue
+            p = Path(dirpath) / name
+            try:
+                if not p.is_file():
+                    continue
+            except OSError:
+                continue
+            yield p.relative_to(root)
+
+
+def rsync_excludes() -> list[str]:
+    """The same rule as project_files, for rsync (hidden folders and files, virtualenvs by name)."""
+    return [f"{d}/" for d in sorted(SKIP_DIRS)] + [".*", *SKIP_FILES]
+
+
+def signal_name(num: int) -> str:
+    """'SIGSEGV' for 11 (or the number when the platform has no name for it)."""
+    try:
+        return signal.Signals(abs(num)).name
+    except ValueError:
+        return str(abs(num))

@@ -1,0 +1,174 @@
+"""Local backend: a pool of persistent worker processes on this machine (the embedded default).
+
+Each worker is `python worker.py --serve`: it reads bundle folders on stdin and answers
+"done <folder>". A persistent process imports the task's function once, so a tiny task costs
+microseconds, not a process start. A worker that dies (segfault, OOM kill) is replaced; its bundle
+is reported failed with the signal, and the driver charges only the task that was mid-run.
+"""
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from pushbutton.execution.backends.base import FAILED, FINISHED, RUNNING, Backend, BundleRef, BundleState
+
+WORKER = str(Path(__file__).resolve().parent.parent / "worker.py")
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _worker_env(threads: int) -> dict:
+    """Each worker's numeric libraries get the task's cpus, not all cores: N workers x N BLAS
+    threads would oversubscribe the machine (what joblib/loky do too). A user's setting wins."""
+    env = dict(os.environ)
+    for v in _THREAD_VARS:
+        env.setdefault(v, str(threads))
+    return env
+
+
+class _Proc:
+    def __init__(self, python, log_path, threads=1):
+        self.log = open(log_path, "ab")
+        self.p = subprocess.Popen([python, WORKER, "--serve", str(os.getpid())],
+                                  stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.log, bufsize=0,
+                                  env=_worker_env(threads))
+        os.set_blocking(self.p.stdout.fileno(), False)
+        self.buf = b""
+        self.bundle: str | None = None  # handle being run
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        self.log.close()
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, workers: int | None = None, python: str | None = None,
+                 log_dir: str | os.PathLike | None = None, cpus: int = 1, **_):
+        self.threads = max(1, int(cpus or 1))
+        self.n = max(1, int(workers or (os.cpu_count() or 1) // self.threads or 1))
+        self.python = python or sys.executable
+        self.log_dir = Path(log_dir or ".")
+        self.procs: list[_Proc] = []
+        self.states: dict[str, BundleState] = {}
+        self.queue: list[str] = []
+        self.sel = selectors.DefaultSelector()
+
+    def capacity(self) -> int:
+        return self.n
+
+    def _spawn(self, i):
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        proc = _Proc(self.python, self.log_dir / f"worker-{i}.log", self.threads)
+        return proc
+
+    def submit(self, bundles: list[BundleRef]) -> list[str]:
+        handles = []
+        for b in bundles:
+            h = str(Path(b.dir).resolve())
+            self.states[h] = BundleState(RUNNING)
+            self.queue.append(h)
+            handles.append(h)
+        self._dispatch()
+        return handles
+
+    def _dispatch(self):
+        while len(self.procs) < self.n and self.queue:
+            self.procs.append(self._spawn(len(self.procs)))
+        for proc in self.procs:
+            if not self.queue:
+                break
+            if proc.bundle is None and proc.p.poll() is None:
+                proc.bundle = self.queue.pop(0)
+                try:
+                    proc.p.stdin.write((proc.bundle + "\n").encode())
+                except OSError:  # died between poll and write; found on the next poll
+                    pass
+
+    def poll(self, handles: list[str]) -> dict[str, BundleState]:
+        for i, proc in enumerate(self.procs):
+            try:
+                chunk = proc.p.stdout.read()
+            except OSError:
+                chunk = None
+            if chunk:
+                proc.buf += chunk
+                *lines, proc.buf = proc.buf.split(b"\n")
+                for line in lines:
+                    if line.startswith(b"done "):
+                        h = line[5:].decode()
+                        self.states[h] = BundleState(FINISHED)
+                        if proc.bundle == h:
+                            proc.bundle = None
+            rc = proc.p.poll()
+            if rc is not None:
+                if proc.bundle is not None:
+                    self.states[proc.bundle] = _death(rc)
+                proc.close()
+                self.procs[i] = self._spawn(i)
+        self._dispatch()
+        return {h: self.states.get(h, BundleState(FAILED, "unknown to this worker pool", "lost"))
+                for h in handles}
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a worker says something or `timeout` passes (cheaper than busy polling)."""
+        sel = selectors.DefaultSelector()
+        for proc in self.procs:
+            if proc.p.poll() is None:
+                sel.register(proc.p.stdout, selectors.EVENT_READ)
+        if sel.get_map():
+            sel.select(timeout)
+        else:
+            import time
+            time.sleep(timeout)
+        sel.close()
+
+    def cancel(self, handles: list[str]) -> None:
+        hs = set(handles)
+        self.queue = [h for h in self.queue if h not in hs]
+        for h in hs:
+            self.states[h] = BundleState(FAILED, "cancelled", "cancelled")
+        for i, proc in enumerate(self.procs):
+            if proc.bundle in hs:
+                proc.p.kill()  # its guard then kills the command tasks it was running
+                try:
+                    proc.p.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # stuck in the kernel: do not hang on it
+                    pass
+                proc.close()
+                self.procs[i] = self._spawn(i)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.close()
+        for proc in self.procs:
+            try:
+                proc.p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.p.kill()
+        self.procs = []
+
+
+def _death(rc: int) -> BundleState:
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = str(-rc)
+        kind = "memory" if name == "SIGKILL" else "signal"
+        why = "killed by signal %s%s" % (name, " (out of memory?)" if kind == "memory" else "")
+        return BundleState(FAILED, why, "signal")
+    if rc == 70:
+        return BundleState(FAILED, "task timed out in native code; worker stopped", "timeout")
+    return BundleState(FAILED, f"worker exited with status {rc}", "exit")

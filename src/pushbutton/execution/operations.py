@@ -1,0 +1,288 @@
+"""Running an experiment and managing it: run, status, cancel, logs, retry."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+from pushbutton.store import liveness
+from pushbutton.store import provenance
+from pushbutton.execution.driver import Driver, ExperimentLock
+from pushbutton.core.errors import PushbuttonError, SpecError
+from pushbutton.store.database import DONE, FAILED, PENDING, RUNNING, Store
+
+
+def backend_for(exp, on: str, workers: int | None, store: Store, sbatch: str | None = None):
+    """(backend, target name) for `--on`: 'local', or a named target from the targets files."""
+    if on in (None, "", "local"):
+        from pushbutton.execution.backends.local import LocalBackend
+        cpus = exp.resources.cpus
+        n = workers or exp.run_options.workers or max(1, (os.cpu_count() or 1) // cpus)
+        return LocalBackend(workers=n, log_dir=store.dir / "logs", cpus=cpus), "local"
+    try:
+        from pushbutton.execution import targets
+    except ImportError:
+        raise PushbuttonError(f"unknown target '{on}': only 'local' is available") from None
+    return targets.backend_for(exp, on, store=store, workers=workers, sbatch=sbatch), on
+
+
+def is_remote(exp, on: str | None) -> bool:
+    """Whether tasks for `--on` run in another environment than this one (SSH host, Dask)."""
+    if on in (None, "", "local"):
+        return False
+    try:
+        from pushbutton.execution import targets
+        t = targets.get(on, exp.project)
+    except Exception:  # an unknown target is reported (better) when its backend is made
+        return False
+    return bool(t.remote or t.scheduler == "dask")
+
+
+def preflight(exp, on: str | None = None, say=None) -> list[str]:
+    """Check that the function / program exists and takes the space's parameters (SpecError
+    if not) before anything is registered; returns warnings."""
+    from pushbutton.execution import preflight as pf
+    if say is None:
+        def say(w):
+            print(f"warning: {w}", file=sys.stderr)
+    return pf.check(exp, remote=is_remote(exp, on), say=say)
+
+
+def register_locked(exp, yes: bool = False):
+    """(experiment id, held lock): the lock is taken before the spec or the schedule is written,
+    so a second `pb run` of a running experiment changes nothing before it says so."""
+    store = exp.store
+    exp.space.check_size(limit=exp.run_options.max_tasks, confirm=yes)
+    eid = exp.ensure_experiment()  # inserts a new experiment's row; never rewrites one
+    lock = ExperimentLock(store, eid, exp.name).acquire()
+    try:
+        exp.register(yes=yes)
+    except BaseException:
+        lock.release()
+        raise
+    return eid, lock
+
+
+def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=None,
+        yes=False, progress=None, sbatch=None) -> dict:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise SpecError(f"workers must be a whole number >= 1, got {workers!r}", key="workers",
+                        fix="give e.g. workers=4, or leave it out for one per CPU")
+    if not getattr(exp, "preflight_done", False):
+        preflight(exp, on)
+    store = exp.store
+    eid, lock = register_locked(exp, yes=yes)
+    try:
+        liveness.settle(store, eid, lock_is_ours=True)  # runs whose driver died: interrupted
+        with store.tx():
+            # attempt numbers run on (unique per task); the retry budget starts afresh; a
+            # --rerun also gives each task a new, empty folder (no old checkpoint resumed),
+            # while a retry of failed tasks keeps theirs (to resume from a checkpoint)
+            if rerun:
+                store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts, "
+                                 "gen=gen+1 WHERE exp=? AND idx IS NOT NULL", (eid,))
+            elif rerun_failed:
+                store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
+                                 "exp=? AND state='failed' AND idx IS NOT NULL", (eid,))
+        backend, target = backend_for(exp, on, workers, store, sbatch)
+        prov = provenance.collect(exp.root, message)
+        prov["target"] = target
+        prov["spec"] = exp.spec.model_dump()
+        stale = _stale_results(store, eid, prov.get("code_version"))
+        run_id = store.new_run(eid, message, target, prov)
+        store.event(eid, run_id, "run-start", {"target": target, "pid": os.getpid()})
+        _drop_detached_marker(store, eid)  # from now on the lock and the run say it runs
+        if getattr(backend, "fire_and_forget", False):
+            return backend.submit_experiment(exp, eid, run_id, store)
+        drv = Driver(store, exp, eid, backend, run_id, target=target, on_progress=progress)
+        summary = drv.run()
+        summary["run"] = run_id
+        summary["counts"] = store.counts(eid)
+        summary["stale"] = stale
+        return summary
+    finally:
+        _drop_detached_marker(store, eid)
+        lock.release()
+
+
+def _drop_detached_marker(store: Store, eid: int) -> None:
+    p = store.dir / "locks" / f"{eid}.detached"
+    try:
+        if p.read_text().strip() == str(os.getpid()):
+            p.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def detached_alive(store: Store, eid: int) -> bool:
+    """A driver started with --detach that has not recorded its run yet (it is still starting
+    up) counts as running, so `pb watch` right after `pb run --detach` waits for it."""
+    return liveness.detached_pid(store, eid) is not None
+
+
+def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
+    """Done tasks computed by another code version than the current one: kept (a task's
+    identity is its parameters), but worth a word, since only --rerun recomputes them."""
+    if not code_version:
+        return {}
+    rows = store.db.execute(
+        "SELECT r.code_version, count(*) FROM tasks t JOIN runs r ON r.id = t.run "
+        "WHERE t.exp=? AND t.state='done' AND r.code_version IS NOT ? GROUP BY r.code_version",
+        (eid, code_version)).fetchall()
+    return {v or "?": n for v, n in rows}
+
+
+def status(store: Store, eid: int, name: str) -> dict:
+    try:  # runs out on a scheduler (SLURM): one rate-limited harvest round first
+        from pushbutton.execution.slurm.submit import sync_if_due
+        if not getattr(store, "readonly", False):  # a read-only store shows what it holds
+            sync_if_due(store, eid)
+    except ImportError:
+        pass
+    counts = store.counts(eid)
+    total = sum(counts.values())
+    lock = ExperimentLock(store, eid, name)
+    starting = detached_alive(store, eid)
+    active = lock.held_by_other() or starting
+    run = store.db.execute("SELECT id, started, ended, status, target FROM runs WHERE exp=? "
+                           "ORDER BY id DESC LIMIT 1", (eid,)).fetchone()
+    rate = eta = None
+    if run:
+        rid, started, ended, _, target = run
+        done_run = store.db.execute(
+            "SELECT coalesce(sum(n_tasks),0) FROM bundles WHERE exp=? AND run=? AND "
+            "state='finished'", (eid, rid)).fetchone()[0]
+        elapsed = (ended or time.time()) - started
+        if elapsed > 0 and done_run:
+            rate = done_run / elapsed
+            left = counts[PENDING] + counts[RUNNING]
+            eta = left / rate if (left and (active or target != "local")) else None
+    failures = {k: n for k, n in store.db.execute(
+        "SELECT error_kind, count(*) FROM tasks WHERE exp=? AND state='failed' "
+        "GROUP BY error_kind", (eid,))}
+    run_status = run[3] if run else None
+    if run_status == "running" and run[0] in liveness.dead_runs(store, eid):
+        run_status = liveness.INTERRUPTED  # its driver is gone (killed, machine lost)
+    return {"experiment": name, "total": total, "counts": counts,
+            "progress": (counts[DONE] + counts[FAILED]) / total if total else 1.0,
+            "driver": lock.holder() if active else None, "active": active,
+            "starting": starting,
+            "last_run": run[0] if run else None, "last_run_status": run_status,
+            "harvester_down": liveness.harvester_down(store, eid),
+            "rate_per_s": rate, "eta_s": eta, "failures": failures}
+
+
+def cancel(store: Store, eid: int, name: str) -> dict:
+    """Stop a running driver (it cancels its bundles) and mark what is left cancelled. Counts
+    what this cancel stopped: tasks that were pending or running (whoever marked them), and
+    the bundles cancelled on SLURM."""
+    lock = ExperimentLock(store, eid, name)
+    before = _n_cancelled(store, eid)
+    stopped = None
+    starting = liveness.detached_pid(store, eid)  # a detached driver not yet recording its run
+    pids = [starting] if starting else []
+    if lock.held_by_other():
+        pids.append(lock.holder().get("pid"))
+    for pid in dict.fromkeys(p for p in pids if p):
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+            stopped = pid
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+    deadline = time.time() + 30
+    while stopped and (lock.held_by_other() or liveness.detached_pid(store, eid)) and \
+            time.time() < deadline:
+        time.sleep(0.1)
+    remote = store.db.execute("SELECT id, backend, handle, target FROM bundles WHERE exp=? AND "
+                              "state IN ('created','submitted') AND backend = 'slurm'",
+                              (eid,)).fetchall()
+    jobs = 0
+    if remote:
+        from pushbutton.execution import targets
+        jobs = targets.cancel_bundles(store, eid, remote, adopt=not lock.held_by_other())
+    with store.tx():
+        store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND state IN "
+                         "('pending','running')", (eid,))
+    if not lock.held_by_other():  # a run left 'running' by a driver that is gone
+        liveness.settle(store, eid, status="cancelled")
+    return {"cancelled": _n_cancelled(store, eid) - before, "stopped_driver": stopped,
+            "slurm_bundles": jobs}
+
+
+def _n_cancelled(store: Store, eid: int) -> int:
+    return store.db.execute("SELECT count(*) FROM tasks WHERE exp=? AND state='cancelled' AND "
+                            "idx IS NOT NULL", (eid,)).fetchone()[0]
+
+
+def logs(store: Store, eid: int | None, prefix: str) -> dict:
+    """A task's stdout/stderr (sliced from its bundle's logs), with its attempts."""
+    t = store.find_task(eid, prefix)
+    out = {"task": t["id"], "state": t["state"], "params": json.loads(t["params"]),
+           "error_kind": t["error_kind"], "error": t["error"], "stdout": "", "stderr": "",
+           "attempts": []}
+    for row in store.db.execute("SELECT n, kind, error, traceback, bundle, host, log FROM "
+                                "attempts WHERE task=? ORDER BY n", (t["rowid"],)):
+        out["attempts"].append(dict(zip(("n", "kind", "error", "traceback", "bundle", "host",
+                                         "log"), row)))
+    bundle, log = t["bundle"], t["log"]
+    if t["state"] == "done" and bundle and not log:  # kept in the task's outcome line
+        log = _log_from_outcomes(store.dir / "bundles" / bundle, t["id"])
+    if not (bundle and log and log != "null") and out["attempts"]:
+        bundle, log = out["attempts"][-1]["bundle"], out["attempts"][-1]["log"]
+    if bundle and log and log != "null":
+        o0, o1, e0, e1 = json.loads(log)
+        d = store.dir / "bundles" / bundle
+        for name, a, b in (("stdout", o0, o1), ("stderr", e0, e1)):
+            p = d / f"{name}.log"
+            if p.exists():
+                with open(p, "rb") as f:
+                    f.seek(a)
+                    out[name] = f.read(b - a).decode("utf-8", "replace")
+    return out
+
+
+def _log_from_outcomes(folder, tid: str) -> str | None:
+    p = folder / "outcomes.jsonl"
+    if not p.exists():
+        return None
+    key = tid.encode()
+    with open(p, "rb") as f:
+        for line in f:
+            if key in line and b'"end"' in line:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and rec.get("id") == tid and rec.get("ev") == "end" \
+                        and rec.get("log"):
+                    return json.dumps(rec["log"])
+    return None
+
+
+def clean(store: Store, eid: int, name: str, bundles_only: bool = False) -> int:
+    """Delete an experiment's data, or only its finished bundle folders (and their logs)."""
+    import shutil
+    if bundles_only:
+        rows = store.db.execute("SELECT id, dir FROM bundles WHERE exp=? AND state IN "
+                                "('finished','failed','interrupted','cancelled')",
+                                (eid,)).fetchall()
+        for _, d in rows:
+            shutil.rmtree(d, ignore_errors=True)
+        return len(rows)
+    if ExperimentLock(store, eid, name).held_by_other():
+        raise PushbuttonError(f"'{name}' is running; `pb cancel {name}` first")
+    dirs = [d for (d,) in store.db.execute("SELECT dir FROM bundles WHERE exp=?", (eid,))]
+    with store.tx():
+        store.db.execute("DELETE FROM attempts WHERE task IN (SELECT rowid FROM tasks "
+                         "WHERE exp=?)", (eid,))
+        for table, col in (("tasks", "exp"), ("bundles", "exp"), ("runs", "exp"),
+                           ("events", "exp"), ("experiments", "id")):
+            store.db.execute(f"DELETE FROM {table} WHERE {col}=?", (eid,))
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    for sub in ("results", "series", "tasks"):
+        shutil.rmtree(store.dir / sub / name, ignore_errors=True)
+    return len(dirs)

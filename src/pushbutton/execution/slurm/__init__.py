@@ -1,0 +1,1 @@
+"""SLURM: the backend, submission and sync of fire-and-forget runs."""

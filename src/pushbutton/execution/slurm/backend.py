@@ -1,0 +1,593 @@
+"""SLURM backend: bundles become sbatch job arrays, here (`local-slurm`) or over SSH.
+
+Each array element runs one bundle through the stdlib worker (`python worker.py BUNDLE_DIR`) from a
+small job script that also records the worker's exit status (`exit.json`) so a crash is reported
+with its cause. Status comes from ONE `squeue` (and `sacct` where accounting exists) for all jobs,
+batched with a check for the bundles' `done.json` files in the same round trip.
+
+Handles are "<jobid>_<index>:<bundle id>". Paths on the cluster side ("base"):
+    <base>/bundles/<id>/   the bundle folders (remote copies; locally the store's own)
+    <base>/jobs/           job scripts and bundle lists;  <base>/logs/  SLURM's own output
+    <base>/code/           the code snapshot (remote only);  <base>/worker.py (remote only)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from pushbutton.core.errors import PushbuttonError
+from pushbutton.execution.remote import RemoteError, Shell, shell_for
+from pushbutton.execution.slurm import jobs as slurm_jobs
+from pushbutton.execution.backends.base import FAILED, FINISHED, QUEUED, RUNNING, Backend, BundleRef, BundleState
+
+WORKER = str(Path(__file__).resolve().parent.parent / "worker.py")
+
+QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
+                 "RESIZING", "SUSPENDED", "STOPPED", "RESV_DEL_HOLD"}
+RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
+
+_FIX_OPTS = ("check the sbatch options (the target's `sbatch = ...` and --sbatch); run "
+             "`pb targets check TARGET`")
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """`scontrol show config` -> {key: value}."""
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _int(v, default):
+    try:
+        return int(str(v).split()[0])
+    except (ValueError, IndexError, TypeError):
+        return default
+
+
+def time_limit(seconds: float) -> str:
+    """sbatch --time value (whole minutes, rounded up) for a duration in seconds."""
+    m = max(1, math.ceil(seconds / 60))
+    return f"{m // 1440}-{(m % 1440) // 60:02d}:{m % 60:02d}:00" if m >= 1440 else \
+        f"{m // 60:02d}:{m % 60:02d}:00"
+
+
+def resource_flags(ref: BundleRef, n_tasks: int | None = None, gpus: int = 0) -> list[str]:
+    """Per-task resources of the experiment as sbatch flags for one bundle of n_tasks."""
+    flags = []
+    if ref.cpus and ref.cpus > 1:
+        flags.append(f"--cpus-per-task={ref.cpus}")
+    if ref.memory_mb:
+        flags.append(f"--mem={int(ref.memory_mb)}M")
+    if gpus:
+        flags.append(f"--gres=gpu:{gpus}")
+    if ref.timeout:
+        n = n_tasks or ref.n_tasks
+        flags.append(f"--time={time_limit(n * ref.timeout * 1.1 + 120)}")
+    return flags
+
+
+def state_of(slurm_state: str | None, reason: str = "", done: bool = False,
+             exit_info: dict | None = None, job: str = "") -> BundleState:
+    """A SLURM job state (None: the job is in no queue any more) -> BundleState with a cause."""
+    if done:
+        return BundleState(FINISHED)
+    st = (slurm_state or "").split()[0].rstrip("+") if slurm_state else None
+    rc = exit_info.get("rc") if exit_info else None
+    where = f"job {job}: " if job else ""
+    if st in QUEUED_STATES:
+        return BundleState(QUEUED)
+    if st in RUNNING_STATES:
+        return BundleState(RUNNING)
+    # SLURM's own verdicts say more than the exit status of a worker it stopped
+    if st == "TIMEOUT" or st == "DEADLINE":
+        return BundleState(FAILED, f"{where}SLURM stopped it at its time limit ({st}); raise "
+                           "the task timeout or pass --sbatch '--time=...'", "timeout")
+    if st == "OUT_OF_MEMORY":
+        return BundleState(FAILED, f"{where}SLURM stopped it for using more memory than "
+                           "requested (OUT_OF_MEMORY)", "memory")
+    if st in ("NODE_FAIL", "BOOT_FAIL"):
+        return BundleState(FAILED, f"{where}its node failed ({st}"
+                           + (f", {reason}" if reason and reason != "None" else "") + ")", "lost")
+    if st == "PREEMPTED":
+        return BundleState(FAILED, f"{where}preempted by SLURM (PREEMPTED)", "preempted")
+    if st == "CANCELLED":
+        return BundleState(FAILED, f"{where}cancelled outside pushbutton (scancel; CANCELLED)",
+                           "lost")
+    if rc is not None and rc != 0:
+        if rc > 128 or rc < 0:
+            sig = abs(rc) - 128 if rc > 128 else -rc
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = str(sig)
+            return BundleState(FAILED, f"{where}the worker was killed by signal {name}"
+                               + (f" ({st})" if st else ""), "signal")
+        if rc == 70:
+            return BundleState(FAILED, f"{where}a task timed out in native code; worker "
+                               "stopped", "timeout")
+        err = (exit_info or {}).get("err")
+        return BundleState(FAILED, f"{where}the worker exited with status {rc}"
+                           + (f": {err[-200:]}" if err else ""), "exit")
+    if st in ("FAILED", "SPECIAL_EXIT", "REVOKED"):
+        return BundleState(FAILED, f"{where}the job failed ({st}"
+                           + (f", {reason}" if reason and reason != "None" else "") + ")", "exit")
+    if st == "COMPLETED":
+        return BundleState(FAILED, f"{where}the job ended (COMPLETED) without writing its "
+                           "outcome (done.json)", "lost")
+    if rc == 0:
+        return BundleState(FAILED, f"{where}the worker ended without writing done.json", "lost")
+    return BundleState(FAILED, f"{where}the job left SLURM's queue without writing its outcome"
+                       + (f" (last state {st})" if st else " (cancelled while pending, e.g. by "
+                          "scancel, or its record expired)"), "lost")
+
+
+class SlurmBackend(Backend):
+    """sbatch job arrays through a Shell (SSH or this host)."""
+
+    name = "slurm"
+    fire_and_forget = True
+
+    def __init__(self, target, store_dir: str | os.PathLike, *, shell: Shell | None = None,
+                 sbatch: list[str] | str | None = None, project_key: str | None = None,
+                 submit_gap: float = 0.2, **_):
+        self.target = target
+        self.shell = shell or shell_for(target)
+        self.remote = bool(target.host)
+        self.store_dir = Path(store_dir)
+        self.extra = shlex.split(sbatch) if isinstance(sbatch, str) else list(sbatch or [])
+        _refuse_owned(list(target.sbatch) + self.extra, target.name)
+        self.submit_gap = submit_gap
+        self.project_key = project_key or "project"
+        self._base: str | None = None
+        self._limits: dict | None = None
+        self._accounting: bool | None = None
+        self.gpus = 0
+        self.last_poll_error: str | None = None
+        self.cache_path: str | None = None  # site limits are cached here for cache_s seconds
+        self.cache_s = 3600.0
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def base(self) -> str:
+        """The cluster-side folder for this project (absolute)."""
+        if self._base is None:
+            if not self.remote:
+                self._base = str(self.store_dir / "slurm")
+            else:
+                w = self.target.remote_workdir
+                if w == "~" or w.startswith("~/"):
+                    home = self.shell.run(["printenv", "HOME"], timeout=30).stdout.strip()
+                    w = home + w[1:]
+                self._base = f"{w.rstrip('/')}/{self.project_key}"
+        return self._base
+
+    @property
+    def mirror(self) -> Path:
+        """Local folder mirroring <base>'s jobs/ and bundles/ before they are pushed."""
+        return self.store_dir / "slurm" if not self.remote else \
+            self.store_dir / "slurm-remote" / self.target.name
+
+    def bundle_path(self, bid: str) -> str:
+        return str(self.store_dir / "bundles" / bid) if not self.remote else \
+            f"{self.base}/bundles/{bid}"
+
+    @property
+    def worker(self) -> str:
+        return WORKER if not self.remote else f"{self.base}/worker.py"
+
+    @property
+    def code_dir(self) -> str | None:
+        return f"{self.base}/code" if self.remote else None
+
+    def push(self) -> None:
+        """Send what was staged in the mirror (jobs, bundles) to the cluster (remote only)."""
+        if self.remote:
+            self.shell.put(str(self.mirror) + "/", self.base + "/", timeout=600)
+
+    # -- site facts ----------------------------------------------------------------------
+    def limits(self) -> dict:
+        """MaxArraySize, MaxJobCount and the CPUs of the partition, from scontrol and sinfo."""
+        if self._limits is None and self.cache_path:
+            try:
+                c = json.loads(Path(self.cache_path).read_text())
+                if time.time() - c.get("t", 0) < self.cache_s and c.get("key") == self._key():
+                    self._limits = c["limits"]
+            except (OSError, ValueError, KeyError):
+                pass
+        if self._limits is None:
+            script = ("scontrol show config 2>&1; echo '@@sinfo'; "
+                      "sinfo -h -o '%P %C' 2>&1; echo '@@end'")
+            r = self.shell.run_script(script, setup=self.target.setup, timeout=60, check=False)
+            if "@@sinfo" not in r.stdout:
+                raise RemoteError(f"cannot read SLURM's configuration: {r.stderr.strip()[-300:]}",
+                                  target=self.target.name,
+                                  fix=f"run `pb targets check {self.target.name}`")
+            conf_text, _, rest = r.stdout.partition("@@sinfo")
+            conf = parse_config(conf_text)
+            part = _partition(self.target.sbatch + self.extra)
+            cpus = 0
+            for line in rest.split("@@end")[0].strip().splitlines():
+                bits = line.split()
+                if len(bits) == 2 and "/" in bits[1]:
+                    name = bits[0]
+                    if (part and name.rstrip("*") == part) or (not part and name.endswith("*")):
+                        cpus = _int(bits[1].split("/")[-1], 0)
+            max_array = _int(conf.get("MaxArraySize"), 1001)
+            max_jobs = _int(conf.get("MaxJobCount"), 10000)
+            if self.target.max_array_size:
+                max_array = min(max_array, self.target.max_array_size + 1)
+            self._limits = {"max_array": max(1, max_array - 1), "max_jobs": max_jobs,
+                            "cpus": cpus or 1,
+                            "accounting": conf.get("AccountingStorageType", "") not in
+                            ("", "accounting_storage/none"),
+                            "min_job_age": _int(conf.get("MinJobAge"), 300)}
+            if self.cache_path:
+                try:
+                    cp = Path(self.cache_path)
+                    cp.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cp.with_name(f".{cp.name}.{os.getpid()}.tmp")
+                    tmp.write_text(json.dumps({"t": time.time(), "key": self._key(),
+                                               "limits": self._limits}))
+                    os.replace(tmp, cp)
+                except OSError:
+                    pass
+        return self._limits
+
+    def _key(self) -> str:
+        return json.dumps([self.target.model_dump(exclude={"file"}), self.extra],
+                          sort_keys=True, default=str)
+
+    def capacity(self) -> int | None:
+        lim = self.limits()
+        return self.target.max_jobs or max(1, lim["max_jobs"] // 2)
+
+    # -- fire and forget (called by running.run) -----------------------------------------
+    wait = False  # True: submit_experiment returns only when every task is done or failed
+
+    def submit_experiment(self, exp, eid: int, run_id: int, store, progress=None) -> dict:
+        from pushbutton.execution.slurm.submit import submit_experiment
+        return submit_experiment(self, exp, eid, run_id, store, wait=self.wait,
+                                 progress=progress)
+
+    # -- submit --------------------------------------------------------------------------
+    def job_script(self, list_path: str) -> str:
+        py = shlex.join(self.target.python_argv())
+        lines = ["#!/bin/bash", "# pushbutton job array: element i runs the bundle on line i+1 "
+                 "of the list", *self.target.setup]
+        for k, v in self.target.env.items():
+            lines.append(f"export {k}={shlex.quote(v)}")
+        lines += [
+            f"L={shlex.quote(list_path)}",
+            'B=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$L")',
+            '[ -n "$B" ] || { echo "no bundle on line $((SLURM_ARRAY_TASK_ID + 1)) of $L" >&2; '
+            'exit 2; }',
+            'rm -f "$B/exit.json"',
+            f'{py} {shlex.quote(self.worker)} "$B" 2>>"$B/worker.err"',
+            "rc=$?",
+            'printf \'{"rc": %d, "host": "%s", "job": "%s_%s"}\\n\' "$rc" "$(hostname)" '
+            '"$SLURM_ARRAY_JOB_ID" "$SLURM_ARRAY_TASK_ID" > "$B/.exit.json.tmp" && '
+            'mv "$B/.exit.json.tmp" "$B/exit.json"',
+            "exit $rc", ""]
+        return "\n".join(lines)
+
+    def sbatch_argv(self, n: int, name: str, flags: list[str], script: str) -> list[str]:
+        return ["sbatch", "--parsable", f"--array=0-{n - 1}", f"--job-name={name}",
+                f"--output={self.base}/logs/%A_%a.out", "--open-mode=append", "--no-requeue",
+                *flags, *self.target.sbatch, *self.extra, script]
+
+    def plan_jobs(self, bundles: list[BundleRef], label: str = "pb") -> list[str]:
+        """The job name of each bundle's array (at most MaxArraySize bundles share one), chosen
+        before sbatch so that it can be recorded as the intent and looked up after a crash."""
+        lim = self.limits()
+        names: list[str] = []
+        for i in range(0, len(bundles), lim["max_array"]):
+            name = f"{label[:100]}-{uuid.uuid4().hex[:12]}"
+            names += [name] * len(bundles[i:i + lim["max_array"]])
+        return names
+
+    def submit(self, bundles: list[BundleRef], label: str = "pb",
+               names: list[str] | None = None) -> list[str]:
+        """Submit the bundles as job arrays, one per job name (see plan_jobs); the bundle
+        folders must already be on the cluster side (see push)."""
+        if not bundles:
+            return []
+        names = names or self.plan_jobs(bundles, label)
+        handles: list[str] = []
+        (self.mirror / "jobs").mkdir(parents=True, exist_ok=True)
+        (self.mirror / "logs").mkdir(parents=True, exist_ok=True)
+        chunks: list[tuple[str, list[BundleRef]]] = []
+        for b, name in zip(bundles, names):
+            if chunks and chunks[-1][0] == name:
+                chunks[-1][1].append(b)
+            else:
+                chunks.append((name, [b]))
+        staged = []
+        for name, chunk in chunks:
+            token = f"{time.strftime('%Y%m%d-%H%M%S')}-{name.rsplit('-', 1)[-1]}"
+            list_rel, script_rel = f"jobs/{token}.list", f"jobs/{token}.sh"
+            (self.mirror / list_rel).write_text(
+                "".join(self.bundle_path(b.id) + "\n" for b in chunk))
+            (self.mirror / script_rel).write_text(self.job_script(f"{self.base}/{list_rel}"))
+            staged.append((chunk, name, script_rel))
+        self.push()
+        for i, (chunk, name, script_rel) in enumerate(staged):
+            if i:
+                time.sleep(self.submit_gap)  # throttle: be gentle with slurmctld
+            n_max = max(b.n_tasks for b in chunk)
+            flags = resource_flags(chunk[0], n_max, self.gpus)
+            try:
+                job = self._sbatch(self.sbatch_argv(len(chunk), name, flags,
+                                                    f"{self.base}/{script_rel}"), name)
+            except Exception as e:
+                e.partial_handles = handles  # the arrays SLURM did accept before this one
+                raise
+            _test_hook_die_after_sbatch()
+            handles += [f"{job}_{j}:{b.id}" for j, b in enumerate(chunk)]
+        return handles
+
+    find_jobs = slurm_jobs.find_jobs  # crash recovery: jobs by name, bundles that ran
+    started_bundles = slurm_jobs.started_bundles
+
+    def _sbatch(self, argv: list[str], name: str) -> str:
+        """Run sbatch; retry with backoff when slurmctld is busy; never submit twice."""
+        delays = [1, 2, 4, 8, 16]
+        for attempt in range(len(delays) + 1):
+            try:
+                r = self.shell.run(argv, setup=self.target.setup, timeout=120, check=False,
+                                   idempotent=False)
+            except RemoteError as e:
+                if not e.connection:
+                    raise
+                found = self._find_job(name)  # did it go through before the connection broke?
+                if found:
+                    return found
+                if attempt == len(delays):
+                    raise
+                time.sleep(delays[attempt])
+                continue
+            if r.returncode == 0:
+                job = r.stdout.strip().splitlines()[-1].split(";")[0].strip()
+                if job.isdigit():
+                    return job
+            err = (r.stderr or r.stdout).strip()
+            if r.returncode == 127:
+                raise RemoteError(f"sbatch not found: {err[-300:]}", target=self.target.name,
+                                  fix="point host at the cluster's login node, or add a setup "
+                                      "line such as 'module load slurm'; then `pb targets "
+                                      f"check {self.target.name}`")
+            busy = re.search(r"temporarily unavailable|socket timed out|try again|"
+                             r"MaxJobCount|resources? busy|slurm_receive_msg", err, re.I)
+            if busy and attempt < len(delays):
+                found = self._find_job(name)
+                if found:
+                    return found
+                time.sleep(delays[attempt])
+                continue
+            raise RemoteError(f"sbatch refused the job: {err[-500:]}", target=self.target.name,
+                              fix=_FIX_OPTS.replace("TARGET", self.target.name),
+                              returncode=r.returncode, stderr=r.stderr)
+        raise PushbuttonError("unreachable")  # pragma: no cover
+
+    def _find_job(self, name: str) -> str | None:
+        try:
+            r = self.shell.run(["squeue", "-h", "-n", name, "-o", "%F"],
+                               setup=self.target.setup, timeout=30, check=False)
+        except RemoteError:
+            return None
+        ids = [x.strip() for x in r.stdout.split() if x.strip().isdigit()]
+        return ids[0] if ids else None
+
+    # -- poll ----------------------------------------------------------------------------
+    def poll(self, handles: list[str]) -> dict[str, BundleState]:
+        """One round trip: squeue for every job (+ sacct when accounting exists) and the
+        done.json / exit.json of every bundle. A failed query keeps the last states (the
+        caller backs off); a job that left the queue without done.json is failed at once."""
+        if not handles:
+            return {}
+        try:
+            base = self.base
+        except RemoteError as e:
+            self.last_poll_error = str(e)
+            return {}
+        jobs = sorted({h.split(":")[0].split("_")[0] for h in handles} - {"0"})
+        bids = [h.split(":", 1)[1] for h in handles]
+        acct = bool(self._limits and self._limits.get("accounting")) and bool(jobs)
+        squeue = shlex.join(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(jobs),
+                             "-o", "%F_%K|%T|%r"]) if jobs else "true"  # "0": a forgotten job
+        parts = [f"echo '@@squeue'; {squeue} 2>&1; echo \"@@rc=$?\""]
+        if acct:
+            sacct = shlex.join(["sacct", "-n", "-P", "-X", "-j", ",".join(jobs),
+                                "-o", "JobID,State,ExitCode"])
+            parts.append(f"echo '@@sacct'; {sacct} 2>/dev/null")
+        parts.append("echo '@@files'")
+        if self.remote:
+            parts.append(f"cd {shlex.quote(base + '/bundles')} 2>/dev/null && for b in "
+                         + " ".join(shlex.quote(b) for b in bids) +
+                         '; do [ -e "$b/done.json" ] && echo "done $b"; '
+                         '[ -e "$b/exit.json" ] && echo "exit $b $(head -c 300 "$b/exit.json")" '
+                         '&& [ -s "$b/worker.err" ] && echo "err $b $(tail -c 300 "$b/worker.err" '
+                         '| tr "\\n" " ")"; '
+                         "done; true")
+        parts.append("echo '@@end'")
+        try:
+            r = self.shell.run_script("\n".join(parts), setup=self.target.setup, timeout=60,
+                                      check=False, retries=1)
+        except RemoteError as e:
+            self.last_poll_error = str(e)
+            return {}
+        text = r.stdout
+        if "@@end" not in text:
+            self.last_poll_error = f"status query failed: {(r.stderr or text).strip()[-300:]}"
+            return {}
+        sq = text.split("@@squeue", 1)[1].split("@@rc=", 1)
+        sq_ok = sq[1].split("\n", 1)[0].strip() == "0" or "Invalid job id" in sq[0]
+        if not sq_ok:
+            self.last_poll_error = f"squeue failed: {sq[0].strip()[-300:]}"
+            return {}
+        self.last_poll_error = None
+        states: dict[str, tuple[str, str]] = {}
+        for line in sq[0].splitlines():
+            bits = line.strip().split("|")
+            if len(bits) >= 2 and "_" in bits[0]:
+                states[bits[0]] = (bits[1], bits[2] if len(bits) > 2 else "")
+        acct_rc: dict[str, dict] = {}
+        if acct and "@@sacct" in text:  # jobs squeue has forgotten (older than MinJobAge)
+            for line in text.split("@@sacct", 1)[1].split("@@files", 1)[0].splitlines():
+                bits = line.strip().split("|")
+                if len(bits) >= 2 and "_" in bits[0] and bits[0] not in states:
+                    states[bits[0]] = (bits[1], "")
+                    rc, _, sig = (bits[2] if len(bits) > 2 else "").partition(":")
+                    if sig.isdigit() and int(sig):
+                        acct_rc[bits[0]] = {"rc": 128 + int(sig)}
+                    elif rc.isdigit() and int(rc):
+                        acct_rc[bits[0]] = {"rc": int(rc)}
+        done, exits = set(), {}
+        if self.remote:
+            files = text.split("@@files", 1)[1].split("@@end", 1)[0]
+            for line in files.splitlines():
+                kind, _, rest = line.partition(" ")
+                if kind == "done":
+                    done.add(rest.strip())
+                elif kind == "exit":
+                    b, _, js = rest.partition(" ")
+                    exits[b] = _load_json(js)
+                elif kind == "err":
+                    b, _, err = rest.partition(" ")
+                    exits.setdefault(b, {})["err"] = err.strip()
+        out = {}
+        for h, bid in zip(handles, bids):
+            job = h.split(":")[0]
+            if not self.remote:
+                d = self.store_dir / "bundles" / bid
+                if (d / "done.json").exists():
+                    done.add(bid)
+                elif (d / "exit.json").exists():
+                    exits[bid] = _load_json((d / "exit.json").read_text())
+                    try:
+                        with open(d / "worker.err", "rb") as f:
+                            f.seek(max(0, f.seek(0, 2) - 300))
+                            err = f.read().decode("utf-8", "replace")
+                        exits[bid]["err"] = " ".join(err.split())
+                    except OSError:
+                        pass
+            st, reason = states.get(job, (None, ""))
+            out[h] = state_of(st, reason, bid in done, exits.get(bid) or acct_rc.get(job), job)
+        return out
+
+    def done_bundles(self, bids: list[str]) -> tuple[set[str], bool]:
+        """Bundles whose done.json exists (a cheap local look for local-slurm), and whether
+        any other one has an exit.json (a crash: worth a full poll now)."""
+        if self.remote:
+            return set(), False
+        done, crashed = set(), False
+        for b in bids:
+            d = self.store_dir / "bundles" / b
+            if (d / "done.json").exists():
+                done.add(b)
+            elif (d / "exit.json").exists():
+                crashed = True
+        return done, crashed
+
+    # -- cancel / collect ----------------------------------------------------------------
+    def cancel(self, handles: list[str]) -> None:
+        jobs = sorted({h.split(":")[0] for h in handles if not h.startswith("0_")})
+        for i in range(0, len(jobs), 500):
+            self.shell.run(["scancel", *jobs[i:i + 500]], setup=self.target.setup, timeout=60,
+                           check=False)
+
+    def checksums(self, bids: list[str]) -> dict[str, tuple[str, int]]:
+        """sha256 and size of outcomes.jsonl of bundles on the cluster (for bundles that ended
+        without done.json), in one round trip."""
+        if not bids:
+            return {}
+        if not self.remote:
+            import hashlib
+            out = {}
+            for b in bids:
+                p = self.store_dir / "bundles" / b / "outcomes.jsonl"
+                data = p.read_bytes() if p.exists() else b""
+                out[b] = (hashlib.sha256(data).hexdigest(), len(data))
+            return out
+        script = (f"cd {shlex.quote(self.base + '/bundles')} || exit 3\nfor b in "
+                  + " ".join(shlex.quote(b) for b in bids) +
+                  '; do f="$b/outcomes.jsonl"; [ -e "$f" ] || : > "$f"; '
+                  'echo "$b $(sha256sum < "$f" | cut -d" " -f1) $(wc -c < "$f")"; done')
+        r = self.shell.run_script(script, timeout=120, check=False, retries=2)
+        out = {}
+        for line in r.stdout.splitlines():
+            bits = line.split()
+            if len(bits) == 3 and bits[2].isdigit():
+                out[bits[0]] = (bits[1], int(bits[2]))
+        return out
+
+    def collect_many(self, bids: list[str], timeout: float = 600) -> None:
+        """Pull the outputs of these bundles (not bundle.json: the local one is kept)."""
+        if not self.remote or not bids:
+            return
+        filters = ["--exclude=/*/bundle.json", "--exclude=/*/.pb-partial/"]
+        for b in bids:
+            filters += [f"--include=/{b}/", f"--include=/{b}/*"]
+        filters.append("--exclude=*")
+        self.shell.get(f"{self.base}/bundles/", str(self.store_dir / "bundles") + "/",
+                       filters=filters, timeout=timeout)
+
+    def collect(self, bundle: BundleRef) -> Path:
+        self.collect_many([bundle.id])
+        return bundle.dir
+
+    def close(self) -> None:
+        self.shell.close()
+
+
+_OWNED = ("--array", "-a", "--wrap", "--parsable", "--output", "-o", "--open-mode")
+
+
+def _refuse_owned(opts: list[str], target: str) -> None:
+    """Options pushbutton sets itself cannot be passed through: say so instead of breaking."""
+    from pushbutton.core.errors import SpecError
+    for o in opts:
+        name = o.split("=", 1)[0]
+        if name in _OWNED or (name[:2] in ("-a", "-o") and not name.startswith("--")):
+            raise SpecError(f"sbatch option {o!r} is set by pushbutton itself (each bundle is "
+                            "one array element with its own logs)", key="sbatch",
+                            fix=f"leave it out of --sbatch and of target '{target}'")
+
+
+def _partition(opts: list[str]) -> str | None:
+    part = None
+    for i, o in enumerate(opts):
+        if o.startswith("--partition="):
+            part = o.split("=", 1)[1]
+        elif o in ("-p", "--partition") and i + 1 < len(opts):
+            part = opts[i + 1]
+        elif o.startswith("-p") and len(o) > 2:
+            part = o[2:]
+    return part.split(",")[0] if part else None
+
+
+def _test_hook_die_after_sbatch() -> None:
+    """Fault injection for the tests only: when PB_TEST_DIE_AFTER_SBATCH names a file that
+    exists, the file is removed and the process dies at once, right after SLURM accepted an
+    array and before its job id is recorded (the crash that submission must survive)."""
+    p = os.environ.get("PB_TEST_DIE_AFTER_SBATCH")
+    if p and os.path.exists(p):
+        os.unlink(p)
+        os._exit(99)
+
+
+def _load_json(text: str) -> dict:
+    try:
+        v = json.loads(text)
+        return v if isinstance(v, dict) else {}
+    except ValueError:
+        return {}

@@ -1,0 +1,1 @@
+"""Floor 3: turning bundle outcome files into task states and result rows."""

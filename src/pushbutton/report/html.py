@@ -1,0 +1,396 @@
+"""The report: one self-contained HTML file (figures embedded, CSS and a little JS inline, no
+network fetches) plus the figure files and the aggregated table beside it.
+
+`build(context, outdir)` takes a plain dict so it can be used and tested without a project store;
+`build_for_experiment(exp, outdir)` fills that dict from an Experiment.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+import math
+import numbers
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pushbutton.analysis import stats as A
+from pushbutton.core import names as N
+
+MAX_ROWS = 2000  # table rows in the HTML; the CSV beside it has all of them
+STATES = ("done", "failed", "running", "pending", "cancelled")
+
+
+# --------------------------------------------------------------------------- formatting
+def fmt(v: Any) -> str:
+    """A value as a researcher would print it: 4 significant digits, '–' for missing."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        if math.isnan(f):
+            return "–"
+        if f.is_integer() and abs(f) < 1e15:
+            return str(int(f))
+        return f"{f:.4g}"
+    if isinstance(v, (pd.Timestamp, _dt.datetime)):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        if pd.isna(v):
+            return "–"
+    except (TypeError, ValueError):
+        pass
+    return str(v)
+
+
+def _sort_key(v: Any) -> str:
+    """data-sort value: numbers as repr (the JS compares them numerically), else the text."""
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, numbers.Real) and not (isinstance(v, float) and math.isnan(v)):
+        return repr(float(v))
+    return fmt(v) if fmt(v) != "–" else ""
+
+
+def _cell(v: Any, text: str | None = None) -> dict:
+    num = isinstance(v, numbers.Real) and not isinstance(v, bool)
+    return {"text": fmt(v) if text is None else text, "sort": _sort_key(v), "num": num}
+
+
+def when(v: Any) -> str:
+    """Epoch seconds (as the store keeps them) or text, as a UTC date-time."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isnan(v) and v > 1e8:
+        return _dt.datetime.fromtimestamp(float(v), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return fmt(v)
+
+
+def _duration(s: float) -> str:
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "–"
+    if s < 120:
+        return f"{s:.3g} s"
+    if s < 7200:
+        return f"{s / 60:.3g} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.3g} h"
+    return f"{s / 86400:.3g} d"
+
+
+def table(df: pd.DataFrame, columns: list[str] | None = None,
+          headers: list[str] | None = None, max_rows: int = MAX_ROWS) -> dict:
+    """DataFrame -> {"headers", "num" flags, "rows" of cells, "total", "shown"} for the template."""
+    columns = list(df.columns) if columns is None else columns
+    sub = df[columns].head(max_rows)
+    rows = [[_cell(v) for v in rec] for rec in sub.itertuples(index=False, name=None)]
+    num = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+           for c in columns]
+    return {"headers": headers or [str(c) for c in columns], "num": num, "rows": rows,
+            "total": len(df), "shown": len(sub)}
+
+
+# --------------------------------------------------------------------------- sections
+def _counts(ctx: dict, df: pd.DataFrame | None) -> dict:
+    counts = dict(ctx.get("counts") or {})
+    if not counts and df is not None and N.STATUS in df.columns:
+        counts = {k: int(v) for k, v in df[N.STATUS].value_counts().items()}
+    total = int(ctx.get("n_tasks") or sum(counts.values()))
+    order = [s for s in STATES if s in counts] + [s for s in counts if s not in STATES]
+    bars = [{"state": s, "n": int(counts[s]),
+             "pct": 100.0 * counts[s] / total if total else 0.0} for s in order]
+    unfinished = counts.get("pending", 0) + counts.get("running", 0)
+    finished = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
+    return {"total": total, "bars": bars, "partial": unfinished > 0, "unfinished": unfinished,
+            "finished": finished, "pct_finished": 100.0 * finished / total if total else 0.0}
+
+
+def _space(ctx: dict, df: pd.DataFrame | None) -> dict:
+    """The parameter space as given (text), and per parameter what the table holds."""
+    desc = ctx.get("space_description")
+    rows = []
+    if df is not None and len(df):
+        for p in ctx.get("params") or A.param_columns(df):
+            if p not in df.columns:
+                continue
+            vals = df[p].dropna()
+            try:
+                uniq = sorted(vals.unique().tolist())
+            except TypeError:  # mixed types do not sort: keep first-seen order
+                uniq = list(dict.fromkeys(vals.tolist()))
+            shown = ", ".join(fmt(v) for v in uniq[:12]) + (" …" if len(uniq) > 12 else "")
+            rng = f"{fmt(uniq[0])} … {fmt(uniq[-1])}" if uniq and all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) for v in uniq) else ""
+            rows.append({"name": p, "n": len(uniq), "shown": shown, "range": rng,
+                         "unit": (ctx.get("units") or {}).get(p, "")})
+    if isinstance(desc, (list, tuple)):  # [{"name":..., "values"/"description":...}]
+        return {"text": None, "declared": [{k: fmt(v) if k != "name" else v for k, v in d.items()}
+                                           for d in desc], "rows": rows}
+    return {"text": str(desc) if desc else None, "declared": [], "rows": rows}
+
+
+def _bool_metrics(df: pd.DataFrame, metrics: list[str]) -> list[str]:
+    out = []
+    for m in metrics:
+        s = df[m].dropna()
+        if pd.api.types.is_bool_dtype(df[m]) or (len(s) and s.map(lambda v: isinstance(v, bool)).all()):
+            out.append(m)
+    return out
+
+
+def _results_table(ctx: dict, df: pd.DataFrame | None, outdir: Path) -> dict | None:
+    """Aggregated results: one row per parameter point; mean ± s.e.m. and the CI per metric
+    (Wilson for boolean metrics: a t interval on 0/1 data can leave [0, 1])."""
+    if df is None or df.empty:
+        return None
+    if N.STATUS in df.columns and not (df[N.STATUS] == "done").any():
+        return {"empty": True}
+    by = ctx.get("aggregate_by")
+    if by is None:
+        by = [p for p in (ctx.get("params") or A.param_columns(df)) if p not in A.REPLICATE]
+    metrics = ctx.get("metrics") or A.metric_columns(df)
+    metrics = [m for m in metrics if m in df.columns and A._is_numeric(df[m])]
+    ci = float(ctx.get("ci", 0.95))
+    agg = A.aggregate(df, by=by, metrics=metrics, ci=ci, quantiles=(0.5,))
+    for m in _bool_metrics(df, metrics):
+        sr = A.success_rate(df, by=by, success=m, ci=ci)
+        agg[f"{m}_ci_low"], agg[f"{m}_ci_high"] = sr["pb_ci_low"].values, sr["pb_ci_high"].values
+    agg.to_csv(outdir / "aggregated.csv", index=False)
+    # friendly headers, but never one that reads as a user's column of the same table
+    taken = set(by)
+
+    def head(friendly, column):
+        return friendly if friendly not in taken else column
+    headers = [*by, head("tasks", N.N)]
+    num = [pd.api.types.is_numeric_dtype(agg[c]) and not pd.api.types.is_bool_dtype(agg[c])
+           for c in by] + [True]
+    for m in metrics:
+        headers += [head(f"{m} (mean ± s.e.m.)", f"{m}_mean"), head(f"{m} {ci:.0%} CI",
+                    f"{m}_ci_low"), head(f"{m} median", f"{m}_q50")]
+        num += [True, True, True]
+    rows = []
+    for rec in agg.head(MAX_ROWS).to_dict("records"):
+        r = [_cell(rec[c]) for c in by] + [_cell(rec[N.N])]
+        for m in metrics:
+            mean, sem = rec[f"{m}_mean"], rec[f"{m}_sem"]
+            txt = fmt(mean) + ("" if sem is None or math.isnan(sem) else f" ± {fmt(sem)}")
+            lo, hi = rec[f"{m}_ci_low"], rec[f"{m}_ci_high"]
+            ci_txt = "–" if math.isnan(lo) else f"[{fmt(lo)}, {fmt(hi)}]"
+            r += [_cell(mean, txt), _cell(lo, ci_txt), _cell(rec[f"{m}_q50"])]
+        rows.append(r)
+    return {"empty": False, "headers": headers, "num": num, "rows": rows, "total": len(agg),
+            "shown": len(rows), "csv": "aggregated.csv", "by": by, "metrics": metrics}
+
+
+def _figures(ctx: dict, df, series, outdir: Path) -> tuple[list[dict], list[str]]:
+    from pushbutton.analysis import figures as F  # matplotlib loads only when a report is built
+
+    decls = ctx.get("figures")
+    if decls is None:
+        decls = F.auto_declarations(df, series) if df is not None else []
+    finished = df is not None and N.STATUS in df.columns and (df[N.STATUS] == "done").any()
+    # SpecError for a bad declaration; column names only once tasks have produced metrics
+    valid = F.validate(decls, df, series, file=ctx.get("spec_file"),
+                       check_columns=bool(finished) or (df is not None and N.STATUS not in df))
+    out, problems = [], []
+    figdir = outdir / "figures"
+    for d in valid:
+        try:  # a figure that cannot be drawn (e.g. no data yet) must not sink the whole report
+            fig = F.render(d, df, series, ctx.get("units"))
+            paths = F.save(fig, figdir / d["name"], formats=ctx.get("figure_formats",
+                                                                      ("png", "svg", "pdf")))
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        except Exception as e:  # noqa: BLE001 - reported in the page instead
+            problems.append(f"figure {d['name']!r} ({d['kind']}) could not be drawn: {e}")
+            continue
+        title = d.get("title") or (fig.axes[0].get_title() if fig.axes else d["name"])
+        out.append({"name": d["name"], "title": title, "caption": d.get("caption", ""),
+                    "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+                    "files": [{"fmt": p.suffix[1:], "href": f"figures/{p.name}"} for p in paths],
+                    "decl": ", ".join(f"{k} = {v!r}" for k, v in d.items() if k != "name")})
+    written = {f["href"].split("/", 1)[1] for f in (x for o in out for x in o["files"])}
+    for old in figdir.glob("*") if figdir.is_dir() else ():
+        if old.suffix in (".png", ".svg", ".pdf") and old.name not in written:
+            old.unlink()  # a figure no longer declared must not linger beside the report
+    return out, problems
+
+
+def _failures(ctx: dict, df) -> dict | None:
+    f = ctx.get("failures_df")
+    if f is None and df is not None:
+        f = A.failures(df)
+    if f is None or len(f) == 0:
+        return None
+    rows = []
+    for rec in f.head(200).to_dict("records"):
+        params = rec.get("example_params") or {}
+        rows.append({"kind": fmt(rec.get("error_kind")), "cause": fmt(rec.get("cause")),
+                     "count": int(rec.get("count", 1)), "task": fmt(rec.get("example_task")),
+                     "params": ", ".join(f"{k}={fmt(v)}" for k, v in params.items()),
+                     "traceback": str(rec.get("traceback_head") or "")})
+    return {"rows": rows, "total": int(f["count"].sum()) if "count" in f else len(f)}
+
+
+def _timing(df) -> dict | None:
+    if df is None or df.empty:
+        return None
+    t = A.timing(df)
+    return {"cpu_hours": f"{t['cpu_hours']:.3g}", "mean": _duration(t["duration_mean_s"]),
+            "median": _duration(t["duration_median_s"]), "p90": _duration(t["duration_p90_s"]),
+            "max": _duration(t["duration_max_s"]), "wall": _duration(t["wall_s"]),
+            "failure_rate": "–" if math.isnan(t["failure_rate"]) else f"{t['failure_rate']:.1%}",
+            "retried": t["retried_tasks"], "by_kind": t["failures_by_kind"],
+            "hosts": t["hosts"]}
+
+
+def _runs(ctx: dict) -> list[dict]:
+    """Runs with their provenance; packages and diffs shown collapsed."""
+    out = []
+    for r in ctx.get("runs") or []:
+        prov = dict(r.get("provenance") or {})
+        pkgs = prov.pop("packages", None) or {}
+        diff = prov.pop("diff", None) or prov.pop("git_diff", None) or ""
+        for k in _PROV_HIDDEN:
+            prov.pop(k, None)
+        out.append({"id": fmt(r.get("run_id") or r.get("id")),
+                    "started": when(r.get("started_at", r.get("started"))),
+                    "finished": when(r.get("finished_at", r.get("ended"))),
+                    "message": fmt(r.get("message")) if r.get("message") else "",
+                    "backend": fmt(r.get("backend") or r.get("target") or ""),
+                    "status": fmt(r.get("status")) if r.get("status") else "",
+                    "code": fmt(r.get("code_version") or prov.get("code_version")
+                                or prov.get("git_commit") or prov.get("code_hash") or ""),
+                    "prov": [(k, when(v) if k == "time" else _prov_text(v))
+                             for k, v in prov.items()],
+                    "packages": sorted((str(k), fmt(v)) for k, v in dict(pkgs).items()),
+                    "diff": str(diff)})
+    return out
+
+
+# shown elsewhere in the report (spec, message) or too long to be useful per run
+_PROV_HIDDEN = ("spec", "message")
+
+
+def _prov_text(v) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={fmt(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x) for x in v)
+    return fmt(v)
+
+
+# --------------------------------------------------------------------------- build
+def _env():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=True,  # every value from a spec or a task is text, never markup
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = fmt
+    return env
+
+
+def build(context: dict, outdir: str | Path, filename: str = "report.html") -> Path:
+    """Write `outdir/report.html` (self-contained), `outdir/figures/*` and
+    `outdir/aggregated.csv`; returns the HTML path.
+
+    context keys (all optional except title): title, description, spec_text, spec_file,
+    space_description (text or [{name, values}]), counts ({state: n}; else from the table),
+    n_tasks, results_df, series_df, figures ([[figures]] declarations; None = automatic),
+    units, params, metrics, aggregate_by, ci, failures_df, runs ([{run_id, started_at,
+    finished_at, message, backend, provenance: {..., packages: {}, diff}}]), generated_at.
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    df = context.get("results_df")
+    series = context.get("series_df")
+    if df is not None and context.get("params") and not df.attrs.get("params"):
+        df = df.copy()
+        df.attrs["params"] = list(context["params"])
+        if context.get("metrics"):
+            df.attrs["metrics"] = list(context["metrics"])
+    figures, problems = _figures(context, df, series, outdir)
+    from pushbutton import __version__
+    page = {
+        "title": context.get("title") or context.get("name") or "Experiment report",
+        "name": context.get("name") or "",
+        "description": context.get("description") or "",
+        "spec_text": context.get("spec_text") or "",
+        "spec_file": context.get("spec_file") or "",
+        "space": _space(context, df),
+        "counts": _counts(context, df),
+        "results": _results_table(context, df, outdir),
+        "figures": figures,
+        "problems": problems + list(context.get("warnings") or []),
+        "failures": _failures(context, df),
+        "timing": _timing(df),
+        "runs": _runs(context),
+        "generated_at": context.get("generated_at")
+        or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": __version__,
+    }
+    html = _env().get_template("report.html.j2").render(**page)
+    path = outdir / filename
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)  # a browser that has the old report open never sees half a file
+    return path
+
+
+# --------------------------------------------------------------------------- from a project store
+def context_from_store(store, eid: int, name: str, spec: dict | None = None,
+                       spec_file: str | None = None, space: str | None = None) -> dict:
+    """The `build` context of a stored experiment: its table, series, runs and spec."""
+    import json
+
+    from pushbutton.store import parts as R
+    from pushbutton.store import views as table
+
+    stored = next((e["spec"] for e in store.experiments() if e["id"] == eid), {}) or {}
+    spec = dict(spec or {k: v for k, v in stored.items() if not k.startswith("_")})
+    spec_file = spec_file or stored.get("_spec_file")
+    df = table.results(store, eid, name)
+    meta = R.columns_meta(store.dir / "results" / name)
+    params = [c for c in meta["params"] if c in df.columns]
+    known = set(params) | set(meta["metrics"])
+    params += [c for c in df.columns if c not in known and not N.reserved(c)]  # not run yet
+    df.attrs["params"] = params
+    df.attrs["metrics"] = [c for c in meta["metrics"] if c in df.columns]
+    series = table.series(store, eid, name)
+    series.attrs["params"] = [c for c in params if c in series.columns]
+    spec_text = ""
+    if spec_file and Path(spec_file).is_file():
+        spec_text = Path(spec_file).read_text(encoding="utf-8", errors="replace")
+    elif spec:
+        spec_text = json.dumps(spec, indent=2, default=str)
+    runs = [{**r, "run_id": r.get("id")} for r in store.runs(eid)]
+    return {"title": name, "name": name,
+            "description": spec.get("description", ""), "spec_text": spec_text,
+            "spec_file": Path(spec_file).name if spec_file else "",
+            "space_description": space or stored.get("_space") or "",
+            "counts": store.counts(eid), "results_df": df, "series_df": series,
+            "figures": spec.get("figures") or None, "units": spec.get("units") or {},
+            "params": params, "metrics": df.attrs["metrics"], "runs": runs}
+
+
+def default_outdir(project_root, name: str) -> Path:
+    """`<project>/reports/<experiment>/`: beside the code, where a researcher looks for it."""
+    return Path(project_root) / "reports" / name
+
+
+def build_for_experiment(exp, outdir=None, open_browser: bool = False) -> Path:
+    """Report of an `Experiment` (what `exp.report()` and `pb report` call)."""
+    eid = exp._exp_id()
+    ctx = context_from_store(exp.store, eid, exp.name, spec=exp.spec.model_dump(),
+                             spec_file=exp.spec_file, space=repr(exp.space))
+    path = build(ctx, outdir or default_outdir(exp.store.root, exp.name))
+    if open_browser:
+        import webbrowser
+        webbrowser.open(path.resolve().as_uri())
+    return path

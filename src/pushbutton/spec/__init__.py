@@ -1,0 +1,1 @@
+"""Floor 1: what to compute: the spec model, the parameter-space algebra, parrun."""

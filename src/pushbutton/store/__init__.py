@@ -1,0 +1,1 @@
+"""Floor 2: the project store: state database, Parquet parts, views, provenance."""

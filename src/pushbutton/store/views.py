@@ -1,0 +1,358 @@
+"""One results table per experiment, and SQL over it (DuckDB).
+
+The current result of a task has one definition, built in one place (`_build`): the task row in
+SQLite decides the task's state, and a done task's parameters and metrics come from the one
+Parquet row its task row names (same task id and bundle) — never simply the newest row. That
+relation is the `results` view of `pb sql` and what `exp.results()` / `pb results` return; `pb
+status` counts the same task rows. Results of earlier runs stay in the store, apart:
+`results(run=N)` (`pb results --run N`) is what run N produced.
+
+Bookkeeping columns carry the pb_ prefix (names.py); parameters and metrics keep their names.
+A `where` is one SQL expression (checked), and every connection built here is read-only on the
+store: no file outside this experiment's results can be read, none written.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from pushbutton.core import names as N
+from pushbutton.store import parts as R
+from pushbutton.core.errors import PushbuttonError
+from pushbutton.store.integrity import check_read, guarded, store_fault
+
+TAIL = N.TAIL
+_IDX = "_pb_idx"  # space order, kept out of what users see
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# -- safety ------------------------------------------------------------------------------------
+def check_where(where: str, what: str = "--where") -> str:
+    """A `where` must be ONE SQL expression: no ';', no comments, no parenthesis closing what
+    it did not open (that would let it add clauses or statements to the query around it)."""
+    import duckdb
+    if not isinstance(where, str) or not where.strip():
+        raise PushbuttonError(f"{what} is empty; give a condition, e.g. \"n > 100\"")
+    try:
+        toks = duckdb.tokenize(where)
+    except Exception as e:  # noqa: BLE001 - the tokenizer's own complaint
+        raise PushbuttonError(f"{what} {where!r} cannot be read: {e}") from None
+    depth = 0
+    for i, (off, kind) in enumerate(toks):
+        end = toks[i + 1][0] if i + 1 < len(toks) else len(where)
+        tok = where[off:end]
+        if kind == duckdb.token_type.comment:
+            raise PushbuttonError(f"{what} {where!r}: comments are not allowed; give one "
+                                  "condition, e.g. \"n > 100 AND pb_status = 'done'\"")
+        if kind != duckdb.token_type.operator:
+            continue
+        for ch in tok:
+            if ch == ";":
+                raise PushbuttonError(f"{what} {where!r} must be one expression (no ';'); use "
+                                      "`pb sql` for queries")
+            depth += (ch == "(") - (ch == ")")
+            if depth < 0:
+                raise PushbuttonError(f"{what} {where!r} closes a parenthesis it did not open; "
+                                      "it must be one expression")
+    try:
+        stmts = duckdb.extract_statements(f"SELECT 1 FROM t WHERE ({where})")
+    except duckdb.Error as e:
+        raise PushbuttonError(f"{what} {where!r} is not a valid SQL expression: "
+                              f"{str(e).splitlines()[0]}") from None
+    if len(stmts) != 1 or stmts[0].type != duckdb.StatementType.SELECT:
+        raise PushbuttonError(f"{what} {where!r} must be one expression")
+    return where
+
+
+def _sandbox(store, name: str):
+    """An in-memory DuckDB connection that may read this experiment's Parquet folders and
+    nothing else on disk (no writes, no ATTACH, no extensions); locked once set up."""
+    import duckdb
+    con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False})
+    dirs = [str(store.dir / sub / name) + os.sep for sub in ("results", "series")]
+    con.execute("SET allowed_directories = [" + ", ".join(_lit(d) for d in dirs) + "]")
+    con.execute("SET enable_external_access = false")
+    return con
+
+
+def _lock(con) -> None:
+    con.execute("SET lock_configuration = true")
+
+
+# -- the relation ------------------------------------------------------------------------------
+def _state(store, eid: int):
+    """Every task's id, place in the space, state, and (done ones) the bundle of its result."""
+    import pyarrow as pa
+    ids, idxs, states, bundles = [], [], [], []
+    for tid, idx, st, b in store.db.execute(
+            "SELECT id, idx, state, CASE WHEN state='done' THEN bundle END FROM tasks "
+            "WHERE exp=?", (eid,)):
+        ids.append(tid)
+        idxs.append(idx)
+        states.append(st)
+        bundles.append(b)
+    return pa.table({N.TASK_ID: pa.array(ids, pa.string()), _IDX: pa.array(idxs, pa.int64()),
+                     N.STATUS: pa.array(states, pa.string()),
+                     "_bundle": pa.array(bundles, pa.string())})
+
+
+def _not_done(store, eid: int):
+    """Parameters and the state's details of the scheduled tasks that are not done."""
+    import pandas as pd
+    rows = store.db.execute("SELECT id, attempts, error_kind, error, t0, t1, host, run, params "
+                            "FROM tasks WHERE exp=? AND idx IS NOT NULL AND state != 'done'",
+                            (eid,)).fetchall()
+    recs = []
+    for tid, att, ek, err, t0, t1, host, run, params in rows:
+        d = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+             for k, v in json.loads(params).items()}
+        d.update({"_tid": tid, "_attempts": att, "_error_kind": ek, "_error": err,
+                  "_duration": (t1 - t0) if (t0 and t1) else None, "_host": host,
+                  "_run": run, "_t1": t1})
+        recs.append(d)
+    nd = pd.DataFrame.from_records(recs) if recs else pd.DataFrame(
+        {"_tid": pd.Series([], dtype=object)})
+    for c in ("_attempts", "_error_kind", "_error", "_duration", "_host", "_run", "_t1"):
+        if c not in nd.columns:
+            nd[c] = pd.Series([None] * len(nd), dtype=object)
+    return nd
+
+
+def _types(con, view: str) -> dict:
+    return {r[0]: r[1] for r in con.execute(f"DESCRIBE {view}").fetchall()}
+
+
+def _build(con, store, eid: int, name: str, run: int | None = None):
+    """Create the view _pb_results (the results relation plus _pb_idx) in `con`; returns
+    (parameter names, metric names)."""
+    folder = store.dir / "results" / name
+    # the states before the parts: ingest lists a part before it commits its tasks as done, so
+    # every done task read here has its row in the parts listed after
+    state = _state(store, eid)
+    meta = R.columns_meta(folder)
+    stored = R.latest_sql(folder)
+    con.execute(f"CREATE VIEW _pb_stored AS {stored}" if stored else
+                f"CREATE VIEW _pb_stored AS SELECT NULL::VARCHAR AS {N.TASK_ID}, "
+                f"NULL::VARCHAR AS {N.BUNDLE}, NULL::BIGINT AS {N.ATTEMPTS}, "
+                f"NULL::DOUBLE AS {N.DURATION}, NULL::VARCHAR AS {N.HOST}, "
+                f"NULL::BIGINT AS {N.RUN_ID}, NULL::DOUBLE AS {N.FINISHED_AT} WHERE false")
+    con.register("_pb_state", state)
+    stored_cols = _types(con, "_pb_stored")
+    if run is not None:
+        params = [c for c in meta["params"] if c in stored_cols]
+        metrics = [c for c in meta["metrics"] if c in stored_cols and c not in params]
+        cols = [f"r.{N.TASK_ID}"] + [f"r.{_q(c)}" for c in params + metrics]
+        cols += [f"'done' AS {N.STATUS}", f"NULL::VARCHAR AS {N.ERROR_KIND}",
+                 f"NULL::VARCHAR AS {N.ERROR}"]
+        cols += [f"r.{c}" for c in (N.ATTEMPTS, N.DURATION, N.HOST, N.RUN_ID, N.FINISHED_AT)]
+        cols.append(f"t.{_IDX} AS {_IDX}")
+        con.execute(
+            f"CREATE VIEW _pb_results AS SELECT {', '.join(cols)} FROM (SELECT * FROM "
+            f"_pb_stored WHERE {N.RUN_ID} = {int(run)} QUALIFY row_number() OVER (PARTITION BY "
+            f"{N.TASK_ID} ORDER BY {N.FINISHED_AT} DESC) = 1) r LEFT JOIN _pb_state t "
+            f"ON t.{N.TASK_ID} = r.{N.TASK_ID}")
+        return params, metrics
+    nd = _not_done(store, eid)
+    con.register("_pb_pending", nd)
+    nd_types = _types(con, "_pb_pending")
+    nd_params = [c for c in nd.columns if not c.startswith("_")]
+    params = [c for c in meta["params"] if c in stored_cols]
+    params += [c for c in nd_params if c not in params]
+    metrics = [c for c in meta["metrics"] if c in stored_cols and c not in params]
+
+    def param(c):
+        a = f"r.{_q(c)}" if c in stored_cols else None
+        b = f"nd.{_q(c)}" if c in nd_params else None
+        if a and b and stored_cols[c] != nd_types[c]:  # typed differently: compare as text
+            a, b = f"CAST({a} AS VARCHAR)", f"CAST({b} AS VARCHAR)"
+        return f"COALESCE({a}, {b})" if a and b else (a or b)
+    cols = [f"t.{N.TASK_ID}"] + [f"{param(c)} AS {_q(c)}" for c in params]
+    cols += [f"r.{_q(c)}" for c in metrics]
+    cols += [f"t.{N.STATUS}", f"nd._error_kind AS {N.ERROR_KIND}", f"nd._error AS {N.ERROR}",
+             f"COALESCE(r.{N.ATTEMPTS}, nd._attempts) AS {N.ATTEMPTS}",
+             f"COALESCE(r.{N.DURATION}, nd._duration) AS {N.DURATION}",
+             f"COALESCE(r.{N.HOST}, nd._host) AS {N.HOST}",
+             f"COALESCE(r.{N.RUN_ID}, nd._run) AS {N.RUN_ID}",
+             f"COALESCE(r.{N.FINISHED_AT}, nd._t1) AS {N.FINISHED_AT}", f"t.{_IDX}"]
+    # a done task's result is the row of the bundle its task row names; for any other task
+    # t._bundle is NULL, so no stored row (of an earlier run) can join
+    con.execute(f"CREATE VIEW _pb_results AS SELECT {', '.join(cols)} FROM _pb_state t "
+                f"LEFT JOIN _pb_stored r ON r.{N.TASK_ID} = t.{N.TASK_ID} AND "
+                f"r.{N.BUNDLE} = t._bundle LEFT JOIN _pb_pending nd ON nd._tid = t.{N.TASK_ID} "
+                f"WHERE t.{_IDX} IS NOT NULL")
+    return params, metrics
+
+
+def _check_run(store, eid: int, run) -> int | None:
+    if run is None:
+        return None
+    runs = [r["id"] for r in store.runs(eid)]
+    try:
+        run = int(run)
+    except (TypeError, ValueError):
+        raise PushbuttonError(f"run {run!r} is not a run number; `pb history` lists them") \
+            from None
+    if run not in runs:
+        raise PushbuttonError(f"this experiment has no run {run}; its runs are: "
+                              f"{', '.join(map(str, runs)) or 'none yet'} (`pb history`)")
+    return run
+
+
+@guarded
+def results(store, eid: int, name: str, where: str | None = None, all_tasks: bool = True,
+            limit: int | None = None, run: int | None = None):
+    """One row per task of the current space, in space order: pb_task_id, the parameters, the
+    metrics, then pb_status ... pb_finished_at. With `run`, the rows that run produced
+    (successful ones; earlier results of tasks run again later) instead."""
+    import duckdb
+    run = _check_run(store, eid, run)
+    if where:
+        check_where(where)
+    con = _sandbox(store, name)
+    params, metrics = _build(con, store, eid, name, run)
+    check_read(store, eid, name, con)  # a damaged store is never half-read
+    _lock(con)
+    conds = ([] if all_tasks else [f"{N.STATUS} = 'done'"]) + ([f"({where})"] if where else [])
+    q = (f"SELECT * EXCLUDE ({_IDX}) FROM _pb_results"
+         + (f" WHERE {' AND '.join(conds)}" if conds else "")
+         + f" ORDER BY {_IDX} NULLS LAST, {N.TASK_ID}"
+         + (f" LIMIT {int(limit)}" if limit else ""))
+    try:
+        df = con.execute(q).df()
+    except duckdb.Error as e:
+        if not where or store_fault(e):
+            raise
+        raise PushbuttonError(f"--where {where!r}: {str(e).splitlines()[0]}; columns are: "
+                              f"{N.TASK_ID}, {', '.join(params + metrics)}, {', '.join(TAIL)}") \
+            from None
+    for c in params:
+        if df[c].dtype == object:
+            df[c] = _infer(df[c])
+    df.attrs["params"] = params
+    df.attrs["metrics"] = metrics
+    return df
+
+
+def _infer(col):
+    import pandas as pd
+    try:
+        return pd.to_numeric(col)
+    except (ValueError, TypeError):
+        return col.infer_objects()
+
+
+@guarded
+def series(store, eid: int, name: str):
+    """Per-step rows: pb_task_id, pb_step, pb_time, the logged metrics, then the task's
+    parameters (a per-step metric named like a parameter keeps its values; that parameter is
+    not joined here)."""
+    import duckdb
+    import pandas as pd
+    files = R.parts(store.dir / "series" / name)
+    if not files:
+        return pd.DataFrame(columns=[N.TASK_ID, N.STEP, N.TIME])
+    lst = ", ".join(_lit(f) for f in files)
+    s = duckdb.connect().execute(f"SELECT * FROM read_parquet([{lst}], union_by_name=true) "
+                                 f"ORDER BY {N.TASK_ID}, {N.STEP}, {N.TIME}").df()
+    params = _params_frame(store, eid)
+    params = params[[c for c in params.columns if c == N.TASK_ID or c not in s.columns]]
+    metrics = [c for c in s.columns if not N.reserved(c)]
+    out = s.merge(params, on=N.TASK_ID, how="left")
+    out.attrs["params"] = [c for c in params.columns if c != N.TASK_ID]
+    out.attrs["metrics"] = metrics
+    return out
+
+
+def _params_frame(store, eid):
+    import pandas as pd
+    rows = store.db.execute("SELECT id, params FROM tasks WHERE exp=?", (eid,)).fetchall()
+    recs = []
+    for tid, p in rows:
+        d = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+             for k, v in json.loads(p).items()}
+        d[N.TASK_ID] = tid
+        recs.append(d)
+    return pd.DataFrame.from_records(recs) if recs else pd.DataFrame(columns=[N.TASK_ID])
+
+
+def connect(store, experiment: str | None = None, query: str = ""):
+    """A read-only DuckDB connection with the views results (exactly what `exp.results()`
+    returns), tasks and series for one experiment."""
+    import re
+
+    exps = store.experiments()
+    if not exps:
+        raise PushbuttonError("no experiments in this project yet; run one with `pb run`")
+    names = [e["name"] for e in exps]
+    if experiment is None:
+        experiment = names[-1]
+    if experiment not in names:
+        raise PushbuttonError(f"no experiment '{experiment}'; known: {', '.join(names)}")
+    eid = next(e["id"] for e in exps if e["name"] == experiment)
+    con = _sandbox(store, experiment)
+    _build(con, store, eid, experiment)
+    con.execute(f"CREATE VIEW results AS SELECT * EXCLUDE ({_IDX}) FROM _pb_results "
+                f"ORDER BY {_IDX}")
+    files = R.parts(store.dir / "series" / experiment)
+    if files:
+        lst = ", ".join(_lit(f) for f in files)
+        con.execute(f"CREATE VIEW series AS SELECT * FROM read_parquet([{lst}], "
+                    "union_by_name=true)")
+    else:
+        con.execute(f"CREATE VIEW series AS SELECT NULL::VARCHAR AS {N.TASK_ID}, "
+                    f"NULL::DOUBLE AS {N.STEP}, NULL::DOUBLE AS {N.TIME} WHERE false")
+    if re.search(r"\btasks\b", query or "", re.I):  # loaded only when asked for
+        import pandas as pd
+        cur = store.db.execute("SELECT id, idx, state, attempts, error_kind, error, "
+                               "t0, t1, host, run, params FROM tasks WHERE exp=?", (eid,))
+        tdf = pd.DataFrame.from_records(cur.fetchall(), columns=[
+            N.TASK_ID, "pb_idx", N.STATUS, N.ATTEMPTS, N.ERROR_KIND, N.ERROR, "pb_t0",
+            "pb_t1", N.HOST, N.RUN_ID, "pb_params"])
+        con.register("tasks", tdf)
+    _lock(con)
+    return con
+
+
+_READ_ONLY = ("SELECT", "EXPLAIN")
+
+
+def check_query(query: str) -> None:
+    """`pb sql` runs one read-only query: SELECT (WITH, FROM-first, DESCRIBE, SUMMARIZE) or
+    EXPLAIN. COPY, ATTACH, INSTALL, SET, CREATE ... are refused before anything runs."""
+    import duckdb
+    try:
+        stmts = duckdb.extract_statements(query)
+    except duckdb.Error as e:
+        raise PushbuttonError(f"SQL error: {str(e).splitlines()[0]}") from None
+    if len(stmts) != 1:
+        raise PushbuttonError(f"pb sql runs one query, got {len(stmts)} statements")
+    kind = stmts[0].type.name
+    if kind not in _READ_ONLY:
+        raise PushbuttonError(
+            f"pb sql is read-only: {kind} statements are refused; run a SELECT over results, "
+            "tasks or series (to write a file: pb results --format csv|json|parquet -o FILE)")
+
+
+@guarded
+def sql(store, query: str, experiment: str | None = None):
+    import duckdb
+    check_query(query)
+    con = connect(store, experiment, query)
+    try:
+        return con.execute(query).df()
+    except duckdb.PermissionException as e:
+        raise PushbuttonError(f"pb sql reads only this experiment's results: "
+                              f"{str(e).splitlines()[0]}") from None
+    except duckdb.Error as e:
+        if store_fault(e):
+            raise
+        raise PushbuttonError(f"SQL error: {str(e).splitlines()[0]}\n  tables: results, tasks, "
+                              "series; e.g. SELECT n, avg(error) FROM results GROUP BY n") from None
