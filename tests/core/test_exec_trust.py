@@ -16,7 +16,7 @@ from pushbutton.store.database import Store
 
 from .conftest import pb, write
 
-WORKER = Path(__file__).resolve().parents[2] / "src" / "pushbutton" / "worker.py"
+WORKER = Path(__file__).resolve().parents[2] / "src" / "pushbutton" / "execution" / "worker.py"
 
 
 # -- item 2: task folders ---------------------------------------------------------------------

@@ -159,7 +159,7 @@ def _import_failed(exp, info, remote, warnings):
         return
     missing = info.get("missing_module")
     # the deepest frame in the user's code (not the interpreter's or an installed package's)
-    ours = str(Path(__file__).resolve().parent)
+    ours = str(Path(__file__).resolve().parents[1])  # the pushbutton package
     user = [f for f in info.get("frames") or []
             if not _inside(f[0], sys.prefix, sys.base_prefix, sys.exec_prefix, ours)]
     user_line = ""
