@@ -1,5 +1,5 @@
 """CLI: `pb cluster start|list|stop|resize|ssh` (clusters pushbutton builds; see cluster.py).
-Registered by cli.py through COMMANDS."""
+Registered by cli/main.py through COMMANDS."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""`pb doctor` and `pb repair`: check the store, fix what can be fixed. Registered by cli.py."""
+"""`pb doctor` and `pb repair`: check the store, fix what can be fixed. Registered by cli/main.py
+through COMMANDS."""
 from __future__ import annotations
 
 import sys

@@ -1,12 +1,18 @@
-"""Errors of the environment that a user can cause (a damaged database, a full disk, a read-only
-store) as one paragraph naming the file and the fix, instead of a traceback. PB_DEBUG=1 shows the
-traceback as well."""
+"""What the command line says when a command fails: a user's mistake (PushbuttonError, a bad
+option), Ctrl-C, and errors of the environment that a user can cause (a damaged database, a full
+disk, a read-only store) as one paragraph naming the file and the fix, instead of a traceback.
+PB_DEBUG=1 shows the traceback as well."""
 from __future__ import annotations
 
 import errno
 import os
 import sqlite3
+import sys
 from pathlib import Path
+
+import click
+
+from pushbutton.core.errors import PushbuttonError
 
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _READONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
@@ -40,13 +46,56 @@ def _read_only(path: str, detail: str) -> str:
             "change an experiment, make the folder writable or copy the project elsewhere")
 
 
+def exit_for(e: BaseException) -> None:
+    """Say what went wrong and exit with its status; return only for a bug (the caller raises it
+    again, so that its traceback shows)."""
+    if isinstance(e, click.exceptions.Abort):
+        if isinstance(e.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            _interrupted()
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    if isinstance(e, click.ClickException):
+        e.show()
+        sys.exit(e.exit_code)
+    if isinstance(e, PushbuttonError):
+        click.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(2)
+    if isinstance(e, sqlite3.DatabaseError):  # a damaged state database, met by any command
+        _database_error(e)
+    elif isinstance(e, KeyboardInterrupt):
+        _interrupted()
+    elif isinstance(e, click.exceptions.Exit):
+        sys.exit(e.exit_code)
+    elif isinstance(e, BrokenPipeError):  # `pb results | head`: the reader left; not an error
+        sys.stderr.close()
+        sys.exit(0)
+    else:  # the environment's errors (disk full, read-only, damaged database)
+        report(e)  # exits with a message; returns only for a bug
+
+
+def _interrupted():
+    click.echo("\ninterrupted; what finished is stored — run the same command to resume",
+               err=True)
+    sys.exit(130)
+
+
+def _database_error(e: sqlite3.DatabaseError) -> None:
+    from pushbutton.store.database import DIRNAME, find_root
+    from pushbutton.store.integrity import db_error, is_damage
+    if not is_damage(e):  # full, read-only, locked: a message of its own
+        report(e)
+        return
+    root = find_root()
+    debug_traceback(e)
+    click.secho(f"error: {db_error(root / DIRNAME if root else None, e)}", fg="red", err=True)
+    sys.exit(2)
+
+
 def report(e: BaseException) -> None:
     """Print the message for `e` and exit 2; return if `e` is not an error of this kind."""
     msg = explain(e)
     if msg is None:
         return
-    import sys
-    import click
     debug_traceback(e)
     click.secho(f"error: {msg}", fg="red", err=True)
     if not os.environ.get("PB_DEBUG"):

@@ -1,5 +1,5 @@
 """`pb parrun SCRIPT.py`: sweep a script's leading for-loops (see pushbutton.spec.parrun).
-Registered by cli.py through COMMANDS."""
+Registered by cli/main.py through COMMANDS."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,9 @@ import os
 import sys
 
 import click
+
+from pushbutton.cli.progress import run_with_progress
+from pushbutton.cli.project import open_store
 
 
 @click.command()
@@ -34,8 +37,7 @@ def parrun(script, on, workers, message, dry_run, name, timeout, retries, rerun,
     object printed last. Running it again resumes: done points are skipped.
     """
     from pushbutton.spec import parrun as P
-    from pushbutton.cli.main import _run_with_progress, _store
-    project = _store(create=True).root
+    project = open_store(create=True).root
     exp, s, runner = P.experiment(script, project=project, name=name, timeout=timeout,
                                   retries=retries, workers=workers, target=on)
     for w in s.warnings:
@@ -49,8 +51,8 @@ def parrun(script, on, workers, message, dry_run, name, timeout, retries, rerun,
             click.echo("  " + json.dumps(p, ensure_ascii=False))
         click.echo(f"runner: {os.path.relpath(runner)}   (in {exp.root})")
         return
-    summary = _run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, None,
-                                 quiet)
+    summary = run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, None,
+                                quiet)
     c = summary.get("counts", {})
     if summary.get("submitted") is not None:
         click.echo(summary.get("message", f"submitted {summary['submitted']} tasks"))

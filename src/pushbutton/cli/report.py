@@ -1,4 +1,4 @@
-"""`pb report`: the HTML report of an experiment. Registered by cli.py through COMMANDS."""
+"""`pb report`: the HTML report of an experiment. Registered by cli/main.py through COMMANDS."""
 from __future__ import annotations
 
 from pathlib import Path

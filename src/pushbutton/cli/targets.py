@@ -1,5 +1,5 @@
 """CLI commands for targets and schedulers: `pb targets list|add|show|check`, `pb harvest`.
-Registered by cli.py through COMMANDS."""
+Registered by cli/main.py through COMMANDS."""
 from __future__ import annotations
 
 import json

@@ -1,0 +1,69 @@
+"""Acting on an experiment after its run: `pb retry`, `pb cancel`, `pb clean`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pushbutton.cli.progress import run_with_progress
+from pushbutton.cli.project import experiment_named, open_store
+
+
+@click.command()
+@click.argument("experiment", required=False)
+@click.option("--run/--no-run", "do_run", default=True, help="Run them now (needs the spec).")
+def retry(experiment, do_run):
+    """Run the failed tasks again."""
+    store = open_store()
+    eid, name = experiment_named(store, experiment)
+    spec_file = json.loads(store.db.execute("SELECT spec FROM experiments WHERE id=?", (eid,))
+                           .fetchone()[0]).get("_spec_file")
+    if do_run and spec_file and Path(spec_file).exists():
+        from pushbutton.experiment import load
+        exp = load(spec_file, project=store.root)
+        summary = run_with_progress(exp, None, None, "retry failed", False, True, False, None,
+                                    False)
+        c = summary.get("counts", {})
+        click.echo(f"{name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed")
+        return
+    with store.tx():
+        n = store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
+                             "exp=? AND state='failed'", (eid,)).rowcount
+    click.echo(f"{n} failed tasks of {name} marked pending; run the experiment again to run them")
+
+
+@click.command()
+@click.argument("experiment", required=False)
+def cancel(experiment):
+    """Stop a running experiment; what is not done is marked cancelled (resumable)."""
+    from pushbutton.execution.operations import cancel as cc
+    store = open_store()
+    eid, name = experiment_named(store, experiment)
+    r = cc(store, eid, name)
+    click.echo(f"{name}: {r['cancelled']} tasks cancelled" +
+               (f", {r['slurm_bundles']} bundles cancelled on SLURM" if r["slurm_bundles"]
+                else "") +
+               (f", driver {r['stopped_driver']} stopped" if r["stopped_driver"] else ""))
+
+
+@click.command()
+@click.argument("experiment", required=False)
+@click.option("--bundles", "bundles_only", is_flag=True,
+              help="Only delete finished bundle folders (their per-task logs go too).")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def clean(experiment, bundles_only, yes):
+    """Delete an experiment's data from the store (or only its finished bundle folders)."""
+    from pushbutton.execution.operations import clean as cl
+    store = open_store()
+    eid, name = experiment_named(store, experiment)
+    if not bundles_only and not yes:
+        click.confirm(f"delete every task, result and log of '{name}'?", abort=True)
+    n = cl(store, eid, name, bundles_only=bundles_only)
+    if bundles_only:
+        click.echo(f"removed {n} bundle folders of {name}")
+        return
+    click.echo(f"deleted experiment {name}")
+
+
+COMMANDS = [retry, cancel, clean]

@@ -1,0 +1,65 @@
+"""Progress while an experiment runs: the bar of `pb run` (a line every 10 s when stderr is not
+a terminal) and the follower of `pb watch` and `pb run --wait`."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+
+def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch, quiet):
+    """exp.run(...) with a progress bar; its summary."""
+    options = dict(on=on, workers=workers, message=message, rerun=rerun,
+                   rerun_failed=rerun_failed, yes=yes, sbatch=sbatch)
+    if quiet or not sys.stderr.isatty() and os.environ.get("PB_PROGRESS") != "1":
+        last = [time.time()]
+
+        def progress(done, total, failed, elapsed):  # a line every 10 s in logs
+            if time.time() - last[0] > 10:
+                last[0] = time.time()
+                if not quiet:
+                    click.echo(f"{done}/{total} done ({failed} failed) {elapsed:.0f}s", err=True)
+        return exp.run(progress=progress, **options)
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[failed]}"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  transient=False) as bar:
+        tid = bar.add_task(exp.name, total=None, rate="", failed="")
+
+        def progress(done, total, failed, elapsed):
+            rate = f"{done / elapsed:,.0f} tasks/s" if elapsed > 0 else ""
+            bar.update(tid, completed=done, total=total, rate=rate,
+                       failed=f"[red]{failed} failed" if failed else "")
+        return exp.run(progress=progress, **options)
+
+
+def follow(store, eid, name, interval=1.0) -> dict:
+    """A progress bar until no driver runs and nothing is out on a scheduler (each status call
+    also harvests what a scheduler finished); the counts at the end."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeRemainingColumn
+    from pushbutton.execution.operations import status
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                  disable=not sys.stderr.isatty()) as bar:
+        tid = bar.add_task(name, total=None, info="")
+        while True:
+            s = status(store, eid, name)
+            c = s["counts"]
+            bar.update(tid, total=s["total"], completed=c["done"] + c["failed"],
+                       info=f"{c['failed']} failed" if c["failed"] else "")
+            if s.get("starting"):  # a detached driver that has not recorded its run yet
+                pass  # (its counts, e.g. before a --rerun resets them, are not its own yet)
+            elif not (c["pending"] + c["running"]) or not (s["active"]
+                                                           or _remote_pending(store, eid)):
+                return c
+            time.sleep(interval)
+
+
+def _remote_pending(store, eid):
+    return store.db.execute("SELECT count(*) FROM bundles WHERE exp=? AND backend='slurm' AND "
+                            "state IN ('created','submitted')", (eid,)).fetchone()[0] > 0

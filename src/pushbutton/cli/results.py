@@ -1,0 +1,128 @@
+"""Reading what was computed: `pb results`, `pb sql`, `pb logs`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pushbutton.cli.project import experiment_named, open_store
+from pushbutton.core.errors import PushbuttonError
+
+
+@click.command()
+@click.argument("experiment", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet", "json"]),
+              default="table")
+@click.option("--where", default=None,
+              help="One SQL expression, e.g. \"n > 100 AND pb_status='done'\".")
+@click.option("-o", "--output", default=None, help="File to write (default: stdout).")
+@click.option("--all", "all_tasks", is_flag=True, help="Include tasks not done.")
+@click.option("--limit", default=50, help="Rows shown in table format (0: all).")
+@click.option("--run", "run", type=int, default=None,
+              help="The rows run N produced (see pb history), e.g. before a --rerun.")
+def results(experiment, fmt, where, output, all_tasks, limit, run):
+    """The results table: pb_task_id + parameters + metrics + pb_status, pb_error, ..."""
+    from pushbutton.store.views import results as res
+    store = open_store()
+    eid, name = experiment_named(store, experiment)
+    if fmt == "table":
+        return _results_table(store, eid, name, where, all_tasks, limit, run)
+    df = res(store, eid, name, where=where, all_tasks=True, run=run)
+    if fmt == "csv":
+        df.to_csv(output or sys.stdout, index=False)
+    elif fmt == "json":
+        text = df.to_json(orient="records", lines=True, force_ascii=False)
+        if output:
+            Path(output).write_text(text)
+        else:
+            click.echo(text, nl=False)
+    else:
+        if not output:
+            raise PushbuttonError("--format parquet needs -o FILE.parquet")
+        df.to_parquet(output, index=False)
+    if output:
+        click.echo(f"wrote {len(df):,} rows to {output}", err=True)
+
+
+def _results_table(store, eid, name, where, all_tasks, limit, run):
+    """Only the rows shown are built: instant even at 10^6 tasks."""
+    from pushbutton.store.views import results as res
+    df = res(store, eid, name, where=where, all_tasks=all_tasks,
+             limit=(limit + 1) if limit else None, run=run)
+    c = store.counts(eid)
+    total = sum(c.values()) if all_tasks else c["done"]
+    title = f"{name}: {total:,} rows" if not (where or run) else (
+        f"{name}: rows" + (f" of run {run}" if run else "")
+        + (f" where {where}" if where else ""))
+    _print_frame(df.head(limit) if limit else df, 0, title=title)
+    if limit and len(df) > limit:
+        click.echo("... more rows: --limit 0 for all, or --format csv")
+
+
+def _print_frame(df, limit, title=None):
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=title)
+    shown = df if not limit else df.head(limit)
+    drop = [c for c in ("pb_error", "pb_host", "pb_run_id", "pb_finished_at")
+            if c in shown.columns]
+    shown = shown.drop(columns=drop)
+    for c in shown.columns:
+        t.add_column(str(c), overflow="fold")
+    for row in shown.itertuples(index=False):
+        t.add_row(*[_cell(v) for v in row])
+    Console().print(t)
+    if limit and len(df) > limit:
+        click.echo(f"... {len(df) - limit:,} more rows (--limit 0, or --format csv)")
+
+
+def _cell(v):
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.6g}"
+    if isinstance(v, str) and len(v) == 20 and all(ch in "0123456789abcdef" for ch in v):
+        return v[:8]
+    return "" if v is None else str(v)
+
+
+@click.command()
+@click.argument("query")
+@click.option("-e", "--experiment", default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def sql(query, experiment, fmt):
+    """One read-only DuckDB query over the views results, tasks and series."""
+    from pushbutton.store.views import sql as q
+    store = open_store()
+    df = q(store, query, experiment=experiment)
+    if fmt == "csv":
+        df.to_csv(sys.stdout, index=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", lines=True, force_ascii=False), nl=False)
+    else:
+        _print_frame(df, 200)
+
+
+@click.command()
+@click.argument("task")
+@click.option("-e", "--experiment", default=None)
+def logs(task, experiment):
+    """A task's stdout, stderr and failed attempts (TASK = id or a unique prefix)."""
+    from pushbutton.execution.operations import logs as lg
+    store = open_store()
+    eid = experiment_named(store, experiment)[0] if experiment else None
+    out = lg(store, eid, task)
+    click.echo(f"task {out['task']} [{out['state']}] "
+               f"{json.dumps(out['params'], ensure_ascii=False)}")
+    for a in out["attempts"]:
+        click.echo(f"-- attempt {a['n']} (bundle {a['bundle']}): {a['kind']}: {a['error']} "
+                   f"(host {a['host']})")
+        if a["traceback"]:
+            click.echo(a["traceback"].rstrip())
+    click.echo("-- stdout --")
+    click.echo(out["stdout"].rstrip())
+    click.echo("-- stderr --")
+    click.echo(out["stderr"].rstrip())
+
+
+COMMANDS = [results, sql, logs]

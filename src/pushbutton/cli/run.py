@@ -1,0 +1,133 @@
+"""`pb init` and `pb run` (with --dry-run and --detach): start or resume an experiment."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from pushbutton.cli.progress import follow, run_with_progress
+from pushbutton.cli.project import open_store, spec_path
+from pushbutton.core.errors import PushbuttonError
+
+
+@click.command()
+@click.option("--example", is_flag=True, help="Also write a starter experiment.toml + task.py.")
+def init(example):
+    """Create a project store (.pushbutton/) in this folder."""
+    from pushbutton.store.database import Store
+    Store(Path.cwd())
+    click.echo(f"initialised pushbutton project in {Path.cwd() / '.pushbutton'}")
+    if example:
+        from pushbutton.spec.starter import write_starter
+        for p in write_starter(Path.cwd()):
+            click.echo(f"wrote {p}")
+
+
+@click.command()
+@click.argument("spec")
+@click.option("--on", "on", default=None, help="Target: local (default) or a named target.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes.")
+@click.option("-m", "--message", default=None, help="What this run is for (kept in history).")
+@click.option("--rerun", is_flag=True, help="Run every task again, done ones included.")
+@click.option("--rerun-failed", is_flag=True, help="Run failed tasks again.")
+@click.option("--dry-run", is_flag=True, help="Show size, first points and bundling; run nothing.")
+@click.option("--detach", is_flag=True, help="Keep running after the terminal closes.")
+@click.option("--yes", is_flag=True, help="Confirm a space larger than run.max_tasks.")
+@click.option("--sbatch", default=None, help="Extra sbatch options, e.g. \"--gres=gpu:1\".")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--wait", is_flag=True, help="On a scheduler target: wait until every result is in.")
+@click.option("--checked", is_flag=True, hidden=True)  # a detached run: its starter checked it
+def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, sbatch, quiet,
+        wait, checked):
+    """Run (or resume) the experiment in SPEC (a .toml file or a folder holding one)."""
+    from pushbutton.experiment import load
+    path = spec_path(spec)
+    exp = load(path, project=open_store(create=True).root)
+    if (dry_run or detach) and not checked:  # a plain run checks in exp.run(); before anything
+        from pushbutton.execution.operations import preflight  # is registered
+        preflight(exp, on, say=lambda w: click.secho(f"warning: {w}", fg="yellow", err=True))
+    exp.preflight_done = checked or dry_run or detach
+    if dry_run:
+        return _dry_run(exp, workers, yes)
+    if detach:
+        return _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp)
+    t0 = time.time()
+    summary = run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch,
+                                quiet)
+    c = summary.get("counts", {})
+    if summary.get("submitted") is not None:
+        click.echo(summary.get("message", f"submitted {summary['submitted']} tasks"))
+        if not wait:
+            return
+        c = follow(exp.store, exp.store.experiment(exp.name), exp.name)
+        summary["seconds"] = time.time() - t0
+    _say_outcome(exp, c, summary)
+
+
+def _say_outcome(exp, c, summary):
+    """The last lines of a run: counts, stale results, where to look next; exit 1 on failures."""
+    click.echo(f"{exp.name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
+               f"{c.get('pending', 0) + c.get('running', 0)} not run "
+               f"({summary['seconds']:.1f}s this run)")
+    for version, n in (summary.get("stale") or {}).items():
+        click.echo(f"note: {n:,} results were computed by code version {version}, not the "
+                   f"current one; `pb run ... --rerun` recomputes them", err=True)
+    click.echo(f"results: pb results {exp.name}   (store: {exp.store.dir})")
+    click.echo(f"report:  pb report {exp.name}")
+    if c.get("failed"):
+        click.echo(f"failures: pb status {exp.name}; pb logs TASK; pb retry {exp.name}")
+        sys.exit(1)
+
+
+def _dry_run(exp, workers, yes):
+    from pushbutton.execution import bundling
+    n = len(exp.space)
+    click.echo(f"experiment {exp.name}: {n:,} tasks")
+    click.echo(f"space: {exp.space!r}")
+    click.echo(f"runs: {exp.spec.function or exp.spec.command}  (in {exp.root})")
+    r = exp.resources
+    click.echo(f"resources per task: timeout={r.timeout or 'none'} retries={r.retries} "
+               f"cpus={r.cpus} memory={str(r.memory) + 'MB' if r.memory else 'none'}")
+    click.echo("first points:")
+    for p in exp.space.head(5):
+        click.echo("  " + json.dumps(p, ensure_ascii=False))
+    w = workers or exp.run_options.workers or os.cpu_count()
+    sizes = bundling.describe(n, w, exp.run_options.bundle_size)
+    shown = ", ".join(str(s) for s in sizes[:8]) + (", ..." if len(sizes) > 8 else "")
+    click.echo(f"bundling on local ({w} workers): {len(sizes)} bundles of {shown} tasks "
+               "(handed out as workers free up)")
+    try:
+        exp.space.check_size(limit=exp.run_options.max_tasks, confirm=yes)
+    except PushbuttonError as e:
+        click.echo(f"note: {e}")
+
+
+def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):
+    import subprocess
+    from pushbutton.execution.operations import register_locked
+    # registered now, so that `pb status` knows the tasks at once; under the lock, so that a
+    # running driver's spec and schedule are left alone
+    register_locked(exp, yes=yes)[1].release()
+    argv = [sys.executable, "-m", "pushbutton", "run", str(Path(path).resolve()), "--quiet",
+            "--checked"]
+    for flag, val in (("--on", on), ("-j", workers), ("-m", message), ("--sbatch", sbatch)):
+        if val is not None:
+            argv += [flag, str(val)]
+    argv += [f for f, v in (("--rerun", rerun), ("--rerun-failed", rerun_failed),
+                            ("--yes", yes)) if v]
+    log = exp.store.dir / "logs" / f"driver-{exp.name}-{int(time.time())}.log"
+    with open(log, "ab") as f:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                             start_new_session=True, cwd=os.getcwd())
+    eid = exp.store.experiment(exp.name)
+    (exp.store.dir / "locks" / f"{eid}.detached").write_text(str(p.pid))
+    click.echo(f"running {exp.name} in the background (pid {p.pid}); log: {log}")
+    click.echo(f"follow: pb watch {exp.name}   stop: pb cancel {exp.name}")
+
+
+COMMANDS = [init, run]

@@ -1,0 +1,115 @@
+"""Following experiments: `pb status`, `pb watch`, `pb history`, `pb show`."""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from pushbutton.cli.progress import follow
+from pushbutton.cli.project import experiment_named, open_store
+
+
+def _fmt_s(s):
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+@click.command()
+@click.argument("experiment", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(experiment, as_json):
+    """Counts per state, rate and ETA."""
+    from pushbutton.store.integrity import check_state
+    from pushbutton.execution.operations import status as st
+    store = open_store()
+    eid, name = experiment_named(store, experiment)
+    check_state(store, eid)  # counts from a damaged state database are not shown
+    s = st(store, eid, name)
+    if as_json:
+        click.echo(json.dumps(s, default=str))
+        return
+    _print_status(s)
+
+
+def _print_status(s):
+    c = s["counts"]
+    parts = [f"{k} {v:,}" for k, v in c.items() if v]
+    state = "running" if s["active"] else (s["last_run_status"] or "not run")
+    click.echo(f"{s['experiment']}: {s['total']:,} tasks, {100 * s['progress']:.1f}% finished "
+               f"[{state}]")
+    click.echo("  " + ", ".join(parts or ["no tasks"]))
+    if s["rate_per_s"]:
+        click.echo(f"  rate {s['rate_per_s']:,.1f} tasks/s, ETA {_fmt_s(s['eta_s'])}")
+    if s["failures"]:
+        click.echo("  failures: " + ", ".join(f"{k or '?'} {v}" for k, v in
+                                              s["failures"].items()))
+    if state == "interrupted":
+        click.echo("  its driver is gone (killed?); `pb run` resumes it")
+    if s.get("harvester_down"):
+        click.echo(f"  harvester not running — `pb harvest {s['experiment']}` or "
+                   f"`pb watch {s['experiment']}` restarts it")
+
+
+@click.command()
+@click.argument("experiment", required=False)
+@click.option("--interval", default=1.0, help="Seconds between updates.")
+def watch(experiment, interval):
+    """Follow a running experiment until it stops."""
+    from pushbutton.execution.operations import status as st
+    from pushbutton.execution.slurm.submit import restart_harvester
+    store = open_store()
+    eid, name = experiment_named(store, experiment)
+    pid = restart_harvester(store, eid, name)
+    if pid:
+        click.echo(f"{name}: the background harvester was not running; restarted (pid {pid})",
+                   err=True)
+    follow(store, eid, name, interval)
+    _print_status(st(store, eid, name))
+
+
+@click.command()
+@click.argument("experiment", required=False)
+def history(experiment):
+    """Runs with their messages, code versions and outcomes."""
+    store = open_store()
+    eid = experiment_named(store, experiment)[0] if experiment else None
+    for r in store.runs(eid):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
+        dur = _fmt_s(r["ended"] - r["started"]) if r["ended"] else \
+            ("-" if r["status"] == "interrupted" else "...")
+        click.echo(f"run {r['id']:>4}  {when}  {r['experiment']:<20} {r['status'] or '':<11} "
+                   f"{dur:>7}  {r['target'] or '':<10} {r['code_version'] or '':<20} "
+                   f"{r['message'] or ''}")
+
+
+@click.command()
+@click.argument("what", required=False)
+def show(what):
+    """Details of an experiment (spec, last run's provenance) or of a task (by id prefix)."""
+    store = open_store()
+    exps = store.experiments()
+    names = [e["name"] for e in exps]
+    if what is None or what in names:
+        eid, name = experiment_named(store, what)
+        spec = next(e["spec"] for e in exps if e["id"] == eid)
+        click.echo(f"experiment {name}")
+        click.echo(json.dumps({k: v for k, v in spec.items() if not k.startswith("_")},
+                              indent=2, default=str))
+        runs = store.runs(eid)
+        if runs:
+            p = dict(runs[-1]["provenance"])
+            p.pop("git_diff", None)
+            p.pop("spec", None)
+            click.echo("last run provenance:")
+            click.echo(json.dumps(p, indent=2, default=str))
+        return
+    from pushbutton.execution.operations import logs as lg
+    t = lg(store, None, what)
+    click.echo(json.dumps({k: v for k, v in t.items() if k not in ("stdout", "stderr")},
+                          indent=2, default=str, ensure_ascii=False))
+
+
+COMMANDS = [status, watch, history, show]
