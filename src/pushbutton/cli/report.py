@@ -1,9 +1,9 @@
 """`pb report`: the HTML report of an experiment. Registered by cli/main.py through COMMANDS."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
+
+from pushbutton.cli.project import experiment_named, open_store
 
 
 @click.command()
@@ -18,26 +18,10 @@ def report(experiment, outdir, open_browser):
     still going: the report then says it is partial.
     """
     from pushbutton.report import html as rep
-    from pushbutton.core.errors import PushbuttonError
-    from pushbutton.store.database import Store, find_root
-
-    root = find_root()
-    if root is None:
-        raise PushbuttonError("no pushbutton project here or above; run `pb run SPEC.toml` first")
-    store = Store(root)
-    exps = store.experiments()
-    if not exps:
-        raise PushbuttonError("no experiments in this project yet; run one with `pb run SPEC`")
-    name = experiment
-    if name and name.endswith(".toml") and Path(name).is_file():
-        from pushbutton.spec.model import read_toml
-        name = read_toml(name).get("name", name)
-    match = exps[-1] if name is None else next((e for e in exps if e["name"] == name), None)
-    if match is None:
-        raise PushbuttonError(f"no experiment '{name}' in this project; known: "
-                              f"{', '.join(e['name'] for e in exps)}")
-    ctx = rep.context_from_store(store, match["id"], match["name"])
-    path = rep.build(ctx, outdir or rep.default_outdir(store.root, match["name"]))
+    store = open_store()
+    eid, name = experiment_named(store, experiment)
+    ctx = rep.context_from_store(store, eid, name)
+    path = rep.build(ctx, outdir or rep.default_outdir(store.root, name))
     click.echo(f"report: {path}")
     if open_browser:
         import webbrowser
