@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from pushbutton.cli.tables import print_rows
+
 
 @click.group("cluster")
 def cluster_group():
@@ -46,9 +48,7 @@ def cluster_list(as_json):
     for r in rows:
         table.append((r["name"], r["template"], "up" if r["up"] else "down", r["node"],
                       str(r["cpus"] if r["cpus"] is not None else "-"), r["target"]))
-    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
-    for t in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    print_rows(table)
 
 
 @cluster_group.command("stop")

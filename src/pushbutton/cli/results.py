@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pushbutton.cli.project import experiment_named, open_store
+from pushbutton.cli.tables import print_frame
 from pushbutton.core.errors import PushbuttonError
 
 
@@ -56,34 +57,9 @@ def _results_table(store, eid, name, where, all_tasks, limit, run):
     title = f"{name}: {total:,} rows" if not (where or run) else (
         f"{name}: rows" + (f" of run {run}" if run else "")
         + (f" where {where}" if where else ""))
-    _print_frame(df.head(limit) if limit else df, 0, title=title)
+    print_frame(df.head(limit) if limit else df, 0, title=title)
     if limit and len(df) > limit:
         click.echo("... more rows: --limit 0 for all, or --format csv")
-
-
-def _print_frame(df, limit, title=None):
-    from rich.console import Console
-    from rich.table import Table
-    t = Table(title=title)
-    shown = df if not limit else df.head(limit)
-    drop = [c for c in ("pb_error", "pb_host", "pb_run_id", "pb_finished_at")
-            if c in shown.columns]
-    shown = shown.drop(columns=drop)
-    for c in shown.columns:
-        t.add_column(str(c), overflow="fold")
-    for row in shown.itertuples(index=False):
-        t.add_row(*[_cell(v) for v in row])
-    Console().print(t)
-    if limit and len(df) > limit:
-        click.echo(f"... {len(df) - limit:,} more rows (--limit 0, or --format csv)")
-
-
-def _cell(v):
-    if isinstance(v, float):
-        return "" if v != v else f"{v:.6g}"
-    if isinstance(v, str) and len(v) == 20 and all(ch in "0123456789abcdef" for ch in v):
-        return v[:8]
-    return "" if v is None else str(v)
 
 
 @click.command()
@@ -100,7 +76,7 @@ def sql(query, experiment, fmt):
     elif fmt == "json":
         click.echo(df.to_json(orient="records", lines=True, force_ascii=False), nl=False)
     else:
-        _print_frame(df, 200)
+        print_frame(df, 200)
 
 
 @click.command()

@@ -8,13 +8,7 @@ import click
 
 from pushbutton.cli.progress import follow
 from pushbutton.cli.project import experiment_named, open_store
-
-
-def _fmt_s(s):
-    if s is None:
-        return "-"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+from pushbutton.cli.tables import duration
 
 
 @click.command()
@@ -42,7 +36,7 @@ def _print_status(s):
                f"[{state}]")
     click.echo("  " + ", ".join(parts or ["no tasks"]))
     if s["rate_per_s"]:
-        click.echo(f"  rate {s['rate_per_s']:,.1f} tasks/s, ETA {_fmt_s(s['eta_s'])}")
+        click.echo(f"  rate {s['rate_per_s']:,.1f} tasks/s, ETA {duration(s['eta_s'])}")
     if s["failures"]:
         click.echo("  failures: " + ", ".join(f"{k or '?'} {v}" for k, v in
                                               s["failures"].items()))
@@ -78,7 +72,7 @@ def history(experiment):
     eid = experiment_named(store, experiment)[0] if experiment else None
     for r in store.runs(eid):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
-        dur = _fmt_s(r["ended"] - r["started"]) if r["ended"] else \
+        dur = duration(r["ended"] - r["started"]) if r["ended"] else \
             ("-" if r["status"] == "interrupted" else "...")
         click.echo(f"run {r['id']:>4}  {when}  {r['experiment']:<20} {r['status'] or '':<11} "
                    f"{dur:>7}  {r['target'] or '':<10} {r['code_version'] or '':<20} "

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from pushbutton.cli.tables import print_rows
+
 
 @click.group("targets")
 def targets_group():
@@ -27,9 +29,7 @@ def targets_list(as_json):
         where = t.host or "this machine"
         rows.append((n, t.scheduler, where, t.remote_workdir if t.host else "-",
                      t.file or "built-in"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    print_rows(rows)
 
 
 @targets_group.command("add")
