@@ -1,7 +1,6 @@
 """Acting on an experiment after its run: `pb retry`, `pb cancel`, `pb clean`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -17,8 +16,8 @@ def retry(experiment, do_run):
     """Run the failed tasks again."""
     store = open_store()
     eid, name = experiment_named(store, experiment)
-    spec_file = json.loads(store.db.execute("SELECT spec FROM experiments WHERE id=?", (eid,))
-                           .fetchone()[0]).get("_spec_file")
+    spec = next(e["spec"] for e in store.experiments() if e["id"] == eid)
+    spec_file = spec.get("_spec_file")
     if do_run and spec_file and Path(spec_file).exists():
         from pushbutton.experiment import load
         exp = load(spec_file, project=store.root)

@@ -43,6 +43,7 @@ def follow(store, eid, name, interval=1.0) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeRemainingColumn
     from pushbutton.execution.operations import status
+    from pushbutton.store.liveness import out_on_scheduler
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
                   disable=not sys.stderr.isatty()) as bar:
@@ -55,11 +56,7 @@ def follow(store, eid, name, interval=1.0) -> dict:
             if s.get("starting"):  # a detached driver that has not recorded its run yet
                 pass  # (its counts, e.g. before a --rerun resets them, are not its own yet)
             elif not (c["pending"] + c["running"]) or not (s["active"]
-                                                           or _remote_pending(store, eid)):
+                                                           or out_on_scheduler(store, eid)):
                 return c
             time.sleep(interval)
 
-
-def _remote_pending(store, eid):
-    return store.db.execute("SELECT count(*) FROM bundles WHERE exp=? AND backend='slurm' AND "
-                            "state IN ('created','submitted')", (eid,)).fetchone()[0] > 0
