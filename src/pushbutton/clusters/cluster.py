@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pushbutton.core import pathnames
 from pushbutton.core.errors import PushbuttonError
+from pushbutton.core.files import atomic_write, state_dir, write_json
 
 TEMPLATES = ("local",)
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -41,9 +42,7 @@ class ClusterError(PushbuttonError):
 
 # -- places ------------------------------------------------------------------------------------
 def clusters_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                            "state")
-    return Path(base) / "pushbutton" / "clusters"
+    return state_dir() / "clusters"
 
 
 def _check_name(name: str) -> None:
@@ -103,9 +102,7 @@ class Cluster:
             return {}
 
     def save_meta(self, m: dict) -> None:
-        tmp = self.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(m, indent=1))
-        os.replace(tmp, self.meta_path)
+        write_json(self.meta_path, m)
 
     # processes
     def pid(self, daemon: str) -> int | None:
@@ -255,9 +252,7 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     for sub in ("state", "log"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     (cl.run_dir / "spool").mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = cl.conf.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, cl.conf)
+    atomic_write(cl.conf, text)
 
 
 # -- targets -----------------------------------------------------------------------------------
@@ -296,9 +291,7 @@ def remove_target(cl: Cluster) -> bool:
     del existing[cl.name]
     text = "# pushbutton targets (see `pb targets --help`)\n\n" + \
         "\n".join(t.to_toml() for t in existing.values())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
     return True
 
 

@@ -7,6 +7,7 @@ is shipped alone to machines where pushbutton is not installed, so it imports no
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,17 +26,15 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int | None = None) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a torn
-    one: a temporary file in the same folder, then rename (atomic on POSIX)."""
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike):
+    """A temporary path next to `path` for a writer that needs a file name (Parquet, torch.save):
+    when the block ends without error it replaces `path` (atomic on POSIX: readers see the old
+    file or the new one, never a torn one); on error it is removed."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    raw = data.encode() if isinstance(data, str) else data
     try:
-        with open(tmp, "wb") as f:
-            f.write(raw)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -43,6 +42,17 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int | None = 
         except OSError:
             pass
         raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int | None = None) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a torn
+    one (see `replacing`)."""
+    raw = data.encode() if isinstance(data, str) else data
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(raw)
+        if mode is not None:
+            os.chmod(tmp, mode)
 
 
 def write_json(path: str | os.PathLike, obj, indent: int | None = 1) -> None:

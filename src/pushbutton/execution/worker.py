@@ -10,6 +10,11 @@ compute nodes, which need nothing installed but Python.
 The file contract (see docs/ARCHITECTURE.md): bundle.json in, outcomes.jsonl / stdout.log /
 stderr.log / series.jsonl out, and done.json written atomically last. Every outcome line is one
 write() on an O_APPEND descriptor, so a killed worker leaves at most one torn last line.
+
+Why one long stdlib-only file: it is shipped as one file to SLURM nodes and as source text to
+Dask workers, where pushbutton may not be installed. So it imports nothing of ours and keeps its
+own small copies of helpers that live once elsewhere (the atomic write and the signal name of
+core/files.py); it is split into named steps inside, not into modules.
 """
 import hashlib
 import importlib

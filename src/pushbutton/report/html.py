@@ -18,6 +18,7 @@ import pandas as pd
 
 from pushbutton.analysis import stats as A
 from pushbutton.core import names as N
+from pushbutton.core.files import atomic_write
 
 MAX_ROWS = 2000  # table rows in the HTML; the CSV beside it has all of them
 STATES = ("done", "failed", "running", "pending", "cancelled")
@@ -337,9 +338,7 @@ def build(context: dict, outdir: str | Path, filename: str = "report.html") -> P
     }
     html = _env().get_template("report.html.j2").render(**page)
     path = outdir / filename
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)  # a browser that has the old report open never sees half a file
+    atomic_write(path, html)  # a browser that has the old report open never sees half a file
     return path
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from pathlib import Path
 
 from pushbutton.core import pathnames
 from pushbutton.core.errors import SpecError
+from pushbutton.core.files import atomic_write
 
 FIX = "use a literal list or range(); or write an experiment.toml"
 _MUTATORS = (ast.Store, ast.Del)
@@ -482,9 +482,7 @@ def write_runner(s: Script, project: Path, name: str) -> Path:
     p = d / f"{name}-{s.digest}.py"
     text = runner_source(s)
     if not p.exists() or p.read_text(encoding="utf-8") != text:
-        tmp = p.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, p)
+        atomic_write(p, text)
     return p
 
 

@@ -4,16 +4,16 @@ Each successful task attempt is one row: pb_task_id, the parameters, the metrics
 meta columns (names.py). Parts are append-only and named by (bundle, byte offset of the outcomes
 they came from), so re-ingesting after a crash rewrites the same part instead of adding a
 duplicate; readers keep one row per (task, bundle), and which of them is a task's current result
-is the task row's decision (table.py). `compact` merges small parts; `parts` lists what readers
+is the task row's decision (views.py). `compact` merges small parts; `parts` lists what readers
 read (the folder's manifest, see partset.py).
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pushbutton.core import names as N
+from pushbutton.core.files import replacing
 
 META = [N.TASK_ID, N.BUNDLE, N.RUN_ID, N.ATTEMPTS, N.DURATION, N.HOST, N.FINISHED_AT]
 # the keys of the row dicts the driver hands to write_part
@@ -70,9 +70,8 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     if isinstance(rows, pa.Table):
-        tmp = path.with_name("." + path.name + ".tmp")
-        pq.write_table(rows, tmp, compression="zstd")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            pq.write_table(rows, tmp, compression="zstd")
         return
     pcols = list(param_names)
     seen = set(pcols)
@@ -100,9 +99,8 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
     meta = {"params": pcols, "metrics": mcols}
     table = pa.Table.from_arrays(arrays, names=names)
     table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def parts(folder: Path) -> list[str]:
@@ -129,7 +127,7 @@ def latest_sql(folder: Path) -> str | None:
     """SQL for every stored result over all parts, one row per (task, bundle) (a compaction
     interrupted between its rename and its deletes leaves a row twice); None when there are
     none. Results of earlier runs stay: which row is a task's current one is decided by the task
-    row (table.py)."""
+    row (views.py)."""
     ps = parts(folder)
     if not ps:
         return None
@@ -172,6 +170,5 @@ def write_series(path: Path, rows: list[dict]) -> None:
     for c in cols:
         arrays.append(_typed([r["m"].get(c) for r in rows]))
         names.append(c)
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(pa.Table.from_arrays(arrays, names=names), tmp, compression="zstd")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(pa.Table.from_arrays(arrays, names=names), tmp, compression="zstd")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pushbutton.core import names as N
 from pushbutton.core.errors import StoreError
+from pushbutton.core.files import atomic_write, replacing
 
 MANIFEST = "MANIFEST.json"
 LEVEL0 = 32         # committed small parts before they are merged
@@ -36,6 +37,7 @@ GRACE_S = 10.0      # merged-away files stay this long for readers still reading
 
 _PART = re.compile(r"^(?P<bundle>.+)-(?P<offset>\d{12})\.parquet$")
 _MERGED = re.compile(r"^compact-(?:L(?P<level>\d+)-)?\d+\.parquet$")
+_TEMP_PART = re.compile(r"^\..+\.parquet(\.\d+)?\.tmp$")  # a part being written (core.files)
 
 
 def manifest_path(folder) -> Path:
@@ -83,10 +85,9 @@ def _retired(folder) -> list:
 
 def write_manifest(folder, names, retired=None) -> None:
     folder = Path(folder)
-    tmp = folder / ("." + MANIFEST + ".tmp")
-    tmp.write_text(json.dumps({"parts": sorted(set(names)), "t": time.time(),
-                               "retired": _retired(folder) if retired is None else retired}))
-    os.replace(tmp, folder / MANIFEST)
+    atomic_write(folder / MANIFEST, json.dumps({
+        "parts": sorted(set(names)), "t": time.time(),
+        "retired": _retired(folder) if retired is None else retired}))
 
 
 def publish(folder, added) -> None:
@@ -155,19 +156,19 @@ def merge(folder, names, out_level: int, newest_per_task: bool = True) -> str:
     query = f"SELECT * FROM read_parquet([{lst}], union_by_name=true)"
     options = "FORMAT parquet, COMPRESSION zstd"
     if newest_per_task:  # results: one row per (task, bundle), as readers see them
-        # (results.latest_sql); rows of earlier runs stay, for `pb results --run N`
+        # (parts.latest_sql); rows of earlier runs stay, for `pb results --run N`
         query += (f" QUALIFY row_number() OVER (PARTITION BY {N.TASK_ID}, {N.BUNDLE} "
                   f"ORDER BY {N.FINISHED_AT} DESC) = 1")
     if meta is not None:
         options += ", KV_METADATA {pushbutton: '%s'}" % json.dumps(meta).replace("'", "''")
     out = f"compact-L{out_level}-{time.time_ns()}.parquet"
-    tmp = folder / ("." + out + ".tmp")
-    con = duckdb.connect()
-    try:
-        con.execute(f"COPY ({query}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' ({options})")
-    finally:
-        con.close()
-    os.replace(tmp, folder / out)
+    with replacing(folder / out) as tmp:
+        con = duckdb.connect()
+        try:
+            con.execute(f"COPY ({query}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
+                        f"({options})")
+        finally:
+            con.close()
     return out
 
 
@@ -202,7 +203,7 @@ def sweep(folder, grace: bool = True) -> int:
     keep = set(names) | {r[0] for r in young}
     n = 0
     for p in Path(folder).iterdir():
-        if (p.suffix == ".parquet" and p.name not in keep) or p.name.endswith(".parquet.tmp"):
+        if (p.suffix == ".parquet" and p.name not in keep) or _TEMP_PART.match(p.name):
             try:
                 os.unlink(p)
                 n += 1

@@ -11,10 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+from pushbutton.core.files import project_files
+
 PACKAGES = ("pushbutton", "numpy", "pandas", "pyarrow", "duckdb", "scipy", "scikit-learn",
             "torch", "matplotlib", "pydantic")
-_SKIP_DIRS = {".git", ".pushbutton", "__pycache__", ".venv", "venv", "node_modules", ".services",
-              ".pytest_cache", ".hypothesis"}
+# files larger than this enter the code hash by size and modification time, not content: reading
+# a big data file at every run would cost more than the hash is worth
+_HASH_CONTENT_MAX = 64 * 1024 * 1024
 
 
 def _git(args, cwd, timeout=10):
@@ -27,26 +30,27 @@ def _git(args, cwd, timeout=10):
 
 
 def code_hash(folder: Path, max_files: int = 5000) -> str:
-    """Content hash of the source files under `folder` (when it is not in git)."""
+    """Content hash of the project's files under `folder` (when it is not in git): the same set
+    of files that is shipped to a cluster (core.files.project_files), so the code version names
+    what ran. A '+' at the end: more than `max_files` files, only the first ones were hashed."""
+    folder = Path(folder)
     h = hashlib.blake2b(digest_size=10)
     n = 0
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for name in sorted(filenames):
-            if not name.endswith((".py", ".toml", ".sh", ".R", ".jl", ".m", ".c", ".cpp", ".txt",
-                                  ".json", ".yaml", ".yml", ".cfg")):
-                continue
-            p = Path(dirpath) / name
-            try:
-                if p.stat().st_size > 5_000_000:
-                    continue
-                h.update(str(p.relative_to(folder)).encode())
-                h.update(p.read_bytes())
-            except OSError:
-                continue
-            n += 1
-            if n >= max_files:
-                return "files:" + h.hexdigest() + "+"
+    for rel in project_files(folder):
+        path = folder / rel
+        try:
+            st = path.stat()
+            # name and size first, so that bytes cannot shift from one file to the next unseen
+            h.update(f"{rel}\0{st.st_size}\0".encode())
+            if st.st_size > _HASH_CONTENT_MAX:
+                h.update(f"mtime={st.st_mtime_ns}".encode())
+            else:
+                h.update(path.read_bytes())
+        except OSError:
+            continue
+        n += 1
+        if n >= max_files:
+            return "files:" + h.hexdigest() + "+"
     return "files:" + h.hexdigest()
 
 

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from pushbutton.core.errors import PushbuttonError
+from pushbutton.core.files import cache_dir
 
 DATASETS = ("digits", "mnist", "cifar10")
 INPUTS = ("true", "shuffled", "random", "gaussian")
@@ -100,7 +101,7 @@ def _data_root(root) -> Path:
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get("PUSHBUTTON_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "pushbutton" / "data"
+    return Path(env).expanduser() if env else cache_dir() / "data"
 
 
 def _split(x, y, test_size, split_seed):

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pushbutton.core.files import replacing
 from pushbutton.core.tasklog import current_task, log as _pb_log
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -69,13 +70,8 @@ def checkpoint_path(checkpoint) -> Path | None:
 
 def _save_atomic(state: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _on_device(loader, device):
