@@ -1,6 +1,6 @@
 """Expressions over the columns of a results table (`success=`, `value=` of analysis and figures).
 
-They use the safe language of a space's `where` (space_filter.py): the text is parsed and every
+They use the safe language of a space's `where` (spec/where.py): the text is parsed and every
 node checked against a whitelist (comparisons, and/or/not, arithmetic, `in`, abs/min/max/round/
 len/int/float/str/bool), so attribute access, `__import__` or any other call is refused with a
 SpecError naming the key, and nothing runs. Values are computed row by row.

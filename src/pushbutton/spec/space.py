@@ -17,14 +17,16 @@ from array import array
 from bisect import bisect_right
 
 from pushbutton.core.ids import derive_seed
+from pushbutton.spec.checks import check_name, err, is_int, positive_count, unknown
+from pushbutton.spec.space_form import (_Dist, _axes_of, _dist_of, choice, loguniform, normal,
+                                        randint, uniform)
 from pushbutton.spec.where import _WHERE_FIX, _Expr
-# checks shared with the written form live in space_spec.py; from_dict delegates there
-from pushbutton.spec.space_form import _axes_of, _check_name, _count, _dist_of, _err, _from_dict, _is_int, _is_num, _value
 
 __all__ = ["Space", "grid", "zip", "reps", "sample", "where",
            "uniform", "loguniform", "randint", "normal", "choice"]
 
 _zip = builtins.zip          # this module's `zip` is the space constructor
+_SPACE_KEYS = ("grid", "zip", "sample", "union", "reps", "where")  # of a [space] table
 _BIG = 10**6                 # above this many values, iterate by index, not via itertools pools
 
 
@@ -56,8 +58,8 @@ class Space:
     def __len__(self):
         n = self.size
         if n > sys.maxsize:
-            raise _err(f"space has {n} points, too many for len()", self._origin[1],
-                       self._origin[0], "use space.size")
+            raise err(f"space has {n} points, too many for len()", self._origin[1],
+                      self._origin[0], "use space.size")
         return n
 
     def __getitem__(self, i):
@@ -109,13 +111,13 @@ class Space:
         # a filtered space far over the limit is refused on its bound: counting it would take long
         if not confirm and bound > limit and (not self._pending() or bound > 20 * limit):
             extra = " before where filtering" if self._pending() else ""
-            raise _err(f"space has {bound} points{extra}, more than {limit}", key, file, fix)
+            raise err(f"space has {bound} points{extra}, more than {limit}", key, file, fix)
         n = self.size
         if n == 0:
-            raise _err("empty space: the where filter matches no point", key, file,
-                       "loosen the where expression")
+            raise err("empty space: the where filter matches no point", key, file,
+                      "loosen the where expression")
         if n > limit and not confirm:
-            raise _err(f"space has {n} points, more than {limit}", key, file, fix)
+            raise err(f"space has {n} points, more than {limit}", key, file, fix)
         return n
 
     @staticmethod
@@ -162,9 +164,9 @@ class _Zip(_Grid):
         super().__init__(axes)
         if len(set(self._lens)) > 1:
             got = ", ".join(f"{n}={k}" for n, k in _zip(self.names, self._lens))
-            raise _err(f"zipped axes have different lengths: {got}", key, file,
-                       "give every zipped axis the same number of values (or use grid for all "
-                       "combinations)")
+            raise err(f"zipped axes have different lengths: {got}", key, file,
+                      "give every zipped axis the same number of values (or use grid for all "
+                      "combinations)")
         self._size = self._lens[0]
 
     def _get(self, i):
@@ -183,7 +185,7 @@ class _Reps(Space):
     names = ("rep", "seed")
 
     def __init__(self, n, key="reps", file=None):
-        self.n = _count(n, "reps", key, file)
+        self.n = positive_count(n, "reps", key, file)
 
     size = property(lambda self: self.n)
 
@@ -211,9 +213,9 @@ class _Product(Space):
         for f in flat:
             for n in f.names:
                 if n in seen:
-                    raise _err(f"parameter {n!r} appears in two factors of a product "
-                               f"({seen[n]} and {f._expr()})", key or n, file,
-                               "rename one of them, or concatenate with + instead")
+                    raise err(f"parameter {n!r} appears in two factors of a product "
+                              f"({seen[n]} and {f._expr()})", key or n, file,
+                              "rename one of them, or concatenate with + instead")
                 seen[n] = f._expr()
         self.factors, self.names = flat, tuple(seen)
         self._reps = any(isinstance(f, _Reps) for f in flat)
@@ -304,8 +306,8 @@ class _Filter(Space):
             self.test = lambda p: bool(pred(p))
             self.label = getattr(pred, "__name__", "<callable>")
         else:
-            raise _err(f"where takes a string expression or a callable, got {pred!r}", key, file,
-                       _WHERE_FIX)
+            raise err(f"where takes a string expression or a callable, got {pred!r}", key, file,
+                      _WHERE_FIX)
 
     @property
     def indices(self):
@@ -338,95 +340,20 @@ class _Filter(Space):
 
 
 # --- sample: seeded random points, each computable alone ----------------------------------------
-class _Dist:
-    __slots__ = ("kind", "args")
-
-    def __init__(self, kind, args):
-        self.kind, self.args = kind, tuple(args)
-
-    def __repr__(self):
-        return f"{self.kind}({', '.join(map(repr, self.args))})"
-
-    def draw(self, h: bytes):
-        """A value from 16 hash bytes: stable across Python versions, unlike random.Random."""
-        k, a = self.kind, self.args
-        bits = int.from_bytes(h[:8], "little")
-        u = (bits >> 11) * 2.0**-53                               # uniform in [0, 1)
-        if k == "uniform":
-            return a[0] + (a[1] - a[0]) * u
-        if k == "loguniform":
-            x = math.exp(math.log(a[0]) + (math.log(a[1]) - math.log(a[0])) * u)
-            return min(max(x, a[0]), a[1])
-        if k == "randint":
-            return a[0] + bits % (a[1] - a[0] + 1)
-        if k == "normal":                                         # Box-Muller
-            u2 = (int.from_bytes(h[8:], "little") >> 11) * 2.0**-53
-            return a[0] + a[1] * math.sqrt(-2.0 * math.log(1.0 - u)) * math.cos(2 * math.pi * u2)
-        return a[0][bits % len(a[0])]                             # choice
-
-
-def _make_dist(kind, args, key, file):
-    if kind == "choice":
-        vals = args[0] if len(args) == 1 else None
-        if not isinstance(vals, (list, tuple)) or not vals:
-            raise _err(f"choice needs a non-empty list of values, got {vals!r}", key, file,
-                       "write choice(['a', 'b']) / {choice = ['a', 'b']}")
-        return _Dist(kind, [[_value(v, key, file) for v in vals]])
-    ok = len(args) == 2 and all(_is_num(a) for a in args)
-    lo, hi = (args if ok else (0, 0))
-    if kind == "randint":
-        ok = ok and _is_int(lo) and _is_int(hi) and lo <= hi
-        need = "two integers lo <= hi (both included)"
-    elif kind == "normal":
-        ok, need = ok and hi >= 0, "mu and sigma >= 0"
-    elif kind == "loguniform":
-        ok, need = ok and 0 < lo <= hi, "0 < lo <= hi"
-    else:
-        ok, need = ok and lo <= hi and math.isfinite(hi - lo), "two finite numbers lo <= hi"
-    if kind == "normal" and ok:   # Box-Muller stays within 9 sigma: keep every draw finite
-        ok = math.isfinite(abs(lo) + 10.0 * hi)
-    if not ok:
-        raise _err(f"{kind} needs {need}, got {list(args)!r}", key, file,
-                   f"write {kind}(a, b) / {{{kind} = [a, b]}}")
-    conv = int if kind == "randint" else float
-    return _Dist(kind, [conv(lo), conv(hi)])
-
-
-def uniform(lo, hi):
-    return _make_dist("uniform", [lo, hi], "uniform", None)
-
-
-def loguniform(lo, hi):
-    return _make_dist("loguniform", [lo, hi], "loguniform", None)
-
-
-def randint(lo, hi):
-    """Integers from lo to hi, both included."""
-    return _make_dist("randint", [lo, hi], "randint", None)
-
-
-def normal(mu, sigma):
-    return _make_dist("normal", [mu, sigma], "normal", None)
-
-
-def choice(values):
-    return _make_dist("choice", [values], "choice", None)
-
-
 class _Sample(Space):
     kind = "sample"
 
     def __init__(self, n, seed, dists, key="sample", file=None):
-        self.n = _count(n, "sample n", f"{key}.n", file)
-        if not _is_int(seed):
-            raise _err(f"seed must be an integer, got {seed!r}", f"{key}.seed", file,
-                       "write seed = 1")
+        self.n = positive_count(n, "sample n", f"{key}.n", file)
+        if not is_int(seed):
+            raise err(f"seed must be an integer, got {seed!r}", f"{key}.seed", file,
+                      "write seed = 1")
         if not dists:
-            raise _err("sample has no parameters: empty space", key, file,
-                       "add e.g. x = {uniform = [0, 1]}")
+            raise err("sample has no parameters: empty space", key, file,
+                      "add e.g. x = {uniform = [0, 1]}")
         self.seed, self.dists, self._items = int(seed), {}, []
         for name, v in dists.items():
-            _check_name(name, f"{key}.{name}", file)
+            check_name(name, f"{key}.{name}", file)
             d = self.dists[name] = _dist_of(v, f"{key}.{name}", file)
             if isinstance(d, _Dist):   # the i-th value depends on (seed, name, i) only
                 base = hashlib.blake2b(f"{self.seed}\0{name}\0".encode(), digest_size=16)
@@ -477,9 +404,61 @@ def sample(n, seed=0, **dists) -> Space:
 
 def where(space, pred) -> Space:
     if not isinstance(space, Space):
-        raise _err(f"where needs a space first, got {space!r}", "where", None,
-                   "write where(grid(...), 'n > 1') or grid(...).where('n > 1')")
+        raise err(f"where needs a space first, got {space!r}", "where", None,
+                  "write where(grid(...), 'n > 1') or grid(...).where('n > 1')")
     return _Filter(space, pred)
+
+
+# --- the written form ([space] table) ----------------------------------------------------------
+def _from_dict(d, file, key):
+    """[space] table -> (grid * zip * sample * union).where(...) * reps(n)."""
+    if not isinstance(d, dict):
+        raise err(f"must be a table, got {type(d).__name__} {d!r}", key, file,
+                  "write a table with grid / zip / sample / union / reps / where keys")
+    for k in d:
+        if k not in _SPACE_KEYS:
+            raise unknown("key", k, _SPACE_KEYS, f"{key}.{k}", file)
+    factors = []
+    for name, make in (("grid", lambda a, k: _Grid(a)), ("zip", lambda a, k: _Zip(a, k, file))):
+        if name in d:
+            if not isinstance(d[name], dict):
+                raise err(f"{name} must be a table of axes, got {d[name]!r}", f"{key}.{name}",
+                          file, f"write {name} = {{n = [1, 2], x = ['a', 'b']}}")
+            factors.append(make(_axes_of(name, (d[name],), {}, f"{key}.{name}", file),
+                                f"{key}.{name}"))
+    if "sample" in d:
+        s, k = d["sample"], f"{key}.sample"
+        if not isinstance(s, dict):
+            raise err(f"sample must be a table, got {s!r}", k, file,
+                      "write sample = {n = 100, seed = 1, x = {uniform = [0, 1]}}")
+        if "n" not in s:
+            raise err("sample needs n, the number of points", f"{k}.n", file, "add n = 100")
+        factors.append(_Sample(s["n"], s.get("seed", 0),
+                               {p: v for p, v in s.items() if p not in ("n", "seed")}, k, file))
+    if "union" in d:
+        u, k = d["union"], f"{key}.union"
+        if not isinstance(u, list) or not u:
+            raise err(f"union must be a non-empty list of tables, got {u!r}", k, file,
+                      "write [[space.union]] sections, each a space of its own")
+        factors.append(_Concat([_from_dict(x, file, f"{k}[{i}]") for i, x in enumerate(u)]))
+    space = None
+    if factors:
+        space = factors[0] if len(factors) == 1 else _Product(factors, key, file)
+    elif "reps" not in d:
+        raise err("empty space: no grid, zip, sample or union", key, file,
+                  "add e.g. grid = {n = [1, 2, 3]}")
+    if "where" in d:
+        if space is None:
+            raise err("where needs something to filter", f"{key}.where", file,
+                      "add a grid, zip, sample or union")
+        if not isinstance(d["where"], str) or not d["where"].strip():
+            raise err(f"where must be a non-empty string expression, got {d['where']!r}",
+                      f"{key}.where", file, _WHERE_FIX)
+        space = _Filter(space, d["where"], f"{key}.where", file)
+    if "reps" in d:
+        r = _Reps(d["reps"], f"{key}.reps", file)
+        space = r if space is None else _Product([space, r], key, file)
+    return space
 
 
 if __name__ == "__main__":   # quick benchmark, not a test

@@ -1,81 +1,20 @@
-"""A space's written form (the [space] TOML table or a dict) and the checks shared by all kinds.
+"""The written pieces of a space: axis forms ({range = ..}, {linspace = ..}, {logspace = ..}, or
+a list of values) and the distributions of `sample` (uniform, loguniform, randint, normal, choice).
 
-Axis forms ({range = ..}, {linspace = ..}, {logspace = ..}) are read here, and every bad value is
-refused with a SpecError naming file, key and a fix (with a did-you-mean for misspelt keys).
-The space kinds themselves live in space.py; they are imported inside functions because space.py
-imports this module at load time.
+Every bad value is refused with a SpecError naming file, key and a fix. The space kinds that
+put these pieces together live in space.py, which imports this module (never the other way).
 """
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
-import re
 
-from pushbutton.core.errors import SpecError
+from pushbutton.spec.checks import check_name, err, is_int, is_num, plain_value, unknown
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _AXIS_FORMS = ("range", "linspace", "logspace")
 _DISTS = ("uniform", "loguniform", "randint", "normal", "choice")
-_SPACE_KEYS = ("grid", "zip", "sample", "union", "reps", "where")
 _AXIS_FIX = ("give a list of values, or {range = [start, stop, step]}, {linspace = [a, b, num]}, "
              "{logspace = [a, b, num]}, or a single value")
-
-
-def _err(msg, key=None, file=None, fix=None):
-    return SpecError(msg, file=file, key=key, fix=fix)
-
-
-def _unknown(what, got, allowed, key, file, fix=None):
-    close = difflib.get_close_matches(str(got), allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return _err(f"unknown {what} {got!r}{hint}", key, file,
-                fix or f"use one of: {', '.join(allowed)}")
-
-
-def _is_int(x):
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_num(x):
-    if not isinstance(x, numbers.Real) or isinstance(x, bool):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:   # an int beyond float range
-        return False
-
-
-def _value(v, key, file=None):
-    """A plain JSON-able Python value (numpy scalars/arrays converted), else SpecError."""
-    if type(v).__module__ == "numpy" and hasattr(v, "tolist"):
-        v = v.tolist()   # numpy scalar -> Python scalar, array -> nested lists
-    if v is None or isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, float):
-        if math.isfinite(v):
-            return v
-        raise _err(f"{v!r} is not a valid parameter value", key, file,
-                   "use a finite number (NaN and inf cannot be stored or hashed)")
-    if isinstance(v, (list, tuple)):
-        return [_value(x, key, file) for x in v]
-    if isinstance(v, dict) and all(isinstance(k, str) for k in v):
-        return {k: _value(x, key, file) for k, x in v.items()}
-    raise _err(f"value {v!r} of type {type(v).__name__} cannot be a parameter value", key, file,
-               "use numbers, strings, booleans, None, or lists/dicts of those")
-
-
-def _check_name(name, key, file):
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise _err(f"{name!r} is not a valid parameter name", key, file,
-                   "start with a letter or _, then letters, digits, _, . or -")
-
-
-def _count(n, what, key, file):
-    if not _is_int(n) or n < 1:
-        raise _err(f"{what} must be a positive integer, got {n!r}", key, file,
-                   f"write {what} = 5 (a whole number >= 1)")
-    return int(n)
 
 
 class _Lin:
@@ -104,81 +43,79 @@ class _Lin:
 
 def _axis(v, key, file):
     """One grid/zip axis: an indexable, sized sequence of values (range and _Lin stay lazy)."""
-    from pushbutton.spec.space import _Dist  # lazy: space.py imports this module
     if isinstance(v, _Dist):
-        raise _err(f"the distribution {v!r} cannot be a grid/zip axis", key, file,
-                   "put random parameters in sample(...) / [space.sample]")
+        raise err(f"the distribution {v!r} cannot be a grid/zip axis", key, file,
+                  "put random parameters in sample(...) / [space.sample]")
     if isinstance(v, dict):
         if len(v) != 1:
-            raise _err(f"an axis table must have exactly one key, got {sorted(map(str, v))}",
-                       key, file, _AXIS_FIX)
+            raise err(f"an axis table must have exactly one key, got {sorted(map(str, v))}",
+                      key, file, _AXIS_FIX)
         form, args = next(iter(v.items()))
         if form not in _AXIS_FORMS:
             fix = ("a distribution belongs in [space.sample] / sample(...)" if form in _DISTS
                    else _AXIS_FIX + "; to use a dict as a value, wrap it in a list: [{...}]")
-            raise _unknown("axis form", form, _AXIS_FORMS, key, file, fix)
+            raise unknown("axis form", form, _AXIS_FORMS, key, file, fix)
         key = f"{key}.{form}"
-        if not isinstance(args, (list, tuple)) or not all(_is_num(a) for a in args):
-            raise _err(f"{form} needs a list of numbers, got {args!r}", key, file,
-                       f"write {{{form} = " + ("[start, stop, step]}" if form == "range"
-                                              else "[a, b, num]}"))
+        if not isinstance(args, (list, tuple)) or not all(is_num(a) for a in args):
+            raise err(f"{form} needs a list of numbers, got {args!r}", key, file,
+                      f"write {{{form} = " + ("[start, stop, step]}" if form == "range"
+                                             else "[a, b, num]}"))
         if form == "range":
-            if not 1 <= len(args) <= 3 or not all(_is_int(a) for a in args) or \
+            if not 1 <= len(args) <= 3 or not all(is_int(a) for a in args) or \
                     (len(args) == 3 and args[2] == 0):
-                raise _err(f"range needs 1-3 integers (step not 0), got {list(args)}", key, file,
-                           "write {range = [start, stop, step]}; for floats use linspace")
+                raise err(f"range needs 1-3 integers (step not 0), got {list(args)}", key, file,
+                          "write {range = [start, stop, step]}; for floats use linspace")
             v = range(*map(int, args))
         else:
-            if len(args) != 3 or not _is_int(args[2]) or args[2] < 1:
-                raise _err(f"{form} needs [a, b, num] with num a positive integer, got "
-                           f"{list(args)}", key, file, f"write {{{form} = [a, b, num]}}")
+            if len(args) != 3 or not is_int(args[2]) or args[2] < 1:
+                raise err(f"{form} needs [a, b, num] with num a positive integer, got "
+                          f"{list(args)}", key, file, f"write {{{form} = [a, b, num]}}")
             if form == "logspace" and max(abs(args[0]), abs(args[1])) > 300:
-                raise _err("logspace exponents beyond +-300 overflow a float", key, file,
-                           "logspace takes exponents of 10: [-4, -1, 4] gives 1e-4 .. 1e-1")
+                raise err("logspace exponents beyond +-300 overflow a float", key, file,
+                          "logspace takes exponents of 10: [-4, -1, 4] gives 1e-4 .. 1e-1")
             if not math.isfinite(float(args[1]) - float(args[0])):
-                raise _err("linspace ends too far apart for a float", key, file, "narrow it")
+                raise err("linspace ends too far apart for a float", key, file, "narrow it")
             v = _Lin(args[0], args[1], int(args[2]), form == "logspace")
     if isinstance(v, (range, _Lin)):
         try:
             if len(v) == 0:
-                raise _err(f"{v!r} is empty: empty space", key, file, "give it at least one value")
+                raise err(f"{v!r} is empty: empty space", key, file, "give it at least one value")
         except OverflowError:   # len() of more than 2**63 values
-            raise _err("the axis has too many values", key, file, "narrow it") from None
+            raise err("the axis has too many values", key, file, "narrow it") from None
         return v
     if isinstance(v, (set, frozenset)):
-        raise _err("a set has no order, so the space would not be reproducible", key, file,
-                   "use a list, e.g. sorted(values)")
+        raise err("a set has no order, so the space would not be reproducible", key, file,
+                  "use a list, e.g. sorted(values)")
     if v is None or isinstance(v, (str, bytes, numbers.Number)) or \
             (type(v).__module__ == "numpy" and getattr(v, "ndim", 1) == 0):
-        return [_value(v, key, file)]         # a scalar is a one-value axis
+        return [plain_value(v, key, file)]         # a scalar is a one-value axis
     try:
         items = v.tolist() if type(v).__module__ == "numpy" else list(v)
     except TypeError:
-        raise _err(f"{type(v).__name__} is not a valid axis", key, file, _AXIS_FIX) from None
+        raise err(f"{type(v).__name__} is not a valid axis", key, file, _AXIS_FIX) from None
     if not items:
-        raise _err("the axis has no values: empty space", key, file, "give it at least one value")
-    return [_value(x, key, file) for x in items]
+        raise err("the axis has no values: empty space", key, file, "give it at least one value")
+    return [plain_value(x, key, file) for x in items]
 
 
 def _axes_of(fn, dicts, kw, key, file):
     merged = {}
     for d in (*dicts, kw):
         if not isinstance(d, dict):
-            raise _err(f"{fn} takes its axes as a table / keyword arguments, got {d!r}", key, file,
-                       f"write {fn}(name=[values, ...]) or {fn}({{'name': [values, ...]}})")
+            raise err(f"{fn} takes its axes as a table / keyword arguments, got {d!r}", key, file,
+                      f"write {fn}(name=[values, ...]) or {fn}({{'name': [values, ...]}})")
         for name, v in d.items():
             if name in merged:
-                raise _err(f"axis {name!r} is given twice", f"{key}.{name}", file, "give it once")
-            _check_name(name, f"{key}.{name}", file)
+                raise err(f"axis {name!r} is given twice", f"{key}.{name}", file, "give it once")
+            check_name(name, f"{key}.{name}", file)
             merged[name] = v
     if not merged:
-        raise _err(f"{fn} has no axes: empty space", key, file,
-                   f"give at least one axis, e.g. {fn} = {{n = [1, 2]}}")
+        raise err(f"{fn} has no axes: empty space", key, file,
+                  f"give at least one axis, e.g. {fn} = {{n = [1, 2]}}")
     return {n: _axis(v, f"{key}.{n}", file) for n, v in merged.items()}
 
 def _dist_of(v, key, file):
     """A _Dist, or ("const", value) for a plain value."""
-    from pushbutton.spec.space import _Dist, _make_dist  # lazy: space.py imports this module
     if isinstance(v, _Dist):
         return v
     if isinstance(v, dict):
@@ -186,64 +123,87 @@ def _dist_of(v, key, file):
             got = next(iter(v)) if len(v) == 1 else sorted(map(str, v))
             fix = ("range/linspace/logspace belong in grid" if got in _AXIS_FORMS else
                    "write e.g. x = {uniform = [0, 1]} or c = {choice = ['a', 'b']}")
-            raise _unknown("distribution", got, _DISTS, key, file, fix)
+            raise unknown("distribution", got, _DISTS, key, file, fix)
         kind, args = next(iter(v.items()))
         args = args if isinstance(args, (list, tuple)) else [args]
         return _make_dist(kind, [args] if kind == "choice" else list(args), f"{key}.{kind}", file)
     if isinstance(v, (list, tuple, set, range)):
-        raise _err("a list in sample is ambiguous", key, file,
-                   "use choice([...]) / {choice = [...]} to draw from it, or put it in grid")
-    return ("const", _value(v, key, file))
+        raise err("a list in sample is ambiguous", key, file,
+                  "use choice([...]) / {choice = [...]} to draw from it, or put it in grid")
+    return ("const", plain_value(v, key, file))
 
 
-def _from_dict(d, file, key):
-    """[space] table -> (grid * zip * sample * union).where(...) * reps(n)."""
-    from pushbutton.spec.space import _Concat, _Filter, _Grid, _Product, _Reps, _Sample, _Zip  # lazy: no cycle
-    from pushbutton.spec.where import _WHERE_FIX
-    if not isinstance(d, dict):
-        raise _err(f"must be a table, got {type(d).__name__} {d!r}", key, file,
-                   "write a table with grid / zip / sample / union / reps / where keys")
-    for k in d:
-        if k not in _SPACE_KEYS:
-            raise _unknown("key", k, _SPACE_KEYS, f"{key}.{k}", file)
-    factors = []
-    for name, make in (("grid", lambda a, k: _Grid(a)), ("zip", lambda a, k: _Zip(a, k, file))):
-        if name in d:
-            if not isinstance(d[name], dict):
-                raise _err(f"{name} must be a table of axes, got {d[name]!r}", f"{key}.{name}",
-                           file, f"write {name} = {{n = [1, 2], x = ['a', 'b']}}")
-            factors.append(make(_axes_of(name, (d[name],), {}, f"{key}.{name}", file),
-                                f"{key}.{name}"))
-    if "sample" in d:
-        s, k = d["sample"], f"{key}.sample"
-        if not isinstance(s, dict):
-            raise _err(f"sample must be a table, got {s!r}", k, file,
-                       "write sample = {n = 100, seed = 1, x = {uniform = [0, 1]}}")
-        if "n" not in s:
-            raise _err("sample needs n, the number of points", f"{k}.n", file, "add n = 100")
-        factors.append(_Sample(s["n"], s.get("seed", 0),
-                               {p: v for p, v in s.items() if p not in ("n", "seed")}, k, file))
-    if "union" in d:
-        u, k = d["union"], f"{key}.union"
-        if not isinstance(u, list) or not u:
-            raise _err(f"union must be a non-empty list of tables, got {u!r}", k, file,
-                       "write [[space.union]] sections, each a space of its own")
-        factors.append(_Concat([_from_dict(x, file, f"{k}[{i}]") for i, x in enumerate(u)]))
-    space = None
-    if factors:
-        space = factors[0] if len(factors) == 1 else _Product(factors, key, file)
-    elif "reps" not in d:
-        raise _err("empty space: no grid, zip, sample or union", key, file,
-                   "add e.g. grid = {n = [1, 2, 3]}")
-    if "where" in d:
-        if space is None:
-            raise _err("where needs something to filter", f"{key}.where", file,
-                       "add a grid, zip, sample or union")
-        if not isinstance(d["where"], str) or not d["where"].strip():
-            raise _err(f"where must be a non-empty string expression, got {d['where']!r}",
-                       f"{key}.where", file, _WHERE_FIX)
-        space = _Filter(space, d["where"], f"{key}.where", file)
-    if "reps" in d:
-        r = _Reps(d["reps"], f"{key}.reps", file)
-        space = r if space is None else _Product([space, r], key, file)
-    return space
+# --- the distributions of sample(...): each draw computed alone from hash bytes ----------------
+class _Dist:
+    __slots__ = ("kind", "args")
+
+    def __init__(self, kind, args):
+        self.kind, self.args = kind, tuple(args)
+
+    def __repr__(self):
+        return f"{self.kind}({', '.join(map(repr, self.args))})"
+
+    def draw(self, h: bytes):
+        """A value from 16 hash bytes: stable across Python versions, unlike random.Random."""
+        k, a = self.kind, self.args
+        bits = int.from_bytes(h[:8], "little")
+        u = (bits >> 11) * 2.0**-53                               # uniform in [0, 1)
+        if k == "uniform":
+            return a[0] + (a[1] - a[0]) * u
+        if k == "loguniform":
+            x = math.exp(math.log(a[0]) + (math.log(a[1]) - math.log(a[0])) * u)
+            return min(max(x, a[0]), a[1])
+        if k == "randint":
+            return a[0] + bits % (a[1] - a[0] + 1)
+        if k == "normal":                                         # Box-Muller
+            u2 = (int.from_bytes(h[8:], "little") >> 11) * 2.0**-53
+            return a[0] + a[1] * math.sqrt(-2.0 * math.log(1.0 - u)) * math.cos(2 * math.pi * u2)
+        return a[0][bits % len(a[0])]                             # choice
+
+
+def _make_dist(kind, args, key, file):
+    if kind == "choice":
+        vals = args[0] if len(args) == 1 else None
+        if not isinstance(vals, (list, tuple)) or not vals:
+            raise err(f"choice needs a non-empty list of values, got {vals!r}", key, file,
+                      "write choice(['a', 'b']) / {choice = ['a', 'b']}")
+        return _Dist(kind, [[plain_value(v, key, file) for v in vals]])
+    ok = len(args) == 2 and all(is_num(a) for a in args)
+    lo, hi = (args if ok else (0, 0))
+    if kind == "randint":
+        ok = ok and is_int(lo) and is_int(hi) and lo <= hi
+        need = "two integers lo <= hi (both included)"
+    elif kind == "normal":
+        ok, need = ok and hi >= 0, "mu and sigma >= 0"
+    elif kind == "loguniform":
+        ok, need = ok and 0 < lo <= hi, "0 < lo <= hi"
+    else:
+        ok, need = ok and lo <= hi and math.isfinite(hi - lo), "two finite numbers lo <= hi"
+    if kind == "normal" and ok:   # Box-Muller stays within 9 sigma: keep every draw finite
+        ok = math.isfinite(abs(lo) + 10.0 * hi)
+    if not ok:
+        raise err(f"{kind} needs {need}, got {list(args)!r}", key, file,
+                  f"write {kind}(a, b) / {{{kind} = [a, b]}}")
+    conv = int if kind == "randint" else float
+    return _Dist(kind, [conv(lo), conv(hi)])
+
+
+def uniform(lo, hi):
+    return _make_dist("uniform", [lo, hi], "uniform", None)
+
+
+def loguniform(lo, hi):
+    return _make_dist("loguniform", [lo, hi], "loguniform", None)
+
+
+def randint(lo, hi):
+    """Integers from lo to hi, both included."""
+    return _make_dist("randint", [lo, hi], "randint", None)
+
+
+def normal(mu, sigma):
+    return _make_dist("normal", [mu, sigma], "normal", None)
+
+
+def choice(values):
+    return _make_dist("choice", [values], "choice", None)

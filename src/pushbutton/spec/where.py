@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import warnings
 
-from pushbutton.spec.space_form import _err, _unknown
+from pushbutton.spec.checks import err, unknown
 
 
 _FUNCS = {"abs": abs, "min": min, "max": max, "round": round, "len": len,
@@ -47,27 +47,27 @@ class _Expr:
                 warnings.simplefilter("ignore")
                 tree = ast.parse(text.strip(), mode="eval")
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            raise _err(f"where expression {text!r} is not valid Python syntax "
-                       f"({getattr(e, 'msg', e)})", key, file, _WHERE_FIX) from None
+            raise err(f"where expression {text!r} is not valid Python syntax "
+                      f"({getattr(e, 'msg', e)})", key, file, _WHERE_FIX) from None
         used = set()
         for node in ast.walk(tree):
             if not isinstance(node, _NODES):
-                raise _err(f"{type(node).__name__} is not allowed in a where expression "
-                           f"({text!r})", key, file, _WHERE_FIX)
+                raise err(f"{type(node).__name__} is not allowed in a where expression "
+                          f"({text!r})", key, file, _WHERE_FIX)
             if isinstance(node, ast.Call):
                 if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS \
                         or node.keywords:
-                    raise _err(f"only calls to {', '.join(_FUNCS)} (no keywords) are allowed in a "
-                               f"where expression ({text!r})", key, file, _WHERE_FIX)
+                    raise err(f"only calls to {', '.join(_FUNCS)} (no keywords) are allowed in a "
+                              f"where expression ({text!r})", key, file, _WHERE_FIX)
             elif isinstance(node, ast.Constant) and not (
                     node.value is None or isinstance(node.value, (bool, int, float, str))):
-                raise _err(f"constant {node.value!r} is not allowed in a where expression",
-                           key, file, _WHERE_FIX)
+                raise err(f"constant {node.value!r} is not allowed in a where expression",
+                          key, file, _WHERE_FIX)
             elif isinstance(node, ast.Name) and node.id not in _FUNCS:
                 if node.id not in names:
-                    raise _unknown(what, node.id, list(names), key, file,
-                                   f"the {'space' if what == 'parameter' else 'table'}'s "
-                                   f"{what}s are: {', '.join(map(str, names))}")
+                    raise unknown(what, node.id, list(names), key, file,
+                                  f"the {'space' if what == 'parameter' else 'table'}'s "
+                                  f"{what}s are: {', '.join(map(str, names))}")
                 used.add(node.id)
         try:
             with warnings.catch_warnings():
@@ -75,8 +75,8 @@ class _Expr:
                 self.code = compile(ast.fix_missing_locations(_PowToCall().visit(tree)),
                                     "<where>", "eval")
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            raise _err(f"where expression {text!r} cannot be compiled ({e})", key, file,
-                       _WHERE_FIX) from None
+            raise err(f"where expression {text!r} cannot be compiled ({e})", key, file,
+                      _WHERE_FIX) from None
         self.used = used
         # a point of a concatenation may lack a name: it reads as None there
         self.globals = {"__builtins__": {}, **_FUNCS, "_pow": _pow, **dict.fromkeys(used)}
@@ -89,7 +89,7 @@ class _Expr:
         try:
             return eval(self.code, self.globals, point)  # noqa: S307 - AST checked above
         except Exception as e:
-            raise _err(f"where expression {self.text!r} failed on point {point}: "
-                       f"{type(e).__name__}: {e}", self.key, self.file,
-                       "make the expression valid for every point (e.g. compare numbers with "
-                       "numbers)") from None
+            raise err(f"where expression {self.text!r} failed on point {point}: "
+                      f"{type(e).__name__}: {e}", self.key, self.file,
+                      "make the expression valid for every point (e.g. compare numbers with "
+                      "numbers)") from None
