@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pushbutton.core.tasklog import current_task, log
 
-__version__ = "0.1.0"
+from pushbutton.core import __version__  # noqa: F401
 
 _LAZY = {
     "Experiment": "pushbutton.experiment",

@@ -37,9 +37,11 @@ def parrun(script, on, workers, message, dry_run, name, timeout, retries, rerun,
     object printed last. Running it again resumes: done points are skipped.
     """
     from pushbutton.spec import parrun as P
+    from pushbutton.experiment import Experiment
     project = open_store(create=True).root
-    exp, s, runner = P.experiment(script, project=project, name=name, timeout=timeout,
-                                  retries=retries, workers=workers, target=on)
+    args, s, runner = P.experiment_args(script, project=project, name=name, timeout=timeout,
+                                        retries=retries, workers=workers, target=on)
+    exp = Experiment(**args)
     for w in s.warnings:
         click.secho(f"warning: {w}", fg="yellow", err=True)
     if dry_run:

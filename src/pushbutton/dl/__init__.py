@@ -1,4 +1,5 @@
-"""Deep-learning helpers for pushbutton tasks.
+"""Floor 5: deep-learning helpers for pushbutton tasks. May import core up to execution (today
+only core's task-side API and file helpers).
 
 `pushbutton.dl.torch` holds PyTorch data pipelines, models and a lean training loop that logs
 learning curves with `pushbutton.log` and checkpoints into the task folder. Nothing here is imported

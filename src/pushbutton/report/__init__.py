@@ -1,1 +1,1 @@
-"""Floor 6: the self-contained HTML report."""
+"""Floor 6: the self-contained HTML report. May import core up to analysis."""

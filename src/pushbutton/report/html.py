@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pushbutton.analysis import stats as A
-from pushbutton.core import names as N
+from pushbutton.core import __version__, names as N
 from pushbutton.core.files import atomic_write
 
 MAX_ROWS = 2000  # table rows in the HTML; the CSV beside it has all of them
@@ -317,7 +317,6 @@ def build(context: dict, outdir: str | Path, filename: str = "report.html") -> P
         if context.get("metrics"):
             df.attrs["metrics"] = list(context["metrics"])
     figures, problems = _figures(context, df, series, outdir)
-    from pushbutton import __version__
     page = {
         "title": context.get("title") or context.get("name") or "Experiment report",
         "name": context.get("name") or "",

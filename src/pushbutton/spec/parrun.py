@@ -486,10 +486,10 @@ def write_runner(s: Script, project: Path, name: str) -> Path:
     return p
 
 
-def experiment(script, *, project, name=None, timeout=None, retries=0, workers=None,
-               target="local"):
-    """(Experiment, Script, runner path) for SCRIPT.py; writes the runner."""
-    from pushbutton.experiment import Experiment
+def experiment_args(script, *, project, name=None, timeout=None, retries=0, workers=None,
+                    target="local"):
+    """(keyword arguments of pushbutton.Experiment, Script, runner path) for SCRIPT.py; writes
+    the runner. The caller builds the Experiment: the spec stage does not import the API."""
     s = parse(script)
     name = name or default_name(script)
     # the name becomes the runner's file name: checked before anything is written
@@ -498,11 +498,11 @@ def experiment(script, *, project, name=None, timeout=None, retries=0, workers=N
 
     def esc(a):
         return str(a).replace("{", "{{").replace("}", "}}")
-    exp = Experiment(name, command=[esc(sys.executable), esc(runner)], space=space_of(s),
-                     description=f"pb parrun {s.path.name}: {' x '.join(s.names)}",
-                     timeout=timeout, retries=retries, workers=workers, root=s.path.parent,
-                     project=project, target=target or "local")
-    return exp, s, runner
+    args = dict(name=name, command=[esc(sys.executable), esc(runner)], space=space_of(s),
+                description=f"pb parrun {s.path.name}: {' x '.join(s.names)}",
+                timeout=timeout, retries=retries, workers=workers, root=s.path.parent,
+                project=project, target=target or "local")
+    return args, s, runner
 
 
 def describe(s: Script) -> str:
@@ -514,5 +514,5 @@ def describe(s: Script) -> str:
     return " x ".join(parts)
 
 
-__all__ = ["parse", "runner_source", "space_of", "write_runner", "experiment", "Script", "Loop",
+__all__ = ["parse", "runner_source", "space_of", "write_runner", "experiment_args", "Script", "Loop",
            "describe", "default_name"]
