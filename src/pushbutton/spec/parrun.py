@@ -10,8 +10,9 @@ ClusterJob's `cj parrun` idea: in
 
 the chain of top-level `for` loops (each the only statement of the previous one's body) is the
 parameter space, and the innermost body is the task. The script is parsed with `ast` (never run
-here, never modified); a runner script is generated under `.pushbutton/parrun/` that holds the
-preamble, binds the loop variables from `$PB_PARAMS`, runs the body once and reports metrics.
+here, never modified); a runner script is generated under `.pushbutton/parrun/` (parrun_runner.py)
+that holds the preamble, binds the loop variables from `$PB_PARAMS`, runs the body once and
+reports metrics.
 The experiment is an ordinary command experiment, so resume, status, results, logs and report
 work as for `pb run`.
 
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from pushbutton.core import pathnames
 from pushbutton.core.errors import SpecError
-from pushbutton.core.files import atomic_write
+from pushbutton.spec.parrun_runner import runner_source, write_runner
 
 FIX = "use a literal list or range(); or write an experiment.toml"
 _MUTATORS = (ast.Store, ast.Del)
@@ -241,9 +242,8 @@ def _body_text(node, lines, src) -> str:
     return "".join(out), False
 
 
-def parse(path) -> Script:
-    """Read SCRIPT.py into its preamble, grid loops and body (SpecError when it cannot)."""
-    path = Path(path)
+def _read(path: Path):
+    """(source text, syntax tree, source lines each ending in a newline) of SCRIPT.py."""
     if path.suffix != ".py":
         raise SpecError(f"{path}: pb parrun takes a Python script (SCRIPT.py)",
                         fix="for an experiment.toml use `pb run`")
@@ -261,18 +261,11 @@ def parse(path) -> Script:
     lines = src.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    first = next((i for i, st in enumerate(tree.body) if isinstance(st, ast.For)), None)
-    if first is None:
-        raise _err(path, None, "no top-level `for` loop: nothing names the grid",
-                   "write the sweep as `for x in [...]:` at the top level (not inside a "
-                   "function or `if __name__ == ...`); or write an experiment.toml")
-    pre, node = tree.body[:first], tree.body[first]
-    rest = tree.body[first + 1:]
-    if rest:
-        raise _err(path, rest[0].lineno, "a statement after the loop nest: it would run once "
-                   "per grid point (or never) instead of once after the sweep",
-                   "move it to a separate script that reads `pb results`; leave the loops last")
-    consts = _constants(pre)
+    return src, tree, lines
+
+
+def _grid_loops(node, consts, path, src):
+    """(the grid's loops, outermost first; the innermost `for` node, whose body is the task)."""
     loops, seen = [], {}
     while True:
         lp = _loop(node, consts, path, src)
@@ -285,7 +278,12 @@ def parse(path) -> Script:
         if len(node.body) == 1 and isinstance(node.body[0], ast.For):
             node = node.body[0]
             continue
-        break
+        return loops, node
+
+
+def _task_body(node, lines, src, path):
+    """(the innermost loop's body as module-level text, warnings): wrapped in a one-pass loop
+    when it uses break/continue, in `if True:` when it must stay as written."""
     warnings = []
     esc = _escapes(node.body)
     body, as_written = _body_text(node, lines, src)
@@ -299,6 +297,25 @@ def parse(path) -> Script:
         body = "for _pb_point in (0,):  # so that break/continue end this point\n" + body
     elif as_written:
         body = "if True:  # the body as written (it holds a multi-line string)\n" + body
+    return body, warnings
+
+
+def parse(path) -> Script:
+    """Read SCRIPT.py into its preamble, grid loops and body (SpecError when it cannot)."""
+    path = Path(path)
+    src, tree, lines = _read(path)
+    first = next((i for i, st in enumerate(tree.body) if isinstance(st, ast.For)), None)
+    if first is None:
+        raise _err(path, None, "no top-level `for` loop: nothing names the grid",
+                   "write the sweep as `for x in [...]:` at the top level (not inside a "
+                   "function or `if __name__ == ...`); or write an experiment.toml")
+    pre, rest = tree.body[:first], tree.body[first + 1:]
+    if rest:
+        raise _err(path, rest[0].lineno, "a statement after the loop nest: it would run once "
+                   "per grid point (or never) instead of once after the sweep",
+                   "move it to a separate script that reads `pb results`; leave the loops last")
+    loops, node = _grid_loops(tree.body[first], _constants(pre), path, src)
+    body, warnings = _task_body(node, lines, src, path)
     future_end = 0
     for st in pre:
         if isinstance(st, ast.ImportFrom) and st.module == "__future__":
@@ -307,156 +324,6 @@ def parse(path) -> Script:
                   preamble=lines[:tree.body[first].lineno - 1], future_end=future_end,
                   body=body, body_lines=(node.body[0].lineno, node.body[-1].end_lineno),
                   warnings=warnings)
-
-
-def _has_tuple(v) -> bool:
-    return isinstance(v, tuple) or (isinstance(v, (list, dict)) and any(
-        _has_tuple(x) for x in (v.values() if isinstance(v, dict) else v)))
-
-
-_EPILOGUE = '''
-# --- metrics: `result` / `metrics` dict, else the last values given to pushbutton.log
-def _pb_finish(ns, series_from):
-    import json, os
-    res = next((ns[k] for k in ("result", "metrics") if isinstance(ns.get(k), dict)), None)
-    if res is None:
-        res = _pb_logged(series_from)
-    if res is None:
-        return          # no metrics: a JSON object printed last still counts (the worker reads it)
-
-    def plain(x):
-        for conv in ("item", "tolist"):
-            if hasattr(x, conv):
-                return getattr(x, conv)()
-        raise TypeError("metric value %r of type %s is not JSON-serialisable"
-                        % (x, type(x).__name__))
-    text = json.dumps(res, default=plain)
-    path = os.environ.get("PB_RESULT")
-    if path:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        print(text)
-
-
-def _pb_logged(start):
-    import json, os
-    path, tid = os.environ.get("PB_SERIES"), os.environ.get("PB_TASK_ID")
-    if not path or not os.path.exists(path):
-        return None
-    last = {}
-    with open(path, "rb") as f:
-        f.seek(start)
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("task") == tid and isinstance(rec.get("m"), dict):
-                last.update(rec["m"])
-    return last or None
-
-
-_pb_finish(globals(), _pb_series0)
-'''
-
-
-_HOOK = """\
-def _pb_hook(t, v, tb, _map=_pb_map, _me=_pb_sys.argv[0], _script=__file__):
-    # tracebacks name the script and its lines, not this generated file
-    import linecache, traceback
-    def fix(te, seen):
-        while te is not None and id(te) not in seen:
-            seen.add(id(te))
-            frames = []
-            for fr in te.stack:
-                if fr.filename == _me:
-                    for r0, s0, n in _map:
-                        if r0 <= fr.lineno < r0 + n:
-                            ln = s0 + fr.lineno - r0
-                            fr = traceback.FrameSummary(_script, ln, fr.name,
-                                                        line=linecache.getline(_script, ln))
-                            break
-                frames.append(fr)
-            te.stack = traceback.StackSummary.from_list(frames)
-            fix(te.__cause__, seen)
-            te = te.__context__
-    te = traceback.TracebackException(t, v, tb)
-    fix(te, set())
-    _pb_sys.stderr.write("".join(te.format()))
-_pb_sys.excepthook = _pb_hook
-"""
-
-
-def runner_source(s: Script) -> str:
-    """The per-task script: preamble, the point's loop variables, the body, the metrics."""
-    pre, n_future = s.preamble, s.future_end
-    chunks = []     # (text, first script line it comes from, or None)
-
-    def add(text, line=None):
-        chunks.append((text if text.endswith("\n") else text + "\n", line))
-    add(f"# Generated by `pb parrun` from {s.path.name} ({s.digest}). Do not edit: edit the "
-        "script and run `pb parrun` again.")
-    if n_future:
-        add("".join(pre[:n_future]), 1)
-    header_at = len(chunks)
-    add(f"# --- preamble (script lines 1-{len(pre)})" if pre else "# --- no preamble")
-    if pre[n_future:]:
-        add("".join(pre[n_future:]), n_future + 1)
-    add(f"# --- this grid point: the loop variables (script lines "
-        f"{s.loops[0].line}-{s.loops[-1].line})\n"
-        "_pb_p = _pb_json.loads(_pb_os.environ['PB_PARAMS'])")
-    binds, restore = [], False
-    for lp in s.loops:
-        for i, n in enumerate(lp.names):
-            originals = None
-            if not isinstance(lp.values, range):
-                col = [v[i] for v in lp.values] if len(lp.names) > 1 else list(lp.values)
-                if any(_has_tuple(v) for v in col):
-                    originals = col
-            if originals is None:
-                binds.append(f"{n} = _pb_p[{n!r}]\n")
-            else:   # JSON made tuples into lists: give back the value as written
-                restore = True
-                binds.append(f"{n} = _pb_restore(_pb_p[{n!r}], {originals!r})\n")
-    if restore:
-        add("def _pb_restore(v, originals):\n"
-            "    for o in originals:\n"
-            "        if _pb_json.loads(_pb_json.dumps(o)) == v:\n"
-            "            return o\n"
-            "    return v")
-    add("".join(binds))
-    a, b = s.body_lines
-    add(f"# --- the loop body (script lines {a}-{b}), run once for this point")
-    body = s.body
-    if body.startswith(("if True:", "for _pb_point")):
-        head, body = body.split("\n", 1)
-        add(head)
-    add(body, a)
-    add(_EPILOGUE)
-
-    def render(mapping):
-        header = ("import json as _pb_json, os as _pb_os, sys as _pb_sys\n"
-                  f"_pb_map = {mapping!r}  # (runner line, script line, count)\n"
-                  f"__file__ = {str(s.path)!r}  # as if the script itself were running\n"
-                  + _HOOK +
-                  "_pb_sys.path[0] = _pb_os.path.dirname(__file__)\n"
-                  "_pb_sys.argv[0] = __file__\n"
-                  "_pb_series0 = (_pb_os.path.getsize(_pb_os.environ['PB_SERIES'])\n"
-                  "               if _pb_os.path.exists(_pb_os.environ.get('PB_SERIES') or '') "
-                  "else 0)\n")
-        allc = chunks[:header_at] + [(header, None)] + chunks[header_at:]
-        line, got = 1, []
-        for text, src in allc:
-            n = text.count("\n")
-            if src is not None:
-                got.append((line, src, n))
-            line += n
-        return "".join(text for text, _ in allc), got
-    _, mapping = render([(0, 0, 0)] * sum(1 for _, src in chunks if src is not None))
-    text, mapping2 = render(mapping)
-    assert mapping2 == mapping
-    return text
 
 
 def default_name(path) -> str:
@@ -474,16 +341,6 @@ def space_of(s: Script):
             f = zip_({n: [v[i] for v in lp.values] for i, n in enumerate(lp.names)})
         space = f if space is None else space * f
     return space
-
-
-def write_runner(s: Script, project: Path, name: str) -> Path:
-    d = Path(project) / ".pushbutton" / "parrun"
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / f"{name}-{s.digest}.py"
-    text = runner_source(s)
-    if not p.exists() or p.read_text(encoding="utf-8") != text:
-        atomic_write(p, text)
-    return p
 
 
 def experiment_args(script, *, project, name=None, timeout=None, retries=0, workers=None,
@@ -514,5 +371,5 @@ def describe(s: Script) -> str:
     return " x ".join(parts)
 
 
-__all__ = ["parse", "runner_source", "space_of", "write_runner", "experiment_args", "Script", "Loop",
-           "describe", "default_name"]
+__all__ = ["parse", "runner_source", "space_of", "write_runner", "experiment_args", "Script",
+           "Loop", "describe", "default_name"]
