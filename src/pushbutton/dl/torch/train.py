@@ -126,6 +126,47 @@ def train(model: nn.Module, loss_fn, optimizer, trainloader, testloader=None, ep
     t_start = time.perf_counter()
     if seed is not None:
         seed_everything(int(seed))
+    device, scheduler, trainloader, testloader = _setup(model, optimizer, scheduler, lr_decay,
+                                                        trainloader, testloader, device)
+    loader_rng = getattr(trainloader, "generator", None)  # its state is checkpointed too
+
+    ckpt = checkpoint_path(checkpoint)
+    saved = (_resume(ckpt, model, optimizer, scheduler, loader_rng, device)
+             if ckpt is not None and ckpt.exists() else {})
+    resumed_from = saved.get("epoch")
+    start_epoch = resumed_from or 0
+    epochs_to_fit = saved.get("epochs_to_fit")
+    seconds_before = float(saved.get("seconds", 0.0))
+    last = dict(saved.get("metrics") or {})
+
+    model.train()
+    epoch = start_epoch
+    fitted = stop_at_fit is not None and epochs_to_fit is not None  # (also: resumed after fit)
+    while not fitted and epoch < epochs:
+        epoch += 1
+        last = _epoch(model, loss_fn, optimizer, scheduler, trainloader, testloader, device,
+                      eval_train)
+        _report(epoch, last, log, verbose)
+        if stop_at_fit is not None and epochs_to_fit is None and last["train_acc"] >= stop_at_fit:
+            epochs_to_fit, fitted = epoch, True
+        if ckpt is not None:
+            run = {"epoch": epoch, "epochs_to_fit": epochs_to_fit, "metrics": last,
+                   "seconds": seconds_before + time.perf_counter() - t_start}
+            _save_atomic(_checkpoint(model, optimizer, scheduler, loader_rng, device, run), ckpt)
+
+    if not last:  # nothing trained and nothing saved (epochs=0)
+        last = _untrained(model, loss_fn, optimizer, trainloader, testloader, device)
+    out = {k: v for k, v in last.items()  # no test set: no test metrics
+           if not (k in ("test_acc", "test_loss") and last.get("test_acc") is None)}
+    out.update(epochs=int(epoch), epochs_to_fit=epochs_to_fit, fitted=fitted,
+               seconds=seconds_before + time.perf_counter() - t_start,
+               resumed_from=resumed_from, device=device.type)
+    return out
+
+
+def _setup(model, optimizer, scheduler, lr_decay, trainloader, testloader, device):
+    """(device, scheduler, loaders): the model and in-memory loaders moved to the device, the
+    learning-rate decay made a scheduler when none is given."""
     device = pick_device(device)
     model.to(device)
     # optimiser state created before .to() would stay on the old device; moving the parameters
@@ -133,96 +174,85 @@ def train(model: nn.Module, loss_fn, optimizer, trainloader, testloader=None, ep
     if scheduler is None and lr_decay is not None and lr_decay != 1:
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
     trainloader = _on_device(trainloader, device)
-    if testloader is not None:
-        testloader = _on_device(testloader, device)
-    gen = getattr(trainloader, "generator", None)
+    testloader = _on_device(testloader, device) if testloader is not None else None
+    return device, scheduler, trainloader, testloader
 
-    ckpt = checkpoint_path(checkpoint)
-    start_epoch, epochs_to_fit, seconds_before, last = 0, None, 0.0, {}
-    resumed_from = None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        if state.get("rng") is not None:
-            torch.set_rng_state(state["rng"].cpu())
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        if gen is not None and state.get("loader_rng") is not None:
-            gen.set_state(state["loader_rng"].cpu())
-        start_epoch = resumed_from = int(state["epoch"])
-        epochs_to_fit = state.get("epochs_to_fit")
-        seconds_before = float(state.get("seconds", 0.0))
-        last = dict(state.get("metrics") or {})
 
-    model.train()
-    epoch = start_epoch
-    fitted = epochs_to_fit is not None
-    for epoch in range(start_epoch + 1, epochs + 1):
-        if fitted and stop_at_fit is not None:
-            epoch -= 1
-            break
-        loss_sum = torch.zeros((), device=device)
-        hits = torch.zeros((), device=device, dtype=torch.long)
-        n = 0
-        for x, y in trainloader:
-            if x.device != device:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x)
-            loss = loss_fn(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                loss_sum += loss.detach() * len(y)
-                hits += (out.argmax(1) == y).sum()
-            n += len(y)
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        if eval_train:
-            train_loss, train_acc = evaluate(model, loss_fn, trainloader, device)
-        else:
-            train_loss, train_acc = loss_sum.item() / max(n, 1), hits.item() / max(n, 1)
-        if testloader is not None:
-            test_loss, test_acc = evaluate(model, loss_fn, testloader, device)
-        else:
-            test_loss = test_acc = None
-        last = {"train_loss": train_loss, "train_acc": train_acc,
-                "test_loss": test_loss, "test_acc": test_acc, "lr": lr}
-        if log:
-            _pb_log(step=epoch, **{k: v for k, v in last.items() if v is not None})
-        if verbose:
-            print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in last.items()
-                                                   if v is not None), flush=True)
-        if stop_at_fit is not None and epochs_to_fit is None and train_acc >= stop_at_fit:
-            epochs_to_fit, fitted = epoch, True
-        if ckpt is not None:
-            _save_atomic({
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                "loader_rng": gen.get_state() if gen is not None else None,
-                "epochs_to_fit": epochs_to_fit, "metrics": last,
-                "seconds": seconds_before + time.perf_counter() - t_start,
-            }, ckpt)
-        if fitted and stop_at_fit is not None:
-            break
+def _resume(ckpt: Path, model, optimizer, scheduler, loader_rng, device) -> dict:
+    """Load a checkpoint into the model, optimiser, scheduler and random number generators;
+    returns what it saved about the run (epoch, epochs_to_fit, seconds, metrics)."""
+    state = torch.load(ckpt, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if state.get("rng") is not None:
+        torch.set_rng_state(state["rng"].cpu())
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    if loader_rng is not None and state.get("loader_rng") is not None:
+        loader_rng.set_state(state["loader_rng"].cpu())
+    return {"epoch": int(state["epoch"]), "epochs_to_fit": state.get("epochs_to_fit"),
+            "seconds": state.get("seconds", 0.0), "metrics": state.get("metrics")}
 
-    if not last:  # nothing trained and nothing saved (epochs=0)
+
+def _checkpoint(model, optimizer, scheduler, loader_rng, device, run: dict) -> dict:
+    """What a checkpoint holds: the states of model, optimiser, scheduler and random number
+    generators, and `run` (epoch, epochs_to_fit, metrics, seconds) for _resume."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+            "loader_rng": loader_rng.get_state() if loader_rng is not None else None, **run}
+
+
+def _epoch(model, loss_fn, optimizer, scheduler, trainloader, testloader, device,
+           eval_train) -> dict:
+    """One pass over the training data, then the epoch's metrics. Losses and hits are summed on
+    the device and read back once (no per-batch host sync)."""
+    loss_sum = torch.zeros((), device=device)
+    hits = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in trainloader:
+        if x.device != device:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out = model(x)
+        loss = loss_fn(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            loss_sum += loss.detach() * len(y)
+            hits += (out.argmax(1) == y).sum()
+        seen += len(y)
+    lr = optimizer.param_groups[0]["lr"]
+    if scheduler is not None:
+        scheduler.step()
+    if eval_train:
         train_loss, train_acc = evaluate(model, loss_fn, trainloader, device)
-        test_loss, test_acc = (evaluate(model, loss_fn, testloader, device)
-                               if testloader is not None else (None, None))
-        last = {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
-                "test_acc": test_acc, "lr": optimizer.param_groups[0]["lr"]}
-    out = dict(last)
-    if out.get("test_acc") is None:
-        out.pop("test_acc", None), out.pop("test_loss", None)
-    out.update(epochs=int(epoch), epochs_to_fit=epochs_to_fit,
-               fitted=bool(stop_at_fit is not None and epochs_to_fit is not None),
-               seconds=seconds_before + time.perf_counter() - t_start,
-               resumed_from=resumed_from, device=device.type)
-    return out
+    else:
+        train_loss, train_acc = loss_sum.item() / max(seen, 1), hits.item() / max(seen, 1)
+    if testloader is not None:
+        test_loss, test_acc = evaluate(model, loss_fn, testloader, device)
+    else:
+        test_loss = test_acc = None
+    return {"train_loss": train_loss, "train_acc": train_acc,
+            "test_loss": test_loss, "test_acc": test_acc, "lr": lr}
+
+
+def _report(epoch, metrics, log, verbose) -> None:
+    """The epoch's metrics to pushbutton.log (a learning curve in the series) and/or stdout."""
+    shown = {k: v for k, v in metrics.items() if v is not None}
+    if log:
+        _pb_log(step=epoch, **shown)
+    if verbose:
+        print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()), flush=True)
+
+
+def _untrained(model, loss_fn, optimizer, trainloader, testloader, device) -> dict:
+    """The metrics of a model that was not trained (epochs=0)."""
+    train_loss, train_acc = evaluate(model, loss_fn, trainloader, device)
+    test_loss, test_acc = (evaluate(model, loss_fn, testloader, device)
+                           if testloader is not None else (None, None))
+    return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
+            "test_acc": test_acc, "lr": optimizer.param_groups[0]["lr"]}
