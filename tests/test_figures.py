@@ -1,4 +1,5 @@
-"""pushbutton.analysis.figures: each kind draws what it should; spec declarations validate with clear errors."""
+"""pushbutton.analysis.figures: each kind draws what it should; figure_specs: spec declarations
+validate with clear errors."""
 from __future__ import annotations
 
 import math
@@ -7,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pushbutton.analysis import figure_specs as S
 from pushbutton.analysis import figures as F
 from pushbutton.core.errors import SpecError
 
@@ -86,7 +88,7 @@ def test_figures_from_spec(df, series, tmp_path):
              {"kind": "line", "x": "b", "y": "loss", "hue": "a", "logy": True, "name": "loss-b"},
              {"kind": "learning_curves", "metric": "loss", "hue": "lr"},
              {"kind": "histogram", "column": "pb_duration_s"}]
-    out = F.figures_from_spec(decls, df, series, tmp_path, formats=("png",))
+    out = S.figures_from_spec(decls, df, series, tmp_path, formats=("png",))
     assert [o["name"] for o in out] == ["01-heatmap-ok", "loss-b", "03-learning_curves-loss",
                                         "04-histogram-pb_duration_s"]
     assert all((tmp_path / f"{o['name']}.png").exists() and o["png"] for o in out)
@@ -104,7 +106,7 @@ def test_figures_from_spec(df, series, tmp_path):
 ])
 def test_declaration_errors_name_the_key_and_the_choices(df, series, decl, key, fix):
     with pytest.raises(SpecError) as e:
-        F.validate([decl], df, series, file="exp.toml")
+        S.validate([decl], df, series, file="exp.toml")
     assert e.value.key == key and e.value.file == "exp.toml"
     if fix:
         assert fix in (e.value.fix or "")
@@ -113,6 +115,6 @@ def test_declaration_errors_name_the_key_and_the_choices(df, series, decl, key, 
 def test_duplicate_names_rejected(df):
     d = {"kind": "histogram", "column": "loss", "name": "h"}
     with pytest.raises(SpecError, match="unique"):
-        F.validate([d, dict(d)], df)
-    assert F.validate([], df) == [] and F.validate(None, df) == []
-    assert math.isfinite(F.validate([d], df)[0].get("bins", 1))
+        S.validate([d, dict(d)], df)
+    assert S.validate([], df) == [] and S.validate(None, df) == []
+    assert math.isfinite(S.validate([d], df)[0].get("bins", 1))

@@ -70,8 +70,8 @@ def test_one_rule(bad):
 def test_figure_name_cannot_leave_the_report_folder(project):
     write(project / "e.toml", 'name = "f"\nfunction = "tasks:square"\n[space]\ngrid = {x = [1]}\n'
                               '[[figures]]\nkind = "line"\nx = "x"\ny = "y"\nname = ".."\n')
-    from pushbutton.analysis import figures
+    from pushbutton.analysis import figure_specs
     from pushbutton.spec.model import read_toml
     with pytest.raises(SpecError, match="figure name '..'"):
-        figures.validate(read_toml(project / "e.toml")["figures"], None, file="e.toml",
-                         check_columns=False)
+        figure_specs.validate(read_toml(project / "e.toml")["figures"], None, file="e.toml",
+                              check_columns=False)

@@ -188,20 +188,21 @@ def _results_table(ctx: dict, df: pd.DataFrame | None, outdir: Path) -> dict | N
 
 
 def _figures(ctx: dict, df, series, outdir: Path) -> tuple[list[dict], list[str]]:
-    from pushbutton.analysis import figures as F  # matplotlib loads only when a report is built
+    # matplotlib loads only when a report is built
+    from pushbutton.analysis import figure_specs as FS, figures as F
 
     decls = ctx.get("figures")
     if decls is None:
-        decls = F.auto_declarations(df, series) if df is not None else []
+        decls = FS.auto_declarations(df, series) if df is not None else []
     finished = df is not None and N.STATUS in df.columns and (df[N.STATUS] == "done").any()
     # SpecError for a bad declaration; column names only once tasks have produced metrics
-    valid = F.validate(decls, df, series, file=ctx.get("spec_file"),
-                       check_columns=bool(finished) or (df is not None and N.STATUS not in df))
+    valid = FS.validate(decls, df, series, file=ctx.get("spec_file"),
+                        check_columns=bool(finished) or (df is not None and N.STATUS not in df))
     out, problems = [], []
     figdir = outdir / "figures"
     for d in valid:
         try:  # a figure that cannot be drawn (e.g. no data yet) must not sink the whole report
-            fig = F.render(d, df, series, ctx.get("units"))
+            fig = FS.render(d, df, series, ctx.get("units"))
             paths = F.save(fig, figdir / d["name"], formats=ctx.get("figure_formats",
                                                                       ("png", "svg", "pdf")))
             buf = io.BytesIO()
