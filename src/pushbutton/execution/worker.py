@@ -13,8 +13,9 @@ write() on an O_APPEND descriptor, so a killed worker leaves at most one torn la
 
 Why one long stdlib-only file: it is shipped as one file to SLURM nodes and as source text to
 Dask workers, where pushbutton may not be installed. So it imports nothing of ours and keeps its
-own small copies of helpers that live once elsewhere (the atomic write and the signal name of
-core/files.py); it is split into named steps inside, not into modules.
+own small copies of helpers that live once elsewhere (the atomic writes of done.json and
+pb_task.json, and _signal_name: core/files.py's atomic_write and signal_name); it is split into
+named steps inside, not into modules.
 """
 import hashlib
 import importlib
@@ -443,7 +444,6 @@ def _killpg(pgid):
 def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
     """Run the task's command. Its stdout goes straight to the bundle's stdout.log (never held
     in memory); its metrics are the last line of what it wrote there, or $PB_RESULT."""
-    global _libc
     params = task["params"]
     try:
         argv = substitute(call["argv"], params)
@@ -454,6 +454,24 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
     if os.path.exists(result_path):
         os.unlink(result_path)
     env = dict(env, PB_PARAMS=_ENC.encode(params), PB_RESULT=result_path)
+    out_start = _fd_offset(out_fd)
+    failed = _run_process(argv, env, bundle.spec.get("root") or None, timeout, memory_mb,
+                          out_fd, err_fd)
+    if failed:
+        return failed
+    metrics, failed = _command_metrics(bundle, result_path, out_start, out_fd)
+    if failed:
+        return failed
+    text, problem = _check_metrics(metrics, params)
+    if problem:
+        return {"ok": False, "kind": "metric", "error": problem}
+    return {"ok": True, "metrics_json": text}
+
+
+def _run_process(argv, env, cwd, timeout, memory_mb, out_fd, err_fd):
+    """Run argv in a process group of its own, watched by the guard; None when it exits 0,
+    else the failure (cannot start, timeout, signal, memory, exit status)."""
+    global _libc
     if _libc is None:
         try:
             import ctypes
@@ -461,11 +479,9 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
         except Exception:
             _libc = False
     _guard.start()
-    out_start = _fd_offset(out_fd)
     try:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
-                             env=env, cwd=bundle.spec.get("root") or None,
-                             start_new_session=True,
+                             env=env, cwd=cwd, start_new_session=True,
                              preexec_fn=_child_setup(memory_mb, os.getpid()))
     except OSError as e:
         return {"ok": False, "kind": "exit", "error": "cannot start %r: %s" % (argv[0], e)}
@@ -484,46 +500,54 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
     finally:
         _killpg(p.pid)  # what the task left running in the background ends with it
         _guard.send("-%d\n" % p.pid)
-    if rc != 0:
-        if rc < 0:
-            try:
-                name = signal.Signals(-rc).name
-            except ValueError:
-                name = str(-rc)
-            return {"ok": False, "kind": "signal", "error": "killed by signal %s" % name}
-        tail = _tail(err_fd)
-        if memory_mb and ("MemoryError" in tail or "Cannot allocate memory" in tail
-                          or "bad_alloc" in tail):
-            return {"ok": False, "kind": "memory",
-                    "error": "exceeded the memory limit of %s MB (exit %d)" % (memory_mb, rc)}
-        return {"ok": False, "kind": "exit", "error": "exit status %d" % rc,
-                "traceback": tail[-2000:]}
-    metrics = None
+    return _exit_failure(rc, memory_mb, err_fd) if rc != 0 else None
+
+
+def _signal_name(num):
+    """'SIGSEGV' for 11 (a copy of core/files.py's signal_name: see the top of this file)."""
+    try:
+        return signal.Signals(abs(num)).name
+    except ValueError:
+        return str(abs(num))
+
+
+def _exit_failure(rc, memory_mb, err_fd):
+    """What a non-zero exit status means: a signal, the memory limit (as the task's stderr
+    tells), or a plain exit status with the end of stderr."""
+    if rc < 0:
+        return {"ok": False, "kind": "signal", "error": "killed by signal %s" % _signal_name(rc)}
+    tail = _tail(err_fd)
+    if memory_mb and ("MemoryError" in tail or "Cannot allocate memory" in tail
+                      or "bad_alloc" in tail):
+        return {"ok": False, "kind": "memory",
+                "error": "exceeded the memory limit of %s MB (exit %d)" % (memory_mb, rc)}
+    return {"ok": False, "kind": "exit", "error": "exit status %d" % rc,
+            "traceback": tail[-2000:]}
+
+
+def _command_metrics(bundle, result_path, out_start, out_fd):
+    """(metrics or None, failure or None): the JSON in $PB_RESULT, else a JSON object on the
+    last line the command wrote to stdout."""
     if os.path.exists(result_path) and os.path.getsize(result_path):
         try:
             with open(result_path) as f:
-                metrics = json.load(f)
+                return json.load(f), None
         except ValueError as e:
-            return {"ok": False, "kind": "metric",
-                    "error": "$PB_RESULT does not hold a JSON object: %s" % e}
+            return None, {"ok": False, "kind": "metric",
+                          "error": "$PB_RESULT does not hold a JSON object: %s" % e}
         finally:
             os.unlink(result_path)
-    else:
-        last = _last_line(os.path.join(bundle.dir, "stdout.log"), out_start,
-                          _fd_offset(out_fd))
-        if last is None:
-            return {"ok": False, "kind": "metric", "error": "the last stdout line is longer "
-                    "than %d MB; write the metrics to $PB_RESULT" % (LAST_LINE_MAX >> 20)}
-        if last.startswith("{"):
-            try:
-                metrics = json.loads(last)
-            except ValueError as e:
-                return {"ok": False, "kind": "metric",
-                        "error": "the last stdout line looks like JSON but is not: %s" % e}
-    text, problem = _check_metrics(metrics, params)
-    if problem:
-        return {"ok": False, "kind": "metric", "error": problem}
-    return {"ok": True, "metrics_json": text}
+    last = _last_line(os.path.join(bundle.dir, "stdout.log"), out_start, _fd_offset(out_fd))
+    if last is None:
+        return None, {"ok": False, "kind": "metric", "error": "the last stdout line is longer "
+                      "than %d MB; write the metrics to $PB_RESULT" % (LAST_LINE_MAX >> 20)}
+    if last.startswith("{"):
+        try:
+            return json.loads(last), None
+        except ValueError as e:
+            return None, {"ok": False, "kind": "metric",
+                          "error": "the last stdout line looks like JSON but is not: %s" % e}
+    return None, None
 
 
 def _last_line(path, start, end):
@@ -559,98 +583,134 @@ def _tail(fd, n=4000):
 
 
 def run_bundle(folder, parent=None):
+    """Run the bundle's tasks not yet finished (a restarted bundle resumes), then write
+    done.json. Stops early, without done.json, when the driver that started it has died."""
     bundle = Bundle(folder)
-    spec = bundle.spec
-    root = spec.get("root") or os.getcwd()
-    call = spec["call"]
-    timeout = spec.get("timeout")
-    memory_mb = spec.get("memory_mb")
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-    out_fd = os.open(os.path.join(bundle.dir, "stdout.log"), flags, 0o644)
-    err_fd = os.open(os.path.join(bundle.dir, "stderr.log"), flags, 0o644)
-    series = os.path.join(bundle.dir, "series.jsonl")
-    # task folders belong to one experiment: the same parameters in another experiment (or a
-    # --rerun, which starts a new generation) never see this one's checkpoints
-    task_root = os.path.join(spec.get("task_root") or os.path.join(root, ".pushbutton", "tasks"),
-                             _safe_name(spec.get("experiment")))
-    inline = call["kind"] == "python"
-    saved = None
-    if inline:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = (os.dup(1), os.dup(2))
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        os.chdir(root)
-        try:
-            fn = _resolve(call["target"], root, spec.get("sys_path"))
-        except Exception as e:
-            fn = None
-            load_error = "cannot load %s: %s: %s" % (call["target"], type(e).__name__, e)
-            load_tb = traceback.format_exc()
-    env = dict(os.environ)
+    run = _BundleRun(bundle)
     n_end = 0
     try:
-        for task in spec["tasks"]:
-            tid = task["id"]
-            if tid in bundle.finished:
+        for task in bundle.spec["tasks"]:
+            if task["id"] in bundle.finished:
                 continue
             if parent is not None and os.getppid() != parent:
                 return  # the driver died: stop, it will reschedule
-            attempt = str(task.get("attempt", 1))
-            task_dir = _task_dir(task_root, tid, task.get("gen") or 0)
-            if inline:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            offs = [_fd_offset(out_fd), 0, _fd_offset(err_fd), 0]
-            t0 = time.time()
-            # fixed layout: the driver recognises start lines without parsing JSON; the log
-            # offsets let it slice out the output of a task that dies without an end line
-            os.write(bundle.out, ('{"id":"%s","ev":"start","t":%r,"log":[%d,%d]}\n'
-                                  % (tid, t0, offs[0], offs[2])).encode())
-            if inline:
-                os.environ["PB_TASK_ID"] = tid
-                os.environ["PB_ATTEMPT"] = attempt
-                os.environ["PB_SERIES"] = series
-                os.environ["PB_TASK_DIR"] = task_dir
-                if fn is None:
-                    res = {"ok": False, "kind": "exception", "error": load_error,
-                           "traceback": load_tb[-4000:]}
-                else:
-                    # the limit is per task: this task's allowance on top of what the worker
-                    # holds now (interpreter, imported modules, earlier tasks' leftovers)
-                    old_limit = _limit_self(memory_mb, timeout) if memory_mb else None
-                    try:
-                        res = run_python(bundle, task, fn, timeout, out_fd, err_fd)
-                    finally:
-                        _unlimit_self(old_limit)
-                sys.stdout.flush()
-                sys.stderr.flush()
-            else:
-                env.update(PB_TASK_ID=tid, PB_ATTEMPT=attempt, PB_SERIES=series,
-                           PB_TASK_DIR=task_dir)
-                res = run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env)
-            offs[1] = _fd_offset(out_fd)
-            offs[3] = _fd_offset(err_fd)
-            _describe(task_dir, spec.get("experiment"), task)
-            mj = res.pop("metrics_json", None)
-            rec = {"id": tid, "ev": "end", "t0": t0, "t1": time.time(), "host": HOST,
-                   "log": offs}
-            rec.update(res)
-            line = json.dumps(rec, default=_plain)
-            if mj is not None:  # splice the already-validated metrics JSON in
-                line = line[:-1] + ',"metrics":' + mj + "}"
-            os.write(bundle.out, (line + "\n").encode())
+            run.task(task)
             n_end += 1
     finally:
-        if saved:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-        os.close(out_fd)
-        os.close(err_fd)
+        run.close()
     bundle.finish(n_end)
+
+
+class _BundleRun:
+    """One bundle's run in this process: its log descriptors, and how its tasks are called (a
+    Python function in this process, its output sent to the logs; or a command)."""
+
+    def __init__(self, bundle):
+        spec = self.spec = bundle.spec
+        self.bundle = bundle
+        self.root = spec.get("root") or os.getcwd()
+        self.call = spec["call"]
+        self.timeout = spec.get("timeout")
+        self.memory_mb = spec.get("memory_mb")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        self.out_fd = os.open(os.path.join(bundle.dir, "stdout.log"), flags, 0o644)
+        self.err_fd = os.open(os.path.join(bundle.dir, "stderr.log"), flags, 0o644)
+        self.series = os.path.join(bundle.dir, "series.jsonl")
+        # task folders belong to one experiment: the same parameters in another experiment (or
+        # a --rerun, which starts a new generation) never see this one's checkpoints
+        self.task_root = os.path.join(
+            spec.get("task_root") or os.path.join(self.root, ".pushbutton", "tasks"),
+            _safe_name(spec.get("experiment")))
+        self.inline = self.call["kind"] == "python"
+        self.saved = None  # this process's stdout and stderr while a Python bundle runs
+        self.fn = self.load_failure = None
+        self.env = dict(os.environ)
+        if self.inline:
+            self._redirect()
+            self._load()
+
+    def _redirect(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = (os.dup(1), os.dup(2))
+        os.dup2(self.out_fd, 1)
+        os.dup2(self.err_fd, 2)
+        os.chdir(self.root)
+
+    def _load(self):
+        """Import the task function (its import output goes to the logs); a failure to import
+        becomes every task's failure."""
+        target = self.call["target"]
+        try:
+            self.fn = _resolve(target, self.root, self.spec.get("sys_path"))
+        except Exception as e:
+            self.load_failure = {"ok": False, "kind": "exception",
+                                 "error": "cannot load %s: %s: %s" % (target, type(e).__name__, e),
+                                 "traceback": traceback.format_exc()[-4000:]}
+
+    def task(self, task):
+        """One task: its start line, the call, its end line (with its slices of the logs)."""
+        tid = task["id"]
+        task_dir = _task_dir(self.task_root, tid, task.get("gen") or 0)
+        task_env = {"PB_TASK_ID": tid, "PB_ATTEMPT": str(task.get("attempt", 1)),
+                    "PB_SERIES": self.series, "PB_TASK_DIR": task_dir}
+        if self.inline:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        offs = [_fd_offset(self.out_fd), 0, _fd_offset(self.err_fd), 0]
+        t0 = time.time()
+        # fixed layout: the driver recognises start lines without parsing JSON; the log
+        # offsets let it slice out the output of a task that dies without an end line
+        os.write(self.bundle.out, ('{"id":"%s","ev":"start","t":%r,"log":[%d,%d]}\n'
+                                   % (tid, t0, offs[0], offs[2])).encode())
+        if self.inline:
+            res = self._call_function(task, task_env)
+        else:
+            self.env.update(task_env)
+            res = run_command(self.bundle, task, self.call, self.timeout, self.memory_mb,
+                              self.out_fd, self.err_fd, self.env)
+        offs[1] = _fd_offset(self.out_fd)
+        offs[3] = _fd_offset(self.err_fd)
+        _describe(task_dir, self.spec.get("experiment"), task)
+        os.write(self.bundle.out, _end_line(tid, t0, offs, res).encode())
+
+    def _call_function(self, task, task_env):
+        os.environ.update(task_env)
+        if self.fn is None:
+            res = dict(self.load_failure)
+        else:
+            # the limit is per task: this task's allowance on top of what the worker holds now
+            # (interpreter, imported modules, earlier tasks' leftovers)
+            old_limit = _limit_self(self.memory_mb, self.timeout) if self.memory_mb else None
+            try:
+                res = run_python(self.bundle, task, self.fn, self.timeout, self.out_fd,
+                                 self.err_fd)
+            finally:
+                _unlimit_self(old_limit)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return res
+
+    def close(self):
+        if self.saved:
+            os.dup2(self.saved[0], 1)
+            os.dup2(self.saved[1], 2)
+            os.close(self.saved[0])
+            os.close(self.saved[1])
+        os.close(self.out_fd)
+        os.close(self.err_fd)
+
+
+def _end_line(tid, t0, offs, res):
+    """A task's end record as one line; metrics the worker has already checked are spliced in
+    as the JSON text they are, not parsed again."""
+    metrics_json = res.pop("metrics_json", None)
+    rec = {"id": tid, "ev": "end", "t0": t0, "t1": time.time(), "host": HOST, "log": offs}
+    rec.update(res)
+    line = json.dumps(rec, default=_plain)
+    if metrics_json is not None:
+        line = line[:-1] + ',"metrics":' + metrics_json + "}"
+    return line + "\n"
 
 
 def _safe_name(name):
