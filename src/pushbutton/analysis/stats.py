@@ -154,10 +154,10 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
     vals = data[by + metrics].copy()
     for m in metrics:
         vals[m] = _to_float(vals[m])
-    g = _groups(vals, by)
-    out = g.size().rename(N.N).to_frame()
+    groups = _groups(vals, by)
+    out = groups.size().rename(N.N).to_frame()
     for m in metrics:
-        col = g[m]
+        col = groups[m]
         cnt = col.count()
         mean = col.mean()
         std = col.std(ddof=1)

@@ -321,44 +321,44 @@ def start(name: str, template: str = "local", cpus: int | None = None,
         raise ClusterError(f"template '{template}' is not built yet",
                            "use --template local (see docs/CLUSTERS.md for what is planned)")
     cl = Cluster(name)
-    m = cl.meta()
-    if m and m.get("template") != template:
-        raise ClusterError(f"cluster '{name}' exists with template '{m.get('template')}'",
+    meta = cl.meta()
+    if meta and meta.get("template") != template:
+        raise ClusterError(f"cluster '{name}' exists with template '{meta.get('template')}'",
                            f"`pb cluster stop {name} --delete` first")
     require_tools()
     pids = cl.running()
-    if m and all(pids.values()):
-        if cpus is not None and cpus != m.get("cpus"):
-            raise ClusterError(f"cluster '{name}' is running with {m.get('cpus')} CPUs",
+    if meta and all(pids.values()):
+        if cpus is not None and cpus != meta.get("cpus"):
+            raise ClusterError(f"cluster '{name}' is running with {meta.get('cpus')} CPUs",
                                f"`pb cluster resize {name} --cpus {cpus}`")
-        st = wait_idle(cl, timeout=timeout)
+        node_state = wait_idle(cl, timeout=timeout)
         register_target(cl)
-        say(f"cluster '{name}' is already running (node {st}, {m.get('cpus')} CPUs); "
-            f"target '{name}'")
+        say(f"cluster '{name}' is already running (node {node_state}, {meta.get('cpus')} "
+            f"CPUs); target '{name}'")
         return status(cl)
     cl.dir.mkdir(parents=True, exist_ok=True)
     os.chmod(cl.dir, 0o700)
-    if not m:
-        m = {"name": name, "template": template, "created": time.time()}
-    m.update(user=getpass.getuser(), host=socket.gethostname().split(".")[0],
-             cpus=int(cpus or m.get("cpus") or os.cpu_count() or 1),
-             memory=int(memory or m.get("memory") or memory_total_mb()))
-    if m["cpus"] < 1 or m["memory"] < 1:
+    if not meta:
+        meta = {"name": name, "template": template, "created": time.time()}
+    meta.update(user=getpass.getuser(), host=socket.gethostname().split(".")[0],
+                cpus=int(cpus or meta.get("cpus") or os.cpu_count() or 1),
+                memory=int(memory or meta.get("memory") or memory_total_mb()))
+    if meta["cpus"] < 1 or meta["memory"] < 1:
         raise ClusterError("--cpus and --memory must be >= 1")
     _start_munge(cl, running=bool(pids["munged"]), say=say)
     # slurm: one of the two up is a half-started cluster: stop it, new ports, fresh config
     for d in ("slurmd", "slurmctld"):
         if pids[d]:
             _kill(cl, d)
-    m["ctld_port"], m["slurmd_port"] = free_ports(2)
-    write_conf(cl, m)
-    cl.save_meta(m)
-    say(f"starting slurmctld and slurmd for '{name}' (ports {m['ctld_port']}/"
-        f"{m['slurmd_port']}, {m['cpus']} CPUs, {m['memory']} MB)")
-    _start_slurm(cl, m, clean=True)
-    st = wait_idle(cl, timeout=timeout)
+    meta["ctld_port"], meta["slurmd_port"] = free_ports(2)
+    write_conf(cl, meta)
+    cl.save_meta(meta)
+    say(f"starting slurmctld and slurmd for '{name}' (ports {meta['ctld_port']}/"
+        f"{meta['slurmd_port']}, {meta['cpus']} CPUs, {meta['memory']} MB)")
+    _start_slurm(cl, meta, clean=True)
+    node_state = wait_idle(cl, timeout=timeout)
     path = register_target(cl)
-    say(f"cluster '{name}' is up (node {st}); target '{name}' written to {path}")
+    say(f"cluster '{name}' is up (node {node_state}); target '{name}' written to {path}")
     say(f"  pb run SPEC.toml --on {name}")
     return status(cl)
 

@@ -410,54 +410,54 @@ def where(space, pred) -> Space:
 
 
 # --- the written form ([space] table) ----------------------------------------------------------
-def _from_dict(d, file, key):
+def _from_dict(table, file, key):
     """[space] table -> (grid * zip * sample * union).where(...) * reps(n)."""
-    if not isinstance(d, dict):
-        raise err(f"must be a table, got {type(d).__name__} {d!r}", key, file,
+    if not isinstance(table, dict):
+        raise err(f"must be a table, got {type(table).__name__} {table!r}", key, file,
                   "write a table with grid / zip / sample / union / reps / where keys")
-    for k in d:
+    for k in table:
         if k not in _SPACE_KEYS:
             raise unknown("key", k, _SPACE_KEYS, f"{key}.{k}", file)
     factors = []
     for name, make in (("grid", lambda a, k: _Grid(a)), ("zip", lambda a, k: _Zip(a, k, file))):
-        if name in d:
-            if not isinstance(d[name], dict):
-                raise err(f"{name} must be a table of axes, got {d[name]!r}", f"{key}.{name}",
+        if name in table:
+            if not isinstance(table[name], dict):
+                raise err(f"{name} must be a table of axes, got {table[name]!r}", f"{key}.{name}",
                           file, f"write {name} = {{n = [1, 2], x = ['a', 'b']}}")
-            factors.append(make(_axes_of(name, (d[name],), {}, f"{key}.{name}", file),
+            factors.append(make(_axes_of(name, (table[name],), {}, f"{key}.{name}", file),
                                 f"{key}.{name}"))
-    if "sample" in d:
-        s, k = d["sample"], f"{key}.sample"
-        if not isinstance(s, dict):
-            raise err(f"sample must be a table, got {s!r}", k, file,
+    if "sample" in table:
+        sample_table, k = table["sample"], f"{key}.sample"
+        if not isinstance(sample_table, dict):
+            raise err(f"sample must be a table, got {sample_table!r}", k, file,
                       "write sample = {n = 100, seed = 1, x = {uniform = [0, 1]}}")
-        if "n" not in s:
+        if "n" not in sample_table:
             raise err("sample needs n, the number of points", f"{k}.n", file, "add n = 100")
-        factors.append(_Sample(s["n"], s.get("seed", 0),
-                               {p: v for p, v in s.items() if p not in ("n", "seed")}, k, file))
-    if "union" in d:
-        u, k = d["union"], f"{key}.union"
-        if not isinstance(u, list) or not u:
-            raise err(f"union must be a non-empty list of tables, got {u!r}", k, file,
+        dists = {p: v for p, v in sample_table.items() if p not in ("n", "seed")}
+        factors.append(_Sample(sample_table["n"], sample_table.get("seed", 0), dists, k, file))
+    if "union" in table:
+        parts, k = table["union"], f"{key}.union"
+        if not isinstance(parts, list) or not parts:
+            raise err(f"union must be a non-empty list of tables, got {parts!r}", k, file,
                       "write [[space.union]] sections, each a space of its own")
-        factors.append(_Concat([_from_dict(x, file, f"{k}[{i}]") for i, x in enumerate(u)]))
+        factors.append(_Concat([_from_dict(x, file, f"{k}[{i}]") for i, x in enumerate(parts)]))
     space = None
     if factors:
         space = factors[0] if len(factors) == 1 else _Product(factors, key, file)
-    elif "reps" not in d:
+    elif "reps" not in table:
         raise err("empty space: no grid, zip, sample or union", key, file,
                   "add e.g. grid = {n = [1, 2, 3]}")
-    if "where" in d:
+    if "where" in table:
         if space is None:
             raise err("where needs something to filter", f"{key}.where", file,
                       "add a grid, zip, sample or union")
-        if not isinstance(d["where"], str) or not d["where"].strip():
-            raise err(f"where must be a non-empty string expression, got {d['where']!r}",
+        if not isinstance(table["where"], str) or not table["where"].strip():
+            raise err(f"where must be a non-empty string expression, got {table['where']!r}",
                       f"{key}.where", file, _WHERE_FIX)
-        space = _Filter(space, d["where"], f"{key}.where", file)
-    if "reps" in d:
-        r = _Reps(d["reps"], f"{key}.reps", file)
-        space = r if space is None else _Product([space, r], key, file)
+        space = _Filter(space, table["where"], f"{key}.where", file)
+    if "reps" in table:
+        replicates = _Reps(table["reps"], f"{key}.reps", file)
+        space = replicates if space is None else _Product([space, replicates], key, file)
     return space
 
 

@@ -169,11 +169,11 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
     metrics = [c for c in meta["metrics"] if c in stored_cols and c not in params]
 
     def param(c):
-        a = f"r.{_q(c)}" if c in stored_cols else None
-        b = f"nd.{_q(c)}" if c in nd_params else None
-        if a and b and stored_cols[c] != nd_types[c]:  # typed differently: compare as text
-            a, b = f"CAST({a} AS VARCHAR)", f"CAST({b} AS VARCHAR)"
-        return f"COALESCE({a}, {b})" if a and b else (a or b)
+        stored = f"r.{_q(c)}" if c in stored_cols else None
+        pending = f"nd.{_q(c)}" if c in nd_params else None
+        if stored and pending and stored_cols[c] != nd_types[c]:  # typed differently: as text
+            stored, pending = f"CAST({stored} AS VARCHAR)", f"CAST({pending} AS VARCHAR)"
+        return f"COALESCE({stored}, {pending})" if stored and pending else (stored or pending)
     cols = [f"t.{N.TASK_ID}"] + [f"{param(c)} AS {_q(c)}" for c in params]
     cols += [f"r.{_q(c)}" for c in metrics]
     cols += [f"t.{N.STATUS}", f"nd._error_kind AS {N.ERROR_KIND}", f"nd._error AS {N.ERROR}",
