@@ -141,7 +141,7 @@ def test_truncated_part_is_named_and_repaired(project):
 
 
 def test_repair_refuses_while_a_driver_runs(project):
-    from pushbutton.execution.driver import ExperimentLock
+    from pushbutton.store.lock import ExperimentLock
     _spec(project, n=10)
     pb("run", "experiment.toml", "--quiet", cwd=project, env=_env(project))
     store = Store(project)

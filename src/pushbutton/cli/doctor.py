@@ -39,7 +39,7 @@ def repair(experiment):
     """Fix what `pb doctor` finds (safe to repeat; refuses while a run is going): damaged
     parts are moved to .pushbutton/quarantine/, lost rows re-ingested from outcomes still on
     disk, the rest marked pending so that the next `pb run` recomputes them."""
-    from pushbutton.store.integrity import repair as run_repair
+    from pushbutton.harvest.repair import repair as run_repair
     r = run_repair(_root(), experiment)
     if r["reindexed"]:
         click.echo("rebuilt the indexes of state.sqlite")

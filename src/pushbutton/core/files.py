@@ -116,3 +116,18 @@ def signal_name(num: int) -> str:
         return signal.Signals(abs(num)).name
     except ValueError:
         return str(abs(num))
+
+
+def complete_lines(path: str | os.PathLike, offset: int) -> bytes:
+    """What was appended to `path` since `offset`, up to its last newline (a line still being
+    written, or torn, waits for the next look)."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return b""
+    if size <= offset:
+        return b""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(size - offset)
+    return data[:data.rfind(b"\n") + 1]

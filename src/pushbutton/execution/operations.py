@@ -9,7 +9,8 @@ import time
 
 from pushbutton.store import liveness
 from pushbutton.store import provenance
-from pushbutton.execution.driver import Driver, ExperimentLock
+from pushbutton.execution.driver import Driver
+from pushbutton.store.lock import ExperimentLock
 from pushbutton.core.errors import PushbuttonError, SpecError
 from pushbutton.store.database import DONE, FAILED, PENDING, RUNNING, Store
 

@@ -5,20 +5,21 @@ state database or an unreadable Parquet part into one StoreError that names the 
 and `check_read` compares what a reader got with the state: the task counts by state through the
 table and through its indexes, and every done task must have its result row (the row of the
 bundle its task row names, as readers match it). `doctor` looks at everything (integrity_check,
-every part read in full, rows against the state, outcomes on disk not ingested); `repair` fixes
-what it can (see its docstring).
+every part read in full, rows against the state, outcomes on disk not ingested); `pb repair`
+(harvest/repair.py) fixes what it can.
 """
 from __future__ import annotations
 
 import functools
 import re
-import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 from pushbutton.core import names as N
+from pushbutton.core.files import complete_lines
 from pushbutton.store import partset
+from pushbutton.store.lock import ExperimentLock
 from pushbutton.core.errors import PushbuttonError, StoreError
 
 # what check_read reads in a connection set up by table._build: the task states (pb_task_id,
@@ -30,11 +31,11 @@ FIX = ("`pb doctor` says what is damaged; `pb repair` moves damaged parts aside,
 DB_FIX = ("restore .pushbutton/state.sqlite from a backup, or salvage it with "
           "`sqlite3 state.sqlite .recover | sqlite3 recovered.sqlite` and put that in its place "
           "(`pb doctor` shows what SQLite reports)")
-_INDEX_ONLY = re.compile(r"missing from index|wrong # of entries in index|non-unique entry in "
+INDEX_ONLY = re.compile(r"missing from index|wrong # of entries in index|non-unique entry in "
                          r"index")
 
 
-def _rel(store_dir: Path | None, p) -> str:
+def rel_path(store_dir: Path | None, p) -> str:
     p = Path(p)
     if store_dir is not None:
         try:
@@ -56,7 +57,7 @@ def is_damage(e: BaseException) -> bool:
 
 
 def db_error(store_dir: Path | None, e: BaseException) -> StoreError:
-    path = _rel(store_dir, Path(store_dir) / "state.sqlite") if store_dir else "state.sqlite"
+    path = rel_path(store_dir, Path(store_dir) / "state.sqlite") if store_dir else "state.sqlite"
     return StoreError(f"the state database {path} is damaged ({e}); nothing is shown rather "
                       f"than a partial table\n  fix: {DB_FIX}")
 
@@ -98,7 +99,7 @@ def guarded(fn):
 
 
 def parts_error(store_dir, bad) -> StoreError:
-    lines = "\n".join(f"  {_rel(store_dir, p)}: {why}" for p, why in bad[:10])
+    lines = "\n".join(f"  {rel_path(store_dir, p)}: {why}" for p, why in bad[:10])
     more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
     return StoreError(f"{len(bad)} results file{'s' if len(bad) > 1 else ''} cannot be read, so "
                       f"the table would be incomplete:\n{lines}{more}\n  fix: {FIX}")
@@ -184,7 +185,7 @@ def check_state(store, eid: int, seen: dict | None = None) -> None:
     if a == b and (n is None or sum(a.values()) == n):
         return
     raise StoreError(
-        f"the state database {_rel(store.dir, store.dir / 'state.sqlite')} is damaged: its task "
+        f"the state database {rel_path(store.dir, store.dir / 'state.sqlite')} is damaged: its task "
         f"table and its indexes disagree (tasks by state: {_fmt(a)} through the table, "
         f"{_fmt(b)} through the index, {n} registered); nothing is shown rather than a partial "
         f"table\n  fix: `pb repair` rebuilds the indexes when only they are damaged; else "
@@ -212,12 +213,12 @@ def check_read(store, eid: int, name: str, con) -> None:
         if bad:
             raise parts_error(store.dir, bad)
         raise StoreError(f"{n} done task{'s' if n > 1 else ''} of '{name}' have no result row in "
-                         f"{_rel(store.dir, folder)} (e.g. task {example}): a results file is "
+                         f"{rel_path(store.dir, folder)} (e.g. task {example}): a results file is "
                          f"missing; nothing is shown rather than a partial table\n  fix: {FIX}")
 
 
 # -- doctor ---------------------------------------------------------------------------------
-def _integrity(path: Path) -> list[str]:
+def integrity_check(path: Path) -> list[str]:
     db = sqlite3.connect(path, timeout=60)
     try:
         return [r[0] for r in db.execute("PRAGMA integrity_check(50)")]
@@ -241,7 +242,7 @@ def _present(folder: Path, names) -> set:
         con.close()
 
 
-def _lost(store, eid: int, folder: Path, readable) -> dict[str, list[str]]:
+def lost_rows(store, eid: int, folder: Path, readable) -> dict[str, list[str]]:
     """Done tasks whose result row is in no readable part: {bundle: [task ids]}."""
     present = _present(folder, readable)
     by_task = {t for t, _ in present}
@@ -255,11 +256,10 @@ def _lost(store, eid: int, folder: Path, readable) -> dict[str, list[str]]:
 
 def _uningested(store, eid: int) -> list[tuple[str, int]]:
     """Bundles that are over whose outcomes.jsonl holds complete lines past what was ingested."""
-    from pushbutton.execution.driver import _complete_lines
     out = []
     for bid, d, off in store.db.execute("SELECT id, dir, ingested FROM bundles WHERE exp=? AND "
                                         "state NOT IN ('created','submitted')", (eid,)):
-        if d and len(_complete_lines(Path(d) / "outcomes.jsonl", off or 0)):
+        if d and len(complete_lines(Path(d) / "outcomes.jsonl", off or 0)):
             out.append((bid, off or 0))
     return out
 
@@ -272,15 +272,15 @@ def doctor(root) -> dict:
     problems, notes = [], []
     report = {"problems": problems, "notes": notes}
     try:
-        res = _integrity(path)
+        res = integrity_check(path)
     except sqlite3.DatabaseError as e:
-        problems.append({"what": f"{_rel(sd, path)} is damaged: SQLite cannot read it ({e})",
+        problems.append({"what": f"{rel_path(sd, path)} is damaged: SQLite cannot read it ({e})",
                          "fix": DB_FIX.split(" (`pb doctor`")[0]})
         report["ok"] = False
         return report
     if res != ["ok"]:
-        index_only = all(_INDEX_ONLY.search(m) for m in res)
-        problems.append({"what": f"{_rel(sd, path)} fails SQLite's integrity check: "
+        index_only = all(INDEX_ONLY.search(m) for m in res)
+        problems.append({"what": f"{rel_path(sd, path)} fails SQLite's integrity check: "
                                  + "; ".join(res[:5]),
                          "fix": "`pb repair` rebuilds the indexes" if index_only else DB_FIX})
         if not index_only:
@@ -290,10 +290,9 @@ def doctor(root) -> dict:
         store = Store(root, create=False)
         exps = store.experiments()
     except sqlite3.DatabaseError as e:
-        problems.append({"what": f"{_rel(sd, path)}: {e}", "fix": DB_FIX})
+        problems.append({"what": f"{rel_path(sd, path)}: {e}", "fix": DB_FIX})
         report["ok"] = False
         return report
-    from pushbutton.execution.driver import ExperimentLock
     for e in exps:
         eid, name = e["id"], e["name"]
         if ExperimentLock(store, eid, name).held_by_other():
@@ -305,11 +304,11 @@ def doctor(root) -> dict:
             if pr["manifest"]:
                 problems.append({"what": pr["manifest"], "fix": "`pb repair`"})
             for n, why in pr["unreadable"]:
-                problems.append({"what": f"{_rel(sd, folder / n)} cannot be read ({why})",
+                problems.append({"what": f"{rel_path(sd, folder / n)} cannot be read ({why})",
                                  "fix": "`pb repair` moves it aside and restores or recomputes "
                                         "its rows"})
             if pr["leftovers"]:
-                notes.append(f"{_rel(sd, folder)}: {len(pr['leftovers'])} file(s) not in "
+                notes.append(f"{rel_path(sd, folder)}: {len(pr['leftovers'])} file(s) not in "
                              "MANIFEST.json (left by an interrupted ingest or compaction; "
                              "readers ignore them, `pb repair` removes them)")
             if sub == "results":
@@ -317,14 +316,14 @@ def doctor(root) -> dict:
                 readable = [n for n in partset.current(folder) if n not in bad] \
                     if not pr["manifest"] else [n for n in partset.on_disk(folder)
                                                 if n not in bad]
-                lost = _lost(store, eid, folder, readable)
+                lost = lost_rows(store, eid, folder, readable)
                 n_lost = sum(len(v) for v in lost.values())
                 if n_lost:
                     on_disk = sum(len(v) for b, v in lost.items()
                                   if b and (sd / "bundles" / b / "outcomes.jsonl").exists())
                     problems.append({
                         "what": f"{name}: {n_lost} done task(s) have no result row in "
-                                f"{_rel(sd, folder)}",
+                                f"{rel_path(sd, folder)}",
                         "fix": f"`pb repair` re-ingests {on_disk} from outcomes still on disk "
                                f"and marks {n_lost - on_disk} pending for the next `pb run`"})
         un = _uningested(store, eid)
@@ -334,136 +333,3 @@ def doctor(root) -> dict:
     store.close()
     report["ok"] = not problems
     return report
-
-
-# -- repair ---------------------------------------------------------------------------------
-def _quarantine(sd: Path, folder: Path, name: str) -> Path:
-    dest = sd / "quarantine" / folder.parent.name / folder.name
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / name
-    if target.exists():
-        target = dest / f"{time.time_ns()}-{name}"
-    shutil.move(str(folder / name), str(target))
-    return target
-
-
-def _salvage(store, eid: int, name: str, folder: Path, bid: str, tids: list[str]) -> int:
-    """Rebuild the result rows of `tids` from bundle `bid`'s outcomes.jsonl; returns how many."""
-    from types import SimpleNamespace
-
-    from pushbutton.store import parts as results
-    from pushbutton.execution.driver import Driver, _complete_lines
-    row = store.db.execute("SELECT dir, run FROM bundles WHERE id=?", (bid,)).fetchone()
-    d = Path(row[0]) if row and row[0] else store.dir / "bundles" / bid
-    if not ((d / "bundle.json").exists() and (d / "outcomes.jsonl").exists()):
-        return 0
-    try:
-        params = results.columns_meta(folder)["params"]
-    except Exception:
-        params = []
-    shim = SimpleNamespace(name=name, space=SimpleNamespace(names=params),
-                           resources=SimpleNamespace(retries=0, retry_on=[]))
-    drv = Driver(store, shim, eid, None, (row[1] if row else None) or 0)
-    b = drv._load_bundle(bid, d)
-    want = set(tids)
-    b.tasks = {t: v for t, v in b.tasks.items() if t in want}
-    ok_sql: list = []
-    rows = drv._parse(b, _complete_lines(d / "outcomes.jsonl", 0), ok_sql, [], [])
-    if not rows:
-        return 0
-    path = folder / f"repair-{bid}-{time.time_ns()}.parquet"
-    results.write_part(path, rows, params)
-    partset.publish(folder, [path])
-    return len(rows)
-
-
-def repair(root, experiment: str | None = None) -> dict:
-    """Fix what can be fixed, safe to repeat: rebuild SQLite's indexes when only they are
-    damaged; move unreadable parts into .pushbutton/quarantine/ and drop them from the
-    manifest (rebuilt from the folder if it is damaged); remove files the manifest does not
-    list; re-ingest the result rows of done tasks whose row is lost from the bundle's
-    outcomes.jsonl when it is still on disk; mark the rest pending, so that the next `pb run`
-    recomputes them. Refuses while a driver holds an experiment's lock."""
-    from pushbutton.execution.driver import ExperimentLock
-    from pushbutton.store.database import DIRNAME, Store
-    sd = Path(root) / DIRNAME
-    path = sd / "state.sqlite"
-    out = {"reindexed": False, "quarantined": [], "manifests_rebuilt": 0, "leftovers_removed": 0,
-           "restored": 0, "pending": 0, "experiments": []}
-    try:
-        res = _integrity(path)
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"{_rel(sd, path)} is damaged: SQLite cannot read it ({e})\n"
-                         f"  fix: {DB_FIX}") from None
-    if res != ["ok"]:
-        if not all(_INDEX_ONLY.search(m) for m in res):
-            raise StoreError(f"{_rel(sd, path)} is damaged beyond its indexes ("
-                             f"{'; '.join(res[:3])}); pb repair cannot rebuild it\n"
-                             f"  fix: {DB_FIX}")
-        db = sqlite3.connect(path, timeout=60)
-        try:
-            db.execute("REINDEX")
-            db.commit()
-            res = [r[0] for r in db.execute("PRAGMA integrity_check(50)")]
-        finally:
-            db.close()
-        if res != ["ok"]:
-            raise StoreError(f"{_rel(sd, path)}: rebuilding the indexes did not help ("
-                             f"{'; '.join(res[:3])})\n  fix: {DB_FIX}")
-        out["reindexed"] = True
-    store = Store(root, create=False)
-    exps = [e for e in store.experiments() if experiment in (None, e["name"])]
-    if experiment and not exps:
-        raise PushbuttonError(f"no experiment '{experiment}' in this project")
-    try:
-        for e in exps:
-            eid, name = e["id"], e["name"]
-            lock = ExperimentLock(store, eid, name).acquire()  # BusyError while a driver runs
-            try:
-                _repair_one(store, sd, eid, name, out)
-            finally:
-                lock.release()
-            out["experiments"].append(name)
-    finally:
-        store.close()
-    return out
-
-
-def _repair_one(store, sd: Path, eid: int, name: str, out: dict) -> None:
-    for sub in ("results", "series"):
-        folder = sd / sub / name
-        if not folder.is_dir():
-            continue
-        pr = folder_problems(folder)
-        if pr["manifest"]:  # rebuilt from what is there (readers dedupe by task, bundle)
-            partset.write_manifest(folder, partset.on_disk(folder))
-            out["manifests_rebuilt"] += 1
-            pr = folder_problems(folder)
-        for n, _ in pr["unreadable"]:
-            if (folder / n).exists():
-                out["quarantined"].append(_rel(sd, _quarantine(sd, folder, n)))
-        if pr["unreadable"]:
-            bad = {n for n, _ in pr["unreadable"]}
-            partset.write_manifest(folder, [n for n in partset.current(folder) if n not in bad])
-        out["leftovers_removed"] += partset.sweep(folder, grace=False)
-        if sub != "results":
-            continue
-        lost = _lost(store, eid, folder, partset.current(folder))
-        gone = []
-        for bid, tids in lost.items():
-            n = _salvage(store, eid, name, folder, bid, tids) if bid else 0
-            out["restored"] += n
-            if n < len(tids):
-                gone.append((bid, tids))
-        if gone:  # what could not be re-ingested is recomputed by the next run
-            still = _lost(store, eid, folder, partset.current(folder))
-            ids = [t for v in still.values() for t in v]
-            with store.tx():
-                for i in range(0, len(ids), 900):
-                    chunk = ids[i:i + 900]
-                    out["pending"] += store.db.execute(
-                        f"UPDATE tasks SET state='pending' WHERE exp=? AND state='done' AND id "
-                        f"IN ({','.join('?' * len(chunk))})", (eid, *chunk)).rowcount
-            store.event(eid, None, "repair-pending", {"tasks": len(ids)})
-    if out["restored"]:
-        store.event(eid, None, "repair-restored", {"rows": out["restored"]})

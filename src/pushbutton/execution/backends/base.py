@@ -4,6 +4,7 @@ scheduler only as many jobs as there are bundles."""
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,9 @@ class BundleState:
 class Backend(abc.ABC):
     name = "backend"
     remote = False  # True: outputs must be collected (copied back) before ingesting
+    # True: runs are submitted and left running (slurm/submit.py); results come in by a
+    # harvest (slurm/sync.py), not by a driver that polls until the end
+    fire_and_forget = False
 
     def capacity(self) -> int | None:
         """How many bundles may be in flight at once (None: no limit of its own)."""
@@ -49,6 +53,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def cancel(self, handles: list[str]) -> None:
         """Stop the bundles."""
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a bundle may have ended or `timeout` passes (the driver's poll pace)."""
+        time.sleep(timeout)
 
     def collect(self, bundle: BundleRef) -> Path:
         """Make the bundle's outputs readable locally; returns the folder."""

@@ -19,12 +19,12 @@ import os
 import socket
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from pushbutton.execution import bundling
 from pushbutton.execution.slurm.adopt import adopt_unsent
 from pushbutton.execution.backends.base import FAILED, FINISHED, BundleRef, BundleState
-from pushbutton.execution.driver import Driver, ExperimentLock
+from pushbutton.harvest.ingest import Ingestor, RunPolicy
+from pushbutton.store.lock import ExperimentLock
 from pushbutton.core.errors import BusyError, PushbuttonError
 from pushbutton.store.database import DONE, FAILED as T_FAILED, PENDING, Store
 
@@ -101,15 +101,6 @@ def check_target(backend, store: Store) -> list:
         except OSError:
             pass
     return problems
-
-
-def _exp_shim(meta: dict):
-    """What the driver reads from an experiment, rebuilt from the stored run description."""
-    res = SimpleNamespace(retries=meta["retries"], retry_on=meta["retry_on"],
-                          timeout=meta["timeout"], memory=meta["memory_mb"], cpus=meta["cpus"])
-    return SimpleNamespace(name=meta["name"], space=SimpleNamespace(names=meta["param_names"]),
-                           resources=res, run_options=SimpleNamespace(
-                               bundle_size=meta["bundle_size"]))
 
 
 # -- submit ---------------------------------------------------------------------------------
@@ -455,7 +446,7 @@ def _warm_up():
 
 def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
     run_id = meta["run"]
-    drv = Driver(store, _exp_shim(meta), eid, backend, run_id, target=meta["target"])
+    ing = Ingestor(store, eid, meta["name"], run_id, RunPolicy.from_meta(meta))
     interval = backend.target.poll_interval
     fast = not backend.remote  # local-slurm: done.json files are visible without a query
     t_start, last_poll, last_adopt, delay = time.time(), 0.0, 0.0, interval
@@ -507,12 +498,11 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
                 bid, _, d, off, soff, b_run, _ = by_handle[h]
                 if bid not in good:
                     continue
-                drv.run_id = b_run or run_id
-                ab = drv._load_bundle(bid, Path(d), off or 0, soff or 0)
+                ab = ing.load(bid, Path(d), off or 0, soff or 0, run=b_run or run_id)
                 ab.handle = h
                 if st.kind in ("preempted",):
                     ab.inherited = True  # not the task's fault: requeue without an attempt
-                drv._finalize(ab, st)
+                ing.finalize(ab, st.state == FAILED, st.cause, st.kind)
                 ingested += 1
                 if st.state == FAILED and not (ab.started or ab.ended):
                     meta["stalls"] = meta.get("stalls", 0) + 1
@@ -524,8 +514,7 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
                 if st.state == FAILED:
                     store.event(eid, b_run, "bundle-failed", {"bundle": bid, "cause": st.cause,
                                                               "kind": st.kind})
-            drv.run_id = run_id
-            drv.compact_some()  # throttled: a long harvest keeps few Parquet files
+            ing.compact()  # throttled: a long harvest keeps few Parquet files
         n_pending = store.counts(eid)[PENDING]
         stalled = meta.get("stalls", 0) >= MAX_STALLS
         live = (store.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -538,7 +527,7 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
             progress(counts[DONE] + counts[T_FAILED], sum(counts.values()), counts[T_FAILED],
                      time.time() - t_start)
         if not left and not counts[PENDING]:
-            _finish(store, eid, run_id, drv)
+            _finish(store, eid, run_id, ing)
             status = "finished"
             break
         if not left and stalled:  # the jobs die before any task starts: stop resubmitting
@@ -565,14 +554,14 @@ def _sync(store, eid, meta, backend, wait, progress, timeout) -> dict:
             "warnings": warnings[-3:], "seconds": time.time() - t_start}
 
 
-def _finish(store: Store, eid: int, run_id: int, drv: Driver) -> None:
+def _finish(store: Store, eid: int, run_id: int, ing: Ingestor) -> None:
     row = store.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
     if row and row[0] == "running":
         store.end_run(run_id, "finished")
     with store.tx():  # earlier runs whose bundles this harvest finished are over as well
         store.db.execute("UPDATE runs SET status='finished', ended=? WHERE exp=? AND "
                          "status='running' AND id<?", (time.time(), eid, run_id))
-    drv.compact_all()
+    ing.compact(full=True)
 
 
 def harvest(store: Store, name: str | None = None, wait: bool = False, progress=None,

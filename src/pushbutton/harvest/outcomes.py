@@ -1,0 +1,114 @@
+"""Reading a bundle's outcome lines (what worker.py writes) and turning them into SQL rows: the
+pieces of ingest that hold no state of their own."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ID_IN_LINE = re.compile(rb'"id":\s*"([0-9a-f]+)"')
+
+
+def log_slice(lg) -> str | None:
+    """The [out0, out1, err0, err1] offsets of a task's output in its bundle's logs, as stored."""
+    return "[%d,%d,%d,%d]" % tuple(lg) if lg else None
+
+
+def valid_record(rec) -> bool:
+    """An outcome line as the worker writes it: an object with a task id and an event, and (for
+    an end line) fields of the right kinds."""
+    if not (isinstance(rec, dict) and isinstance(rec.get("id"), str)
+            and isinstance(rec.get("ev"), str)):
+        return False
+    if rec["ev"] != "end":
+        return True
+    num = (int, float, type(None))
+    lg = rec.get("log")
+    return (isinstance(rec.get("metrics"), (dict, type(None)))
+            and isinstance(rec.get("t0"), num) and isinstance(rec.get("t1"), num)
+            and isinstance(rec.get("error"), (str, type(None)))
+            and isinstance(rec.get("kind"), (str, type(None)))
+            and isinstance(rec.get("host"), (str, type(None)))
+            and (lg is None or (isinstance(lg, list) and len(lg) == 4
+                                and all(isinstance(x, int) for x in lg))))
+
+
+def task_in_line(line: bytes) -> str | None:
+    """The task id of a (possibly torn) outcome line, if one can be read from it."""
+    m = ID_IN_LINE.search(line)
+    return m.group(1).decode() if m else None
+
+
+def series_rows(chunk: bytes) -> list[dict]:
+    """series.jsonl lines (`pushbutton.log(step, ...)`) -> rows of the series table."""
+    rows = []
+    for line in chunk.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        m = rec.get("m") if isinstance(rec, dict) else None
+        if isinstance(m, dict) and rec.get("task"):
+            rows.append({"task_id": rec["task"], "step": rec.get("step"), "time": rec.get("t"),
+                         "m": m})
+    return rows
+
+
+def started_at(folder: Path, tid: str):
+    """(t0, log slice) of a task that started and never ended: from its start line's offsets
+    to the end of the bundle's logs (what a segfault or os._exit left)."""
+    key = b'{"id":"%s","ev":"start"' % tid.encode()
+    try:
+        data = (folder / "outcomes.jsonl").read_bytes()
+    except OSError:
+        return None, None
+    i = data.rfind(key)
+    if i < 0:
+        return None, None
+    try:
+        rec = json.loads(data[i:data.index(b"\n", i)])
+        o0, e0 = rec["log"]
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    sizes = []
+    for name in ("stdout.log", "stderr.log"):
+        try:
+            sizes.append((folder / name).stat().st_size)
+        except OSError:
+            sizes.append(0)
+    return rec.get("t"), "[%d,%d,%d,%d]" % (o0, max(o0, sizes[0]), e0, max(e0, sizes[1]))
+
+
+def ranges(ids) -> list[tuple[int, int]]:
+    """Consecutive runs of integers: [1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]."""
+    out = []
+    ids = sorted(ids)
+    if not ids:
+        return out
+    start = prev = ids[0]
+    for r in ids[1:]:
+        if r != prev + 1:
+            out.append((start, prev))
+            start = r
+        prev = r
+    out.append((start, prev))
+    return out
+
+
+def range_rows(ok_sql) -> list[tuple]:
+    """(attempt, bundle, run, rowid) rows -> (attempt, bundle, run, first, last) ranges."""
+    groups: dict[tuple, list] = {}
+    for att, bid, run, rowid in ok_sql:
+        groups.setdefault((att, bid, run), []).append(rowid)
+    return [(*key, a, z) for key, ids in groups.items() for a, z in ranges(ids)]
+
+
+def write_failures(db, fail_sql, attempts_sql) -> None:
+    """Failed attempts: the task's state (pending again, or failed) and its attempts row."""
+    if fail_sql:
+        db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, t1=?, "
+                       "host=?, log=?, error_kind=?, error=? WHERE rowid=?", fail_sql)
+        db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, traceback, t0, "
+                       "t1, host, log) VALUES (?,?,?,?,?,?,?,?,?,?,?)", attempts_sql)
