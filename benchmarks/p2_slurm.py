@@ -111,7 +111,7 @@ def run_cli(base: Path, name: str, n: int, bundle_size: int = 0, manual: bool = 
 
 def run_api(base: Path, name: str, n: int) -> float:
     import pushbutton as pbm
-    from pushbutton.execution.slurm.submit import harvest
+    from pushbutton.execution.slurm.sync import harvest
     d = project(base, name, n)
     sys.path.insert(0, str(d))
     exp = pbm.load(d / "exp.toml", project=d)

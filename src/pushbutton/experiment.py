@@ -161,8 +161,10 @@ class Experiment:
 
     def run(self, on: str | None = None, *, workers: int | None = None, rerun: bool = False,
             rerun_failed: bool = False, message: str | None = None, yes: bool = False,
-            progress=None, detach: bool = False, sbatch: str | None = None) -> dict:
-        """Run every task not yet done; returns a summary. Resumes by default."""
+            progress=None, detach: bool = False, sbatch: str | None = None,
+            wait: bool = False) -> dict:
+        """Run every task not yet done; returns a summary. Resumes by default. On a SLURM
+        target it returns once the tasks are submitted, or with wait once every one is over."""
         if os.environ.get("PB_WORKER"):
             raise PushbuttonError(
                 "Experiment.run() was called while a worker imported your module to run a task; "
@@ -171,7 +173,7 @@ class Experiment:
         from pushbutton.execution import operations as running
         return running.run(self, on=on or self.run_options.target, workers=workers,
                            rerun=rerun, rerun_failed=rerun_failed, message=message, yes=yes,
-                           progress=progress, sbatch=sbatch)
+                           progress=progress, sbatch=sbatch, wait=wait)
 
     # -- looking at it ---------------------------------------------------------------------
     def status(self) -> dict:

@@ -24,7 +24,7 @@ def experiment(proj, name, fn, retries=0, bundle_size=0, **space):
 
 
 def harvest_all(exp, timeout=150):
-    from pushbutton.execution.slurm.submit import harvest
+    from pushbutton.execution.slurm.sync import harvest
     return harvest(exp.store, exp.name, wait=True, timeout=timeout)[exp.name]
 
 
@@ -256,7 +256,12 @@ def test_ssh_fire_and_forget_with_python_from_setup_lines(ssh_host, project, tmp
     snap = list(remote.glob("*/code/slurm_tasks.py"))
     assert snap, "the code snapshot was not shipped"
     assert not list(remote.glob("*/code/.pushbutton"))
-    pb("watch", "remote", "--interval", "0.3", timeout=120)
+    # no background harvester over SSH (auto_harvest is off there): `pb watch` only reports
+    # that; `pb harvest --wait` brings the results in
+    w = pb("watch", "remote", "--interval", "0.3", timeout=60)
+    assert re.search(r"\d+ bundles out on SLURM; `pb harvest remote`", w.stdout), w.stdout
+    h = pb("harvest", "remote", "--wait", "--timeout", "120", timeout=200)
+    assert "remote: finished; 8 done, 0 failed" in h.stdout, h.stdout
     r = pb("results", "remote", "--format", "json", "--all")
     text = r.stdout.strip()
     rows = json.loads(text) if text.startswith("[") else [json.loads(ln) for ln in
@@ -272,7 +277,7 @@ def test_ssh_fire_and_forget_with_python_from_setup_lines(ssh_host, project, tmp
 def test_broken_python_stops_resubmitting_and_says_why(slurm, project):
     """Jobs that die before any task starts (the Python is gone) are not resubmitted forever:
     the tasks stay pending and the harvest names the cause."""
-    from pushbutton.execution.slurm import submit as harvest
+    from pushbutton.execution.slurm import sync as harvest
     (project / "pushbutton-targets.toml").write_text(
         "[targets.flaky]\npoll_interval = 0.3\n"
         f"python = \"{project}/py/python3\"\n")
@@ -290,14 +295,14 @@ def test_broken_python_stops_resubmitting_and_says_why(slurm, project):
 
 
 def test_ssh_drop_mid_rsync_resumes_without_partial_ingest(ssh_host, project):
-    from pushbutton.execution.slurm import submit as harvest
-    from pushbutton.execution import targets
+    from pushbutton.execution.slurm import sync as harvest
+    from pushbutton.execution import factory
     ssh_target(project, "tc")
     exp = experiment(project, "bulky", "bulky", x=list(range(8)), kb=[192])
     out = exp.run(on="tc")
     assert out["status"] == "submitted"
     store, eid = exp.store, exp.store.experiment("bulky")
-    be = harvest.make_backend(targets.get("tc", project), store)
+    be = factory.backend_for("tc", store)
     be.shell.backoff = (0.05,)
     real = be.shell._exec
 
@@ -327,7 +332,7 @@ def test_ssh_drop_mid_rsync_resumes_without_partial_ingest(ssh_host, project):
 def test_ssh_worker_killed_is_checksummed_and_retried(ssh_host, project):
     """A bundle that died has no done.json: its outcomes are verified against the sha256
     computed on the cluster before anything is ingested."""
-    from pushbutton.execution.slurm import submit as harvest
+    from pushbutton.execution.slurm import sync as harvest
     ssh_target(project, "tc")
     exp = experiment(project, "rkilled", "die_once", retries=1, bundle_size=4,
                      x=list(range(4)), victim=[1])

@@ -1,5 +1,5 @@
 """Progress while an experiment runs: the bar of `pb run` (a line every 10 s when stderr is not
-a terminal) and the follower of `pb watch` and `pb run --wait`."""
+a terminal) and the follower of `pb watch`."""
 from __future__ import annotations
 
 import os
@@ -9,10 +9,11 @@ import time
 import click
 
 
-def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch, quiet):
+def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch, quiet,
+                      wait=False):
     """exp.run(...) with a progress bar; its summary."""
     options = dict(on=on, workers=workers, message=message, rerun=rerun,
-                   rerun_failed=rerun_failed, yes=yes, sbatch=sbatch)
+                   rerun_failed=rerun_failed, yes=yes, sbatch=sbatch, wait=wait)
     if quiet or not sys.stderr.isatty() and os.environ.get("PB_PROGRESS") != "1":
         last = [time.time()]
 
@@ -38,12 +39,11 @@ def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatc
 
 
 def follow(store, eid, name, interval=1.0) -> dict:
-    """A progress bar until no driver runs and nothing is out on a scheduler (each status call
-    also harvests what a scheduler finished); the counts at the end."""
+    """A progress bar until no driver runs and nobody harvests a scheduler (status only reads;
+    the driver or the harvester writes); the counts at the end."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeRemainingColumn
     from pushbutton.execution.operations import status
-    from pushbutton.store.liveness import out_on_scheduler
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
                   disable=not sys.stderr.isatty()) as bar:
@@ -55,8 +55,7 @@ def follow(store, eid, name, interval=1.0) -> dict:
                        info=f"{c['failed']} failed" if c["failed"] else "")
             if s.get("starting"):  # a detached driver that has not recorded its run yet
                 pass  # (its counts, e.g. before a --rerun resets them, are not its own yet)
-            elif not (c["pending"] + c["running"]) or not (s["active"]
-                                                           or out_on_scheduler(store, eid)):
+            elif not (c["pending"] + c["running"]) or not s["harvesting"]:
                 return c
             time.sleep(interval)
 

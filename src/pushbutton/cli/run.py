@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from pushbutton.cli.progress import follow, run_with_progress
+from pushbutton.cli.progress import run_with_progress
 from pushbutton.cli.project import open_store, spec_path
 from pushbutton.core.errors import PushbuttonError
 
@@ -58,13 +58,12 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
         return _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp)
     t0 = time.time()
     summary = run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch,
-                                quiet)
+                                quiet, wait)
     c = summary.get("counts", {})
     if summary.get("submitted") is not None:
         click.echo(summary.get("message", f"submitted {summary['submitted']} tasks"))
         if not wait:
             return
-        c = follow(exp.store, exp.store.experiment(exp.name), exp.name)
         summary["seconds"] = time.time() - t0
     _say_outcome(exp, c, summary)
 

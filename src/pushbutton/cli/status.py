@@ -42,6 +42,9 @@ def _print_status(s):
                                               s["failures"].items()))
     if state == "interrupted":
         click.echo("  its driver is gone (killed?); `pb run` resumes it")
+    if s.get("out_on_slurm") and not s.get("harvester_down"):
+        click.echo(f"  {s['out_on_slurm']} bundles out on SLURM; `pb harvest {s['experiment']}` "
+                   "(or the background harvester) brings results in")
     if s.get("harvester_down"):
         click.echo(f"  harvester not running — `pb harvest {s['experiment']}` or "
                    f"`pb watch {s['experiment']}` restarts it")
@@ -53,7 +56,7 @@ def _print_status(s):
 def watch(experiment, interval):
     """Follow a running experiment until it stops."""
     from pushbutton.execution.operations import status as st
-    from pushbutton.execution.slurm.submit import restart_harvester
+    from pushbutton.execution.slurm.runs import restart_harvester
     store = open_store()
     eid, name = experiment_named(store, experiment)
     pid = restart_harvester(store, eid, name)

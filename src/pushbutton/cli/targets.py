@@ -104,7 +104,7 @@ def _report_check(name):
               "seconds (the jobs keep running).")
 def harvest_cmd(experiment, wait, timeout):
     """Pull finished results of runs on SLURM targets into the store (checksummed, resumable)."""
-    from pushbutton.execution.slurm.submit import harvest
+    from pushbutton.execution.slurm.sync import harvest
     from pushbutton.store.database import Store, find_root
     root = find_root()
     if root is None:
@@ -112,7 +112,7 @@ def harvest_cmd(experiment, wait, timeout):
     store = Store(root, create=False)
     out = harvest(store, experiment, wait=wait, timeout=timeout)
     if not wait:  # a background harvester that died while bundles are out starts again
-        from pushbutton.execution.slurm.submit import restart_harvester
+        from pushbutton.execution.slurm.runs import restart_harvester
         for name in out:
             pid = restart_harvester(store, store.experiment(name), name)
             if pid:

@@ -3,30 +3,20 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import time
 
 from pushbutton.store import liveness
 from pushbutton.store import provenance
+from pushbutton.execution import factory
 from pushbutton.execution.driver import Driver
+from pushbutton.execution.slurm import runs as slurm_runs
+from pushbutton.harvest.ingest import RunPolicy
 from pushbutton.store.lock import ExperimentLock
 from pushbutton.core.errors import PushbuttonError, SpecError
 from pushbutton.store.database import DONE, FAILED, PENDING, RUNNING, Store
-
-
-def backend_for(exp, on: str, workers: int | None, store: Store, sbatch: str | None = None):
-    """(backend, target name) for `--on`: 'local', or a named target from the targets files."""
-    if on in (None, "", "local"):
-        from pushbutton.execution.backends.local import LocalBackend
-        cpus = exp.resources.cpus
-        n = workers or exp.run_options.workers or max(1, (os.cpu_count() or 1) // cpus)
-        return LocalBackend(workers=n, log_dir=store.dir / "logs", cpus=cpus), "local"
-    try:
-        from pushbutton.execution import targets
-    except ImportError:
-        raise PushbuttonError(f"unknown target '{on}': only 'local' is available") from None
-    return targets.backend_for(exp, on, store=store, workers=workers, sbatch=sbatch), on
 
 
 def is_remote(exp, on: str | None) -> bool:
@@ -67,7 +57,9 @@ def register_locked(exp, yes: bool = False):
 
 
 def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=None,
-        yes=False, progress=None, sbatch=None) -> dict:
+        yes=False, progress=None, sbatch=None, wait=False) -> dict:
+    """Run every pending task; on a fire-and-forget target (SLURM) submit them and return,
+    or with wait, harvest until every task is over."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise SpecError(f"workers must be a whole number >= 1, got {workers!r}", key="workers",
@@ -88,7 +80,10 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
             elif rerun_failed:
                 store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
                                  "exp=? AND state='failed' AND idx IS NOT NULL", (eid,))
-        backend, target = backend_for(exp, on, workers, store, sbatch)
+        target = on or "local"
+        backend = factory.backend_for(target, store, workers=workers,
+                                      sbatch=_sbatch_options(exp, sbatch),
+                                      resources=RunPolicy.of(exp))
         prov = provenance.collect(exp.root, message)
         prov["target"] = target
         prov["spec"] = exp.spec.model_dump()
@@ -96,8 +91,8 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         run_id = store.new_run(eid, message, target, prov)
         store.event(eid, run_id, "run-start", {"target": target, "pid": os.getpid()})
         _drop_detached_marker(store, eid)  # from now on the lock and the run say it runs
-        if getattr(backend, "fire_and_forget", False):
-            return backend.submit_experiment(exp, eid, run_id, store)
+        if backend.fire_and_forget:
+            return _submit(backend, exp, eid, run_id, wait, progress)
         drv = Driver(store, exp, eid, backend, run_id, target=target, on_progress=progress)
         summary = drv.run()
         summary["run"] = run_id
@@ -107,6 +102,27 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
     finally:
         _drop_detached_marker(store, eid)
         lock.release()
+
+
+def _sbatch_options(exp, sbatch) -> list[str]:
+    """The spec's sbatch options, then --sbatch's (the target's come first, in the backend)."""
+    opts = shlex.split(exp.run_options.sbatch) if getattr(exp.run_options, "sbatch", None) \
+        else []
+    return opts + (shlex.split(sbatch) if isinstance(sbatch, str) else list(sbatch or []))
+
+
+def _submit(backend, exp, eid: int, run_id: int, wait: bool, progress) -> dict:
+    """Submit to SLURM; with wait, this process (holding the lock) harvests until the end."""
+    from pushbutton.execution.slurm import submit, sync
+    try:
+        summary = submit.submit_experiment(backend, exp, eid, run_id, exp.store,
+                                           background=not wait)
+        if wait:
+            summary.update(sync.sync(exp.store, eid, backend=backend, wait=True,
+                                     progress=progress, lock=False))
+    finally:
+        backend.close()
+    return summary
 
 
 def _drop_detached_marker(store: Store, eid: int) -> None:
@@ -137,12 +153,8 @@ def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
 
 
 def status(store: Store, eid: int, name: str) -> dict:
-    try:  # runs out on a scheduler (SLURM): one rate-limited harvest round first
-        from pushbutton.execution.slurm.submit import sync_if_due
-        if not getattr(store, "readonly", False):  # a read-only store shows what it holds
-            sync_if_due(store, eid)
-    except ImportError:
-        pass
+    """What the store says about the experiment. A reader: it harvests nothing (`pb harvest`
+    or the background harvester bring in what a scheduler finished)."""
     counts = store.counts(eid)
     total = sum(counts.values())
     lock = ExperimentLock(store, eid, name)
@@ -173,6 +185,8 @@ def status(store: Store, eid: int, name: str) -> dict:
             "starting": starting,
             "last_run": run[0] if run else None, "last_run_status": run_status,
             "harvester_down": liveness.harvester_down(store, eid),
+            "out_on_slurm": slurm_runs.out_on_slurm(store, eid),
+            "harvesting": active or slurm_runs.harvester_alive(store, eid),
             "rate_per_s": rate, "eta_s": eta, "failures": failures}
 
 
@@ -202,8 +216,8 @@ def cancel(store: Store, eid: int, name: str) -> dict:
                               (eid,)).fetchall()
     jobs = 0
     if remote:
-        from pushbutton.execution import targets
-        jobs = targets.cancel_bundles(store, eid, remote, adopt=not lock.held_by_other())
+        from pushbutton.execution.slurm.submit import cancel_bundles
+        jobs = cancel_bundles(store, eid, remote, adopt=not lock.held_by_other())
     with store.tx():
         store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND state IN "
                          "('pending','running')", (eid,))

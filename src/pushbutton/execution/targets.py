@@ -27,6 +27,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from pushbutton.core import pathnames
+from pushbutton.core.files import atomic_write, config_dir
 from pushbutton.core.errors import SpecError
 
 PROJECT_FILE = "pushbutton-targets.toml"
@@ -134,8 +135,7 @@ def _toml_value(v) -> str:
 
 
 def user_file() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "pushbutton" / "targets.toml"
+    return config_dir() / "targets.toml"
 
 
 def project_file(root: str | os.PathLike | None = None) -> Path:
@@ -243,32 +243,8 @@ def add(target: Target, file: str | os.PathLike | None = None, replace: bool = F
         text = path.read_text() if path.exists() else "# pushbutton targets (see `pb targets " \
             "--help`)\n"
         text = text.rstrip("\n") + "\n\n" + target.to_toml()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
     return path
-
-
-# -- hooks used by running.py -----------------------------------------------------------------
-def backend_for(exp, on: str, store=None, workers: int | None = None, sbatch=None):
-    """The backend for `--on NAME` (a named target of any scheduler)."""
-    t = get(on, getattr(store, "root", None))
-    if t.scheduler == "local":
-        from pushbutton.execution.backends.local import LocalBackend
-        n = workers or t.workers or exp.run_options.workers or os.cpu_count()
-        return LocalBackend(workers=n, log_dir=store.dir / "logs")
-    if t.scheduler == "slurm":
-        from pushbutton.execution.slurm.submit import make_backend
-        return make_backend(t, store, sbatch=sbatch)
-    from pushbutton.execution.backends import get_backend
-    return get_backend(t.scheduler, address=t.address, workers=workers or t.workers,
-                       env=t.env)
-
-
-def cancel_bundles(store, eid: int, rows, adopt: bool = True) -> int:
-    """Cancel bundles running on schedulers (rows of id, backend, handle, target)."""
-    from pushbutton.execution.slurm.submit import cancel_bundles as cancel
-    return cancel(store, eid, rows, adopt=adopt)
 
 
 # --------------------------------------------------------------------------------------------

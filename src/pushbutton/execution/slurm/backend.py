@@ -139,21 +139,24 @@ class SlurmBackend(Backend):
 
     def __init__(self, target, store_dir: str | os.PathLike, *, shell: Shell | None = None,
                  sbatch: list[str] | str | None = None, project_key: str | None = None,
-                 submit_gap: float = 0.2, **_):
+                 gpus: int = 0, remote_base: str | None = None,
+                 limits_cache: str | os.PathLike | None = None, submit_gap: float = 0.2):
+        """sbatch: options after the target's own; gpus: per task (--gres=gpu:N);
+        remote_base: the cluster-side folder an earlier submission resolved (else it is
+        resolved on first use); limits_cache: a file caching the site limits for an hour."""
         self.target = target
         self.shell = shell or shell_for(target)
         self.remote = bool(target.host)
         self.store_dir = Path(store_dir)
-        self.extra = shlex.split(sbatch) if isinstance(sbatch, str) else list(sbatch or [])
-        _refuse_owned(list(target.sbatch) + self.extra, target.name)
+        self.sbatch = shlex.split(sbatch) if isinstance(sbatch, str) else list(sbatch or [])
+        _refuse_owned(list(target.sbatch) + self.sbatch, target.name)
         self.submit_gap = submit_gap
         self.project_key = project_key or "project"
-        self._base: str | None = None
+        self.gpus = int(gpus or 0)
+        self._base: str | None = remote_base if self.remote else None
         self._limits: dict | None = None
-        self._accounting: bool | None = None
-        self.gpus = 0
         self.last_poll_error: str | None = None
-        self.cache_path: str | None = None  # site limits are cached here for cache_s seconds
+        self.cache_path = str(limits_cache) if limits_cache else None
         self.cache_s = 3600.0
 
     # -- paths ---------------------------------------------------------------------------
@@ -214,7 +217,7 @@ class SlurmBackend(Backend):
                                   fix=f"run `pb targets check {self.target.name}`")
             conf_text, _, rest = r.stdout.partition("@@sinfo")
             conf = parse_config(conf_text)
-            part = _partition(self.target.sbatch + self.extra)
+            part = _partition(self.target.sbatch + self.sbatch)
             cpus = 0
             for line in rest.split("@@end")[0].strip().splitlines():
                 bits = line.split()
@@ -244,20 +247,12 @@ class SlurmBackend(Backend):
         return self._limits
 
     def _key(self) -> str:
-        return json.dumps([self.target.model_dump(exclude={"file"}), self.extra],
+        return json.dumps([self.target.model_dump(exclude={"file"}), self.sbatch],
                           sort_keys=True, default=str)
 
     def capacity(self) -> int | None:
         lim = self.limits()
         return self.target.max_jobs or max(1, lim["max_jobs"] // 2)
-
-    # -- fire and forget (called by running.run) -----------------------------------------
-    wait = False  # True: submit_experiment returns only when every task is done or failed
-
-    def submit_experiment(self, exp, eid: int, run_id: int, store, progress=None) -> dict:
-        from pushbutton.execution.slurm.submit import submit_experiment
-        return submit_experiment(self, exp, eid, run_id, store, wait=self.wait,
-                                 progress=progress)
 
     # -- submit --------------------------------------------------------------------------
     def job_script(self, list_path: str) -> str:
@@ -283,7 +278,7 @@ class SlurmBackend(Backend):
     def sbatch_argv(self, n: int, name: str, flags: list[str], script: str) -> list[str]:
         return ["sbatch", "--parsable", f"--array=0-{n - 1}", f"--job-name={name}",
                 f"--output={self.base}/logs/%A_%a.out", "--open-mode=append", "--no-requeue",
-                *flags, *self.target.sbatch, *self.extra, script]
+                *flags, *self.target.sbatch, *self.sbatch, script]
 
     def plan_jobs(self, bundles: list[BundleRef], label: str = "pb") -> list[str]:
         """The job name of each bundle's array (at most MaxArraySize bundles share one), chosen
@@ -402,6 +397,36 @@ class SlurmBackend(Backend):
         jobs = sorted({h.split(":")[0].split("_")[0] for h in handles} - {"0"})
         bids = [h.split(":", 1)[1] for h in handles]
         acct = bool(self._limits and self._limits.get("accounting")) and bool(jobs)
+        try:
+            r = self.shell.run_script(self._status_script(base, jobs, bids, acct),
+                                      setup=self.target.setup, timeout=60, check=False,
+                                      retries=1)
+        except RemoteError as e:
+            self.last_poll_error = str(e)
+            return {}
+        text = r.stdout
+        if "@@end" not in text:
+            self.last_poll_error = f"status query failed: {(r.stderr or text).strip()[-300:]}"
+            return {}
+        sq = text.split("@@squeue", 1)[1].split("@@rc=", 1)
+        if not (sq[1].split("\n", 1)[0].strip() == "0" or "Invalid job id" in sq[0]):
+            self.last_poll_error = f"squeue failed: {sq[0].strip()[-300:]}"
+            return {}
+        self.last_poll_error = None
+        states = _squeue_states(sq[0])
+        acct_rc = _sacct_states(text, states) if acct and "@@sacct" in text else {}
+        done, exits = _remote_files(text) if self.remote else (set(), {})
+        out = {}
+        for h, bid in zip(handles, bids):
+            job = h.split(":")[0]
+            if not self.remote:
+                self._local_files(bid, done, exits)
+            st, reason = states.get(job, (None, ""))
+            out[h] = state_of(st, reason, bid in done, exits.get(bid) or acct_rc.get(job), job)
+        return out
+
+    def _status_script(self, base: str, jobs: list[str], bids: list[str], acct: bool) -> str:
+        """The shell lines of one status round trip, their outputs between @@ markers."""
         squeue = shlex.join(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(jobs),
                              "-o", "%F_%K|%T|%r"]) if jobs else "true"  # "0": a forgotten job
         parts = [f"echo '@@squeue'; {squeue} 2>&1; echo \"@@rc=$?\""]
@@ -419,70 +444,22 @@ class SlurmBackend(Backend):
                          '| tr "\\n" " ")"; '
                          "done; true")
         parts.append("echo '@@end'")
-        try:
-            r = self.shell.run_script("\n".join(parts), setup=self.target.setup, timeout=60,
-                                      check=False, retries=1)
-        except RemoteError as e:
-            self.last_poll_error = str(e)
-            return {}
-        text = r.stdout
-        if "@@end" not in text:
-            self.last_poll_error = f"status query failed: {(r.stderr or text).strip()[-300:]}"
-            return {}
-        sq = text.split("@@squeue", 1)[1].split("@@rc=", 1)
-        sq_ok = sq[1].split("\n", 1)[0].strip() == "0" or "Invalid job id" in sq[0]
-        if not sq_ok:
-            self.last_poll_error = f"squeue failed: {sq[0].strip()[-300:]}"
-            return {}
-        self.last_poll_error = None
-        states: dict[str, tuple[str, str]] = {}
-        for line in sq[0].splitlines():
-            bits = line.strip().split("|")
-            if len(bits) >= 2 and "_" in bits[0]:
-                states[bits[0]] = (bits[1], bits[2] if len(bits) > 2 else "")
-        acct_rc: dict[str, dict] = {}
-        if acct and "@@sacct" in text:  # jobs squeue has forgotten (older than MinJobAge)
-            for line in text.split("@@sacct", 1)[1].split("@@files", 1)[0].splitlines():
-                bits = line.strip().split("|")
-                if len(bits) >= 2 and "_" in bits[0] and bits[0] not in states:
-                    states[bits[0]] = (bits[1], "")
-                    rc, _, sig = (bits[2] if len(bits) > 2 else "").partition(":")
-                    if sig.isdigit() and int(sig):
-                        acct_rc[bits[0]] = {"rc": 128 + int(sig)}
-                    elif rc.isdigit() and int(rc):
-                        acct_rc[bits[0]] = {"rc": int(rc)}
-        done, exits = set(), {}
-        if self.remote:
-            files = text.split("@@files", 1)[1].split("@@end", 1)[0]
-            for line in files.splitlines():
-                kind, _, rest = line.partition(" ")
-                if kind == "done":
-                    done.add(rest.strip())
-                elif kind == "exit":
-                    b, _, js = rest.partition(" ")
-                    exits[b] = _load_json(js)
-                elif kind == "err":
-                    b, _, err = rest.partition(" ")
-                    exits.setdefault(b, {})["err"] = err.strip()
-        out = {}
-        for h, bid in zip(handles, bids):
-            job = h.split(":")[0]
-            if not self.remote:
-                d = self.store_dir / "bundles" / bid
-                if (d / "done.json").exists():
-                    done.add(bid)
-                elif (d / "exit.json").exists():
-                    exits[bid] = _load_json((d / "exit.json").read_text())
-                    try:
-                        with open(d / "worker.err", "rb") as f:
-                            f.seek(max(0, f.seek(0, 2) - 300))
-                            err = f.read().decode("utf-8", "replace")
-                        exits[bid]["err"] = " ".join(err.split())
-                    except OSError:
-                        pass
-            st, reason = states.get(job, (None, ""))
-            out[h] = state_of(st, reason, bid in done, exits.get(bid) or acct_rc.get(job), job)
-        return out
+        return "\n".join(parts)
+
+    def _local_files(self, bid: str, done: set, exits: dict) -> None:
+        """done.json / exit.json (with the worker's last stderr) of a bundle on this host."""
+        d = self.store_dir / "bundles" / bid
+        if (d / "done.json").exists():
+            done.add(bid)
+        elif (d / "exit.json").exists():
+            exits[bid] = _load_json((d / "exit.json").read_text())
+            try:
+                with open(d / "worker.err", "rb") as f:
+                    f.seek(max(0, f.seek(0, 2) - 300))
+                    err = f.read().decode("utf-8", "replace")
+                exits[bid]["err"] = " ".join(err.split())
+            except OSError:
+                pass
 
     def done_bundles(self, bids: list[str]) -> tuple[set[str], bool]:
         """Bundles whose done.json exists (a cheap local look for local-slurm), and whether
@@ -591,3 +568,45 @@ def _load_json(text: str) -> dict:
         return v if isinstance(v, dict) else {}
     except ValueError:
         return {}
+
+
+def _squeue_states(text: str) -> dict[str, tuple[str, str]]:
+    """squeue lines "JOB_INDEX|STATE|REASON" -> {job: (state, reason)}."""
+    states = {}
+    for line in text.splitlines():
+        bits = line.strip().split("|")
+        if len(bits) >= 2 and "_" in bits[0]:
+            states[bits[0]] = (bits[1], bits[2] if len(bits) > 2 else "")
+    return states
+
+
+def _sacct_states(text: str, states: dict) -> dict[str, dict]:
+    """Jobs squeue has forgotten (older than MinJobAge), from sacct: their states are added
+    to `states`; returns their exit statuses {job: {"rc": N}}."""
+    acct_rc: dict[str, dict] = {}
+    for line in text.split("@@sacct", 1)[1].split("@@files", 1)[0].splitlines():
+        bits = line.strip().split("|")
+        if len(bits) >= 2 and "_" in bits[0] and bits[0] not in states:
+            states[bits[0]] = (bits[1], "")
+            rc, _, sig = (bits[2] if len(bits) > 2 else "").partition(":")
+            if sig.isdigit() and int(sig):
+                acct_rc[bits[0]] = {"rc": 128 + int(sig)}
+            elif rc.isdigit() and int(rc):
+                acct_rc[bits[0]] = {"rc": int(rc)}
+    return acct_rc
+
+
+def _remote_files(text: str) -> tuple[set, dict]:
+    """The "done B" / "exit B {json}" / "err B tail" lines of a remote status query."""
+    done, exits = set(), {}
+    for line in text.split("@@files", 1)[1].split("@@end", 1)[0].splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "done":
+            done.add(rest.strip())
+        elif kind == "exit":
+            b, _, js = rest.partition(" ")
+            exits[b] = _load_json(js)
+        elif kind == "err":
+            b, _, err = rest.partition(" ")
+            exits.setdefault(b, {})["err"] = err.strip()
+    return done, exits
