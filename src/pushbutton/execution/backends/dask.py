@@ -24,24 +24,26 @@ import asyncio
 import builtins
 import json
 import os
-import signal
 import time
 import types
 from pathlib import Path
 
 from pushbutton.core.errors import PushbuttonError, SpecError
+from pushbutton.core.files import THREAD_VARS, atomic_write, project_files, signal_name
 from pushbutton.execution.backends.base import FAILED, FINISHED, RUNNING, Backend, BundleRef, BundleState
 
 WORKER = Path(__file__).resolve().parent.parent / "worker.py"
 OUTPUTS = ("stdout.log", "stderr.log", "series.jsonl", "done.json", "outcomes.jsonl")
-SKIP_DIRS = {".git", ".pushbutton", ".hg", ".svn", "venv", ".venv", "env", "__pycache__",
-             "node_modules", ".tox", ".mypy_cache", ".pytest_cache", "site-packages"}
 TOPIC = "pushbutton-running"   # worker -> client events: which task a bundle is running
 MAX_INFRA_ERRORS = 3           # bundles failing for the cluster's reasons, in a row
 
 
-def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_every):
-    """Runs ON a Dask worker (shipped by value: stdlib only, no module-level names)."""
+def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_every,
+                       thread_vars=()):
+    """Runs ON a Dask worker. It is shipped by value (see _run_bundle below), so it may use
+    only the stdlib and no module-level names: its helpers are nested functions (their code
+    travels inside this function's), which is also why it is longer than the house's 60 lines.
+    """
     import io
     import json
     import os
@@ -53,9 +55,8 @@ def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_ever
     import time
     import zipfile
 
-    base = tempfile.mkdtemp(prefix="pb-dask-")
-    try:
-        spec = json.loads(bundle_text)
+    def unpack(base, spec):
+        """The code zip into base/code, and bundle.json with the paths moved there."""
         old_root = (spec.get("root") or "").rstrip("/")
         code = os.path.join(base, "code")
         os.makedirs(code)
@@ -83,83 +84,67 @@ def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_ever
         worker = os.path.join(base, "worker.py")
         with open(worker, "w") as f:
             f.write(worker_src)
+        return code, folder, worker
+
+    def start(base, code, folder, worker):
+        """worker.py on the bundle, in its own session, dying with this Dask worker (Linux):
+        no orphan keeps running tasks that the scheduler is about to re-run elsewhere."""
         env = dict(os.environ)
-        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                  "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        for v in thread_vars:  # one BLAS thread per task, unless the worker's setting says
             env.setdefault(v, "1")
         env.update(env_extra or {})
-
-        try:  # who we are, to notice a cancel and to report the running task
-            from distributed import get_worker
-            from distributed.worker import thread_state
-            dw, key = get_worker(), thread_state.key
-        except Exception:
-            dw = key = None
-
         err_path = os.path.join(base, "worker-stderr.log")
         with open(err_path, "wb") as err:
-            # the bundle process dies with this Dask worker (Linux): no orphan keeps running
-            # tasks that the scheduler is about to re-run elsewhere
             boot = ("import ctypes, os, runpy, sys\n"
                     "try:\n    ctypes.CDLL(None).prctl(1, 9)\nexcept Exception:\n    pass\n"
                     "if os.getppid() != int(sys.argv[3]):\n    sys.exit(75)\n"
                     "sys.argv = sys.argv[1:3]\n"
                     "runpy.run_path(sys.argv[0], run_name='__main__')\n")
             p = subprocess.Popen([sys.executable, "-c", boot, worker, folder, str(os.getpid())],
-                                 cwd=code, env=env,
-                                 stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                 start_new_session=True)
-        outcomes = os.path.join(folder, "outcomes.jsonl")
-        last_report, reported = 0.0, None
-        while True:
-            try:
-                rc = p.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if dw is not None:
-                try:
-                    ts = dw.state.tasks.get(key)
-                    gone = ts is None or ts.state in ("cancelled", "released", "forgotten")
-                except Exception:
-                    gone = False
-                if gone:  # the client cancelled the bundle or went away: stop its tasks
+                                 cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=err,
+                                 stderr=err, start_new_session=True)
+        return p, err_path
+
+    def running_task(outcomes):
+        """The task the bundle is running: its last start line without an end."""
+        running = None
+        try:
+            with open(outcomes, "rb") as f:
+                f.seek(max(0, os.path.getsize(outcomes) - 4096))
+                for line in f.read().splitlines():
                     try:
-                        os.killpg(p.pid, 9)  # worker.py's guard then kills its command tasks
-                    except OSError:
-                        pass
-                    try:
-                        p.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        pass
-                    return {"exit": None, "files": {}, "cancelled": True}
-                now = time.time()
-                if now - last_report >= report_every:
-                    last_report = now
-                    running = None
-                    try:
-                        with open(outcomes, "rb") as f:
-                            f.seek(max(0, os.path.getsize(outcomes) - 4096))
-                            for line in f.read().splitlines():
-                                try:
-                                    rec = json.loads(line)
-                                except ValueError:
-                                    continue
-                                if not isinstance(rec, dict):
-                                    continue
-                                if rec.get("ev") == "start":
-                                    running = rec.get("id")
-                                elif rec.get("ev") == "end" and rec.get("id") == running:
-                                    running = None
-                    except OSError:
-                        pass
-                    if running != reported:
-                        reported = running
-                        try:
-                            dw.log_event(spec.get("_topic") or "pushbutton-running",
-                                         {"key": key, "task": running})
-                        except Exception:
-                            pass
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if not isinstance(rec, dict):
+                        continue
+                    if rec.get("ev") == "start":
+                        running = rec.get("id")
+                    elif rec.get("ev") == "end" and rec.get("id") == running:
+                        running = None
+        except OSError:
+            pass
+        return running
+
+    def cancelled(dw, key):
+        """The client cancelled the bundle or went away."""
+        try:
+            ts = dw.state.tasks.get(key)
+            return ts is None or ts.state in ("cancelled", "released", "forgotten")
+        except Exception:
+            return False
+
+    def stop(p):
+        try:
+            os.killpg(p.pid, 9)  # worker.py's guard then kills its command tasks
+        except OSError:
+            pass
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def outputs(folder, err_path):
         files = {}
         for name in ("stdout.log", "stderr.log", "series.jsonl", "done.json", "outcomes.jsonl"):
             path = os.path.join(folder, name)
@@ -168,7 +153,43 @@ def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_ever
                     files[name] = f.read()
         with open(err_path, "rb") as f:
             f.seek(max(0, os.path.getsize(err_path) - 2000))
-            tail = f.read().decode("utf-8", "replace")
+            return files, f.read().decode("utf-8", "replace")
+
+    base = tempfile.mkdtemp(prefix="pb-dask-")
+    try:
+        spec = json.loads(bundle_text)
+        code, folder, worker = unpack(base, spec)
+        try:  # who we are, to notice a cancel and to report the running task
+            from distributed import get_worker
+            from distributed.worker import thread_state
+            dw, key = get_worker(), thread_state.key
+        except Exception:
+            dw = key = None
+        p, err_path = start(base, code, folder, worker)
+        outcomes = os.path.join(folder, "outcomes.jsonl")
+        last_report, reported = 0.0, None
+        while True:
+            try:
+                rc = p.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if dw is None:
+                continue
+            if cancelled(dw, key):
+                stop(p)
+                return {"exit": None, "files": {}, "cancelled": True}
+            if time.time() - last_report >= report_every:
+                last_report = time.time()
+                running = running_task(outcomes)
+                if running != reported:
+                    reported = running
+                    try:
+                        dw.log_event(spec.get("_topic") or "pushbutton-running",
+                                     {"key": key, "task": running})
+                    except Exception:
+                        pass
+        files, tail = outputs(folder, err_path)
         return {"exit": rc, "files": files, "host": socket.gethostname(), "stderr": tail}
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -182,30 +203,27 @@ _run_bundle = types.FunctionType(_remote_run_bundle.__code__,
 
 
 def code_zip(root: str | os.PathLike, max_mb: float = 20) -> bytes:
-    """The .py files under `root` (without VCS, store and virtualenv folders) as a zip."""
+    """The .py files of the project under `root` as a zip: the file set that is hashed for the
+    code version and shipped to SLURM (core/files.project_files), narrowed to Python."""
     import io
     import zipfile
     root = Path(root)
     buf = io.BytesIO()
     sizes = []
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for d, dirs, names in os.walk(root):
-            dirs[:] = sorted(x for x in dirs if x not in SKIP_DIRS and not x.startswith(".")
-                             and not os.path.exists(os.path.join(d, x, "pyvenv.cfg")))
-            for n in sorted(names):
-                if n.endswith(".py"):
-                    p = Path(d) / n
-                    z.write(p, p.relative_to(root).as_posix())
-                    sizes.append((p.stat().st_size, p))
-                    if buf.tell() > max_mb * 1e6:
-                        big = ", ".join(f"{q.relative_to(root)} ({s / 1e6:.1f} MB)"
-                                        for s, q in sorted(sizes, reverse=True)[:3])
-                        raise _error(
-                            f"the experiment folder {root} holds more than {max_mb:g} MB of "
-                            f".py files to ship to the Dask workers (largest: {big})",
-                            fix="move generated or vendored .py files out of the experiment "
-                                "folder (or into a hidden or venv folder), or run from a "
-                                "smaller folder")
+        for rel in project_files(root, suffixes=(".py",)):
+            p = root / rel
+            z.write(p, rel.as_posix())
+            sizes.append((p.stat().st_size, p))
+            if buf.tell() > max_mb * 1e6:
+                big = ", ".join(f"{q.relative_to(root)} ({s / 1e6:.1f} MB)"
+                                for s, q in sorted(sizes, reverse=True)[:3])
+                raise _error(
+                    f"the experiment folder {root} holds more than {max_mb:g} MB of "
+                    f".py files to ship to the Dask workers (largest: {big})",
+                    fix="move generated or vendored .py files out of the experiment "
+                        "folder (or into a hidden or venv folder), or run from a "
+                        "smaller folder")
     return buf.getvalue()
 
 
@@ -215,10 +233,7 @@ def _error(message: str, fix: str) -> PushbuttonError:
 
 def _exit_state(rc, stderr_tail: str = "") -> BundleState:
     if rc is not None and rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = str(-rc)
+        name = signal_name(rc)
         oom = " (out of memory?)" if name == "SIGKILL" else ""
         return BundleState(FAILED, f"bundle process on the Dask worker killed by signal "
                                    f"{name}{oom}", "signal")
@@ -227,13 +242,6 @@ def _exit_state(rc, stderr_tail: str = "") -> BundleState:
     tail = stderr_tail.strip().splitlines()[-1:] if stderr_tail else []
     return BundleState(FAILED, f"bundle process on the Dask worker exited with status {rc}"
                                + (f": {tail[0][:300]}" if tail else ""), "exit")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 class DaskBackend(Backend):
@@ -326,7 +334,7 @@ class DaskBackend(Backend):
             key = f"pb-{b.id}-{self.token}"
             fut = self.client.submit(_run_bundle, json.dumps(spec), self.worker_src,
                                      self._zip_for(spec.get("root") or ""), self.env,
-                                     self.report_every, pure=False, key=key)
+                                     self.report_every, THREAD_VARS, pure=False, key=key)
             self.futures[key] = fut
             self.refs[key] = b
             handles.append(key)
@@ -389,7 +397,7 @@ class DaskBackend(Backend):
         files = out.get("files") or {}
         for name in OUTPUTS:
             if name in files:
-                _write_atomic(Path(ref.dir) / name, files[name])
+                atomic_write(Path(ref.dir) / name, files[name])
         self.infra_errors = 0
         rc = out.get("exit")
         if rc == 0 and "done.json" in files:
@@ -409,7 +417,7 @@ class DaskBackend(Backend):
             ref = self.refs[h]
             if tid:
                 line = '{"id":"%s","ev":"start","t":%r}\n' % (tid, time.time())
-                _write_atomic(Path(ref.dir) / "outcomes.jsonl", line.encode())
+                atomic_write(Path(ref.dir) / "outcomes.jsonl", line.encode())
             return BundleState(FAILED, f"Dask workers died while running it ({exc})", "lost")
         self.infra_errors += 1
         cause = f"the Dask call failed: {kind}: {exc}"

@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import os
 import selectors
-import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from pushbutton.core.files import THREAD_VARS, signal_name
 from pushbutton.execution.backends.base import FAILED, FINISHED, RUNNING, Backend, BundleRef, BundleState
 
 WORKER = str(Path(__file__).resolve().parent.parent / "worker.py")
-
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def _worker_env(threads: int) -> dict:
     """Each worker's numeric libraries get the task's cpus, not all cores: N workers x N BLAS
     threads would oversubscribe the machine (what joblib/loky do too). A user's setting wins."""
     env = dict(os.environ)
-    for v in _THREAD_VARS:
+    for v in THREAD_VARS:
         env.setdefault(v, str(threads))
     return env
 
@@ -130,7 +127,6 @@ class LocalBackend(Backend):
         if sel.get_map():
             sel.select(timeout)
         else:
-            import time
             time.sleep(timeout)
         sel.close()
 
@@ -162,10 +158,7 @@ class LocalBackend(Backend):
 
 def _death(rc: int) -> BundleState:
     if rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = str(-rc)
+        name = signal_name(rc)
         kind = "memory" if name == "SIGKILL" else "signal"
         why = "killed by signal %s%s" % (name, " (out of memory?)" if kind == "memory" else "")
         return BundleState(FAILED, why, "signal")
