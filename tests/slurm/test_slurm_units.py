@@ -9,7 +9,9 @@ import pytest
 
 from pushbutton.execution import targets as T
 from pushbutton.execution.backends.base import FAILED, FINISHED, QUEUED, RUNNING, BundleRef
-from pushbutton.execution.slurm.backend import SlurmBackend, _partition, parse_config, resource_flags, state_of, time_limit
+from pushbutton.execution.slurm.backend import SlurmBackend
+from pushbutton.execution.slurm.options import parse_config, partition_of, resource_flags, time_limit
+from pushbutton.execution.slurm.status import state_of
 from pushbutton.core.errors import SpecError
 from pushbutton.execution.remote import LocalShell, Result, SSHShell, script_for
 
@@ -149,9 +151,9 @@ def test_time_limits_and_resource_flags():
 
 
 def test_partition_from_options():
-    assert _partition(["--partition=gpu,cpu"]) == "gpu"
-    assert _partition(["-p", "short"]) == "short" and _partition(["-pshort"]) == "short"
-    assert _partition(["--mem=1G"]) is None
+    assert partition_of(["--partition=gpu,cpu"]) == "gpu"
+    assert partition_of(["-p", "short"]) == "short" and partition_of(["-pshort"]) == "short"
+    assert partition_of(["--mem=1G"]) is None
 
 
 def test_parse_config():

@@ -313,6 +313,12 @@ def check(name_or_target: str | Target, root: str | os.PathLike | None = None,
                         f"{r.returncode}): {r.stderr.strip()[-300:]}",
                         "fix the 'setup' lines of the target (they run before every command)")]
     facts = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    return _python_problems(t, facts, where) + _site_problems(t, facts, where)
+
+
+def _python_problems(t: Target, facts: dict, where: str) -> list[Problem]:
+    """The target's Python, as the probe found it after the setup lines."""
+    problems: list[Problem] = []
     if "python" in facts:
         try:
             ver = tuple(int(x) for x in facts["python"].split("."))
@@ -330,6 +336,12 @@ def check(name_or_target: str | Target, root: str | os.PathLike | None = None,
             f"({facts.get('python-missing', '').strip() or 'not found'})",
             "set python = \"/path/to/python3\" in the target, or add a setup line that puts it "
             "on PATH (e.g. 'module load python' or 'source ~/venv/bin/activate')"))
+    return problems
+
+
+def _site_problems(t: Target, facts: dict, where: str) -> list[Problem]:
+    """SLURM's commands and controller, the work folder and rsync, as the probe found them."""
+    problems: list[Problem] = []
     if t.scheduler == "slurm":
         missing = [c for c in ("sbatch", "squeue", "scancel") if facts.get(f"cmd-{c}") != "ok"]
         if missing:

@@ -1,6 +1,6 @@
 """The fast path of ingest: outcome lines parsed by Arrow's JSON reader (C++), not line by line in
 Python, so 10^6 results cost seconds. Anything unusual (a torn line, types Arrow cannot unify)
-returns None and the driver takes its line-by-line path, which handles every case."""
+returns None and the Ingestor takes its line-by-line path, which handles every case."""
 from __future__ import annotations
 
 import io
@@ -10,12 +10,36 @@ from pushbutton.core import names as N
 
 
 def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
-    """-> (ok_sql, failed records, Arrow table of successes or None, durations) or None."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
-    # start lines have a fixed layout (see worker.py): split them off with bytes operations,
-    # which halves what the JSON reader has to parse
+    """-> (ok_sql, failed records, Arrow table of successes or None, durations) or None.
+    Nothing in `b` changes until every step that may give up (return None) has passed."""
+    started, end_lines = _split(chunk)
+    if not end_lines:
+        b.started.update(t for t in started if t in b.tasks)
+        return [], [], None, []
+    ends = _read_ends(end_lines)
+    if ends is None:
+        return None
+    names = set(ends.column_names)
+    keep_ok, keep_fail, seen = _first_ends(b, ends, names)
+
+    def commit():
+        b.started.update(t for t in started if t in b.tasks)
+        b.ended.update(seen)
+    failed = ends.take(keep_fail).to_pylist() if keep_fail else []
+    if not keep_ok:
+        commit()
+        return [], failed, None, []
+    got = _ok_table(b, ends.take(keep_ok), names, run_id, param_names)
+    if got is None:
+        return None
+    commit()
+    ok_sql, table, durations = got
+    return ok_sql, failed, table, durations
+
+
+def _split(chunk: bytes) -> tuple[list[str], list[bytes]]:
+    """Start lines have a fixed layout (see worker.py): split them off with bytes operations,
+    which halves what the JSON reader has to parse. -> (started task ids, other lines)."""
     started, end_lines = [], []
     for line in chunk.split(b"\n"):
         i = line.find(b'","ev":"start"', 7)
@@ -23,9 +47,15 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
             started.append(line[7:i].decode())
         elif line:
             end_lines.append(line)
-    if not end_lines:
-        b.started.update(t for t in started if t in b.tasks)
-        return [], [], None, []
+    return started, end_lines
+
+
+def _read_ends(end_lines: list[bytes]):
+    """The end lines as an Arrow table of end events; None when Arrow cannot read them as
+    outcomes (a torn line, a line that is not an outcome: the line-by-line path decides)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
     try:
         ends = pj.read_json(io.BytesIO(b"\n".join(end_lines)),
                             read_options=pj.ReadOptions(block_size=1 << 26))
@@ -39,33 +69,34 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
             pa.types.is_floating(ends[c].type) or pa.types.is_integer(ends[c].type)
             or pa.types.is_null(ends[c].type) for c in ("t0", "t1") if c in names):
         return None  # a line that is not an outcome (`null`, `{}`): the line-by-line path
-    # nothing in `b` changes until every step that may give up (return None) has passed
-    ends = ends.filter(pc.equal(ends["ev"], "end"))
+    return ends.filter(pc.equal(ends["ev"], "end"))
+
+
+def _first_ends(b, ends, names):
+    """Row numbers of the successful and the failed ends, one end per task and bundle."""
     ids = ends["id"].to_pylist()
     oks = ends["ok"].to_pylist() if "ok" in names else [False] * len(ids)
     keep_ok, keep_fail, seen = [], [], set()
-    tasks, ended = b.tasks, b.ended
     for i, (tid, ok) in enumerate(zip(ids, oks)):
-        if tid not in tasks or tid in ended or tid in seen:
-            continue  # one end per task and bundle
+        if tid not in b.tasks or tid in b.ended or tid in seen:
+            continue
         seen.add(tid)
         (keep_ok if ok else keep_fail).append(i)
+    return keep_ok, keep_fail, seen
 
-    def commit():
-        b.started.update(t for t in started if t in tasks)
-        ended.update(seen)
-    failed = ends.take(keep_fail).to_pylist() if keep_fail else []
-    if not keep_ok:
-        commit()
-        return [], failed, None, []
+
+def _ok_table(b, ok_tbl, names, run_id: int, param_names):
+    """(ok_sql, result table, durations) of the successful ends; None to give up."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
     if not {"t0", "t1"} <= names or ("metrics" in names and not (
-            pa.types.is_struct(ends["metrics"].type) or pa.types.is_null(ends["metrics"].type))):
+            pa.types.is_struct(ok_tbl["metrics"].type)
+            or pa.types.is_null(ok_tbl["metrics"].type))):
         return None
-    ok_tbl = ends.take(keep_ok)
     ok_ids = ok_tbl["id"].to_pylist()
-    info = [tasks[t] for t in ok_ids]  # (rowid, attempt, params text)
-    bid = b.id
-    ok_sql = [(att, bid, run_id, rowid) for rowid, att, _ in info]
+    info = [b.tasks[t] for t in ok_ids]  # (rowid, attempt, params text)
+    ok_sql = [(att, b.id, run_id, rowid) for rowid, att, _ in info]
     dur = pc.subtract(ok_tbl["t1"], ok_tbl["t0"])
     n = len(ok_ids)
     cols = {N.TASK_ID: ok_tbl["id"], N.BUNDLE: pa.array([b.id] * n, pa.string()),
@@ -81,22 +112,25 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
     for c in pcols:
         if c in ptab.column_names:
             cols[c] = _plain(ptab[c])
-    pset = set(pcols)
+    mcols = _metric_columns(ok_tbl, names, set(pcols), cols)
+    meta = {"params": [c for c in pcols if c in ptab.column_names], "metrics": mcols}
+    table = pa.table(cols).replace_schema_metadata({"pushbutton": json.dumps(meta)})
+    return ok_sql, table, [d for d in dur.to_pylist() if d is not None]
+
+
+def _metric_columns(ok_tbl, names, params: set, cols: dict) -> list[str]:
+    """The metrics struct as columns (added to `cols`); returns their names."""
+    import pyarrow as pa
     mcols = []
     if "metrics" in names and pa.types.is_struct(ok_tbl["metrics"].type):
         m = ok_tbl["metrics"].combine_chunks()
         for i in range(m.type.num_fields):
             name = m.type.field(i).name
-            if name in pset or N.reserved(name):  # the worker refuses these; never shadow
+            if name in params or N.reserved(name):  # the worker refuses these; never shadow
                 continue
             cols[name] = _plain(m.field(i))
             mcols.append(name)
-    table = pa.table(cols)
-    meta = {"params": [c for c in pcols if c in ptab.column_names], "metrics": mcols}
-    table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
-    durations = [d for d in dur.to_pylist() if d is not None]
-    commit()
-    return ok_sql, failed, table, durations
+    return mcols
 
 
 def _plain(col):

@@ -110,7 +110,8 @@ class Ingestor:
         rowids = {}
         for i in range(0, len(ids), 900):
             chunk = ids[i:i + 900]
-            q = "SELECT id, rowid FROM tasks WHERE exp=? AND id IN (%s)" % ",".join("?" * len(chunk))
+            q = ("SELECT id, rowid FROM tasks WHERE exp=? AND id IN (%s)"
+                 % ",".join("?" * len(chunk)))
             rowids.update(self.store.db.execute(q, (self.exp_id, *chunk)).fetchall())
         tasks = {t["id"]: (rowids[t["id"]], t.get("attempt", 1),
                            json.dumps(t["params"], sort_keys=True, separators=(",", ":"),

@@ -294,42 +294,46 @@ def doctor(root) -> dict:
         report["ok"] = False
         return report
     for e in exps:
-        eid, name = e["id"], e["name"]
-        if ExperimentLock(store, eid, name).held_by_other():
-            notes.append(f"{name}: a driver is running it; what it is writing may look "
-                         "unfinished")
-        for sub in ("results", "series"):
-            folder = sd / sub / name
-            pr = folder_problems(folder)
-            if pr["manifest"]:
-                problems.append({"what": pr["manifest"], "fix": "`pb repair`"})
-            for n, why in pr["unreadable"]:
-                problems.append({"what": f"{rel_path(sd, folder / n)} cannot be read ({why})",
-                                 "fix": "`pb repair` moves it aside and restores or recomputes "
-                                        "its rows"})
-            if pr["leftovers"]:
-                notes.append(f"{rel_path(sd, folder)}: {len(pr['leftovers'])} file(s) not in "
-                             "MANIFEST.json (left by an interrupted ingest or compaction; "
-                             "readers ignore them, `pb repair` removes them)")
-            if sub == "results":
-                bad = {n for n, _ in pr["unreadable"]}
-                readable = [n for n in partset.current(folder) if n not in bad] \
-                    if not pr["manifest"] else [n for n in partset.on_disk(folder)
-                                                if n not in bad]
-                lost = lost_rows(store, eid, folder, readable)
-                n_lost = sum(len(v) for v in lost.values())
-                if n_lost:
-                    on_disk = sum(len(v) for b, v in lost.items()
-                                  if b and (sd / "bundles" / b / "outcomes.jsonl").exists())
-                    problems.append({
-                        "what": f"{name}: {n_lost} done task(s) have no result row in "
-                                f"{rel_path(sd, folder)}",
-                        "fix": f"`pb repair` re-ingests {on_disk} from outcomes still on disk "
-                               f"and marks {n_lost - on_disk} pending for the next `pb run`"})
-        un = _uningested(store, eid)
-        if un:
-            notes.append(f"{name}: {len(un)} finished bundle(s) hold outcome lines that were "
-                         f"not ingested (e.g. {un[0][0]})")
+        _check_experiment(store, sd, e["id"], e["name"], problems, notes)
     store.close()
     report["ok"] = not problems
     return report
+
+
+def _check_experiment(store, sd: Path, eid: int, name: str, problems: list, notes: list) -> None:
+    """doctor's checks of one experiment's parts, result rows and bundles."""
+    if ExperimentLock(store, eid, name).held_by_other():
+        notes.append(f"{name}: a driver is running it; what it is writing may look "
+                     "unfinished")
+    for sub in ("results", "series"):
+        folder = sd / sub / name
+        pr = folder_problems(folder)
+        if pr["manifest"]:
+            problems.append({"what": pr["manifest"], "fix": "`pb repair`"})
+        for n, why in pr["unreadable"]:
+            problems.append({"what": f"{rel_path(sd, folder / n)} cannot be read ({why})",
+                             "fix": "`pb repair` moves it aside and restores or recomputes "
+                                    "its rows"})
+        if pr["leftovers"]:
+            notes.append(f"{rel_path(sd, folder)}: {len(pr['leftovers'])} file(s) not in "
+                         "MANIFEST.json (left by an interrupted ingest or compaction; "
+                         "readers ignore them, `pb repair` removes them)")
+        if sub == "results":
+            bad = {n for n, _ in pr["unreadable"]}
+            readable = [n for n in partset.current(folder) if n not in bad] \
+                if not pr["manifest"] else [n for n in partset.on_disk(folder)
+                                            if n not in bad]
+            lost = lost_rows(store, eid, folder, readable)
+            n_lost = sum(len(v) for v in lost.values())
+            if n_lost:
+                on_disk = sum(len(v) for b, v in lost.items()
+                              if b and (sd / "bundles" / b / "outcomes.jsonl").exists())
+                problems.append({
+                    "what": f"{name}: {n_lost} done task(s) have no result row in "
+                            f"{rel_path(sd, folder)}",
+                    "fix": f"`pb repair` re-ingests {on_disk} from outcomes still on disk "
+                           f"and marks {n_lost - on_disk} pending for the next `pb run`"})
+    un = _uningested(store, eid)
+    if un:
+        notes.append(f"{name}: {len(un)} finished bundle(s) hold outcome lines that were "
+                     f"not ingested (e.g. {un[0][0]})")

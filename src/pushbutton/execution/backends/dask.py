@@ -30,7 +30,8 @@ from pathlib import Path
 
 from pushbutton.core.errors import PushbuttonError, SpecError
 from pushbutton.core.files import THREAD_VARS, atomic_write, project_files, signal_name
-from pushbutton.execution.backends.base import FAILED, FINISHED, RUNNING, Backend, BundleRef, BundleState
+from pushbutton.execution.backends.base import (FAILED, FINISHED, RUNNING, Backend, BundleRef,
+                                                BundleState)
 
 WORKER = Path(__file__).resolve().parent.parent / "worker.py"
 OUTPUTS = ("stdout.log", "stderr.log", "series.jsonl", "done.json", "outcomes.jsonl")

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from pushbutton.core.files import THREAD_VARS, signal_name
-from pushbutton.execution.backends.base import FAILED, FINISHED, RUNNING, Backend, BundleRef, BundleState
+from pushbutton.execution.backends.base import (FAILED, FINISHED, RUNNING, Backend, BundleRef,
+                                                BundleState)
 
 WORKER = str(Path(__file__).resolve().parent.parent / "worker.py")
 

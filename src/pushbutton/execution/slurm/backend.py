@@ -13,122 +13,27 @@ Handles are "<jobid>_<index>:<bundle id>". Paths on the cluster side ("base"):
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shlex
-import signal
 import time
 import uuid
 from pathlib import Path
 
 from pushbutton.core.errors import PushbuttonError
+from pushbutton.core.files import write_json
 from pushbutton.execution.remote import RemoteError, Shell, shell_for
 from pushbutton.execution.slurm import jobs as slurm_jobs
-from pushbutton.execution.backends.base import FAILED, FINISHED, QUEUED, RUNNING, Backend, BundleRef, BundleState
+from pushbutton.execution.backends.base import Backend, BundleRef, BundleState
+from pushbutton.execution.slurm.options import (first_int, parse_config, partition_of, refuse_owned,
+                                                resource_flags)
+from pushbutton.execution.slurm.status import (load_json, remote_files, sacct_states,
+                                               squeue_states, state_of)
 
 WORKER = str(Path(__file__).resolve().parent.parent / "worker.py")
 
-QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
-                 "RESIZING", "SUSPENDED", "STOPPED", "RESV_DEL_HOLD"}
-RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
-
 _FIX_OPTS = ("check the sbatch options (the target's `sbatch = ...` and --sbatch); run "
              "`pb targets check TARGET`")
-
-
-def parse_config(text: str) -> dict[str, str]:
-    """`scontrol show config` -> {key: value}."""
-    out = {}
-    for line in text.splitlines():
-        k, sep, v = line.partition("=")
-        if sep:
-            out[k.strip()] = v.strip()
-    return out
-
-
-def _int(v, default):
-    try:
-        return int(str(v).split()[0])
-    except (ValueError, IndexError, TypeError):
-        return default
-
-
-def time_limit(seconds: float) -> str:
-    """sbatch --time value (whole minutes, rounded up) for a duration in seconds."""
-    m = max(1, math.ceil(seconds / 60))
-    return f"{m // 1440}-{(m % 1440) // 60:02d}:{m % 60:02d}:00" if m >= 1440 else \
-        f"{m // 60:02d}:{m % 60:02d}:00"
-
-
-def resource_flags(ref: BundleRef, n_tasks: int | None = None, gpus: int = 0) -> list[str]:
-    """Per-task resources of the experiment as sbatch flags for one bundle of n_tasks."""
-    flags = []
-    if ref.cpus and ref.cpus > 1:
-        flags.append(f"--cpus-per-task={ref.cpus}")
-    if ref.memory_mb:
-        flags.append(f"--mem={int(ref.memory_mb)}M")
-    if gpus:
-        flags.append(f"--gres=gpu:{gpus}")
-    if ref.timeout:
-        n = n_tasks or ref.n_tasks
-        flags.append(f"--time={time_limit(n * ref.timeout * 1.1 + 120)}")
-    return flags
-
-
-def state_of(slurm_state: str | None, reason: str = "", done: bool = False,
-             exit_info: dict | None = None, job: str = "") -> BundleState:
-    """A SLURM job state (None: the job is in no queue any more) -> BundleState with a cause."""
-    if done:
-        return BundleState(FINISHED)
-    st = (slurm_state or "").split()[0].rstrip("+") if slurm_state else None
-    rc = exit_info.get("rc") if exit_info else None
-    where = f"job {job}: " if job else ""
-    if st in QUEUED_STATES:
-        return BundleState(QUEUED)
-    if st in RUNNING_STATES:
-        return BundleState(RUNNING)
-    # SLURM's own verdicts say more than the exit status of a worker it stopped
-    if st == "TIMEOUT" or st == "DEADLINE":
-        return BundleState(FAILED, f"{where}SLURM stopped it at its time limit ({st}); raise "
-                           "the task timeout or pass --sbatch '--time=...'", "timeout")
-    if st == "OUT_OF_MEMORY":
-        return BundleState(FAILED, f"{where}SLURM stopped it for using more memory than "
-                           "requested (OUT_OF_MEMORY)", "memory")
-    if st in ("NODE_FAIL", "BOOT_FAIL"):
-        return BundleState(FAILED, f"{where}its node failed ({st}"
-                           + (f", {reason}" if reason and reason != "None" else "") + ")", "lost")
-    if st == "PREEMPTED":
-        return BundleState(FAILED, f"{where}preempted by SLURM (PREEMPTED)", "preempted")
-    if st == "CANCELLED":
-        return BundleState(FAILED, f"{where}cancelled outside pushbutton (scancel; CANCELLED)",
-                           "lost")
-    if rc is not None and rc != 0:
-        if rc > 128 or rc < 0:
-            sig = abs(rc) - 128 if rc > 128 else -rc
-            try:
-                name = signal.Signals(sig).name
-            except ValueError:
-                name = str(sig)
-            return BundleState(FAILED, f"{where}the worker was killed by signal {name}"
-                               + (f" ({st})" if st else ""), "signal")
-        if rc == 70:
-            return BundleState(FAILED, f"{where}a task timed out in native code; worker "
-                               "stopped", "timeout")
-        err = (exit_info or {}).get("err")
-        return BundleState(FAILED, f"{where}the worker exited with status {rc}"
-                           + (f": {err[-200:]}" if err else ""), "exit")
-    if st in ("FAILED", "SPECIAL_EXIT", "REVOKED"):
-        return BundleState(FAILED, f"{where}the job failed ({st}"
-                           + (f", {reason}" if reason and reason != "None" else "") + ")", "exit")
-    if st == "COMPLETED":
-        return BundleState(FAILED, f"{where}the job ended (COMPLETED) without writing its "
-                           "outcome (done.json)", "lost")
-    if rc == 0:
-        return BundleState(FAILED, f"{where}the worker ended without writing done.json", "lost")
-    return BundleState(FAILED, f"{where}the job left SLURM's queue without writing its outcome"
-                       + (f" (last state {st})" if st else " (cancelled while pending, e.g. by "
-                          "scancel, or its record expired)"), "lost")
 
 
 class SlurmBackend(Backend):
@@ -149,7 +54,7 @@ class SlurmBackend(Backend):
         self.remote = bool(target.host)
         self.store_dir = Path(store_dir)
         self.sbatch = shlex.split(sbatch) if isinstance(sbatch, str) else list(sbatch or [])
-        _refuse_owned(list(target.sbatch) + self.sbatch, target.name)
+        refuse_owned(list(target.sbatch) + self.sbatch, target.name)
         self.submit_gap = submit_gap
         self.project_key = project_key or "project"
         self.gpus = int(gpus or 0)
@@ -199,7 +104,8 @@ class SlurmBackend(Backend):
 
     # -- site facts ----------------------------------------------------------------------
     def limits(self) -> dict:
-        """MaxArraySize, MaxJobCount and the CPUs of the partition, from scontrol and sinfo."""
+        """MaxArraySize, MaxJobCount and the CPUs of the partition, from scontrol and sinfo
+        (cached in limits_cache for cache_s seconds)."""
         if self._limits is None and self.cache_path:
             try:
                 c = json.loads(Path(self.cache_path).read_text())
@@ -208,43 +114,42 @@ class SlurmBackend(Backend):
             except (OSError, ValueError, KeyError):
                 pass
         if self._limits is None:
-            script = ("scontrol show config 2>&1; echo '@@sinfo'; "
-                      "sinfo -h -o '%P %C' 2>&1; echo '@@end'")
-            r = self.shell.run_script(script, setup=self.target.setup, timeout=60, check=False)
-            if "@@sinfo" not in r.stdout:
-                raise RemoteError(f"cannot read SLURM's configuration: {r.stderr.strip()[-300:]}",
-                                  target=self.target.name,
-                                  fix=f"run `pb targets check {self.target.name}`")
-            conf_text, _, rest = r.stdout.partition("@@sinfo")
-            conf = parse_config(conf_text)
-            part = _partition(self.target.sbatch + self.sbatch)
-            cpus = 0
-            for line in rest.split("@@end")[0].strip().splitlines():
-                bits = line.split()
-                if len(bits) == 2 and "/" in bits[1]:
-                    name = bits[0]
-                    if (part and name.rstrip("*") == part) or (not part and name.endswith("*")):
-                        cpus = _int(bits[1].split("/")[-1], 0)
-            max_array = _int(conf.get("MaxArraySize"), 1001)
-            max_jobs = _int(conf.get("MaxJobCount"), 10000)
-            if self.target.max_array_size:
-                max_array = min(max_array, self.target.max_array_size + 1)
-            self._limits = {"max_array": max(1, max_array - 1), "max_jobs": max_jobs,
-                            "cpus": cpus or 1,
-                            "accounting": conf.get("AccountingStorageType", "") not in
-                            ("", "accounting_storage/none"),
-                            "min_job_age": _int(conf.get("MinJobAge"), 300)}
+            self._limits = self._read_limits()
             if self.cache_path:
                 try:
-                    cp = Path(self.cache_path)
-                    cp.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cp.with_name(f".{cp.name}.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps({"t": time.time(), "key": self._key(),
-                                               "limits": self._limits}))
-                    os.replace(tmp, cp)
+                    Path(self.cache_path).parent.mkdir(parents=True, exist_ok=True)
+                    write_json(self.cache_path, {"t": time.time(), "key": self._key(),
+                                                 "limits": self._limits}, indent=None)
                 except OSError:
                     pass
         return self._limits
+
+    def _read_limits(self) -> dict:
+        script = ("scontrol show config 2>&1; echo '@@sinfo'; sinfo -h -o '%P %C' 2>&1; "
+                  "echo '@@end'")
+        r = self.shell.run_script(script, setup=self.target.setup, timeout=60, check=False)
+        if "@@sinfo" not in r.stdout:
+            raise RemoteError(f"cannot read SLURM's configuration: {r.stderr.strip()[-300:]}",
+                              target=self.target.name,
+                              fix=f"run `pb targets check {self.target.name}`")
+        conf_text, _, rest = r.stdout.partition("@@sinfo")
+        conf = parse_config(conf_text)
+        part = partition_of(self.target.sbatch + self.sbatch)
+        cpus = 0
+        for line in rest.split("@@end")[0].strip().splitlines():
+            bits = line.split()
+            if len(bits) == 2 and "/" in bits[1]:
+                name = bits[0]
+                if (part and name.rstrip("*") == part) or (not part and name.endswith("*")):
+                    cpus = first_int(bits[1].split("/")[-1], 0)
+        max_array = first_int(conf.get("MaxArraySize"), 1001)
+        if self.target.max_array_size:
+            max_array = min(max_array, self.target.max_array_size + 1)
+        return {"max_array": max(1, max_array - 1),
+                "max_jobs": first_int(conf.get("MaxJobCount"), 10000), "cpus": cpus or 1,
+                "accounting": conf.get("AccountingStorageType", "") not in
+                ("", "accounting_storage/none"),
+                "min_job_age": first_int(conf.get("MinJobAge"), 300)}
 
     def _key(self) -> str:
         return json.dumps([self.target.model_dump(exclude={"file"}), self.sbatch],
@@ -413,9 +318,9 @@ class SlurmBackend(Backend):
             self.last_poll_error = f"squeue failed: {sq[0].strip()[-300:]}"
             return {}
         self.last_poll_error = None
-        states = _squeue_states(sq[0])
-        acct_rc = _sacct_states(text, states) if acct and "@@sacct" in text else {}
-        done, exits = _remote_files(text) if self.remote else (set(), {})
+        states = squeue_states(sq[0])
+        acct_rc = sacct_states(text, states) if acct and "@@sacct" in text else {}
+        done, exits = remote_files(text) if self.remote else (set(), {})
         out = {}
         for h, bid in zip(handles, bids):
             job = h.split(":")[0]
@@ -452,7 +357,7 @@ class SlurmBackend(Backend):
         if (d / "done.json").exists():
             done.add(bid)
         elif (d / "exit.json").exists():
-            exits[bid] = _load_json((d / "exit.json").read_text())
+            exits[bid] = load_json((d / "exit.json").read_text())
             try:
                 with open(d / "worker.err", "rb") as f:
                     f.seek(max(0, f.seek(0, 2) - 300))
@@ -526,32 +431,6 @@ class SlurmBackend(Backend):
         self.shell.close()
 
 
-_OWNED = ("--array", "-a", "--wrap", "--parsable", "--output", "-o", "--open-mode")
-
-
-def _refuse_owned(opts: list[str], target: str) -> None:
-    """Options pushbutton sets itself cannot be passed through: say so instead of breaking."""
-    from pushbutton.core.errors import SpecError
-    for o in opts:
-        name = o.split("=", 1)[0]
-        if name in _OWNED or (name[:2] in ("-a", "-o") and not name.startswith("--")):
-            raise SpecError(f"sbatch option {o!r} is set by pushbutton itself (each bundle is "
-                            "one array element with its own logs)", key="sbatch",
-                            fix=f"leave it out of --sbatch and of target '{target}'")
-
-
-def _partition(opts: list[str]) -> str | None:
-    part = None
-    for i, o in enumerate(opts):
-        if o.startswith("--partition="):
-            part = o.split("=", 1)[1]
-        elif o in ("-p", "--partition") and i + 1 < len(opts):
-            part = opts[i + 1]
-        elif o.startswith("-p") and len(o) > 2:
-            part = o[2:]
-    return part.split(",")[0] if part else None
-
-
 def _test_hook_die_after_sbatch() -> None:
     """Fault injection for the tests only: when PB_TEST_DIE_AFTER_SBATCH names a file that
     exists, the file is removed and the process dies at once, right after SLURM accepted an
@@ -561,52 +440,3 @@ def _test_hook_die_after_sbatch() -> None:
         os.unlink(p)
         os._exit(99)
 
-
-def _load_json(text: str) -> dict:
-    try:
-        v = json.loads(text)
-        return v if isinstance(v, dict) else {}
-    except ValueError:
-        return {}
-
-
-def _squeue_states(text: str) -> dict[str, tuple[str, str]]:
-    """squeue lines "JOB_INDEX|STATE|REASON" -> {job: (state, reason)}."""
-    states = {}
-    for line in text.splitlines():
-        bits = line.strip().split("|")
-        if len(bits) >= 2 and "_" in bits[0]:
-            states[bits[0]] = (bits[1], bits[2] if len(bits) > 2 else "")
-    return states
-
-
-def _sacct_states(text: str, states: dict) -> dict[str, dict]:
-    """Jobs squeue has forgotten (older than MinJobAge), from sacct: their states are added
-    to `states`; returns their exit statuses {job: {"rc": N}}."""
-    acct_rc: dict[str, dict] = {}
-    for line in text.split("@@sacct", 1)[1].split("@@files", 1)[0].splitlines():
-        bits = line.strip().split("|")
-        if len(bits) >= 2 and "_" in bits[0] and bits[0] not in states:
-            states[bits[0]] = (bits[1], "")
-            rc, _, sig = (bits[2] if len(bits) > 2 else "").partition(":")
-            if sig.isdigit() and int(sig):
-                acct_rc[bits[0]] = {"rc": 128 + int(sig)}
-            elif rc.isdigit() and int(rc):
-                acct_rc[bits[0]] = {"rc": int(rc)}
-    return acct_rc
-
-
-def _remote_files(text: str) -> tuple[set, dict]:
-    """The "done B" / "exit B {json}" / "err B tail" lines of a remote status query."""
-    done, exits = set(), {}
-    for line in text.split("@@files", 1)[1].split("@@end", 1)[0].splitlines():
-        kind, _, rest = line.partition(" ")
-        if kind == "done":
-            done.add(rest.strip())
-        elif kind == "exit":
-            b, _, js = rest.partition(" ")
-            exits[b] = _load_json(js)
-        elif kind == "err":
-            b, _, err = rest.partition(" ")
-            exits.setdefault(b, {})["err"] = err.strip()
-    return done, exits
