@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from pushbutton.execution import bundling
-from pushbutton.execution.backends.base import FAILED, FINISHED, Backend, BundleRef, BundleState
+from pushbutton.execution.backends.base import FAILED, FINISHED, Backend, BundleRef
 from pushbutton.harvest.ingest import ActiveBundle, Ingestor, RunPolicy
 from pushbutton.harvest.outcomes import ranges
 from pushbutton.store.database import DONE, FAILED as T_FAILED, Store
