@@ -9,28 +9,17 @@ Nothing here writes except `settle`; `pb status` and `pb history` only read.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
+
+from pushbutton.store.lock import file_locked
 
 INTERRUPTED = "interrupted"
 
 
 def lock_held(store, eid: int) -> bool:
     """Another process holds the experiment's lock (read-only: creates no file)."""
-    try:
-        fd = os.open(store.dir / "locks" / f"{eid}.lock", os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return file_locked(store.dir / "locks" / f"{eid}.lock")
 
 
 def pushbutton_alive(pid) -> bool:

@@ -42,23 +42,26 @@ class ExperimentLock:
             return {}
 
     def held_by_other(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:  # a read-only store: look without creating anything
-            try:
-                fd = os.open(self.path, os.O_RDONLY)
-            except OSError:
-                return False  # no lock file: no driver ever ran here
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        return file_locked(self.path)
 
     def release(self):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def file_locked(path) -> bool:
+    """Whether another process holds the flock on `path` (opens it read-only: creates nothing,
+    so it works on a read-only store too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: no driver ever ran here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
