@@ -155,16 +155,18 @@ def damaged_parts(store_dir: Path) -> list[tuple[Path, str]]:
 
 # -- the check a reader makes ---------------------------------------------------------------
 def _state_counts(path: Path, eid: int) -> tuple[dict, dict, int]:
-    """Counts by state through the id index (+ table) and through the state index, and the
+    """Counts by state through the table and through the state index, and the
     stored number of tasks, read in one snapshot on a connection of its own."""
     from pushbutton.store.database import _open_readonly  # also where the store's folder is read-only
     db = _open_readonly(path)
     try:
         db.execute("BEGIN")
-        q = ("SELECT state, count(*) FROM tasks INDEXED BY {} WHERE exp=? AND idx IS NOT NULL "
+        q = ("SELECT state, count(*) FROM tasks {} WHERE exp=? AND idx IS NOT NULL "
              "GROUP BY state")
-        a = dict(db.execute(q.format("tasks_id"), (eid,)).fetchall())
-        b = dict(db.execute(q.format("tasks_state"), (eid,)).fetchall())
+        # the table itself, scanned in page order (10^6 tasks: 0.17 s; through the id index,
+        # one random table lookup per task, it took 1.4 s), against the state index
+        a = dict(db.execute(q.format("NOT INDEXED"), (eid,)).fetchall())
+        b = dict(db.execute(q.format("INDEXED BY tasks_state"), (eid,)).fetchall())
         n = db.execute("SELECT n_tasks FROM experiments WHERE id=?", (eid,)).fetchone()
         db.execute("COMMIT")
         return a, b, (n[0] if n else None)
