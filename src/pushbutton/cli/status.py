@@ -16,11 +16,9 @@ from pushbutton.cli.tables import duration
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(experiment, as_json):
     """Counts per state, rate and ETA."""
-    from pushbutton.store.integrity import check_state
     from pushbutton.execution.operations import status as st
     store = open_store()
     eid, name = experiment_named(store, experiment)
-    check_state(store, eid)  # counts from a damaged state database are not shown
     s = st(store, eid, name)
     if as_json:
         click.echo(json.dumps(s, default=str))

@@ -14,6 +14,7 @@ from pushbutton.execution import factory
 from pushbutton.execution.driver import Driver
 from pushbutton.execution.slurm import runs as slurm_runs
 from pushbutton.harvest.ingest import RunPolicy
+from pushbutton.store.integrity import check_state
 from pushbutton.store.lock import ExperimentLock
 from pushbutton.core.errors import PushbuttonError, SpecError
 from pushbutton.store.database import DONE, FAILED, PENDING, RUNNING, Store
@@ -154,7 +155,9 @@ def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
 
 def status(store: Store, eid: int, name: str) -> dict:
     """What the store says about the experiment. A reader: it harvests nothing (`pb harvest`
-    or the background harvester bring in what a scheduler finished)."""
+    or the background harvester bring in what a scheduler finished). Counts from a damaged
+    state database are never shown (the same check for `pb status` and `exp.status()`)."""
+    check_state(store, eid)
     counts = store.counts(eid)
     total = sum(counts.values())
     lock = ExperimentLock(store, eid, name)
