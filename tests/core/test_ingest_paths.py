@@ -29,6 +29,7 @@ def test_fast_and_slow_ingest_agree(project, monkeypatch):
     assert s_fast["counts"] == s_slow["counts"]
     assert s_fast["counts"]["failed"] == len([i for i in range(1500) if i % 97 == 5])
     assert list(fast.columns) == list(slow.columns)
+    assert "pb_node" in fast.columns and fast["pb_node"].notna().all()  # both paths record it
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
     row = fast.set_index("i").loc[8]
     assert row["vec"] == "[8, 9]" and row["cfg"] == '{"a": 8}' and bool(row["ok"])

@@ -3,6 +3,7 @@ columns carry the pb_ prefix (docs/ARCHITECTURE.md, "Names are the user's")."""
 import csv
 import io
 import json
+import os
 import socket
 
 import pytest
@@ -49,6 +50,8 @@ def _check_rows(rows):
         assert float(r["error"]) == n * 0.5 and float(r["duration_s"]) == 100.0 + n
         assert r["pb_status"] == "done" and len(r["pb_task_id"]) == 20
         assert float(r["pb_duration_s"]) < 60 and r["pb_host"] == socket.gethostname()
+        # a local run's node is the host (the SLURM node's name when this runs in a SLURM job)
+        assert r["pb_node"] == (os.environ.get("SLURMD_NODENAME") or socket.gethostname())
 
 
 def test_user_names_round_trip_in_every_view(project):
@@ -61,7 +64,8 @@ def test_user_names_round_trip_in_every_view(project):
     assert header[0] == "pb_task_id" and header[1:len(USER) + 1] == USER, header
     assert not any(c.startswith("result_") or c.endswith("_1") for c in header)
     assert header[len(USER) + 1:] == ["pb_status", "pb_error_kind", "pb_error", "pb_attempts",
-                                  "pb_duration_s", "pb_host", "pb_run_id", "pb_finished_at"]
+                                  "pb_duration_s", "pb_host", "pb_node", "pb_run_id",
+                                  "pb_finished_at"]
     _check_rows(rows)
     js = [json.loads(x) for x in pb("results", "--format", "json").stdout.splitlines()]
     _check_rows(js)

@@ -38,12 +38,13 @@ workers = 1
 def _views(project):
     """{view: {task id: (status, v, run)}} plus the counts of `pb status --json`."""
     def rows(recs):
-        return {r["pb_task_id"]: (r["pb_status"], r["v"], r["pb_run_id"]) for r in recs}
+        return {r["pb_task_id"]: (r["pb_status"], r["v"], r["pb_run_id"], r["pb_node"])
+                for r in recs}
     out = {}
     out["pb results"] = rows(json.loads(x) for x in
                              pb("results", "--format", "json").stdout.splitlines())
     out["pb sql"] = rows(json.loads(x) for x in pb(
-        "sql", "SELECT pb_task_id, pb_status, v, pb_run_id FROM results", "--format",
+        "sql", "SELECT pb_task_id, pb_status, v, pb_run_id, pb_node FROM results", "--format",
         "json").stdout.splitlines())
     df = pushbutton.load(project / "experiment.toml").results()
     out["exp.results()"] = rows(df.astype(object).where(df.notna(), None).to_dict("records"))
@@ -57,8 +58,11 @@ def _agree(project):
     for name, v in views.items():
         assert v == first, (name, v, first)
     from collections import Counter
-    assert dict(Counter(s for s, _, _ in first.values())) == counts
-    return first
+    assert dict(Counter(s for s, *_ in first.values())) == counts
+    # every task that ran to an end says where, in every view alike (checked above)
+    assert all(n == socket.gethostname() for s, _, _, n in first.values()
+               if s in ("done", "failed")), first
+    return {t: v[:3] for t, v in first.items()}
 
 
 def test_failed_rerun_shows_the_failure_everywhere(project):
@@ -76,6 +80,7 @@ def test_failed_rerun_shows_the_failure_everywhere(project):
     for row in js:
         assert row["pb_error_kind"] == "exception" and "broken on purpose" in row["pb_error"]
         assert row["pb_duration_s"] < 5 and row["pb_host"] == socket.gethostname()
+        assert row["pb_node"] == socket.gethostname()  # a failure's node: from its task row
         assert row["pb_attempts"] == 2  # attempt numbers run on over reruns
     # the results of run 1 stay readable, apart
     old = [json.loads(x) for x in pb("results", "--run", "1", "--format", "json")

@@ -323,12 +323,35 @@ def timing(df: pd.DataFrame) -> dict:
         out["retried_tasks"] = int((pd.to_numeric(df[N.ATTEMPTS], errors="coerce") > 1).sum())
     if N.HOST in df.columns:
         out["hosts"] = {str(k): int(v) for k, v in df[N.HOST].dropna().value_counts().items()}
+    out["nodes"] = _per_node(df, status, dur)
     if N.FINISHED_AT in df.columns and len(dur):
         fin = _to_seconds(df[N.FINISHED_AT])
         start = fin - dur.fillna(0)
         if fin.notna().any():
             out["wall_s"] = float(fin.max() - start.min())
     return out
+
+
+NOT_RECORDED = "(not recorded)"  # finished tasks of results stored before pb_node existed
+
+
+def _per_node(df: pd.DataFrame, status: pd.Series, dur: pd.Series) -> list[dict]:
+    """Finished tasks (done or failed) per pb_node, by node name: tasks, failures, their total
+    run time and the mean run time of the done ones. [] without a pb_node column."""
+    if N.NODE not in df.columns:
+        return []
+    fin = status.isin(["done", "failed"])
+    node = df.loc[fin, N.NODE].astype(object).where(df.loc[fin, N.NODE].notna(), NOT_RECORDED)
+    d = dur[fin] if len(dur) else pd.Series(math.nan, index=node.index)
+    g = pd.DataFrame({"node": node.astype(str), "failed": status[fin] == "failed",
+                      "dur": d, "done_dur": d.where(status[fin] == "done")})
+    rows = []
+    for name, grp in g.groupby("node", sort=True):
+        rows.append({"node": name, "tasks": int(len(grp)), "failures": int(grp["failed"].sum()),
+                     "task_s": float(grp["dur"].sum()),
+                     "mean_s": float(grp["done_dur"].mean()) if grp["done_dur"].notna().any()
+                     else math.nan})
+    return rows
 
 
 def _to_seconds(s: pd.Series) -> pd.Series:

@@ -89,10 +89,12 @@ def logs(task, experiment):
     eid = experiment_named(store, experiment)[0] if experiment else None
     out = lg(store, eid, task)
     click.echo(f"task {out['task']} [{out['state']}] "
-               f"{json.dumps(out['params'], ensure_ascii=False)}")
+               f"{json.dumps(out['params'], ensure_ascii=False)}"
+               + (f" on node {out['node']} (host {out['host']})" if out.get("node") else ""))
     for a in out["attempts"]:
+        where = f"host {a['host']}" + (f", node {a['node']}" if a.get("node") else "")
         click.echo(f"-- attempt {a['n']} (bundle {a['bundle']}): {a['kind']}: {a['error']} "
-                   f"(host {a['host']})")
+                   f"({where})")
         if a["traceback"]:
             click.echo(a["traceback"].rstrip())
     click.echo("-- stdout --")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 # bookkeeping columns a results table leaves out (--format csv has them)
-HIDDEN = ("pb_error", "pb_host", "pb_run_id", "pb_finished_at")
+HIDDEN = ("pb_error", "pb_host", "pb_node", "pb_run_id", "pb_finished_at")
 
 
 def print_frame(df, limit, title=None):

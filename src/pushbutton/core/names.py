@@ -19,6 +19,9 @@ ERROR = "pb_error"
 ATTEMPTS = "pb_attempts"
 DURATION = "pb_duration_s"
 HOST = "pb_host"
+# the node the task ran on as its scheduler names it: the SLURM node name (SLURMD_NODENAME),
+# the Dask worker's address, else the host name (pb_host)
+NODE = "pb_node"
 RUN_ID = "pb_run_id"
 FINISHED_AT = "pb_finished_at"
 BUNDLE = "pb_bundle"
@@ -29,7 +32,7 @@ TIME = "pb_time"
 N = "pb_n"
 
 # what follows the parameters and metrics in `exp.results()`
-TAIL = [STATUS, ERROR_KIND, ERROR, ATTEMPTS, DURATION, HOST, RUN_ID, FINISHED_AT]
+TAIL = [STATUS, ERROR_KIND, ERROR, ATTEMPTS, DURATION, HOST, NODE, RUN_ID, FINISHED_AT]
 
 
 def reserved(name) -> bool:

@@ -241,13 +241,25 @@ def logs(store: Store, eid: int | None, prefix: str) -> dict:
     out = {"task": t["id"], "state": t["state"], "params": json.loads(t["params"]),
            "error_kind": t["error_kind"], "error": t["error"], "stdout": "", "stderr": "",
            "attempts": []}
-    for row in store.db.execute("SELECT n, kind, error, traceback, bundle, host, log FROM "
-                                "attempts WHERE task=? ORDER BY n", (t["rowid"],)):
+    node = store.column_or_null("attempts", "node")
+    for row in store.db.execute("SELECT n, kind, error, traceback, bundle, host, "
+                                f"{node}, log FROM attempts WHERE task=? ORDER BY n",
+                                (t["rowid"],)):
         out["attempts"].append(dict(zip(("n", "kind", "error", "traceback", "bundle", "host",
-                                         "log"), row)))
+                                         "node", "log"), row)))
+    node = store.column_or_null("tasks", "node")
+    out["host"], out["node"] = store.db.execute(f"SELECT host, {node} FROM tasks WHERE rowid=?",
+                                                (t["rowid"],)).fetchone()
     bundle, log = t["bundle"], t["log"]
-    if t["state"] == "done" and bundle and not log:  # kept in the task's outcome line
-        log = _log_from_outcomes(store.dir / "bundles" / bundle, t["id"])
+    if t["state"] == "done" and bundle:  # where it ran and its log: in its outcome line
+        end = _end_from_outcomes(store.dir / "bundles" / bundle, t["id"]) or {}
+        out["host"], out["node"] = end.get("host"), end.get("node")
+        if not end:  # its bundle folder was cleaned: the stored row says
+            from pushbutton.store.views import where_ran
+            name = next(e["name"] for e in store.experiments() if e["id"] == t["exp"])
+            out["host"], out["node"] = where_ran(store, name, t["id"], bundle)
+        if not log and end.get("log"):
+            log = json.dumps(end["log"])
     if not (bundle and log and log != "null") and out["attempts"]:
         bundle, log = out["attempts"][-1]["bundle"], out["attempts"][-1]["log"]
     if bundle and log and log != "null":
@@ -262,7 +274,8 @@ def logs(store: Store, eid: int | None, prefix: str) -> dict:
     return out
 
 
-def _log_from_outcomes(folder, tid: str) -> str | None:
+def _end_from_outcomes(folder, tid: str) -> dict | None:
+    """The task's end line in its bundle's outcomes (None when the folder was cleaned)."""
     p = folder / "outcomes.jsonl"
     if not p.exists():
         return None
@@ -274,9 +287,8 @@ def _log_from_outcomes(folder, tid: str) -> str | None:
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(rec, dict) and rec.get("id") == tid and rec.get("ev") == "end" \
-                        and rec.get("log"):
-                    return json.dumps(rec["log"])
+                if isinstance(rec, dict) and rec.get("id") == tid and rec.get("ev") == "end":
+                    return rec
     return None
 
 

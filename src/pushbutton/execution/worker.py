@@ -33,6 +33,10 @@ import traceback
 import types
 
 HOST = socket.gethostname()
+# the node as the scheduler names it (pb_node): SLURM's node name, which may differ from the host
+# name (NodeHostname, several slurmd on one machine); the Dask worker's address (the Dask backend
+# sets PB_NODE); else the host name
+NODE = os.environ.get("SLURMD_NODENAME") or os.environ.get("PB_NODE") or HOST
 _ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 # metrics may be NaN or +-inf (a diverged estimator is data): written as the NaN / Infinity /
 # -Infinity tokens that Python's json reads back as floats (the driver's ingest does)
@@ -172,7 +176,7 @@ class Bundle:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         done = {"exit": 0, "n_end": n_end, "sha256": h.hexdigest(),
-                "bytes": os.path.getsize(path), "host": HOST, "t": time.time()}
+                "bytes": os.path.getsize(path), "host": HOST, "node": NODE, "t": time.time()}
         tmp = os.path.join(self.dir, ".done.json.tmp")
         with open(tmp, "w") as f:
             json.dump(done, f)
@@ -314,8 +318,8 @@ def run_python(bundle, task, fn, timeout, out_fd, err_fd):
 
 def _hard_timeout(bundle, task, timeout):
     bundle.emit({"id": task["id"], "ev": "end", "ok": False, "kind": "timeout", "t1": time.time(),
-                 "host": HOST, "error": "task exceeded its timeout of %ss (stuck in native code; "
-                 "worker stopped)" % timeout})
+                 "host": HOST, "node": NODE, "error": "task exceeded its timeout of %ss "
+                 "(stuck in native code; worker stopped)" % timeout})
     os._exit(70)
 
 
@@ -705,7 +709,8 @@ def _end_line(tid, t0, offs, res):
     """A task's end record as one line; metrics the worker has already checked are spliced in
     as the JSON text they are, not parsed again."""
     metrics_json = res.pop("metrics_json", None)
-    rec = {"id": tid, "ev": "end", "t0": t0, "t1": time.time(), "host": HOST, "log": offs}
+    rec = {"id": tid, "ev": "end", "t0": t0, "t1": time.time(), "host": HOST, "node": NODE,
+           "log": offs}
     rec.update(res)
     line = json.dumps(rec, default=_plain)
     if metrics_json is not None:

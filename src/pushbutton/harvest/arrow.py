@@ -99,11 +99,13 @@ def _ok_table(b, ok_tbl, names, run_id: int, param_names):
     ok_sql = [(att, b.id, run_id, rowid) for rowid, att, _ in info]
     dur = pc.subtract(ok_tbl["t1"], ok_tbl["t0"])
     n = len(ok_ids)
+    host, node = _text(ok_tbl, names, "host", n), _text(ok_tbl, names, "node", n)
+    if host is None or node is None:  # not text: the line-by-line path marks them damaged
+        return None
     cols = {N.TASK_ID: ok_tbl["id"], N.BUNDLE: pa.array([b.id] * n, pa.string()),
             N.RUN_ID: pa.array([run_id] * n, pa.int64()),
             N.ATTEMPTS: pa.array([a for _, a, _ in info], pa.int64()),
-            N.DURATION: dur, N.HOST: ok_tbl["host"] if "host" in names else
-            pa.nulls(n, pa.string()), N.FINISHED_AT: ok_tbl["t1"]}
+            N.DURATION: dur, N.HOST: host, N.NODE: node, N.FINISHED_AT: ok_tbl["t1"]}
     try:
         ptab = pj.read_json(io.BytesIO("\n".join(p for _, _, p in info).encode()))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -116,6 +118,15 @@ def _ok_table(b, ok_tbl, names, run_id: int, param_names):
     meta = {"params": [c for c in pcols if c in ptab.column_names], "metrics": mcols}
     table = pa.table(cols).replace_schema_metadata({"pushbutton": json.dumps(meta)})
     return ok_sql, table, [d for d in dur.to_pylist() if d is not None]
+
+
+def _text(tbl, names, key: str, n: int):
+    """A text field of the end lines as a string column (null where the lines lack it: a
+    line written before the field existed); None when it holds something else."""
+    import pyarrow as pa
+    if key not in names or pa.types.is_null(tbl[key].type):
+        return pa.nulls(n, pa.string())
+    return tbl[key] if pa.types.is_string(tbl[key].type) else None
 
 
 def _metric_columns(ok_tbl, names, params: set, cols: dict) -> list[str]:

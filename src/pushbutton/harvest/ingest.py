@@ -236,7 +236,8 @@ class Ingestor:
             batch.ok.append((attempt, b.id, b.run, rowid))
             dur = (t1 - t0) if (t0 and t1) else None
             rows.append({"task_id": tid, "bundle": b.id, "run_id": b.run, "attempts": attempt,
-                         "duration_s": dur, "host": rec.get("host"), "finished_at": t1,
+                         "duration_s": dur, "host": rec.get("host"),
+                         "node": rec.get("node"), "finished_at": t1,
                          "params": None, "metrics": rec.get("metrics") or {}})
             ptexts.append(ptext)
             if dur is not None:
@@ -291,9 +292,10 @@ class Ingestor:
     def _fail_record(self, b: ActiveBundle, rec: dict, batch: _Batch) -> None:
         self._fail(b, rec["id"], rec.get("kind") or "exception", rec.get("error") or "",
                    rec.get("traceback"), rec.get("t0"), rec.get("t1"), rec.get("host"),
-                   oc.log_slice(rec.get("log")), batch)
+                   oc.log_slice(rec.get("log")), batch, node=rec.get("node"))
 
-    def _fail(self, b, tid, kind, error, tb, t0, t1, host, log, batch: _Batch) -> None:
+    def _fail(self, b, tid, kind, error, tb, t0, t1, host, log, batch: _Batch,
+              node=None) -> None:
         """A failed attempt: pending again while the retry rule allows, else failed."""
         rowid, attempt, _ = b.tasks[tid]
         # attempt numbers run on over `pb retry` / --rerun; each of those gives a fresh budget
@@ -303,9 +305,9 @@ class Ingestor:
         else:
             self.failed += 1
         batch.fail.append((PENDING if retry else T_FAILED, attempt, b.id, b.run, t0, t1, host,
-                           log, kind, error[:4000], rowid))
+                           node, log, kind, error[:4000], rowid))
         batch.attempts.append((rowid, attempt, b.run, b.id, kind, error[:4000],
-                               (tb or "")[-8000:], t0, t1, host, log))
+                               (tb or "")[-8000:], t0, t1, host, node, log))
 
     def take_requeued(self) -> int:
         """Tasks sent back to pending by the retry rule since the last call."""

@@ -29,6 +29,7 @@ def valid_record(rec) -> bool:
             and isinstance(rec.get("error"), (str, type(None)))
             and isinstance(rec.get("kind"), (str, type(None)))
             and isinstance(rec.get("host"), (str, type(None)))
+            and isinstance(rec.get("node"), (str, type(None)))  # absent in older lines
             and (lg is None or (isinstance(lg, list) and len(lg) == 4
                                 and all(isinstance(x, int) for x in lg))))
 
@@ -109,6 +110,6 @@ def write_failures(db, fail_sql, attempts_sql) -> None:
     """Failed attempts: the task's state (pending again, or failed) and its attempts row."""
     if fail_sql:
         db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, t1=?, "
-                       "host=?, log=?, error_kind=?, error=? WHERE rowid=?", fail_sql)
+                       "host=?, node=?, log=?, error_kind=?, error=? WHERE rowid=?", fail_sql)
         db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, traceback, t0, "
-                       "t1, host, log) VALUES (?,?,?,?,?,?,?,?,?,?,?)", attempts_sql)
+                       "t1, host, node, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", attempts_sql)

@@ -247,7 +247,18 @@ def _timing(df) -> dict | None:
             "max": _duration(t["duration_max_s"]), "wall": _duration(t["wall_s"]),
             "failure_rate": "–" if math.isnan(t["failure_rate"]) else f"{t['failure_rate']:.1%}",
             "retried": t["retried_tasks"], "by_kind": t["failures_by_kind"],
-            "hosts": t["hosts"]}
+            "hosts": t["hosts"], "nodes": _nodes(t["nodes"])}
+
+
+def _nodes(rows: list[dict]) -> list[dict]:
+    """The per-node table of the timing section, with a bar as wide as the node's share of
+    the busiest node's tasks."""
+    most = max((r["tasks"] for r in rows), default=0)
+    return [{"node": r["node"], "tasks": r["tasks"], "failures": r["failures"],
+             "total": _duration(r["task_s"]), "total_s": r["task_s"],
+             "mean": _duration(r["mean_s"]),
+             "mean_s": "" if math.isnan(r["mean_s"]) else r["mean_s"],
+             "pct": 100.0 * r["tasks"] / most if most else 0.0} for r in rows]
 
 
 def _runs(ctx: dict) -> list[dict]:

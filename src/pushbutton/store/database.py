@@ -36,12 +36,12 @@ CREATE TABLE IF NOT EXISTS tasks (
   rowid INTEGER PRIMARY KEY, exp INTEGER NOT NULL, id TEXT NOT NULL, idx INTEGER,
   params TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER DEFAULT 0,
   bundle TEXT, run INTEGER, error_kind TEXT, error TEXT, t0 REAL, t1 REAL, host TEXT, log TEXT,
-  attempt0 INTEGER DEFAULT 0, gen INTEGER DEFAULT 0);
+  attempt0 INTEGER DEFAULT 0, gen INTEGER DEFAULT 0, node TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_id ON tasks(exp, id);
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(exp, state, idx);
 CREATE TABLE IF NOT EXISTS attempts (
   task INTEGER NOT NULL, n INTEGER NOT NULL, run INTEGER, bundle TEXT, kind TEXT, error TEXT,
-  traceback TEXT, t0 REAL, t1 REAL, host TEXT, log TEXT);
+  traceback TEXT, t0 REAL, t1 REAL, host TEXT, log TEXT, node TEXT);
 CREATE INDEX IF NOT EXISTS attempts_task ON attempts(task);
 CREATE TABLE IF NOT EXISTS bundles (
   id TEXT PRIMARY KEY, exp INTEGER NOT NULL, run INTEGER, backend TEXT, handle TEXT,
@@ -121,6 +121,12 @@ class Store:
 
     def close(self):
         self.db.close()
+
+    def column_or_null(self, table: str, col: str) -> str:
+        """`col` for a SELECT on `table`, or NULL where the table lacks it (a read-only store
+        made by an earlier version, which cannot be given the columns added since)."""
+        have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+        return col if col in have else "NULL"
 
     # -- experiments --------------------------------------------------------------------
     def experiment(self, name: str, spec: dict | None = None, update: bool = True) -> int | None:
@@ -248,6 +254,9 @@ _LATER_COLUMNS = (
     ("tasks", "attempt0", "INTEGER DEFAULT 0"),
     # the task folder's generation: one more after each --rerun (a fresh, empty folder)
     ("tasks", "gen", "INTEGER DEFAULT 0"),
+    # the node a failed attempt ran on (pb_node; a done task's is in its Parquet row)
+    ("tasks", "node", "TEXT"),
+    ("attempts", "node", "TEXT"),
 )
 
 

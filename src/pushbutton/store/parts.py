@@ -15,9 +15,11 @@ from pathlib import Path
 from pushbutton.core import names as N
 from pushbutton.core.files import replacing
 
-META = [N.TASK_ID, N.BUNDLE, N.RUN_ID, N.ATTEMPTS, N.DURATION, N.HOST, N.FINISHED_AT]
+META = [N.TASK_ID, N.BUNDLE, N.RUN_ID, N.ATTEMPTS, N.DURATION, N.HOST, N.NODE, N.FINISHED_AT]
 # the keys of the row dicts the driver hands to write_part
-_ROW_KEYS = ["task_id", "bundle", "run_id", "attempts", "duration_s", "host", "finished_at"]
+_ROW_KEYS = ["task_id", "bundle", "run_id", "attempts", "duration_s", "host", "node",
+             "finished_at"]
+_TEXT = {N.HOST, N.NODE}  # text even where every value is missing (a part of older lines)
 
 
 def _typed(values):
@@ -88,7 +90,8 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
                 mcols.append(k)
     arrays, names = [], []
     for c, k in zip(META, _ROW_KEYS):
-        arrays.append(_typed([r[k] for r in rows]))
+        vals = [r.get(k) for r in rows]
+        arrays.append(pa.array(vals, pa.string()) if c in _TEXT else _typed(vals))
         names.append(c)
     for c in pcols:
         arrays.append(_typed([r["params"].get(c) for r in rows]))

@@ -107,20 +107,22 @@ def _state(store, eid: int):
 def _not_done(store, eid: int):
     """Parameters and the state's details of the scheduled tasks that are not done."""
     import pandas as pd
-    rows = store.db.execute("SELECT id, attempts, error_kind, error, t0, t1, host, run, params "
-                            "FROM tasks WHERE exp=? AND idx IS NOT NULL AND state != 'done'",
-                            (eid,)).fetchall()
+    node = store.column_or_null("tasks", "node")
+    rows = store.db.execute(f"SELECT id, attempts, error_kind, error, t0, t1, host, {node}, run, "
+                            "params FROM tasks WHERE exp=? AND idx IS NOT NULL AND "
+                            "state != 'done'", (eid,)).fetchall()
     recs = []
-    for tid, att, ek, err, t0, t1, host, run, params in rows:
+    for tid, att, ek, err, t0, t1, host, nodename, run, params in rows:
         d = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
              for k, v in json.loads(params).items()}
         d.update({"_tid": tid, "_attempts": att, "_error_kind": ek, "_error": err,
                   "_duration": (t1 - t0) if (t0 and t1) else None, "_host": host,
-                  "_run": run, "_t1": t1})
+                  "_node": nodename, "_run": run, "_t1": t1})
         recs.append(d)
     nd = pd.DataFrame.from_records(recs) if recs else pd.DataFrame(
         {"_tid": pd.Series([], dtype=object)})
-    for c in ("_attempts", "_error_kind", "_error", "_duration", "_host", "_run", "_t1"):
+    for c in ("_attempts", "_error_kind", "_error", "_duration", "_host", "_node", "_run",
+              "_t1"):
         if c not in nd.columns:
             nd[c] = pd.Series([None] * len(nd), dtype=object)
     return nd
@@ -143,16 +145,20 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
                 f"CREATE VIEW _pb_stored AS SELECT NULL::VARCHAR AS {N.TASK_ID}, "
                 f"NULL::VARCHAR AS {N.BUNDLE}, NULL::BIGINT AS {N.ATTEMPTS}, "
                 f"NULL::DOUBLE AS {N.DURATION}, NULL::VARCHAR AS {N.HOST}, "
-                f"NULL::BIGINT AS {N.RUN_ID}, NULL::DOUBLE AS {N.FINISHED_AT} WHERE false")
+                f"NULL::VARCHAR AS {N.NODE}, NULL::BIGINT AS {N.RUN_ID}, NULL::DOUBLE AS {N.FINISHED_AT} WHERE false")
     con.register("_pb_state", state)
     stored_cols = _types(con, "_pb_stored")
+    # parts written before pb_node existed have no such column (all of them, or a single
+    # compacted file of them, leave it out of the union)
+    r_node = f"r.{N.NODE}" if N.NODE in stored_cols else "NULL::VARCHAR"
     if run is not None:
         params = [c for c in meta["params"] if c in stored_cols]
         metrics = [c for c in meta["metrics"] if c in stored_cols and c not in params]
         cols = [f"r.{N.TASK_ID}"] + [f"r.{_q(c)}" for c in params + metrics]
         cols += [f"'done' AS {N.STATUS}", f"NULL::VARCHAR AS {N.ERROR_KIND}",
                  f"NULL::VARCHAR AS {N.ERROR}"]
-        cols += [f"r.{c}" for c in (N.ATTEMPTS, N.DURATION, N.HOST, N.RUN_ID, N.FINISHED_AT)]
+        cols += [f"r.{c}" for c in (N.ATTEMPTS, N.DURATION, N.HOST)]
+        cols += [f"{r_node} AS {N.NODE}", f"r.{N.RUN_ID}", f"r.{N.FINISHED_AT}"]
         cols.append(f"t.{_IDX} AS {_IDX}")
         con.execute(
             f"CREATE VIEW _pb_results AS SELECT {', '.join(cols)} FROM (SELECT * FROM "
@@ -180,6 +186,7 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
              f"COALESCE(r.{N.ATTEMPTS}, nd._attempts) AS {N.ATTEMPTS}",
              f"COALESCE(r.{N.DURATION}, nd._duration) AS {N.DURATION}",
              f"COALESCE(r.{N.HOST}, nd._host) AS {N.HOST}",
+             f"COALESCE({r_node}, nd._node) AS {N.NODE}",
              f"COALESCE(r.{N.RUN_ID}, nd._run) AS {N.RUN_ID}",
              f"COALESCE(r.{N.FINISHED_AT}, nd._t1) AS {N.FINISHED_AT}", f"t.{_IDX}"]
     # a done task's result is the row of the bundle its task row names; for any other task
@@ -271,6 +278,23 @@ def series(store, eid: int, name: str):
     return out
 
 
+@guarded
+def where_ran(store, name: str, tid: str, bundle: str) -> tuple:
+    """(pb_host, pb_node) of a task's stored result from `bundle` ((None, None) if none; the
+    node is None in parts written before pb_node existed)."""
+    import duckdb
+    files = R.parts(store.dir / "results" / name)
+    if not files:
+        return None, None
+    con = duckdb.connect()
+    con.execute("CREATE VIEW r AS SELECT * FROM read_parquet(["
+                + ", ".join(_lit(f) for f in files) + "], union_by_name=true)")
+    node = N.NODE if N.NODE in _types(con, "r") else "NULL"
+    row = con.execute(f"SELECT {N.HOST}, {node} FROM r WHERE {N.TASK_ID} = ? AND "
+                      f"{N.BUNDLE} = ? LIMIT 1", [tid, bundle]).fetchone()
+    return tuple(row) if row else (None, None)
+
+
 def _params_frame(store, eid):
     import pandas as pd
     rows = store.db.execute("SELECT id, params FROM tasks WHERE exp=?", (eid,)).fetchall()
@@ -311,11 +335,13 @@ def connect(store, experiment: str | None = None, query: str = ""):
                     f"NULL::DOUBLE AS {N.STEP}, NULL::DOUBLE AS {N.TIME} WHERE false")
     if re.search(r"\btasks\b", query or "", re.I):  # loaded only when asked for
         import pandas as pd
+        node = store.column_or_null("tasks", "node")
         cur = store.db.execute("SELECT id, idx, state, attempts, error_kind, error, "
-                               "t0, t1, host, run, params FROM tasks WHERE exp=?", (eid,))
+                               f"t0, t1, host, {node}, run, params FROM tasks WHERE exp=?",
+                               (eid,))
         tdf = pd.DataFrame.from_records(cur.fetchall(), columns=[
             N.TASK_ID, "pb_idx", N.STATUS, N.ATTEMPTS, N.ERROR_KIND, N.ERROR, "pb_t0",
-            "pb_t1", N.HOST, N.RUN_ID, "pb_params"])
+            "pb_t1", N.HOST, N.NODE, N.RUN_ID, "pb_params"])
         con.register("tasks", tdf)
     _lock(con)
     return con

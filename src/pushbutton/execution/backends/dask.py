@@ -87,13 +87,16 @@ def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_ever
             f.write(worker_src)
         return code, folder, worker
 
-    def start(base, code, folder, worker):
+    def start(base, code, folder, worker, node):
         """worker.py on the bundle, in its own session, dying with this Dask worker (Linux):
-        no orphan keeps running tasks that the scheduler is about to re-run elsewhere."""
+        no orphan keeps running tasks that the scheduler is about to re-run elsewhere. `node`
+        (this Dask worker's address) is what worker.py records as the tasks' pb_node."""
         env = dict(os.environ)
         for v in thread_vars:  # one BLAS thread per task, unless the worker's setting says
             env.setdefault(v, "1")
         env.update(env_extra or {})
+        if node:
+            env["PB_NODE"] = node
         err_path = os.path.join(base, "worker-stderr.log")
         with open(err_path, "wb") as err:
             boot = ("import ctypes, os, runpy, sys\n"
@@ -166,7 +169,12 @@ def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_ever
             dw, key = get_worker(), thread_state.key
         except Exception:
             dw = key = None
-        p, err_path = start(base, code, folder, worker)
+        node = None
+        try:
+            node = str(dw.address) if dw is not None else None
+        except Exception:
+            pass
+        p, err_path = start(base, code, folder, worker, node)
         outcomes = os.path.join(folder, "outcomes.jsonl")
         last_report, reported = 0.0, None
         while True:
