@@ -185,6 +185,7 @@ def test_timing_and_failures():
         "pb_error_kind": [None, None, "exception", "exception", None, "timeout"],
         "pb_error": [None, None, tb, tb, None, "timed out after 5 s"],
         "pb_attempts": [1, 1, 3, 3, 0, 1], "pb_host": ["n1", "n2", "n1", "n1", None, "n2"],
+        "pb_node": ["c1", "c2", "c1", None, "c1", "c2"],
         "pb_finished_at": [7200.0, 7000.0, 100.0, 200.0, None, 300.0]})
     t = A.timing(df)
     assert t["cpu_hours"] == pytest.approx((3600 + 1800 + 35) / 3600)
@@ -194,6 +195,14 @@ def test_timing_and_failures():
     assert t["failures_by_kind"] == {"exception": 2, "timeout": 1}
     assert t["retried_tasks"] == 2 and t["hosts"] == {"n1": 3, "n2": 2}
     assert t["wall_s"] == pytest.approx(7200 - (100 - 10))
+    # finished tasks per node (the pending one's node, of an earlier attempt, is not counted;
+    # a finished one without a node is, apart)
+    assert t["nodes"] == [
+        {"node": "(not recorded)", "tasks": 1, "failures": 1, "task_s": 20.0,
+         "mean_s": pytest.approx(float("nan"), nan_ok=True)},
+        {"node": "c1", "tasks": 2, "failures": 1, "task_s": 3610.0, "mean_s": 3600.0},
+        {"node": "c2", "tasks": 2, "failures": 1, "task_s": 1805.0, "mean_s": 1800.0}]
+    assert A.timing(df.drop(columns=["pb_node"]))["nodes"] == []
     f = A.failures(df)
     assert list(f["count"]) == [2, 1]
     assert f.loc[0, "cause"] == "ValueError: bad rho" and f.loc[0, "example_task"] == "c"

@@ -34,7 +34,9 @@ def make_results(states: str = "finished", seed: int = 0) -> pd.DataFrame:
                                  "err": float(rng.lognormal(-3 if ok else 0, 0.3)),
                                  "pb_status": "done", "pb_error_kind": None, "pb_error": None,
                                  "pb_attempts": 1, "pb_duration_s": float(rng.uniform(1, 20)),
-                                 "pb_host": QUOTES if rep == 0 else "node-2", "pb_run_id": "r1",
+                                 "pb_host": QUOTES if rep == 0 else "node-2",
+                                 "pb_node": IMG if rep == 0 else ("node-2" if rep == 1 else "node-10"),
+                                 "pb_run_id": "r1",
                                  "pb_finished_at": 1.7e9 + len(rows)})
     df = pd.DataFrame(rows)
     df["success"] = df["success"].astype(object)
@@ -50,7 +52,7 @@ def make_results(states: str = "finished", seed: int = 0) -> pd.DataFrame:
     if states == "started":
         df.loc[:, "pb_status"] = "pending"
     unfinished = df["pb_status"].isin(["pending", "running"])
-    df.loc[unfinished, ["success", "err", "pb_duration_s", "pb_host", "pb_finished_at", "pb_error_kind", "pb_error"]] = None
+    df.loc[unfinished, ["success", "err", "pb_duration_s", "pb_host", "pb_node", "pb_finished_at", "pb_error_kind", "pb_error"]] = None
     df.attrs["params"] = ["delta", "rho", "method", "rep"]
     df.attrs["metrics"] = ["success", "err"]
     return df

@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from _report_data import PAYLOAD, make_context
+from _report_data import IMG, PAYLOAD, make_context
 from pushbutton.report import html as report
 from pushbutton.core.errors import SpecError
 
@@ -75,3 +75,43 @@ def test_fmt():
     assert report.fmt(None) == "–" and report.fmt(float("nan")) == "–"
     assert report.fmt(3.0) == "3" and report.fmt(0.123456) == "0.1235" and report.fmt(True) == "true"
     assert report.fmt(pd.NA) == "–" and report.fmt("x") == "x"
+
+
+def _node_rows(html: str) -> list[dict]:
+    """The report's tasks-per-node table: one dict per row, cells by header, with the raw
+    values of data-sort."""
+    from html import unescape
+    m = re.search(r'<table class="sortable nodes">(.*?)</table>', html, re.S)
+    assert m, "no tasks-per-node table"
+    heads = [unescape(h) for h in re.findall(r"<th[^>]*>([^<]*)</th>", m.group(1))]
+    rows = []
+    for tr in re.findall(r"<tr>(.*?)</tr>", m.group(1).split("<tbody>")[1], re.S):
+        cells = re.findall(r'<td[^>]*data-sort="([^"]*)"[^>]*>(.*?)</td>', tr, re.S)
+        rows.append({h: (unescape(raw), unescape(re.sub(r"<[^>]+>", "", shown)).strip())
+                     for h, (raw, shown) in zip(heads, cells)})
+    return rows
+
+
+@pytest.mark.parametrize("states", ["failures", "half", "started"])
+def test_tasks_per_node_agree_with_the_results_table(built_reports, states):
+    html = built_reports[states].read_text(encoding="utf-8")
+    df = make_context(states)["results_df"]
+    fin = df[df["pb_status"].isin(["done", "failed"])]
+    if fin.empty:
+        assert 'class="sortable nodes"' not in html  # nothing has run anywhere yet
+        return
+    rows = _node_rows(html)
+    assert [r["node"][1] for r in rows] == sorted(fin["pb_node"].unique())
+    for r in rows:
+        part = fin[fin["pb_node"] == r["node"][1]]
+        assert int(r["tasks"][1]) == len(part)
+        assert int(r["failures"][1]) == int((part["pb_status"] == "failed").sum())
+        assert float(r["total task time"][0]) == pytest.approx(part["pb_duration_s"].sum())
+        done = part.loc[part["pb_status"] == "done", "pb_duration_s"]
+        assert float(r["mean duration"][0]) == pytest.approx(done.mean())
+    assert sum(int(r["tasks"][1]) for r in rows) == len(fin)
+    # the node payload (an <img> tag) is text in the table, never markup
+    assert IMG in [r["node"][1] for r in rows] and IMG not in html
+    assert max(float(re.search(r"width: ([\d.]+)%", h).group(1)) for h in
+               re.findall(r'class="nodebar"[^>]*', html)) == 100.0
+

@@ -109,3 +109,19 @@ def test_failures_and_partial_state(pages):
     assert full.eval("document.getElementById('no-results')") is None
     legend = half.eval("document.querySelector('.legend').innerText")
     assert "pending" in legend and "running" in legend
+
+
+def test_tasks_per_node_table(pages):
+    page = pages["failures"]
+    nodes = page.eval("Array.from(document.querySelectorAll('#timing table.nodes tbody tr'))"
+                      ".map(r => r.cells[0].innerText)")
+    assert sorted(nodes) == sorted([IMG, "node-10", "node-2"])  # the <img> name stayed text
+    # the bars are drawn, the busiest node's the widest
+    widths = page.eval("Array.from(document.querySelectorAll('#timing .nodebar'))"
+                       ".map(b => b.getBoundingClientRect().width)")
+    assert len(widths) == 3 and min(widths) > 0
+    tasks = "Array.from(document.querySelectorAll('#timing table.nodes tbody tr')).map(r => +r.cells[1].dataset.sort)"
+    page.eval("document.querySelectorAll('#timing table.nodes thead th')[1].click()")
+    asc = page.eval(tasks)
+    assert asc == sorted(asc) and widths[nodes.index("node-10")] == max(widths)
+    assert page.eval("document.querySelectorAll('#timing .nodebar')[0].getBoundingClientRect().width") == min(widths)
