@@ -44,3 +44,9 @@ def counted(x, log, s=0.0):
         f.write("%d\n" % x)
     time.sleep(s)
     return {"x": x}
+
+
+def fails_at(x, bad=-1):
+    if x == bad:
+        raise ValueError("bad x on purpose")
+    return {"y": x * x}

@@ -103,6 +103,42 @@ def test_local_slurm_sweep(slurm, project):
     assert exp.history()[-1]["status"] == "finished"
 
 
+def test_node_is_the_slurm_node_name(slurm, project):
+    """pb_node is SLURM's name for the node (the test cluster's differs from its host name, as
+    on many clusters): in the results view, in the raw Parquet parts, for a failed task (from
+    its task row), and counted per node in the report."""
+    import socket
+
+    import pyarrow.parquet as pq
+
+    from pushbutton.store import partset
+    node = os.environ.get("PB_TEST_SLURM_NODE") or os.uname().nodename.split(".")[0]
+    host = socket.gethostname()
+    assert node != host, ("the test cluster's node should have a name of its own "
+                          "(scripts/setup.d/20-slurm.sh names it pb-HOST)")
+    exp = experiment(project, "nodes", "fails_at", x=list(range(8)), bad=[5])
+    out = exp.run(on="local-slurm")
+    assert out["status"] == "submitted"
+    assert harvest_all(exp)["status"] == "finished"
+    df = exp.results()
+    assert len(df) == 8 and sorted(df.pb_status) == ["done"] * 7 + ["failed"]
+    assert set(df.pb_node) == {node} and set(df.pb_host) == {host}
+    assert df.loc[df.x == 5, "pb_error"].str.contains("bad x on purpose").all()
+    sql = exp.sql("SELECT DISTINCT pb_node FROM results")
+    assert sql.pb_node.tolist() == [node]
+    folder = exp.store.dir / "results" / "nodes"
+    raw = [pq.read_table(folder / n).to_pydict() for n in partset.current(folder)]
+    assert sum(len(t["pb_task_id"]) for t in raw) == 7  # the done tasks' rows
+    assert {v for t in raw for v in t["pb_node"]} == {node}
+    assert {v for t in raw for v in t["pb_host"]} == {host}
+    r = pb("report", "nodes")
+    html = (project / "reports" / "nodes" / "report.html").read_text()
+    m = re.search(r'<table class="sortable nodes">.*?<tbody>(.*?)</tbody>', html, re.S)
+    cells = [re.sub(r"<[^>]+>", "", c).strip()
+             for c in re.findall(r"<td[^>]*>(.*?)</td>", m.group(1), re.S)]
+    assert cells[0] == node and cells[1] == "8" and cells[4] == "1", (r.stdout, cells)
+
+
 def test_cli_sbatch_options_pass_through(slurm, project):
     (project / "exp.toml").write_text(
         'name = "passthru"\nfunction = "slurm_tasks:square"\n[space]\n'
