@@ -97,6 +97,10 @@ def test_sweep_results_failures_and_series(project, cluster):
     assert ok["cwd_ok"].all()                     # ran in the shipped copy of the project
     bad = df[df["i"] == 3].iloc[0]
     assert bad["pb_status"] == "failed" and bad["pb_error_kind"] == "exception"
+    # pb_node: the Dask worker that ran the task (its address), failures included
+    workers = set(cluster.scheduler_info["workers"])
+    assert workers and set(df["pb_node"]) <= workers, (set(df["pb_node"]), workers)
+    assert df["pb_node"].notna().all() and bad["pb_node"] in workers
     exp = load("experiment.toml")
     log = exp.logs(bad["pb_task_id"])
     assert "ValueError: deliberate failure 3" in log["attempts"][0]["traceback"]
