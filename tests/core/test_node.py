@@ -79,6 +79,9 @@ def test_slurm_node_name_wins_over_the_host_name(project):
     t = pb("sql", "SELECT DISTINCT pb_node FROM tasks WHERE pb_status = 'failed'",
            "--format", "csv").stdout.splitlines()
     assert t == ["pb_node", "pbn-7"]
+    pb("results", "--format", "parquet", "-o", "out.parquet")
+    exported = pq.read_table(project / "out.parquet").to_pydict()
+    assert set(exported["pb_node"]) == {"pbn-7"} and set(exported["node"]) == {"mine"}
     # hidden in the table, like pb_host
     table = pb("results", "--all").stdout
     assert "pbn-7" not in table and "three is bad" not in table and "pb_status" in table

@@ -214,6 +214,16 @@ def check_read(store, eid: int, name: str, con) -> None:
         bad = damaged_parts(store.dir)
         if bad:
             raise parts_error(store.dir, bad)
+        # a damaged task row can read as a done task without a row (a NULL id, a garbled
+        # bundle) while the counts agree: the state database is checked before the results
+        # are blamed (only here, on the way to an error)
+        said = [r[0] for r in store.db.execute("PRAGMA integrity_check(5)")]
+        if said != ["ok"]:
+            index_only = all(INDEX_ONLY.search(p) for p in said)
+            raise StoreError(
+                f"the state database {rel_path(store.dir, store.dir / 'state.sqlite')} is "
+                f"damaged ({'; '.join(said)}); nothing is shown rather than a partial table\n"
+                f"  fix: {'`pb repair` rebuilds the indexes' if index_only else DB_FIX}")
         raise StoreError(f"{n} done task{'s' if n > 1 else ''} of '{name}' have no result row in "
                          f"{rel_path(store.dir, folder)} (e.g. task {example}): a results file is "
                          f"missing; nothing is shown rather than a partial table\n  fix: {FIX}")
