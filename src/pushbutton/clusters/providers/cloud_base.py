@@ -294,10 +294,11 @@ class CloudProvider(Provider):
                 m = self._call(f"creating {inst}", drv.create_node,
                                **self._kwargs_for(drv, drv.create_node, kwargs))
             except ClusterError as e:
+                first = (e.fix or "").replace(f"then {self._rerun()}", "").strip(" ;")
                 raise ClusterError(
                     f"{e.message}\n  {made} of {len(nodes)} machines exist and are recorded",
-                    f"{e.fix or 'see above'}; `{self._rerun()}` reuses them and continues, "
-                    f"`pb cluster down {self.cluster}` removes them") from None
+                    (f"{first}; then " if first else "") + f"`{self._rerun()}` reuses them and "
+                    f"continues; `pb cluster down {self.cluster}` removes them") from None
             self._record(node, m)
             made += 1
         self._wait_running(drv, nodes)
