@@ -34,6 +34,7 @@ class NamingDummy(DummyNodeDriver):
         super().__init__(0)          # libcloud's two machines dummy-1, dummy-2 (not ours)
         self.tags_key, self.fail_at, self.pending_polls = tags_key, fail_at, pending_polls
         self.create_calls: list[dict] = []
+        self.broken: set[str] = set()      # names whose machines fail to boot (state ERROR)
         self._polls: dict[str, int] = {}
 
     def create_node(self, name, size, image, **kwargs):
@@ -48,6 +49,8 @@ class NamingDummy(DummyNodeDriver):
                   private_ips=[f"10.1.0.{n % 250}"], driver=self, size=size, image=image,
                   extra={self.tags_key: tags})
         self._polls[m.id] = self.pending_polls
+        if name in self.broken:
+            m.state = NodeState.ERROR
         self.nl.append(m)
         return m
 

@@ -161,12 +161,33 @@ def test_destroy_removes_only_this_clusters_machines(env):
     env.make(AWSProvider, AWS, cluster="other", driver=drv).create(other)
     # someone else's machine that happens to bear our name, without our tag
     drv.create_node("pb-lab-c1", None, None, ex_metadata={"owner": "someone"})
+    # and one of another cluster whose name maps to the same machine names
+    drv.create_node("pb-lab-c1", None, None, ex_metadata={"pushbutton-cluster": "lab-x"})
     p = env.make(AWSProvider, AWS, driver=drv)
     p.destroy(cluster_nodes(1))              # records lost: found by name and tag only
-    left = sorted((m.name, (m.extra.get("tags") or {}).get("pushbutton-cluster"))
+    left = sorted((m.name, (m.extra.get("tags") or {}).get("pushbutton-cluster", ""))
                   for m in drv.list_nodes())
-    assert left == [("dummy-1", None), ("dummy-2", None), ("pb-lab-c1", None),
-                    ("pb-other-c1", "other"), ("pb-other-head", "other")]
+    assert left == [("dummy-1", ""), ("dummy-2", ""), ("pb-lab-c1", ""),
+                    ("pb-lab-c1", "lab-x"), ("pb-other-c1", "other"), ("pb-other-head", "other")]
+
+
+def test_broken_machines_are_replaced_and_all_of_them_destroyed(env):
+    drv = NamingDummy()
+    drv.broken.add("pb-lab-c1")               # the cloud fails c1's boot
+    p = env.make(AWSProvider, AWS, driver=drv)
+    nodes = cluster_nodes(1)
+    with pytest.raises(ClusterError, match=r"c1: machine pb-lab-c1 \(m-\d+\) went to state "
+                                           r"error while starting") as e:
+        p.create(nodes)
+    assert "pb cluster down lab" in str(e.value)
+    broken = nodes[1].extra["id"]
+    drv.broken.clear()
+    p.create(nodes)                           # the broken one is not reused: a new one
+    assert nodes[1].extra["id"] != broken and nodes[1].stage == "created"
+    assert sum(m.name == "pb-lab-c1" for m in drv.list_nodes()) == 2
+    p.destroy(nodes)                          # both of c1's machines go, the broken one too
+    assert {m.name for m in drv.list_nodes()} == {"dummy-1", "dummy-2"}
+    assert any(f"({broken}, error)" in s for s in env.lines)
 
 
 def test_waits_with_progress_and_times_out(env):

@@ -272,9 +272,12 @@ class CloudProvider(Provider):
         key = self.key_pair(drv) if hasattr(self.opts, "key_name") else None
         made = 0
         for node in nodes:
-            m = self.find(listing, node)
-            if m is not None:
+            found = self.find(listing, node)
+            if found:
+                m = found[0]
                 self.say(f"{node.name}: machine {m.name} ({m.id}) exists, reusing it")
+                if node.extra.get("id") not in (None, str(m.id)):
+                    node.stage = "planned"       # another machine than the one set up
                 self._record(node, m)
                 if self._state(m) == "STOPPED":
                     self.say(f"{node.name}: starting stopped machine {m.name}")
@@ -319,14 +322,15 @@ class CloudProvider(Provider):
         listing = self._call("listing machines", drv.list_nodes)
         doomed = []
         for node in nodes:
-            m = self.find(listing, node)
-            if m is None:
+            found = self.find(listing, node, usable=False)
+            if not found:
                 self.say(f"{node.name}: no machine of this cluster (already gone)")
-                continue
-            self.say(f"{node.name}: destroying {m.name} ({m.id})")
-            self._call(f"destroying {m.name}", drv.destroy_node, m)
-            doomed.append((node, m))
-        self._wait(drv, {str(m.id): n for n, m in doomed}, "go away", self._is_gone)
+            for m in found:
+                self.say(f"{node.name}: destroying {m.name} ({m.id}, {self._state(m).lower()})")
+                self._call(f"destroying {m.name}", drv.destroy_node, m)
+                doomed.append((node, m))
+        self._wait(drv, {str(m.id): n for n, m in doomed}, "go away",
+                   lambda m, node: self._is_gone(m))
         for node in nodes:
             for k in _CLOUD_KEYS:
                 node.extra.pop(k, None)
@@ -355,17 +359,16 @@ class CloudProvider(Provider):
             return tags[TAG] == dns_label(self.cluster)
         return not strict
 
-    def find(self, listing, node: Node):
-        """This cluster's live machine for `node`: by recorded id, else by name and tag."""
-        alive = [m for m in listing if not self._is_gone(m)
-                 and self._state(m) not in ("UNKNOWN", "ERROR")]     # EC2: shutting-down
-        nid = node.extra.get("id")
-        if nid:
-            m = next((m for m in alive if str(m.id) == nid and self.ours(m, False)), None)
-            if m is not None:
-                return m
-        inst = self.instance_name(node)
-        return next((m for m in alive if m.name == inst and self.ours(m, True)), None)
+    def find(self, listing, node: Node, usable: bool = True) -> list:
+        """This cluster's machines for `node`: the one of the recorded id first, then those of
+        its name and this cluster's tag. usable: only those that can serve (not broken, not
+        going away, e.g. EC2's shutting-down); else every one not gone (what destroy takes)."""
+        bad = ("UNKNOWN", "ERROR") if usable else ()
+        cands = [m for m in listing if not self._is_gone(m) and self._state(m) not in bad]
+        nid, inst = node.extra.get("id"), self.instance_name(node)
+        by_id = [m for m in cands if nid and str(m.id) == nid and self.ours(m, False)]
+        return by_id + [m for m in cands if m.name == inst and self.ours(m, True)
+                        and m not in by_id]
 
     def _record(self, node: Node, m) -> None:
         pub = next(iter(getattr(m, "public_ips", None) or []), None)
@@ -375,16 +378,20 @@ class CloudProvider(Provider):
         node.addr = priv or pub
 
     def _wait_running(self, drv, nodes: list[Node]) -> None:
-        def running(m):
+        def running(m, node):
+            if m is None:       # a cloud may list a new machine only a little later
+                return False
             st = self._state(m)
-            if m is None or st in ("TERMINATED", "ERROR"):
-                raise ClusterError(f"a machine went to state {st or 'gone'} while starting",
-                                   f"see the cloud's console; `{self._rerun()}` makes it anew")
+            if st in ("TERMINATED", "ERROR"):
+                raise ClusterError(f"{node.name}: machine {m.name} ({m.id}) went to state "
+                                   f"{st.lower()} while starting",
+                                   f"see the cloud's console; `pb cluster down {self.cluster}` "
+                                   f"removes it, then `{self._rerun()}` makes it anew")
             return st == "RUNNING" and bool(m.public_ips or m.private_ips)
         self._wait(drv, {n.extra["id"]: n for n in nodes}, "run", running)
 
     def _wait(self, drv, pending: dict[str, Node], goal: str, done) -> None:
-        """Poll the cloud until done(machine) for every pending node (machine None: not listed),
+        """Poll the cloud until done(machine, node) for every pending node (machine None: not listed),
         with a progress line every `progress_every` s, at most cloud.timeout s."""
         timeout = self.opts.timeout
         t0 = last = time.monotonic()
@@ -393,7 +400,7 @@ class CloudProvider(Provider):
             by_id = {str(m.id): m for m in self._call("listing machines", drv.list_nodes)}
             for nid, node in list(pending.items()):
                 m = by_id.get(nid)
-                if done(m):
+                if done(m, node):
                     if m is not None and goal == "run":
                         self._record(node, m)
                         if node.stage == "planned":
@@ -431,8 +438,9 @@ class CloudProvider(Provider):
         return (["-i", str(key)] if key else []) + opts
 
     def ssh_access(self, nodes: list[Node]) -> dict:
-        return {"user": self.opts.ssh_user, "identity_file": str(self.private_key_path() or "")
-                or None, "options": self.ssh_options(),
+        key = self.private_key_path()
+        return {"user": self.opts.ssh_user, "identity_file": str(key) if key else None,
+                "options": self.ssh_options(),
                 "hosts": {n.name: n.extra.get("ssh_host") or self.instance_name(n)
                           for n in nodes}}
 
