@@ -54,6 +54,11 @@ class NamingDummy(DummyNodeDriver):
         self.nl.append(m)
         return m
 
+    def start_node(self, node):
+        node.state = NodeState.PENDING
+        self._polls[node.id] = self.pending_polls
+        return True
+
     def list_nodes(self):
         for m in self.nl:
             if m.state == NodeState.PENDING:

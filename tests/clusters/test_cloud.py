@@ -135,6 +135,19 @@ def test_create_finds_its_machines_by_name_and_tag_when_the_records_are_lost(env
     assert [n.extra["instance"] for n in fresh] == ["pb-lab-head", "pb-lab-c1", "pb-lab-c2"]
 
 
+def test_a_stopped_machine_is_started_not_replaced(env):
+    from libcloud.compute.types import NodeState
+    drv = NamingDummy()
+    p = env.make(AWSProvider, AWS, driver=drv)
+    nodes = cluster_nodes(1)
+    p.create(nodes)
+    m = next(m for m in drv.list_nodes() if m.name == "pb-lab-c1")
+    m.state = NodeState.STOPPED
+    p.create(nodes)
+    assert m.state == NodeState.RUNNING and len(drv.create_calls) == 2
+    assert "c1: starting stopped machine pb-lab-c1" in env.lines
+
+
 def test_partial_failure_keeps_the_records_and_a_rerun_continues(env):
     drv = NamingDummy(fail_at=3)
     p = env.make(AWSProvider, AWS, driver=drv)

@@ -457,7 +457,7 @@ class CloudProvider(Provider):
     def remote_plan(self, action: str, nodes: list[Node]) -> list[str]:
         rs = self._remote_setup()
         if rs is None or not hasattr(rs, "plan_steps"):
-            return [f"  then over SSH ({self.opts.ssh_user}@each node): munge + SLURM — ssh setup "
+            return [f"  then over SSH ({self.opts.ssh_user}@each node): munge + SLURM; ssh setup "
                     "not available in this build"]
         return [f"  {s}" for s in rs.plan_steps(nodes, action=action, head=self.head(nodes),
                                                 ssh=self.ssh_access(nodes),
