@@ -142,9 +142,10 @@ def test_a_stopped_machine_is_started_not_replaced(env):
     nodes = cluster_nodes(1)
     p.create(nodes)
     m = next(m for m in drv.list_nodes() if m.name == "pb-lab-c1")
-    m.state = NodeState.STOPPED
+    m.state, nodes[1].stage = NodeState.STOPPED, "running"
     p.create(nodes)
     assert m.state == NodeState.RUNNING and len(drv.create_calls) == 2
+    assert nodes[1].stage == "stopped"        # its slurmd went with the machine
     assert "c1: starting stopped machine pb-lab-c1" in env.lines
 
 

@@ -280,6 +280,8 @@ class CloudProvider(Provider):
                     node.stage = "planned"       # another machine than the one set up
                 self._record(node, m)
                 if self._state(m) == "STOPPED":
+                    if node.stage == "running":
+                        node.stage = "stopped"   # its slurmd stopped with it: `start` again
                     self.say(f"{node.name}: starting stopped machine {m.name}")
                     self._call(f"starting {m.name}", drv.start_node, m)
                 made += 1
