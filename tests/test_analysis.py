@@ -188,7 +188,8 @@ def test_timing_and_failures():
         "pb_node": ["c1", "c2", "c1", None, "c1", "c2"],
         "pb_finished_at": [7200.0, 7000.0, 100.0, 200.0, None, 300.0]})
     t = A.timing(df)
-    assert t["cpu_hours"] == pytest.approx((3600 + 1800 + 35) / 3600)
+    assert t["task_hours"] == pytest.approx((3600 + 1800 + 35) / 3600)  # not CPU-hours
+    assert t["task_seconds"] == 3600 + 1800 + 35 and "cpu_hours" not in t
     assert t["duration_mean_s"] == 2700 and t["duration_median_s"] == 2700
     assert t["counts"] == {"done": 2, "failed": 3, "pending": 1}
     assert t["failure_rate"] == pytest.approx(3 / 5)
@@ -225,3 +226,28 @@ def test_learning_curves_per_step():
     assert row.loss_mean == pytest.approx(expect) and row.pb_n == 3
     default = A.learning_curves(s, metric="loss")  # by defaults to lr (rep averaged)
     assert list(default.columns[:2]) == ["lr", "pb_step"] and len(default) == 8
+
+
+def test_aggregate_gives_0_1_metrics_the_wilson_interval():
+    # 5/5, 0/5 and 3/5 successes, as booleans and as 0/1 numbers; a t interval would be [1, 1],
+    # [0, 0] and leave [0, 1] for small groups
+    k = {1: 5, 2: 0, 3: 3}
+    rows = [{"pb_task_id": f"{a}-{r}", "a": a, "rep": r, "ok": r < k[a], "hit": int(r < k[a]),
+             "loss": float(a + r), "pb_status": "done"} for a in (1, 2, 3) for r in range(5)]
+    df = pd.DataFrame(rows)
+    df.attrs["params"] = ["a", "rep"]
+    agg = A.aggregate(df).set_index("a")
+    assert agg.attrs["intervals"] == {"ok": "wilson", "hit": "wilson", "loss": "t"}
+    for a, kk in k.items():
+        lo, hi = A.wilson(kk, 5)
+        for m in ("ok", "hit"):
+            assert agg.loc[a, f"{m}_ci_low"] == pytest.approx(lo)
+            assert agg.loc[a, f"{m}_ci_high"] == pytest.approx(hi)
+            assert 0 <= agg.loc[a, f"{m}_ci_low"] <= agg.loc[a, f"{m}_ci_high"] <= 1
+    assert agg.loc[1, "ok_ci_low"] == pytest.approx(0.5655, abs=1e-4)  # not 1: 5/5 is no proof
+    assert agg.loc[2, "ok_ci_high"] == pytest.approx(0.4345, abs=1e-4)
+    v = np.arange(5, dtype=float) + 3  # loss keeps its Student t interval
+    assert agg.loc[3, "loss_ci_low"] == pytest.approx(v.mean() - T975[4] * v.std(ddof=1) / 5 ** .5)
+    # a number that is 1 everywhere is a constant, not a rate; a boolean is always a rate
+    assert not A.is_binary(pd.Series([1, 1, 1])) and A.is_binary(pd.Series([True, True]))
+    assert not A.is_binary(pd.Series([0.0, 0.5, 1.0])) and A.is_binary(pd.Series([0, 1, None]))

@@ -118,3 +118,93 @@ def test_duplicate_names_rejected(df):
         S.validate([d, dict(d)], df)
     assert S.validate([], df) == [] and S.validate(None, df) == []
     assert math.isfinite(S.validate([d], df)[0].get("bins", 1))
+
+
+def test_0_1_metric_error_bars_are_the_wilson_interval_and_the_caption_says_so(df):
+    fig = F.line(df, "b", "ok", hue="g")  # default err: Wilson for a 0/1 metric
+    ax = fig.axes[0]
+    from pushbutton.analysis import stats as A
+    agg = A.aggregate(df, by=["b", "g"], metrics=["ok"])
+    part = agg[agg.g == "x"].sort_values("b")
+    bars = ax.containers[0].lines[2][0].get_segments()  # the error bar segments, per point
+    for seg, lo, hi in zip(bars, part["ok_ci_low"], part["ok_ci_high"]):
+        assert seg[:, 1].min() == pytest.approx(lo) and seg[:, 1].max() == pytest.approx(hi)
+        assert 0 <= lo and hi <= 1
+    assert "Wilson" in ax.get_title()
+    assert any("Wilson score interval" in n for n in F.notes(fig))
+    sem = F.line(df, "b", "loss")  # other metrics: s.e.m., said as such
+    assert any("standard error of the mean" in n for n in F.notes(sem))
+
+
+def test_a_mean_over_an_unnamed_parameter_says_so(df):
+    fig = F.line(df, "a", "loss", hue="g")  # b varies and is neither x nor hue
+    said = [t.get_text() for t in fig.axes[0].texts]
+    assert "averaged over b (3 values)" in said
+    assert any(n.startswith("Averaged over b (3 values)") for n in F.notes(fig))
+    whole = F.line(df, "a", "loss")
+    assert "averaged over b (3 values), g (2 values)" in [t.get_text() for t in whole.axes[0].texts]
+    named = F.line(df[df.b == 0.1], "a", "loss", hue="g")  # b fixed: nothing to say
+    assert not named.axes[0].texts and not any("veraged" in n for n in F.notes(named))
+    hm = F.heatmap(df, "a", "b", "loss")
+    assert "averaged over g (2 values)" in [t.get_text() for t in hm.axes[0].texts]
+
+
+def test_continuous_hue_colour_scale_spans_the_data():
+    import matplotlib.colors as mc
+    rows = [{"pb_task_id": f"{h}-{x}", "x": x, "h": h, "y": x * h, "pb_status": "done"}
+            for h in (2.0, 3.0, 5.0, 7.0, 11.0, 13.0, 17.0, 19.0) for x in (1, 2)]
+    t = pd.DataFrame(rows)
+    t.attrs["params"] = ["x", "h"]
+    fig = F.line(t, "x", "y", hue="h")
+    bar = fig.axes[1]._colorbar  # a colorbar instead of an 8-entry legend
+    assert (bar.norm.vmin, bar.norm.vmax) == (2.0, 19.0)  # the data's range, no more
+    assert fig.axes[1].get_ylim() == pytest.approx((2.0, 19.0))
+    colours = [mc.to_hex(c.lines[0].get_color()) for c in fig.axes[0].containers]
+    # the lowest and highest hue get the two ends of the scale the colorbar shows
+    assert colours[0] == mc.to_hex(bar.cmap(0.0)) and colours[-1] == mc.to_hex(bar.cmap(1.0))
+    wide = t.assign(h=t["h"] ** 3)  # 8 .. 6859: more than two decades, a log scale
+    assert isinstance(F.line(wide, "x", "y", hue="h").axes[1]._colorbar.norm, mc.LogNorm)
+
+
+def _cells():
+    """dist x size (strings) x 3 reps: uniform/large all failed, cauchy/small pending, and
+    cauchy/large outside the space."""
+    rows = []
+    for dist in ("normal", "uniform", "cauchy"):
+        for size in ("small", "medium", "large"):
+            if (dist, size) == ("cauchy", "large"):
+                continue
+            state = {("uniform", "large"): "failed", ("cauchy", "small"): "pending"}.get(
+                (dist, size), "done")
+            for rep in range(3):
+                rows.append({"pb_task_id": f"{dist}{size}{rep}", "dist": dist, "size": size,
+                             "n": 10 * (1 + ["small", "medium", "large"].index(size)), "rep": rep,
+                             "ok": (rep < 2) if state == "done" else None,
+                             "pb_status": state})
+    t = pd.DataFrame(rows)
+    t.attrs["params"] = ["dist", "size", "n", "rep"]
+    t.attrs["metrics"] = ["ok"]
+    return t
+
+
+def test_heatmap_over_categories_marks_failed_cells_apart_from_cells_outside_the_grid():
+    t = _cells()
+    fig = F.heatmap(t, "dist", "size", "ok")
+    ax = fig.axes[0]
+    assert [x.get_text() for x in ax.get_xticklabels()] == ["normal", "uniform", "cauchy"]
+    assert [y.get_text() for y in ax.get_yticklabels()] == ["small", "medium", "large"]
+    z = ax.collections[0].get_array().reshape(3, 3)  # rows: size, columns: dist
+    assert z[0, 0] == pytest.approx(2 / 3) and np.ma.is_masked(z[2, 2])
+    marks = {c.get_hatch(): c for c in ax.collections[1:]}
+    failed = marks["xx"].get_paths()
+    assert len(failed) == 1  # uniform (x = 1) x large (y = 2): every task failed
+    assert failed[0].get_extents().bounds == pytest.approx((0.5, 1.5, 1.0, 1.0))
+    assert len(marks["//"].get_paths()) == 1  # cauchy x small: not finished yet
+    notes = " ".join(F.notes(fig))
+    assert "every task at that point failed" in notes and "White cells (1)" in notes
+    # a numeric y with categorical x: the boundary is drawn and kept as numbers
+    b = F.heatmap(t, "dist", "n", "ok", boundary=0.5)
+    assert b.pb_boundary["level"] == 0.5 and list(b.pb_boundary["table"]["dist"]) == \
+        ["cauchy", "normal", "uniform"]
+    no = F.heatmap(t, "dist", "size", "ok", boundary=0.5)  # interpolating needs a numeric y
+    assert any("No boundary drawn" in n for n in F.notes(no))

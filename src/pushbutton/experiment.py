@@ -8,7 +8,7 @@ from pathlib import Path
 from pushbutton.core import ids
 from pushbutton.spec import model as specmod
 from pushbutton.core.errors import PushbuttonError, SpecError
-from pushbutton.store.database import Store, find_root
+from pushbutton.store.database import DIRNAME, Store, find_root
 
 
 def _target_of(fn) -> tuple[str, Path]:
@@ -69,6 +69,8 @@ class Experiment:
         if retry_on is not None:
             data["resources"]["retry_on"] = retry_on
         self.spec = specmod.validate(data, file=spec_file)
+        from pushbutton.analysis.figure_keys import check as check_figures
+        check_figures(self.spec.figures, file=spec_file)  # kind, keys, options: at load time
         if space is None:
             raise SpecError("no parameter space", file=spec_file, key="space",
                             fix="pass space=pushbutton.grid(n=[1, 2, 3])")
@@ -247,6 +249,25 @@ class Experiment:
             return figures.learning_curves(self.series(), **kw)
         kw.setdefault("units", self.spec.units)
         return getattr(figures, kind)(self.results(all_tasks=False), **kw)
+
+    def figure_warnings(self) -> list[str]:
+        """Figure declarations naming a column that is neither a parameter nor a metric this
+        experiment has stored so far (a typo, or a metric not returned yet). Reads only a store
+        that exists; never creates one."""
+        known = list(self.space.names) + ["rep", "seed"]
+        if self._store is not None or (self.project / DIRNAME / "state.sqlite").exists():
+            import pyarrow.parquet as pq
+
+            from pushbutton.store import parts as R
+            try:
+                folder = self.store.dir
+                known += R.columns_meta(folder / "results" / self.name)["metrics"]
+                for part in R.parts(folder / "series" / self.name):
+                    known += pq.read_schema(part).names
+            except Exception:  # noqa: BLE001 - a hint only; the report checks for certain
+                pass
+        from pushbutton.analysis.figure_keys import unknown_columns
+        return unknown_columns(self.spec.figures, known, self.spec_file)
 
     def report(self, outdir=None, open_browser: bool = False):
         from pushbutton.report import html as report

@@ -35,7 +35,7 @@ def test_sections_present(built_reports):
     html = built_reports["failures"].read_text(encoding="utf-8")
     for anchor in ("overview", "results", "figures", "failures", "timing", "provenance"):
         assert f'id="{anchor}"' in html
-    assert "CPU-hours" in html and "0123abcd" in html and "uncommitted changes" in html
+    assert "task time" in html and "0123abcd" in html and "uncommitted changes" in html
     assert "partial-banner" not in html
     assert "partial-banner" in built_reports["half"].read_text(encoding="utf-8")
 

@@ -67,7 +67,8 @@ def project(tmp_path_factory):
 def test_exp_report(project):
     root, exp = project
     path = exp.report()
-    assert path == root / "reports" / "phase" / "report.html"
+    assert path == root / ".pushbutton" / "reports" / "phase" / "report.html"
+    assert not (root / "reports").exists()  # nothing new among the project's files
     html = path.read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == 2
     assert "Where does recovery &lt;fail&gt;?" in html and "first &lt;b&gt;run&lt;/b&gt;" in html
@@ -75,7 +76,7 @@ def test_exp_report(project):
     assert 'name = &#34;phase&#34;' in html  # the spec file, verbatim and escaped
     assert "partial-banner" not in html and "done 10" in html and "failed 2" in html
     assert "grid(delta" in html  # the space as the experiment describes it
-    assert (root / "reports" / "phase" / "figures" / "01-heatmap-success.svg").exists()
+    assert (root / ".pushbutton" / "reports" / "phase" / "figures" / "01-heatmap-success.svg").exists()
 
 
 def test_cli_report(project, tmp_path):

@@ -4,31 +4,22 @@ figures a report shows when a spec declares none.
 """
 from __future__ import annotations
 
-import difflib
 import io
-import math
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
 from pushbutton.analysis import stats as A
-from pushbutton.analysis.figures import (ERRS, _empty, _numeric_col, _style, heatmap, histogram,
+from pushbutton.analysis.figures import (_empty, _numeric_col, _style, heatmap, histogram,
                                          learning_curves, line, new_figure, save)
 from pushbutton.core import names as N
-from pushbutton.core import pathnames
 from pushbutton.core.errors import SpecError
+from pushbutton.analysis.figure_keys import (COLUMN_KEYS as _COLUMN_KEYS, COMMON as _COMMON,
+                                             KINDS, STEP_NAMES, check_keys, check_options,
+                                             choices as _choices, figure_name)
 
-KINDS = ("line", "heatmap", "learning_curves", "histogram")
-_COMMON = {"kind", "name", "title", "caption", "units"}
-# kind -> (required keys, optional keys); column-valued keys are checked against the table.
-_KEYS = {
-    "line": ({"x", "y"}, {"hue", "err", "logx", "logy", "ci"}),
-    "heatmap": ({"x", "y", "value"}, {"boundary", "cmap", "vmin", "vmax"}),
-    "learning_curves": ({"metric"}, {"hue", "x", "err", "logx", "logy", "ci"}),
-    "histogram": ({"column"}, {"hue", "bins", "logy"}),
-}
-_COLUMN_KEYS = {"x", "y", "value", "hue", "metric", "column"}
+__all__ = ["KINDS", "validate", "render", "figures_from_spec", "auto_declarations"]
 
 
 def validate(decls: Sequence[dict], df: pd.DataFrame | None, series: pd.DataFrame | None = None,
@@ -48,77 +39,26 @@ def validate(decls: Sequence[dict], df: pd.DataFrame | None, series: pd.DataFram
         if not isinstance(d, dict):
             raise SpecError("each figure must be a table of keys", file=file, key=where)
         table = scols if d.get("kind") == "learning_curves" else cols
-        _check_keys(d, where, file, table)
+        check_keys(d, where, file, table)
         _check_columns(d, where, file, table, df, check_columns)
-        _check_options(d, where, file)
+        check_options(d, where, file)
         checked = dict(d)
-        checked["name"] = _figure_name(i, d, where, file, names)
+        checked["name"] = figure_name(i, d, where, file, names)
         names.add(checked["name"])
         out.append(checked)
     return out
 
 
-def _check_keys(d: dict, where: str, file, table: list[str]) -> None:
-    """A known kind, no unknown keys, every required key given (`table`: its columns)."""
-    kind = d.get("kind")
-    if kind not in KINDS:
-        raise SpecError(f"unknown figure kind {kind!r}", file=file, key=f"{where}.kind",
-                        fix=f"use one of: {', '.join(KINDS)}")
-    required, optional = _KEYS[kind]
-    allowed = required | optional | _COMMON
-    for k in d:
-        if k not in allowed:
-            raise SpecError(f"unknown key {k!r} for a {kind} figure", file=file,
-                            key=f"{where}.{k}", fix=_choices(k, sorted(allowed)))
-    for k in sorted(required):
-        if d.get(k) in (None, ""):
-            raise SpecError(f"a {kind} figure needs {k!r}", file=file, key=f"{where}.{k}",
-                            fix=f"add {k} = \"<column>\"; columns: {', '.join(map(str, table))}")
-
-
 def _check_columns(d: dict, where: str, file, table: list[str], df, in_table: bool) -> None:
-    """Column-valued keys are names; with `in_table`, of columns of `table` (or, for `value`,
-    an expression over df's)."""
+    """Column-valued keys name columns of `table` (or, for `value`, an expression over df's)."""
     for k in sorted(_COLUMN_KEYS & set(d)):
         v = d[k]
-        if d["kind"] == "learning_curves" and k == "x" and v in ("step", "time", N.STEP, N.TIME):
+        if d["kind"] == "learning_curves" and k == "x" and v in STEP_NAMES:
             continue
-        if not isinstance(v, str):
-            raise SpecError(f"must be a column name, got {v!r}", file=file,
-                            key=f"{where}.{k}", fix=_choices("", table))
         if in_table and table and v not in table and \
                 not (k == "value" and _is_expression(v, df)):
             raise SpecError(f"no column {v!r}", file=file, key=f"{where}.{k}",
                             fix=_choices(v, table))
-
-
-def _check_options(d: dict, where: str, file) -> None:
-    """err, boundary, logx/logy and units have the types they need."""
-    if "err" in d and d["err"] not in ERRS:
-        raise SpecError(f"err = {d['err']!r} is not known", file=file, key=f"{where}.err",
-                        fix=f"use one of: {', '.join(ERRS)}")
-    if "boundary" in d:
-        b = d["boundary"]
-        if not (isinstance(b, bool) or (isinstance(b, (int, float)) and math.isfinite(b))):
-            raise SpecError(f"boundary must be a level (a number such as 0.5) or true, "
-                            f"got {b!r}", file=file, key=f"{where}.boundary")
-    for k in ("logx", "logy"):
-        if k in d and not isinstance(d[k], bool):
-            raise SpecError(f"{k} must be true or false", file=file, key=f"{where}.{k}")
-    if "units" in d and not isinstance(d["units"], dict):
-        raise SpecError("units must be a table of column = unit", file=file,
-                        key=f"{where}.units", fix='units = { delta = "n/N" }')
-
-
-def _figure_name(i: int, d: dict, where: str, file, taken: set) -> str:
-    """The figure's name (given, or made from its kind and column), unique among `taken`."""
-    name = str(d.get("name") or _default_name(i, d))
-    # a given name becomes a file name in the report folder: the path-name rule applies
-    bad = pathnames.problem(name) if d.get("name") else None
-    if bad or not all(c.isalnum() or c in "-_." for c in name) or name in taken:
-        raise SpecError(f"figure name {name!r} must be unique and use letters, digits, - _ ."
-                        + (f" ({bad})" if bad else ""), file=file, key=f"{where}.name")
-    return name
 
 
 def _listing(df) -> list[str]:
@@ -139,18 +79,6 @@ def _is_expression(v: str, df) -> bool:
         return True
     except SpecError:
         return False
-
-
-def _choices(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, [str(o) for o in options], n=1) if word else []
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{hint}valid: {', '.join(map(str, options))}"
-
-
-def _default_name(i: int, d: dict) -> str:
-    what = d.get("value") or d.get("y") or d.get("metric") or d.get("column") or ""
-    what = "".join(c if c.isalnum() else "_" for c in str(what)).strip("_")
-    return f"{i + 1:02d}-{d['kind']}" + (f"-{what}" if what else "")
 
 
 def render(decl: dict, df: pd.DataFrame, series: pd.DataFrame | None = None,
@@ -219,7 +147,7 @@ def auto_declarations(df: pd.DataFrame, series: pd.DataFrame | None = None,
     for m in metrics[:3]:
         if len(varied) >= 2:
             decls.append({"kind": "heatmap", "x": varied[0], "y": varied[1], "value": m,
-                          **({"boundary": 0.5} if _is_rate(df[m]) else {})})
+                          **({"boundary": 0.5} if A.is_binary(df[m]) else {})})
         elif varied:
             decls.append({"kind": "line", "x": varied[0], "y": m,
                           **({"hue": others[0]} if others else {})})
@@ -234,8 +162,3 @@ def auto_declarations(df: pd.DataFrame, series: pd.DataFrame | None = None,
         decls.append({"kind": "histogram", "column": N.DURATION,
                       "title": "task run time (finished tasks)"})
     return decls[:max_figures]
-
-
-def _is_rate(s: pd.Series) -> bool:
-    v = A._to_float(s).dropna()
-    return bool(len(v)) and bool(v.isin([0.0, 1.0]).all())

@@ -7,78 +7,21 @@ or touched, nothing accumulates in pyplot's figure list, and Jupyter shows a ret
 """
 from __future__ import annotations
 
-import io
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pushbutton.analysis import stats as A
+from pushbutton.analysis.figure_base import (_empty, _fmt, _numeric_col, _style, _units,
+                                             add_note, averaged_over, hue_scale, label,
+                                             new_figure, notes, save, say_averaged)
+from pushbutton.analysis.figure_keys import ERRS
+from pushbutton.analysis.phase import heatmap
 from pushbutton.core import names as N
 
-ERRS = ("sem", "ci", "std", "none")  # the error bars line plots and learning curves draw
-
-# Sizes for print: a 6.4 in wide figure scaled to one column stays legible at these sizes.
-_STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 12, "xtick.labelsize": 10,
-          "ytick.labelsize": 10, "legend.fontsize": 9, "legend.title_fontsize": 10,
-          "lines.linewidth": 1.8, "lines.markersize": 5, "axes.grid": True, "grid.alpha": 0.3,
-          "svg.fonttype": "path", "pdf.fonttype": 42,
-          "svg.hashsalt": "pushbutton"}  # fixed ids: the same figure gives the same SVG
-
-_FigureClass = None
-
-
-def _figure_class():
-    """A Figure subclass that draws itself in notebooks; created lazily with matplotlib."""
-    global _FigureClass
-    if _FigureClass is None:
-        from matplotlib.figure import Figure
-
-        class PBFigure(Figure):
-            def _repr_png_(self):
-                buf = io.BytesIO()
-                self.savefig(buf, format="png", dpi=100)
-                return buf.getvalue()
-
-        _FigureClass = PBFigure
-    return _FigureClass
-
-
-def new_figure(figsize=(6.4, 4.4)):
-    """A figure with one axes, constrained layout (room for labels and colorbars)."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure_class()(figsize=figsize, layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-    return fig, ax
-
-
-def _style():
-    import matplotlib
-    return matplotlib.rc_context(_STYLE)
-
-
-def label(name: str, units: dict | None = None) -> str:
-    """Axis label for a parameter/metric: "delta [n/N]" where units are declared."""
-    text = str(name).replace("_", " ")
-    u = (units or {}).get(name)
-    return f"{text} [{u}]" if u else text
-
-
-def _units(df, units):
-    merged = dict(getattr(df, "attrs", {}).get("units", {}) or {})
-    merged.update(units or {})
-    return merged
-
-
-def _empty(ax, msg="no finished tasks yet"):
-    ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_xticks([])
-    ax.set_yticks([])
+__all__ = ["line", "heatmap", "learning_curves", "histogram", "save", "notes", "new_figure",
+           "label", "ERRS"]
 
 
 def _bars(agg, m, err):
@@ -92,9 +35,36 @@ def _bars(agg, m, err):
     return mean, None
 
 
-def _err_label(err, ci):
-    return {"sem": "mean ± s.e.m.", "std": "mean ± s.d.", "ci": f"mean, {ci:.0%} CI",
-            "none": "mean"}[err]
+def _err_label(err, ci, interval="t"):
+    if err == "ci":
+        return f"mean, {ci:.0%} Wilson interval" if interval == "wilson" else f"mean, {ci:.0%} CI"
+    return {"sem": "mean ± s.e.m.", "std": "mean ± s.d.", "none": "mean"}[err]
+
+
+def _err_sentence(err, ci, interval, what="Error bars"):
+    """The caption's sentence: which error bars these are (they match the report's table)."""
+    if err == "none":
+        return "Points are means over replicates; no error bars."
+    if err == "ci" and interval == "wilson":
+        return (f"{what}: {ci:.0%} Wilson score interval of the rate over replicates (a 0/1 "
+                "metric: it stays inside [0, 1]).")
+    if err == "ci":
+        return f"{what}: {ci:.0%} confidence interval of the mean over replicates (Student t)."
+    if err == "sem":
+        return f"{what}: ± 1 standard error of the mean over replicates."
+    return f"{what}: ± 1 standard deviation over replicates."
+
+
+def _default_err(df, metric, err):
+    """err=None: the Wilson interval for a 0/1 metric (as the report's table shows it), else
+    the standard error of the mean."""
+    if err is None:
+        binary = df is not None and metric in getattr(df, "columns", ()) and \
+            A.is_binary(A._done(df, "done")[metric] if N.STATUS in df.columns else df[metric])
+        return "ci" if binary else "sem"
+    if err not in ERRS:
+        raise ValueError(f"err must be one of {ERRS}, got {err!r}")
+    return err
 
 
 def _hue_groups(df, hue):
@@ -103,15 +73,17 @@ def _hue_groups(df, hue):
     return list(df.groupby(hue, sort=True, dropna=False))
 
 
+def _continuous(groups, hue, df) -> bool:
+    return hue is not None and len(groups) > 6 and _numeric_col(df[hue])
+
+
 def _colors(groups, hue, df):
-    """Colour per group: the default cycle for few/categorical values, viridis for many numbers."""
-    if hue is None or len(groups) <= 6 or not _numeric_col(df[hue]):
+    """Colour per group: the default cycle for few/categorical values; for many numbers a
+    colour scale over exactly the values' range (hue_scale), so the colorbar can be read."""
+    if not _continuous(groups, hue, df):
         return [None] * len(groups)
-    import matplotlib
-    cmap = matplotlib.colormaps["viridis"]
-    keys = [float(k) for k, _ in groups]
-    lo, span = min(keys), (max(keys) - min(keys)) or 1.0
-    return [cmap(0.9 * (k - lo) / span) for k in keys]  # by value: the colorbar can be read
+    cmap, norm = hue_scale([float(k) for k, _ in groups])
+    return [cmap(norm(float(k))) for k, _ in groups]
 
 
 def _legend(fig, ax, groups, hue, df, units):
@@ -119,13 +91,10 @@ def _legend(fig, ax, groups, hue, df, units):
     crush the axes); the first 12 entries for many categories."""
     if hue is None or not groups:
         return
-    if len(groups) > 6 and _numeric_col(df[hue]):
-        import matplotlib
+    if _continuous(groups, hue, df):
         from matplotlib.cm import ScalarMappable
-        keys = [float(k) for k, _ in groups]
-        lo, span = min(keys), (max(keys) - min(keys)) or 1.0
-        sm = ScalarMappable(norm=matplotlib.colors.Normalize(lo, lo + span / 0.9), cmap="viridis")
-        cb = fig.colorbar(sm, ax=ax)
+        cmap, norm = hue_scale([float(k) for k, _ in groups])
+        cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)
         cb.set_label(label(hue, units))
         return
     handles, labels = ax.get_legend_handles_labels()
@@ -134,18 +103,19 @@ def _legend(fig, ax, groups, hue, df, units):
               title=f"first 12 of {len(handles)}" if more else None)
 
 
-def line(df: pd.DataFrame, x: str, y: str, hue: str | None = None, err: str = "sem",
+def line(df: pd.DataFrame, x: str, y: str, hue: str | None = None, err: str | None = None,
          ci: float = 0.95, units: dict | None = None, title: str | None = None,
          logx: bool = False, logy: bool = False, ax=None, status: str | None = "done"):
     """Mean of metric `y` against parameter `x` (one line per `hue` value), averaged over
-    replicates and any other parameters, with error bars (err: sem | ci | std | none)."""
-    if err not in ERRS:
-        raise ValueError(f"err must be one of {ERRS}, got {err!r}")
+    replicates (and any other parameter, which the figure then names), with error bars
+    (err: sem | ci | std | none; default: the Wilson interval for a 0/1 metric, else sem)."""
+    err = _default_err(df, y, err)
     units = _units(df, units)
     fig, ax = new_figure() if ax is None else (ax.figure, ax)
     with _style():
         by = [x] + ([hue] if hue else [])
         agg = A.aggregate(df, by=by, metrics=[y], ci=ci, quantiles=(), status=status)
+        interval = agg.attrs["intervals"][y]
         agg = agg.dropna(subset=[f"{y}_mean"])
         if agg.empty:
             _empty(ax)
@@ -163,72 +133,29 @@ def line(df: pd.DataFrame, x: str, y: str, hue: str | None = None, err: str = "s
         if logy:
             ax.set_yscale("log")
         _legend(fig, ax, groups, hue, agg, units)
-        ax.set_title(title or f"{label(y)} vs {label(x)} ({_err_label(err, ci)})")
-    return fig
-
-
-def _edges(v: np.ndarray, log: bool = False) -> np.ndarray:
-    """Cell edges around sorted centres (midpoints; uneven grids are drawn to scale)."""
-    if len(v) == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5])
-    mid = (v[:-1] + v[1:]) / 2
-    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
-
-
-def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary: float | bool | None = None,
-            units: dict | None = None, title: str | None = None, cmap: str = "viridis",
-            vmin: float | None = None, vmax: float | None = None, ax=None,
-            status: str | None = "done"):
-    """Phase diagram: the mean of `value` (a metric, a boolean, or an expression such as
-    "err < 1e-3") over an x-y grid, optionally with the `boundary` level curve (True = 0.5)."""
-    units = _units(df, units)
-    fig, ax = new_figure(figsize=(6.4, 4.8)) if ax is None else (ax.figure, ax)
-    with _style():
-        data = A._done(df, status)
-        vals = data[[x, y]].copy()
-        vals["_v"] = A._success_values(data, value, "value")
-        surf = vals.groupby([y, x], sort=True)["_v"].mean().unstack(x)
-        if surf.size == 0 or surf.isna().all().all():
-            _empty(ax)
-        else:
-            xs = np.asarray(surf.columns, dtype=float)
-            ys = np.asarray(surf.index, dtype=float)
-            mesh = ax.pcolormesh(_edges(xs), _edges(ys), surf.to_numpy(float), cmap=cmap,
-                                 vmin=vmin, vmax=vmax, shading="flat")
-            cb = fig.colorbar(mesh, ax=ax)
-            cb.set_label(label(value, units))
-            if boundary is not None and boundary is not False:
-                level = 0.5 if boundary is True else float(boundary)
-                b = A.boundary(df, x, y, rate=value, level=level, status=status).dropna(subset=[y])
-                if len(b):
-                    ax.plot(b[x], b[y], color="white", lw=3.2, zorder=3)
-                    ax.plot(b[x], b[y], color="black", lw=1.6, zorder=4, marker=".",
-                            label=f"{label(value)} = {level:g}")
-                    ax.legend(frameon=True, loc="best")
-            ax.set_xlim(_edges(xs)[0], _edges(xs)[-1])
-            ax.set_ylim(_edges(ys)[0], _edges(ys)[-1])
-            ax.grid(False)
-        ax.set_xlabel(label(x, units))
-        ax.set_ylabel(label(y, units))
-        ax.set_title(title or f"{label(value)} over {label(x)} × {label(y)}")
+        add_note(fig, _err_sentence(err, ci, interval))
+        pad = say_averaged(fig, ax, averaged_over(A._done(df, status), [x, hue]))
+        ax.set_title(title or f"{label(y)} vs {label(x)} ({_err_label(err, ci, interval)})",
+                     pad=pad)
     return fig
 
 
 def learning_curves(series: pd.DataFrame, metric: str, hue: str | None = None, x: str = N.STEP,
-                    err: str = "sem", ci: float = 0.95, units: dict | None = None,
+                    err: str | None = None, ci: float = 0.95, units: dict | None = None,
                     title: str | None = None, logx: bool = False, logy: bool = False, ax=None):
     """Per-step mean of `metric` over replicates (one curve per `hue` value), shaded error band."""
-    if err not in ERRS:
-        raise ValueError(f"err must be one of {ERRS}, got {err!r}")
+    err = _default_err(series, metric, err)
     units = _units(series, units)
     x = A.step_column(series, x)
     fig, ax = new_figure() if ax is None else (ax.figure, ax)
+    interval, pad = "t", None
     with _style():
         if series is None or len(series) == 0 or metric not in series.columns:
             _empty(ax, "no per-step series logged yet")
         else:
             by = [hue] if hue else []
             agg = A.learning_curves(series, by=by, metric=metric, x=x, ci=ci)
+            interval = agg.attrs["intervals"][metric]
             agg = agg.dropna(subset=[f"{metric}_mean"])
             groups = _hue_groups(agg, hue)
             for (key, part), color in zip(groups, _colors(groups, hue, agg)):
@@ -241,13 +168,20 @@ def learning_curves(series: pd.DataFrame, metric: str, hue: str | None = None, x
                     lo, hi = (mean - e, mean + e) if e.ndim == 1 else (mean - e[0], mean + e[1])
                     ax.fill_between(xs, lo, hi, color=ln.get_color(), alpha=0.2, lw=0)
             _legend(fig, ax, groups, hue, agg, units)
+            params = series.attrs.get("params")
+            if params is None:  # as A.learning_curves guesses them
+                params = [c for c in series.columns if not N.reserved(c) and c != metric
+                          and not A._looks_metric(series[c])]
+            add_note(fig, _err_sentence(err, ci, interval, "Shaded bands"))
+            pad = say_averaged(fig, ax, averaged_over(series, [x, hue], params))
         ax.set_xlabel(label(x, units))
         ax.set_ylabel(label(metric, units))
         if logx:
             ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
-        ax.set_title(title or f"{label(metric)} during training ({_err_label(err, ci)})")
+        ax.set_title(title or f"{label(metric)} during training "
+                     f"({_err_label(err, ci, interval)})", pad=pad)
     return fig
 
 
@@ -278,30 +212,3 @@ def histogram(df: pd.DataFrame, column: str, hue: str | None = None, bins: Any =
             ax.set_yscale("log")
         ax.set_title(title or f"distribution of {label(column)}")
     return fig
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def save(fig, stem: str | Path, formats: Sequence[str] = ("png", "svg", "pdf"),
-         dpi: int = 150) -> list[Path]:
-    """Write `stem.png`, `stem.svg`, ... (folders created); returns the paths.
-    Metadata dates are left out so re-rendering the same data gives the same files."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fmt in formats:
-        p = stem.with_name(f"{stem.name}.{fmt}")
-        meta = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None},
-                "png": {"Software": None}}.get(fmt)
-        with _style():
-            fig.savefig(p, format=fmt, dpi=dpi, metadata=meta)
-        out.append(p)
-    return out
-
-
-def _numeric_col(s):
-    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)

@@ -27,7 +27,8 @@ RESERVED = (N.TASK_ID, *N.TAIL, N.BUNDLE, N.STEP, N.TIME)
 # Parameters that index replicates: averaged over, never grouped by.
 REPLICATE = ("rep", "seed")
 
-__all__ = ["param_columns", "metric_columns", "aggregate", "success_rate", "wilson", "boundary",
+__all__ = ["param_columns", "metric_columns", "aggregate", "is_binary", "success_rate", "wilson",
+           "boundary",
            "timing", "failures", "learning_curves", "t_quantile", "t_cdf"]
 
 
@@ -138,8 +139,13 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
               quantiles: Sequence[float] = (0.25, 0.5, 0.75),
               status: str | None = "done") -> pd.DataFrame:
     """One row per group of `by`: `pb_n` (rows in the group) plus, per metric m, m_count,
-    m_mean, m_std, m_sem, m_ci_low, m_ci_high (Student-t interval of the mean) and
-    m_q25/m_q50/m_q75. A statistic's name equal to a user column of df is a ValueError.
+    m_mean, m_std, m_sem, m_ci_low, m_ci_high and m_q25/m_q50/m_q75. A statistic's name equal
+    to a user column of df is a ValueError.
+
+    The interval is the Student-t interval of the mean, except for a 0/1 metric (booleans, or
+    numbers that are all 0 or 1 with both present): there it is the Wilson score interval of
+    the rate, which stays inside [0, 1] (a t interval of 5/5 successes is [1, 1]).
+    `out.attrs["intervals"]` says which per metric ("wilson" or "t").
 
     by: default = parameter columns minus rep/seed (so replicates are averaged).
     metrics: default = numeric/boolean metric columns. NaN/None values are left out per metric.
@@ -154,6 +160,7 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
     vals = data[by + metrics].copy()
     for m in metrics:
         vals[m] = _to_float(vals[m])
+    binary = {m for m in metrics if is_binary(data[m])}
     groups = _groups(vals, by)
     out = groups.size().rename(N.N).to_frame()
     for m in metrics:
@@ -162,20 +169,41 @@ def aggregate(df: pd.DataFrame, by: str | Sequence[str] | None = None,
         mean = col.mean()
         std = col.std(ddof=1)
         sem = std / np.sqrt(cnt)
-        tq = np.array([t_quantile(0.5 + ci / 2, k - 1) if k > 1 else math.nan for k in cnt])
         out[f"{m}_count"] = cnt
         out[f"{m}_mean"] = mean
         out[f"{m}_std"] = std
         out[f"{m}_sem"] = sem
-        out[f"{m}_ci_low"] = mean - tq * sem
-        out[f"{m}_ci_high"] = mean + tq * sem
+        if m in binary:
+            lo, hi = wilson(col.sum(min_count=0), cnt, ci)
+        else:
+            tq = np.array([t_quantile(0.5 + ci / 2, k - 1) if k > 1 else math.nan for k in cnt])
+            lo, hi = mean - tq * sem, mean + tq * sem
+        out[f"{m}_ci_low"] = lo
+        out[f"{m}_ci_high"] = hi
         for q in quantiles:  # one call per q: the list form breaks on empty groups
             out[f"{m}_{_qname(q)}"] = col.quantile(q) if len(vals) else np.nan
     out = out.reset_index()
     if not by:
         out = out.drop(columns=["_all"])
-    out.attrs = {"by": by, "metrics": metrics, "ci": ci}
+    out.attrs = {"by": by, "metrics": metrics, "ci": ci,
+                 "intervals": {m: "wilson" if m in binary else "t" for m in metrics}}
     return out
+
+
+def is_binary(s: pd.Series) -> bool:
+    """A 0/1 metric: booleans, or numbers that are all 0 or 1 with both present (a metric that
+    is 1 everywhere is a constant, not a rate, unless it is boolean)."""
+    if pd.api.types.is_bool_dtype(s):
+        return len(s) > 0
+    v = s.dropna()
+    if not len(v):
+        return False
+    if s.dtype == object and v.map(lambda x: isinstance(x, (bool, np.bool_))).all():
+        return True
+    if not _is_numeric(s):
+        return False
+    f = _to_float(v)
+    return bool(f.isin([0.0, 1.0]).all() and (f == 0).any() and (f == 1).any())
 
 
 def _success_values(df: pd.DataFrame, success, key: str = "success") -> pd.Series:
@@ -305,7 +333,9 @@ def timing(df: pd.DataFrame) -> dict:
     out = {
         "n_tasks": n,
         "counts": counts,
-        "cpu_hours": float(dur.sum()) / 3600.0 if len(dur) else 0.0,
+        # the sum of task durations: task-hours, not CPU-hours (a task may use many CPUs)
+        "task_seconds": float(dur.sum()) if len(dur) else 0.0,
+        "task_hours": float(dur.sum()) / 3600.0 if len(dur) else 0.0,
         "duration_mean_s": float(done_dur.mean()) if len(done_dur) else math.nan,
         "duration_median_s": float(done_dur.median()) if len(done_dur) else math.nan,
         "duration_p90_s": float(done_dur.quantile(0.9)) if len(done_dur) else math.nan,

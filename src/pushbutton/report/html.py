@@ -21,6 +21,7 @@ from pushbutton.core import __version__, names as N
 from pushbutton.core.files import atomic_write
 
 MAX_ROWS = 2000  # table rows in the HTML; the CSV beside it has all of them
+FIGURE_DPI = 150  # embedded PNGs: a 6.4 in figure is 960 px wide, sharp at the page's width
 STATES = ("done", "failed", "running", "pending", "cancelled")
 
 
@@ -134,62 +135,15 @@ def _space(ctx: dict, df: pd.DataFrame | None) -> dict:
     return {"text": str(desc) if desc else None, "declared": [], "rows": rows}
 
 
-def _bool_metrics(df: pd.DataFrame, metrics: list[str]) -> list[str]:
-    out = []
-    for m in metrics:
-        s = df[m].dropna()
-        if pd.api.types.is_bool_dtype(df[m]) or (len(s) and s.map(lambda v: isinstance(v, bool)).all()):
-            out.append(m)
-    return out
-
-
 def _results_table(ctx: dict, df: pd.DataFrame | None, outdir: Path) -> dict | None:
-    """Aggregated results: one row per parameter point; mean ± s.e.m. and the CI per metric
-    (Wilson for boolean metrics: a t interval on 0/1 data can leave [0, 1])."""
-    if df is None or df.empty:
-        return None
-    if N.STATUS in df.columns and not (df[N.STATUS] == "done").any():
-        return {"empty": True}
-    by = ctx.get("aggregate_by")
-    if by is None:
-        by = [p for p in (ctx.get("params") or A.param_columns(df)) if p not in A.REPLICATE]
-    metrics = ctx.get("metrics") or A.metric_columns(df)
-    metrics = [m for m in metrics if m in df.columns and A._is_numeric(df[m])]
-    ci = float(ctx.get("ci", 0.95))
-    agg = A.aggregate(df, by=by, metrics=metrics, ci=ci, quantiles=(0.5,))
-    for m in _bool_metrics(df, metrics):
-        sr = A.success_rate(df, by=by, success=m, ci=ci)
-        agg[f"{m}_ci_low"], agg[f"{m}_ci_high"] = sr["pb_ci_low"].values, sr["pb_ci_high"].values
-    agg.to_csv(outdir / "aggregated.csv", index=False)
-    # friendly headers, but never one that reads as a user's column of the same table
-    taken = set(by)
-
-    def head(friendly, column):
-        return friendly if friendly not in taken else column
-    headers = [*by, head("tasks", N.N)]
-    num = [pd.api.types.is_numeric_dtype(agg[c]) and not pd.api.types.is_bool_dtype(agg[c])
-           for c in by] + [True]
-    for m in metrics:
-        headers += [head(f"{m} (mean ± s.e.m.)", f"{m}_mean"), head(f"{m} {ci:.0%} CI",
-                    f"{m}_ci_low"), head(f"{m} median", f"{m}_q50")]
-        num += [True, True, True]
-    rows = []
-    for rec in agg.head(MAX_ROWS).to_dict("records"):
-        r = [_cell(rec[c]) for c in by] + [_cell(rec[N.N])]
-        for m in metrics:
-            mean, sem = rec[f"{m}_mean"], rec[f"{m}_sem"]
-            txt = fmt(mean) + ("" if sem is None or math.isnan(sem) else f" ± {fmt(sem)}")
-            lo, hi = rec[f"{m}_ci_low"], rec[f"{m}_ci_high"]
-            ci_txt = "–" if math.isnan(lo) else f"[{fmt(lo)}, {fmt(hi)}]"
-            r += [_cell(mean, txt), _cell(lo, ci_txt), _cell(rec[f"{m}_q50"])]
-        rows.append(r)
-    return {"empty": False, "headers": headers, "num": num, "rows": rows, "total": len(agg),
-            "shown": len(rows), "csv": "aggregated.csv", "by": by, "metrics": metrics}
+    from pushbutton.report.results_table import results_table
+    return results_table({**ctx, "max_rows": MAX_ROWS}, df, outdir, _cell)
 
 
 def _figures(ctx: dict, df, series, outdir: Path) -> tuple[list[dict], list[str]]:
     # matplotlib loads only when a report is built
     from pushbutton.analysis import figure_specs as FS, figures as F
+    from pushbutton.report.results_table import boundary_table
 
     decls = ctx.get("figures")
     if decls is None:
@@ -200,18 +154,22 @@ def _figures(ctx: dict, df, series, outdir: Path) -> tuple[list[dict], list[str]
                         check_columns=bool(finished) or (df is not None and N.STATUS not in df))
     out, problems = [], []
     figdir = outdir / "figures"
-    for d in valid:
+    for i, d in enumerate(valid):
         try:  # a figure that cannot be drawn (e.g. no data yet) must not sink the whole report
             fig = FS.render(d, df, series, ctx.get("units"))
             paths = F.save(fig, figdir / d["name"], formats=ctx.get("figure_formats",
                                                                       ("png", "svg", "pdf")))
             buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-        except Exception as e:  # noqa: BLE001 - reported in the page instead
-            problems.append(f"figure {d['name']!r} ({d['kind']}) could not be drawn: {e}")
+            fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
+        except Exception as e:  # noqa: BLE001 - reported in the page and the terminal instead
+            problems.append(f"figure {d['name']!r} ({d['kind']}, figures[{i}]) "
+                            f"could not be drawn: {type(e).__name__}: {e}")
             continue
         title = d.get("title") or (fig.axes[0].get_title() if fig.axes else d["name"])
+        bound = getattr(fig, "pb_boundary", None)
         out.append({"name": d["name"], "title": title, "caption": d.get("caption", ""),
+                    "notes": F.notes(fig),
+                    "boundary": boundary_table(bound, fmt) if bound else None,
                     "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
                     "files": [{"fmt": p.suffix[1:], "href": f"figures/{p.name}"} for p in paths],
                     "decl": ", ".join(f"{k} = {v!r}" for k, v in d.items() if k != "name")})
@@ -238,11 +196,15 @@ def _failures(ctx: dict, df) -> dict | None:
     return {"rows": rows, "total": int(f["count"].sum()) if "count" in f else len(f)}
 
 
-def _timing(df) -> dict | None:
+def _timing(df, cpus=None) -> dict | None:
     if df is None or df.empty:
         return None
     t = A.timing(df)
-    return {"cpu_hours": f"{t['cpu_hours']:.3g}", "mean": _duration(t["duration_mean_s"]),
+    # the sum of durations is task time; CPU time only when each task's CPUs are known (> 1)
+    cpus = cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 1 else None
+    return {"task_time": _duration(t["task_seconds"]),
+            "cpu_time": _duration(t["task_seconds"] * cpus) if cpus else None, "cpus": cpus,
+            "mean": _duration(t["duration_mean_s"]),
             "median": _duration(t["duration_median_s"]), "p90": _duration(t["duration_p90_s"]),
             "max": _duration(t["duration_max_s"]), "wall": _duration(t["wall_s"]),
             "failure_rate": "–" if math.isnan(t["failure_rate"]) else f"{t['failure_rate']:.1%}",
@@ -309,15 +271,19 @@ def _env():
     return env
 
 
-def build(context: dict, outdir: str | Path, filename: str = "report.html") -> Path:
+def build(context: dict, outdir: str | Path, filename: str = "report.html",
+          problems: list | None = None) -> Path:
     """Write `outdir/report.html` (self-contained), `outdir/figures/*` and
-    `outdir/aggregated.csv`; returns the HTML path.
+    `outdir/aggregated.csv`; returns the HTML path. What the page shows as a problem (a figure
+    that could not be drawn) is also appended to `problems` when a list is given, for the
+    terminal.
 
     context keys (all optional except title): title, description, spec_text, spec_file,
     space_description (text or [{name, values}]), counts ({state: n}; else from the table),
     n_tasks, results_df, series_df, figures ([[figures]] declarations; None = automatic),
-    units, params, metrics, aggregate_by, ci, failures_df, runs ([{run_id, started_at,
-    finished_at, message, backend, provenance: {..., packages: {}, diff}}]), generated_at.
+    units, params, metrics, aggregate_by, ci, cpus (per task), failures_df, runs ([{run_id,
+    started_at, finished_at, message, backend, provenance: {..., packages: {}, diff}}]),
+    generated_at.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -328,7 +294,9 @@ def build(context: dict, outdir: str | Path, filename: str = "report.html") -> P
         df.attrs["params"] = list(context["params"])
         if context.get("metrics"):
             df.attrs["metrics"] = list(context["metrics"])
-    figures, problems = _figures(context, df, series, outdir)
+    figures, drawn = _figures(context, df, series, outdir)
+    if problems is not None:
+        problems.extend(drawn)
     page = {
         "title": context.get("title") or context.get("name") or "Experiment report",
         "name": context.get("name") or "",
@@ -339,9 +307,9 @@ def build(context: dict, outdir: str | Path, filename: str = "report.html") -> P
         "counts": _counts(context, df),
         "results": _results_table(context, df, outdir),
         "figures": figures,
-        "problems": problems + list(context.get("warnings") or []),
+        "problems": drawn + list(context.get("warnings") or []),
         "failures": _failures(context, df),
-        "timing": _timing(df),
+        "timing": _timing(df, context.get("cpus")),
         "runs": _runs(context),
         "generated_at": context.get("generated_at")
         or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -386,20 +354,28 @@ def context_from_store(store, eid: int, name: str, spec: dict | None = None,
             "space_description": space or stored.get("_space") or "",
             "counts": store.counts(eid), "results_df": df, "series_df": series,
             "figures": spec.get("figures") or None, "units": spec.get("units") or {},
+            "cpus": (spec.get("resources") or {}).get("cpus"),
             "params": params, "metrics": df.attrs["metrics"], "runs": runs}
 
 
-def default_outdir(project_root, name: str) -> Path:
-    """`<project>/reports/<experiment>/`: beside the code, where a researcher looks for it."""
-    return Path(project_root) / "reports" / name
+def default_outdir(store, name: str) -> Path:
+    """`.pushbutton/reports/<experiment>/` of the store: inside the store's folder (ignored by
+    git like the rest of it), not a new folder among the project's files; `-o` / `outdir`
+    puts a report anywhere else."""
+    return Path(store.dir) / "reports" / name
 
 
 def build_for_experiment(exp, outdir=None, open_browser: bool = False) -> Path:
-    """Report of an `Experiment` (what `exp.report()` and `pb report` call)."""
+    """Report of an `Experiment` (what `exp.report()` calls). A figure that could not be drawn
+    is a warning (it is also a banner in the page)."""
+    import warnings
     eid = exp._exp_id()
     ctx = context_from_store(exp.store, eid, exp.name, spec=exp.spec.model_dump(),
                              spec_file=exp.spec_file, space=repr(exp.space))
-    path = build(ctx, outdir or default_outdir(exp.store.root, exp.name))
+    problems: list[str] = []
+    path = build(ctx, outdir or default_outdir(exp.store, exp.name), problems=problems)
+    for p in problems:
+        warnings.warn(p, stacklevel=3)
     if open_browser:
         import webbrowser
         webbrowser.open(path.resolve().as_uri())
