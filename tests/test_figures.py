@@ -3,6 +3,7 @@ validate with clear errors."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -202,9 +203,38 @@ def test_heatmap_over_categories_marks_failed_cells_apart_from_cells_outside_the
     assert len(marks["//"].get_paths()) == 1  # cauchy x small: not finished yet
     notes = " ".join(F.notes(fig))
     assert "every task at that point failed" in notes and "White cells (1)" in notes
+    assert "veraged" not in notes  # n = 10 x size never varies within a cell: nothing averaged
     # a numeric y with categorical x: the boundary is drawn and kept as numbers
     b = F.heatmap(t, "dist", "n", "ok", boundary=0.5)
     assert b.pb_boundary["level"] == 0.5 and list(b.pb_boundary["table"]["dist"]) == \
         ["cauchy", "normal", "uniform"]
     no = F.heatmap(t, "dist", "size", "ok", boundary=0.5)  # interpolating needs a numeric y
     assert any("No boundary drawn" in n for n in F.notes(no))
+
+
+def test_every_kind_and_key_is_documented():
+    from pathlib import Path
+
+    from pushbutton.spec import figure_keys as K
+    doc = (Path(__file__).parent.parent / "docs" / "REPORTS.md").read_text(encoding="utf-8")
+    common = doc[doc.index("Keys every kind takes"):doc.index("### kind")]
+    for key in K.COMMON:
+        assert f"| `{key}` |" in common, key
+    for kind, (required, optional) in K.KEYS.items():
+        part = doc[doc.index(f'### kind = "{kind}"'):]
+        part = part[:part.index("\n### ", 5)] if "\n### " in part[5:] else part
+        for key in required | optional:
+            assert re.search(rf"\| `{key}`(, `\w+`)* \||\| `\w+`, `{key}` \|", part), (kind, key)
+        for key in required:
+            assert re.search(rf"\| `{key}` \| required", part), (kind, key)
+
+
+def test_declarations_are_checked_when_a_spec_is_loaded(tmp_path):
+    import pushbutton as pb
+    spec = tmp_path / "e.toml"
+    spec.write_text('name = "f"\nfunction = "t:f"\n[space]\ngrid = {x = [1]}\n'
+                    '[[figures]]\nkind = "heatmap"\nx = "x"\ny = "x"\nvalue = "y"\nvmin = "0"\n')
+    with pytest.raises(SpecError) as e:
+        pb.load(spec, project=tmp_path)
+    assert e.value.key == "figures[0].vmin" and e.value.file == str(spec)
+    assert not (tmp_path / ".pushbutton").exists()  # loading a spec writes nothing

@@ -68,9 +68,7 @@ class Experiment:
                 "units": units or {}, "figures": figures or [], "metrics": metrics or {}}
         if retry_on is not None:
             data["resources"]["retry_on"] = retry_on
-        self.spec = specmod.validate(data, file=spec_file)
-        from pushbutton.analysis.figure_keys import check as check_figures
-        check_figures(self.spec.figures, file=spec_file)  # kind, keys, options: at load time
+        self.spec = specmod.validate(data, file=spec_file)  # [[figures]] included
         if space is None:
             raise SpecError("no parameter space", file=spec_file, key="space",
                             fix="pass space=pushbutton.grid(n=[1, 2, 3])")
@@ -266,7 +264,7 @@ class Experiment:
                     known += pq.read_schema(part).names
             except Exception:  # noqa: BLE001 - a hint only; the report checks for certain
                 pass
-        from pushbutton.analysis.figure_keys import unknown_columns
+        from pushbutton.spec.figure_keys import unknown_columns
         return unknown_columns(self.spec.figures, known, self.spec_file)
 
     def report(self, outdir=None, open_browser: bool = False):

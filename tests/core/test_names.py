@@ -84,14 +84,14 @@ def test_user_names_round_trip_in_every_view(project):
     assert set(json.loads(s)) == {"pb_task_id", "pb_step", "pb_time", "error"}
     # the report: the user's columns, aggregated; no bookkeeping value in their place
     pb("report")
-    html = (project / "reports" / "names" / "report.html").read_text()
-    agg = (project / "reports" / "names" / "aggregated.csv").read_text().splitlines()
+    html = (project / ".pushbutton" / "reports" / "names" / "report.html").read_text()
+    agg = (project / ".pushbutton" / "reports" / "names" / "aggregated.csv").read_text().splitlines()
     assert agg[0].startswith("n,host,status,task_id,pb_n,error_count,error_mean")
     assert "1,alpha,on,7,2,2,0.5" in agg[1]
     import re
     heads = re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', html)
-    assert heads[:5] == ["n", "host", "status", "task_id", "tasks"], heads
-    assert "error (mean ± s.e.m.)" in heads and "duration_s (mean ± s.e.m.)" in heads
+    assert heads[:5] == ["n", "host", "status", "task_id", "replicates"], heads
+    assert "error: mean ± s.e.m." in heads and "duration_s: mean ± s.e.m." in heads
     assert "alpha" in html and "could not be drawn" not in html
 
 
@@ -186,14 +186,14 @@ def test_report_headers_never_read_as_a_user_column(tmp_path):
 
     from pushbutton.analysis import stats as A
     from pushbutton.report import html as report
-    df = pd.DataFrame({"pb_task_id": list("abcd"), "tasks": [1, 1, 2, 2],
+    df = pd.DataFrame({"pb_task_id": list("abcd"), "replicates": [1, 1, 2, 2],
                        "error": [0.1, 0.2, 0.3, 0.4], "pb_status": ["done"] * 4})
-    df.attrs.update(params=["tasks"], metrics=["error"])
+    df.attrs.update(params=["replicates"], metrics=["error"])
     html = report.build({"title": "t", "results_df": df, "figures": []}, tmp_path).read_text()
     heads = re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', html)
-    assert heads[:2] == ["tasks", "pb_n"], heads
+    assert heads[:2] == ["replicates", "pb_n"], heads
     clash = df.assign(error_mean=[9.0] * 4)
-    clash.attrs.update(params=["tasks"], metrics=["error", "error_mean"])
+    clash.attrs.update(params=["replicates"], metrics=["error", "error_mean"])
     with pytest.raises(ValueError, match="'error_mean'.*would have the name of your column"):
         A.aggregate(clash)
     assert A.aggregate(clash, metrics=["error_mean"])["error_mean_mean"].tolist() == [9.0, 9.0]

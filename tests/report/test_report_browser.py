@@ -125,3 +125,42 @@ def test_tasks_per_node_table(pages):
     asc = page.eval(tasks)
     assert asc == sorted(asc) and widths[nodes.index("node-10")] == max(widths)
     assert page.eval("document.querySelectorAll('#timing .nodebar')[0].getBoundingClientRect().width") == min(widths)
+
+
+LAYOUT = """(() => {
+  const box = document.querySelector('#results .scroll');
+  const table = box.querySelector('table');
+  return {inner: innerWidth, page: document.scrollingElement.scrollWidth,
+          box: [box.clientWidth, box.scrollWidth], right: table.getBoundingClientRect().right,
+          heads: Array.from(table.tHead.rows[0].cells).map(c => c.textContent.trim()),
+          column: document.querySelector('#figures').getBoundingClientRect().width,
+          imgs: Array.from(document.images).map(i => i.getBoundingClientRect().width)};
+})()"""
+
+
+@pytest.mark.parametrize("width", [1280, 1600])
+def test_layout_uses_the_page(browser, built_reports, width):
+    """A laptop-wide window shows the whole results table (no column hidden behind a
+    scrollbar) and figures at a readable width, and nothing overflows the page."""
+    page = browser.new_page(width=width, height=900)
+    try:
+        page.open(built_reports["failures"].resolve().as_uri())
+        got = page.eval(LAYOUT)
+    finally:
+        page.close()
+    assert got["page"] <= got["inner"], got  # no sideways scrolling of the page
+    assert got["box"][1] <= got["box"][0], got  # the table fits its box: nothing cut off
+    assert got["right"] <= got["inner"], got
+    assert got["heads"][3] == "replicates"
+    assert len(got["imgs"]) == 4 and all(w >= 900 for w in got["imgs"]), got
+
+
+def test_narrow_window_scrolls_the_table_not_the_page(browser, built_reports):
+    page = browser.new_page(width=760, height=900)
+    try:
+        page.open(built_reports["failures"].resolve().as_uri())
+        got = page.eval(LAYOUT)
+    finally:
+        page.close()
+    assert got["page"] <= got["inner"], got
+    assert all(abs(w - got["column"]) < 2 for w in got["imgs"]), got  # figures fill the column

@@ -103,17 +103,21 @@ def add_note(fig, text: str) -> None:
 
 def averaged_over(df: pd.DataFrame, shown: Sequence[str | None],
                   params: Sequence[str] | None = None) -> list[tuple[str, int]]:
-    """Parameters (not replicates) that vary in `df` but are neither axis nor hue: a mean over
-    them is a mean over different experiments, and the figure has to say so."""
+    """Parameters (not replicates) that vary within a point of the figure (a group of its axis
+    and hue values) without being axis or hue: a mean over them is a mean over different
+    experiments, and the figure has to say so. (A parameter tied to a shown one, such as n =
+    10 × size, does not vary within a point and is not named.)"""
     params = A.param_columns(df) if params is None else params
+    keys = [c for c in shown if c is not None and c in df.columns]
     out = []
     for p in params:
-        if p in shown or p in A.REPLICATE or p not in df.columns:
+        if p in shown or p in A.REPLICATE or p not in df.columns or not len(df):
             continue
-        n = df[p].astype(str).nunique(dropna=False) if df[p].dtype == object \
-            else df[p].nunique(dropna=False)
-        if n > 1:
-            out.append((p, int(n)))
+        col = df[p].map(repr) if df[p].dtype == object else df[p]  # lists, dicts, mixed types
+        within = col.groupby([df[k] for k in keys], dropna=False).nunique(dropna=False).max() \
+            if keys else col.nunique(dropna=False)
+        if within > 1:
+            out.append((p, int(col.nunique(dropna=False))))
     return out
 
 

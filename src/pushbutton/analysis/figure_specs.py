@@ -12,10 +12,10 @@ import pandas as pd
 
 from pushbutton.analysis import stats as A
 from pushbutton.analysis.figures import (_empty, _numeric_col, _style, heatmap, histogram,
-                                         learning_curves, line, new_figure, save)
+                                         learning_curves, line, new_figure, notes, save)
 from pushbutton.core import names as N
 from pushbutton.core.errors import SpecError
-from pushbutton.analysis.figure_keys import (COLUMN_KEYS as _COLUMN_KEYS, COMMON as _COMMON,
+from pushbutton.spec.figure_keys import (COLUMN_KEYS as _COLUMN_KEYS, COMMON as _COMMON,
                                              KINDS, STEP_NAMES, check_keys, check_options,
                                              choices as _choices, figure_name)
 
@@ -117,8 +117,9 @@ def figures_from_spec(decls: Sequence[dict], df: pd.DataFrame, series: pd.DataFr
                       units: dict | None = None, file: str | None = None,
                       keep: bool = False) -> list[dict]:
     """Validate and render every declaration into `outdir`. Returns one dict per figure:
-    name, kind, title, caption, decl, paths (written files), png (bytes, for embedding),
-    and fig when keep=True (figures are otherwise closed to free memory)."""
+    name, kind, title, caption, notes (what the error bars are, what was averaged over, ...),
+    decl, paths (written files), png (bytes, for embedding), and fig when keep=True (figures
+    are otherwise closed to free memory)."""
     outdir = Path(outdir)
     results = []
     for d in validate(decls, df, series, file=file):
@@ -128,7 +129,8 @@ def figures_from_spec(decls: Sequence[dict], df: pd.DataFrame, series: pd.DataFr
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
         title = d.get("title") or (fig.axes[0].get_title() if fig.axes else d["name"])
         results.append({"name": d["name"], "kind": d["kind"], "title": title,
-                        "caption": d.get("caption", ""), "decl": d, "paths": paths,
+                        "caption": d.get("caption", ""), "notes": notes(fig), "decl": d,
+                        "paths": paths,
                         "png": buf.getvalue(), **({"fig": fig} if keep else {})})
     return results
 

@@ -16,7 +16,7 @@ from pushbutton.analysis import stats as A
 from pushbutton.analysis.figure_base import (_empty, _fmt, _numeric_col, _style, _units,
                                              add_note, averaged_over, hue_scale, label,
                                              new_figure, notes, save, say_averaged)
-from pushbutton.analysis.figure_keys import ERRS
+from pushbutton.spec.figure_keys import ERRS
 from pushbutton.analysis.phase import heatmap
 from pushbutton.core import names as N
 

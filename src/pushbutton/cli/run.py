@@ -47,7 +47,7 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
     """Run (or resume) the experiment in SPEC (a .toml file or a folder holding one)."""
     from pushbutton.experiment import load
     path = spec_path(spec)
-    exp = load(path, project=open_store(create=True).root)  # figures' kinds and keys checked
+    exp = load(path, project=open_store(create=True).root)  # [[figures]] kinds, keys checked
     for w in [] if checked else exp.figure_warnings():  # columns: known only in part before
         click.secho(f"warning: {w}", fg="yellow", err=True)
     if (dry_run or detach) and not checked:  # a plain run checks in exp.run(); before anything

@@ -162,8 +162,9 @@ def _figures(ctx: dict, df, series, outdir: Path) -> tuple[list[dict], list[str]
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
         except Exception as e:  # noqa: BLE001 - reported in the page and the terminal instead
-            problems.append(f"figure {d['name']!r} ({d['kind']}, figures[{i}]) "
-                            f"could not be drawn: {type(e).__name__}: {e}")
+            where = f"figures[{i}]" if ctx.get("figures") is not None else "automatic"
+            problems.append(f"figure {d['name']!r} ({d['kind']}, {where}) could not be drawn: "
+                            f"{type(e).__name__}: {e}")
             continue
         title = d.get("title") or (fig.axes[0].get_title() if fig.axes else d["name"])
         bound = getattr(fig, "pb_boundary", None)

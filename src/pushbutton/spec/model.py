@@ -266,6 +266,8 @@ def validate(data: dict, file: str | None = None) -> SpecModel:
                         key="function" if spec.function is None else "command",
                         fix="function = \"task:run\"  or  command = [\"python\", \"sim.py\", "
                             "\"{n}\"]")
+    from pushbutton.spec.figure_keys import check as check_figures
+    check_figures(spec.figures, file=file)  # kind, keys and options of every [[figures]]
     return spec
 
 

@@ -138,11 +138,12 @@ def choices(word: str, options: Sequence[str]) -> str:
 
 def unknown_columns(decls: Sequence[dict], known: Iterable[str],
                     file: str | None = None) -> list[str]:
-    """Warnings for column-valued keys naming no known column (before a run, the metrics a
-    task returns are not known yet: `known` is the parameters plus any metric seen so far).
-    A `value` with an operator in it is an expression and is checked when the report is built."""
-    known = [str(k) for k in known]
-    names = list(dict.fromkeys(known + [N.DURATION, N.ATTEMPTS]))
+    """Warnings for column-valued keys that look like a typo of a known column (`known`: the
+    parameters plus any metric stored so far). Before a run the metrics a task returns are not
+    known, so a name unlike every known one is taken for a metric and said nothing of; the
+    report checks every name against the results. A `value` with an operator in it is an
+    expression, checked when the report is built."""
+    names = list(dict.fromkeys([str(k) for k in known] + [N.DURATION, N.ATTEMPTS]))
     out = []
     for i, d in enumerate(decls or ()):
         for k in sorted(COLUMN_KEYS & set(d)):
@@ -153,9 +154,10 @@ def unknown_columns(decls: Sequence[dict], known: Iterable[str],
                 continue
             if k == "value" and any(op in v for op in "<>=!+-*/%&|~ "):
                 continue
-            where = f"{file}: " if file else ""
-            hint = choices(v, names)
-            out.append(f"{where}figures[{i}].{k}: no parameter or metric {v!r} so far; "
-                       f"{hint} (fine if your task returns it as a metric: the report checks "
-                       "it against the results)")
+            close = difflib.get_close_matches(v, names, n=1, cutoff=0.75)
+            if close:
+                where = f"{file}: " if file else ""
+                out.append(f"{where}figures[{i}].{k}: no parameter or metric {v!r} so far; did "
+                           f"you mean {close[0]!r}? (fine if your task returns {v!r} as a "
+                           "metric: the report checks it against the results)")
     return out
