@@ -249,9 +249,9 @@ class Experiment:
         return getattr(figures, kind)(self.results(all_tasks=False), **kw)
 
     def figure_warnings(self) -> list[str]:
-        """Figure declarations naming a column that is neither a parameter nor a metric this
-        experiment has stored so far (a typo, or a metric not returned yet). Reads only a store
-        that exists; never creates one."""
+        """Warnings for figure declarations naming a column that looks like a typo of a
+        parameter or of a metric this experiment has stored so far (other unknown names may be
+        metrics not returned yet: the report checks them). Reads only a store that exists."""
         known = list(self.space.names) + ["rep", "seed"]
         if self._store is not None or (self.project / DIRNAME / "state.sqlite").exists():
             import pyarrow.parquet as pq
