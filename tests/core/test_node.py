@@ -99,7 +99,7 @@ def test_slurm_node_name_wins_over_the_host_name(project):
     assert shown["node"] == "pbn-7" and shown["host"] == socket.gethostname(), shown
     # the report counts what the results table counts
     pb("report")
-    html = (project / "reports" / "where" / "report.html").read_text()
+    html = (project / ".pushbutton" / "reports" / "where" / "report.html").read_text()
     assert report_nodes(html) == expected_nodes(rows) == {"pbn-7": (6, 1)}
 
 
@@ -187,7 +187,7 @@ def test_stores_written_before_pb_node_still_read(project):
     assert "pb_node" in pq.read_schema(folder / name).names
     check(exp.results())
     pb("report", "old")
-    html = (project / "reports" / "old" / "report.html").read_text()
+    html = (project / ".pushbutton" / "reports" / "old" / "report.html").read_text()
     df = exp.results()
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     assert report_nodes(html) == expected_nodes(rows) == {host: (4, 0), "(not recorded)": (6, 0)}
