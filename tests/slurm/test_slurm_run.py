@@ -132,7 +132,7 @@ def test_node_is_the_slurm_node_name(slurm, project):
     assert {v for t in raw for v in t["pb_node"]} == {node}
     assert {v for t in raw for v in t["pb_host"]} == {host}
     r = pb("report", "nodes")
-    html = (project / "reports" / "nodes" / "report.html").read_text()
+    html = (project / ".pushbutton" / "reports" / "nodes" / "report.html").read_text()
     m = re.search(r'<table class="sortable nodes">.*?<tbody>(.*?)</tbody>', html, re.S)
     cells = [re.sub(r"<[^>]+>", "", c).strip()
              for c in re.findall(r"<td[^>]*>(.*?)</td>", m.group(1), re.S)]
