@@ -1,0 +1,175 @@
+"""Make existing machines reached over SSH a SLURM cluster, through idempotent steps.
+
+Used by the `ssh` provider and by the cloud providers once their machines exist. Everything of
+cluster NAME lives under a per-cluster folder on each machine (`~/.pushbutton-clusters/NAME`,
+see remote_conf.Layout) with its own munge key, socket, pid and log, its own slurm.conf, and
+daemons run as the SSH user (SlurmUser = that user): nothing of a machine's own SLURM or munge
+is touched, and root (or passwordless sudo) is needed only to install missing packages.
+
+The seam (final signatures; `options` is a SetupOptions or a dict of its fields, `say` prints
+one progress line, `nodes` are base.Node records whose `extra["host"]` is the SSH destination —
+the node's name when absent — and `head` is the Node that runs slurmctld; it may or may not be
+one of `nodes`, which run slurmd):
+
+    plan_steps(nodes, head, options) -> list[str]                    no SSH (for --dry-run)
+    setup_nodes(nodes, head, conf_text, munge_key, options, say=print) -> dict[str, list[str]]
+        every step on the head first, then on the other machines in parallel; conf_text None:
+        generated here (ports chosen on the head, kept while they stay free), munge_key None:
+        the head's existing key, else a new one. Fills node.extra["pb"] (layout, programs),
+        node.addr. Returns, per machine, one line per step.
+    start_controller(head, options, say=print) -> list[str]          slurmctld on the head
+    start_slurmd(nodes, options, say=print) -> dict[str, list[str]]  slurmd on each node
+    wait_idle(nodes, head, options, timeout=120, say=print) -> dict[str, str]
+    node_states(head, options) -> dict[str, str]                     sinfo on the head
+    stop_slurmd(nodes, options, say=print) -> dict[str, list[str]]
+    stop_controller(head, options, say=print) -> list[str]
+    remove_nodes(nodes, options, say=print) -> dict[str, list[str]]  slurmd stopped, its files gone
+    stop_all(nodes, head, options, say=print, remove=False) -> dict[str, list[str]]
+        jobs cancelled, every daemon stopped; remove=True also deletes the per-cluster folders
+        (never packages, never the work folder with its results)
+    target_fields(name, head, options) -> dict                       for targets.Target(**...)
+
+A daemon is restarted only when the file it was started with (munge key, slurm.conf) changed
+since; running any of these twice does nothing the second time but say "already".
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+
+from pushbutton.clusters.cluster import ClusterError
+from pushbutton.clusters.remote_conf import (Layout, conf_ports, expand_home, gres_conf,
+                                             slurm_conf)
+from pushbutton.clusters.remote_daemons import (  # the seam, re-exported
+    SetupOptions, _ctx, _head_first, _host, _machines, _parallel, _remember, _steps_runner,
+    node_states, remove_nodes, ssh_argv, start_controller, start_slurmd, stop_all,
+    stop_controller, stop_slurmd, target_fields, wait_idle)
+from pushbutton.clusters.remote_lib import PORTS_PY
+from pushbutton.clusters.remote_steps import CONFIG_STEPS, PROBE_STEPS, Ctx, sha
+
+__all__ = ["SetupOptions", "plan_steps", "setup_nodes", "start_controller", "start_slurmd",
+           "wait_idle", "node_states", "stop_slurmd", "stop_controller", "remove_nodes",
+           "stop_all", "target_fields", "ssh_argv"]
+
+
+# -- plan -----------------------------------------------------------------------------------
+def plan_steps(nodes, head, options) -> list[str]:
+    """What setup and start would do on each machine, without SSH."""
+    o = SetupOptions.of(options)
+    names = {n.name for n in nodes}
+    lines = []
+    for m in _machines(nodes, head):
+        is_head, compute = m.name == head.name, m.name in names
+        steps = [s.name for s in PROBE_STEPS + CONFIG_STEPS
+                 if (s.only == "all" or (s.only == "head" and is_head) or
+                     (s.only == "compute" and compute)) and (s.name != "setup" or o.setup)]
+        steps += (["slurmctld"] if is_head else []) + (["slurmd"] if compute else [])
+        role = " + ".join((["head (slurmctld)"] if is_head else []) +
+                          (["node (slurmd)"] if compute else []))
+        lines.append(f"{m.name} [{role}] via ssh {_host(m)}: {', '.join(steps)}")
+    for s in PROBE_STEPS + CONFIG_STEPS:
+        if s.name != "setup" or o.setup:
+            lines.append(f"  {s.name}: {s.doc}")
+    lines.append("  slurmctld / slurmd: started as the SSH user, restarted only when slurm.conf "
+                 "changed")
+    lines.append(f"  files: {o.cluster_dir}/{o.cluster} on every machine (sockets and spools "
+                 f"in /tmp/pbc-*); work folder {o.workdir} shared by all")
+    return lines
+
+
+# -- setup ----------------------------------------------------------------------------------
+def _addr(c: Ctx) -> str:
+    a = c.node.addr or c.facts.get("addr")
+    if not a:
+        raise c.remote.fail("reachable", "cannot tell the address the head reaches this "
+                            "machine at (no SSH_CONNECTION there)",
+                            "give the node an address (Node.addr)")
+    return a
+
+
+def _existing_key(hc: Ctx) -> bytes | None:
+    """The munge key already on the head (so that a second setup keeps it), if any."""
+    if hc.remote.lib("munge key", "pb_sha", hc.lay.key).stdout.strip() == "none":
+        return None
+    r = hc.remote.run("munge key", ["sh", "-c", 'base64 < "$1"', "pb", hc.lay.key],
+                      check=False, shown=["base64", hc.lay.key])
+    try:
+        key = base64.b64decode(r.stdout) if r.returncode == 0 else b""
+    except ValueError:
+        return None
+    return key if len(key) >= 32 else None
+
+
+def _ports(hc: Ctx) -> tuple[int, int]:
+    old = conf_ports(hc.remote.lib("slurm.conf", "pb_cat", hc.lay.conf).stdout)
+    st = hc.remote.lib("slurmctld", "pb_status", hc.lay.pidfile("slurmctld"), "slurmctld",
+                       hc.lay.record("slurmctld")).stdout.split()
+    if old and st and st[0] == "running":
+        return old
+    r = hc.remote.run("slurm.conf", [hc.bin("python3"), "-c", PORTS_PY,
+                                      *(map(str, old) if old else [])],
+                      shown=["python3", "-c", "<pick 2 free ports>"])
+    a, b = r.stdout.split()
+    return int(a), int(b)
+
+
+def _check_users(ctxs: list[Ctx]) -> None:
+    hc = next(c for c in ctxs if c.is_head)
+    for c in ctxs:
+        if c.facts.get("uid") != hc.facts.get("uid") or c.facts.get("user") != \
+                hc.facts.get("user"):
+            raise c.remote.fail(
+                "reachable", f"reached as user {c.facts.get('user')} (uid {c.facts.get('uid')})"
+                f", the head as {hc.facts.get('user')} (uid {hc.facts.get('uid')})",
+                "the daemons run as the SSH user, so every machine must be reached as the same "
+                "user with the same uid: set `user = ...` in the template's ssh table")
+
+
+def setup_nodes(nodes, head, conf_text, munge_key, options, say=print) -> dict[str, list[str]]:
+    o = SetupOptions.of(options)
+    names = {n.name for n in nodes}
+    ctxs = [_ctx(m, o, head, m.name in names) for m in _machines(nodes, head)]
+    report: dict[str, list[str]] = {c.name: [] for c in ctxs}
+    _head_first(_steps_runner(PROBE_STEPS, report, say), ctxs)
+    _check_users(ctxs)
+    hc = ctxs[0]
+    lay = Layout.make(o.cluster, hc.facts["home"], hc.facts["user"], o.cluster_dir)
+    problem = lay.check()
+    if problem:
+        raise ClusterError(f"cluster '{o.cluster}': {problem}",
+                           "set cluster_dir to an absolute folder (or one under ~)")
+    for c in ctxs:
+        c.lay = lay
+    key = munge_key or _existing_key(hc) or secrets.token_bytes(1024)
+    conf_nodes = list(o.conf_nodes or [c.node for c in ctxs if c.compute])
+    for c in ctxs:
+        if c.compute and not c.node.addr:
+            c.node.addr = _addr(c)
+    if conf_text is None:
+        ports = _ports(hc)
+        conf_text = slurm_conf(lay, user=hc.facts["user"], head_host=hc.facts["hostname"],
+                               head_addr=_addr(hc), ctld_port=ports[0], slurmd_port=ports[1],
+                               nodes=conf_nodes, partition=o.partition, extra=o.slurm)
+    gres = gres_conf(conf_nodes)
+    workdir = expand_home(o.workdir, hc.facts["home"])
+    token = secrets.token_hex(16)
+    for c in ctxs:
+        c.conf_text, c.gres_text, c.key, c.key_sha = conf_text, gres, key, sha(key)
+        c.workdir, c.token = workdir, token
+    run = _steps_runner(CONFIG_STEPS, report, say)
+
+    def head_then_token(c: Ctx):
+        run(c)
+        c.remote.lib("work folder", "pb_write", f"{workdir}/.pb-cluster-{lay.cluster}.check",
+                     token)
+    try:
+        head_then_token(hc)
+        _parallel(run, ctxs[1:])
+    finally:
+        hc.remote.lib("work folder", "pb_rm", f"{workdir}/.pb-cluster-{lay.cluster}.check",
+                      check=False)
+    for c in ctxs:
+        _remember(c)
+    return report
+
+
