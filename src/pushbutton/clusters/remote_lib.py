@@ -207,7 +207,7 @@ class Remote:
             raise self.fail(step, e.message, e.fix or f"check that `ssh {self.host} true` works",
                             cmd=shown, stderr=e.stderr) from None
         if check and r.returncode != 0:
-            raise self.fail(step, f"exit status {r.returncode}",
+            raise self.fail(step, f"the command failed (exit status {r.returncode})",
                             fix or "see the command's error above, fix it on the machine, then "
                                    "run the same `pb cluster up` again (steps done are skipped)",
                             cmd=shown, stderr=r.stderr or r.stdout)

@@ -47,7 +47,7 @@ from pushbutton.clusters.remote_daemons import (  # the seam, re-exported
 from pushbutton.clusters.remote_lib import PORTS_PY
 from pushbutton.clusters.remote_steps import CONFIG_STEPS, PROBE_STEPS, Ctx, sha
 
-__all__ = ["SetupOptions", "plan_steps", "setup_nodes", "start_controller", "start_slurmd",
+__all__ = ["SetupOptions", "plan_steps", "check_reachable", "setup_nodes", "start_controller", "start_slurmd",
            "wait_idle", "node_states", "stop_slurmd", "stop_controller", "remove_nodes",
            "stop_all", "target_fields", "ssh_argv"]
 
@@ -75,6 +75,15 @@ def plan_steps(nodes, head, options) -> list[str]:
     lines.append(f"  files: {o.cluster_dir}/{o.cluster} on every machine (sockets and spools "
                  f"in /tmp/pbc-*); work folder {o.workdir} shared by all")
     return lines
+
+
+def check_reachable(nodes, options, say=print) -> dict[str, list[str]]:
+    """The first step only (ssh answers; what the machine is), on every node in parallel."""
+    o = SetupOptions.of(options)
+    ctxs = [_ctx(n, o, None, False) for n in nodes]
+    report: dict[str, list[str]] = {c.name: [] for c in ctxs}
+    _parallel(_steps_runner(PROBE_STEPS[:2], report, say), ctxs)
+    return report
 
 
 # -- setup ----------------------------------------------------------------------------------
