@@ -493,6 +493,23 @@ def test_three_namespace_machines_up_run_down_twice(netns_machines, tmp_path):
             assert {r["pb_status"] for r in rows} == {"done"}
             assert {r["node"] for r in rows} == set(NS), [r["node"] for r in rows]
             figures.append((t_up, t_run))
+            if round_ == 2:  # shrink to the head alone, then grow back
+                p.destroy(nodes[1:])
+                p.state.nodes = nodes[:1]
+                assert rs.node_states(head, p.setup_options()) == {"pbs-n1": "idle"}
+                conf = Path(lay.conf).read_text()
+                assert "NodeName=pbs-n2" not in conf and "Nodes=pbs-n1 " in conf
+                assert not Path(lay.pidfile("slurmd", "pbs-n2")).exists()
+                back = p.nodes_for_hosts(cpus=1, memory=500)[1:]
+                p.state.nodes = nodes[:1] + back
+                p.create(back)
+                p.setup(back)
+                p.start(back)
+                assert rs.node_states(head, p.setup_options()) == {ns: "idle" for ns in NS}
+                # the head's slurmd runs with the new slurm.conf (restarted by setup)
+                rec = Path(lay.record("slurmd", "pbs-n1")).read_text().strip()
+                assert rec == steps.sha(Path(lay.conf).read_text())
+                nodes = nodes[:1] + back
         finally:
             p.destroy(nodes)
         if lay is not None:

@@ -41,7 +41,12 @@ class SetupOptions:
         if isinstance(options, cls):
             return options
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(options).items() if k in known})
+        d = dict(options)
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ClusterError(f"unknown setup option(s) {', '.join(bad)}",
+                               f"known: {', '.join(sorted(known))}")
+        return cls(**d)
 
 
 # -- machines and their contexts -----------------------------------------------------------
@@ -139,8 +144,10 @@ def _known(ctxs: list[Ctx], o: SetupOptions, head) -> None:
             c.probe()
 
 # -- daemons ------------------------------------------------------------------------------
-def _ensure_munged(c: Ctx, lines: list[str]) -> None:
+def _ensure_munged(c: Ctx, lines: list[str], say=None) -> None:
+    """munged up with the key file there (after a reboot the run folder is gone: made again)."""
     step = next(s for s in CONFIG_STEPS if s.name == "munged")
+    c.remote.lib("munged", "pb_mkdirs", *c.lay.folders)
     if not c.key_sha:
         c.key_sha = c.remote.lib("munged", "pb_sha", c.lay.key).stdout.strip()
         if c.key_sha == "none":
@@ -149,11 +156,14 @@ def _ensure_munged(c: Ctx, lines: list[str]) -> None:
     found = step.check(c)
     if found is None:
         lines.append(f"munged: {step.apply(c)}")
+        if say:
+            say(f"{c.name}: {lines[-1]}")
 
 
-def _daemon(c: Ctx, daemon: str, say) -> list[str]:
+def _daemon(c: Ctx, daemon: str, say, munged_done: bool = False) -> list[str]:
     lines: list[str] = []
-    _ensure_munged(c, lines)
+    if not munged_done:
+        _ensure_munged(c, lines)
     node = None if daemon == "slurmctld" else c.name
     pf, rec = c.lay.pidfile(daemon, node), c.lay.record(daemon, node)
     conf_sha = c.remote.lib(daemon, "pb_sha", c.lay.conf).stdout.strip()
@@ -193,7 +203,10 @@ def start_controller(head, options, say=print) -> list[str]:
 def start_slurmd(nodes, options, say=print) -> dict[str, list[str]]:
     o = SetupOptions.of(options)
     ctxs = _contexts(nodes, None, o, {n.name for n in nodes})
-    out = _parallel(lambda c: (c.name, _daemon(c, "slurmd", say)), ctxs)
+    pre: dict[str, list[str]] = {c.name: [] for c in ctxs}
+    for c in ctxs:  # one after the other: machines may share one munged
+        _ensure_munged(c, pre[c.name], say)
+    out = _parallel(lambda c: (c.name, pre[c.name] + _daemon(c, "slurmd", say, True)), ctxs)
     return dict(out)
 
 
@@ -223,19 +236,37 @@ def stop_controller(head, options, say=print) -> list[str]:
     return [line]
 
 
-def remove_nodes(nodes, options, say=print) -> dict[str, list[str]]:
-    """Nodes leaving a cluster that stays: slurmd stopped, the node's own files removed."""
+def remove_nodes(nodes, head, options, say=print) -> dict[str, list[str]]:
+    """Nodes leaving a cluster that stays (its head among them not): slurmd stopped, the node's
+    own files removed, and on a machine that does not share them with the head, its munged
+    and the per-cluster folders too."""
     o = SetupOptions.of(options)
-    ctxs = _contexts(nodes, None, o, {n.name for n in nodes})
+    ctxs = _contexts(_machines(nodes, head), head, o, {n.name for n in nodes})
+    hc, leaving = ctxs[0], ctxs[1:]
+    token = os.urandom(8).hex()
+    marks = [f"{hc.lay.root}/run/.leave-check", f"{hc.lay.run}/.leave-check"]
+    for m in marks:
+        hc.remote.lib("remove", "pb_write", m, token)
 
     def one(c):
         lines = [_stop(c, "slurmd", c.name)]
         c.remote.lib("remove", "pb_rm", *c.lay.node_files(c.name), c.lay.spool(c.name))
         lines.append(f"remove: removed the files of node {c.name}")
+        root_shared, run_shared = (c.remote.lib("remove", "pb_cat", m).stdout.strip() == token
+                                   for m in marks)
+        if not run_shared:
+            lines.append(_stop(c, "munged", None))
+            c.remote.lib("remove", "pb_rm", c.lay.run)
+        if not root_shared:
+            c.remote.lib("remove", "pb_rm", c.lay.root)
+            lines.append(f"remove: removed {c.lay.root}")
         for ln in lines:
             say(f"{c.name}: {ln}")
         return c.name, lines
-    return dict(_parallel(one, ctxs))
+    try:
+        return dict(_parallel(one, leaving))
+    finally:
+        hc.remote.lib("remove", "pb_rm", *marks, check=False)
 
 
 def _slurm(hc: Ctx, argv: list[str], timeout: float = 30, check: bool = False):

@@ -12,22 +12,31 @@ the node's name when absent — and `head` is the Node that runs slurmctld; it m
 one of `nodes`, which run slurmd):
 
     plan_steps(nodes, head, options) -> list[str]                    no SSH (for --dry-run)
+    check_reachable(nodes, options, say=print) -> dict[str, list[str]]   ssh answers (create)
     setup_nodes(nodes, head, conf_text, munge_key, options, say=print) -> dict[str, list[str]]
-        every step on the head first, then on the other machines in parallel; conf_text None:
-        generated here (ports chosen on the head, kept while they stay free), munge_key None:
-        the head's existing key, else a new one. Fills node.extra["pb"] (layout, programs),
+        every step on the head first, then on the other machines in parallel; conf_text None
+        (recommended): generated here from the nodes (name, addr, cpus, memory, gres) and
+        options (partition, slurm extras), ports chosen on the head and kept while they stay
+        free; a given text is used verbatim and must use the paths of Layout.make(cluster,
+        head's home, user, cluster_dir). munge_key None: the head's existing key, else a new
+        one. Fills node.extra["pb"] (layout, programs),
         node.addr. Returns, per machine, one line per step.
     start_controller(head, options, say=print) -> list[str]          slurmctld on the head
     start_slurmd(nodes, options, say=print) -> dict[str, list[str]]  slurmd on each node
+        (munged first, one machine after the other; restarted where slurm.conf changed)
     wait_idle(nodes, head, options, timeout=120, say=print) -> dict[str, str]
     node_states(head, options) -> dict[str, str]                     sinfo on the head
     stop_slurmd(nodes, options, say=print) -> dict[str, list[str]]
     stop_controller(head, options, say=print) -> list[str]
-    remove_nodes(nodes, options, say=print) -> dict[str, list[str]]  slurmd stopped, its files gone
+    remove_nodes(nodes, head, options, say=print) -> dict[str, list[str]]
+        nodes leaving a cluster that stays: slurmd stopped, their files gone (and munged and
+        the folders on machines that do not share them with the head); then setup_nodes on
+        the rest rewrites slurm.conf without them
     stop_all(nodes, head, options, say=print, remove=False) -> dict[str, list[str]]
         jobs cancelled, every daemon stopped; remove=True also deletes the per-cluster folders
         (never packages, never the work folder with its results)
     target_fields(name, head, options) -> dict                       for targets.Target(**...)
+    ssh_argv(node, options, conf=None) -> list[str]                  an interactive ssh there
 
 A daemon is restarted only when the file it was started with (munge key, slurm.conf) changed
 since; running any of these twice does nothing the second time but say "already".

@@ -213,8 +213,17 @@ class SSHProvider(Provider):
         opts = self.setup_options(conf_nodes=every)
         rs.setup_nodes(every, head, None, None, opts, self.say)
         rs.start_controller(head, opts, self.say)
+        self._restart_running(every, nodes, opts)
         for n in nodes:
             n.stage = "configured"
+
+    def _restart_running(self, every: list[Node], skip: list[Node], opts) -> None:
+        """The running slurmd of the other nodes, restarted when slurm.conf changed (a node
+        added or removed changes it on every machine)."""
+        names = {n.name for n in skip}
+        running = [n for n in every if n.stage == "running" and n.name not in names]
+        if running:
+            rs.start_slurmd(running, opts, self.say)
 
     def start(self, nodes: list[Node]) -> None:
         head = self.head_node(nodes)
@@ -246,13 +255,11 @@ class SSHProvider(Provider):
         if not rest or head.name in gone:
             rs.stop_all(every, head, self.setup_options(), self.say, remove=True)
         else:
-            rs.remove_nodes(nodes, self.setup_options(), self.say)
+            rs.remove_nodes(nodes, head, self.setup_options(), self.say)
             opts = self.setup_options(conf_nodes=rest)
             rs.setup_nodes(rest, head, None, None, opts, self.say)
             rs.start_controller(head, opts, self.say)
-            running = [n for n in rest if n.stage == "running"]
-            if running:
-                rs.start_slurmd(running, opts, self.say)
+            self._restart_running(rest, [], opts)
         for n in nodes:
             self._seen.pop(n.name, None)
 
