@@ -523,3 +523,111 @@ def test_three_namespace_machines_up_run_down_twice(netns_machines, tmp_path):
     print("\n3 namespace machines: " + "; ".join(
         f"round {i}: up {u:.1f}s, 6-task sweep {r:.1f}s" for i, (u, r) in
         enumerate(figures, 1)))
+
+
+# -- a user who is not root: the daemons run as that user -------------------------------------
+NONROOT = "pbs-nonroot"
+
+
+def _user_pids(uid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and p.stat().st_uid == uid:
+                out.append(int(p.name))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.fixture
+def nonroot_ssh(tmp_path):
+    """A throwaway user reached over its own loopback sshd (key in the user's ~/.ssh)."""
+    if os.geteuid() != 0 or not shutil.which("useradd") or not os.access("/usr/sbin/sshd",
+                                                                          os.X_OK):
+        _missing("root, useradd and sshd (for a throwaway non-root user)")
+    _need_slurm_programs()
+    subprocess.run(["userdel", "-r", NONROOT], capture_output=True, timeout=30)
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", NONROOT], check=True,
+                   timeout=30)
+    import pwd
+    pw = pwd.getpwnam(NONROOT)
+    sshd = None
+    try:
+        for k in ("host", "id"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            str(tmp_path / k)], check=True, timeout=30)
+        dot = Path(pw.pw_dir) / ".ssh"
+        dot.mkdir(mode=0o700)
+        shutil.copy(tmp_path / "id.pub", dot / "authorized_keys")
+        for p in (dot, dot / "authorized_keys"):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        (tmp_path / "sshd_config").write_text(
+            f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {tmp_path}/host\n"
+            f"PidFile {tmp_path}/sshd.pid\nPubkeyAuthentication yes\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n")
+        sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f",
+                                 str(tmp_path / "sshd_config")],
+                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "sshd.log",
+                                                                       "w"))
+        (tmp_path / "ssh_config").write_text(
+            f"Host {NONROOT}\n  HostName 127.0.0.1\n  Port {port}\n  User {NONROOT}\n"
+            f"  IdentityFile {tmp_path}/id\n  IdentitiesOnly yes\n"
+            "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n")
+        deadline = time.time() + 20
+        while subprocess.run(["ssh", "-F", str(tmp_path / "ssh_config"), NONROOT, "true"],
+                             capture_output=True, timeout=30).returncode != 0:
+            if time.time() > deadline:
+                pytest.fail("the throwaway sshd does not answer: " +
+                            (tmp_path / "sshd.log").read_text()[-300:])
+            time.sleep(0.3)
+        yield {"hosts": [NONROOT], "ssh_config": str(tmp_path / "ssh_config"),
+               "home": pw.pw_dir, "uid": pw.pw_uid}
+    finally:
+        subprocess.run(["ssh", "-F", str(tmp_path / "ssh_config"), "-O", "exit", NONROOT],
+                       capture_output=True, timeout=10)
+        if sshd is not None:
+            sshd.terminate()
+            sshd.wait(timeout=10)
+        for pid in _user_pids(pw.pw_uid):  # what the test started as that user
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.3)
+        subprocess.run(["userdel", "-r", NONROOT], capture_output=True, timeout=30)
+
+
+def test_daemons_run_as_a_user_without_root_or_sudo(nonroot_ssh, tmp_path):
+    """No root, no sudo (packages are there): munged, slurmctld, slurmd run as the user, a job
+    runs as the user, down removes the user's cluster folder."""
+    name = f"pbs-user-{secrets.token_hex(3)}"
+    ssh = {k: nonroot_ssh[k] for k in ("hosts", "ssh_config")}
+    p = provider(name, workdir="~/pbwork", **ssh)
+    nodes = p.nodes_for_hosts(cpus=1, memory=500)
+    p.state.nodes = nodes
+    lay = None
+    try:
+        p.create(nodes)
+        report = rs.setup_nodes(nodes, nodes[0], None, None, p.setup_options(conf_nodes=nodes),
+                                say=lambda s: None)[nodes[0].name]
+        assert any("is not root and has no passwordless sudo" in ln for ln in report)
+        p.setup(nodes)
+        p.start(nodes)
+        lay = Layout.from_json(nodes[0].extra["pb"]["layout"])
+        assert lay.root == f"{nonroot_ssh['home']}/.pushbutton-clusters/{name}"
+        for daemon, node in (("munged", None), ("slurmctld", None), ("slurmd", nodes[0].name)):
+            pid = _pid(lay.pidfile(daemon, node))
+            assert Path(f"/proc/{pid}").stat().st_uid == nonroot_ssh["uid"], daemon
+        sh = Remote(nodes[0].name, host=NONROOT, ssh_config=ssh["ssh_config"])
+        out = f"{nonroot_ssh['home']}/pbwork/job.out"
+        sh.run("test", ["env", f"SLURM_CONF={lay.conf}", "sbatch", "--wait", "-o", out,
+                        "--wrap", "id -un"], timeout=120)
+        assert Path(out).read_text().strip() == NONROOT
+    finally:
+        p.destroy(nodes)
+    assert lay is not None and not Path(lay.root).exists() and not Path(lay.run).exists()

@@ -151,6 +151,13 @@ def setup_nodes(nodes, head, conf_text, munge_key, options, say=print) -> dict[s
     _head_first(_steps_runner(PROBE_STEPS, report, say), ctxs)
     _check_users(ctxs)
     hc = ctxs[0]
+    versions = {c.facts.get("slurm", "") for c in ctxs}
+    if len(versions) > 1:  # SLURM allows slurmd up to two releases older than slurmctld
+        line = "versions: warning: the machines run different SLURM versions (" + ", ".join(
+            f"{c.name} {c.facts.get('slurm') or '?'}" for c in ctxs) + "); slurmctld must be " \
+            "the newest, slurmd at most two releases older"
+        report[hc.name].append(line)
+        say(f"{hc.name}: {line}")
     lay = Layout.make(o.cluster, hc.facts["home"], hc.facts["user"], o.cluster_dir)
     problem = lay.check()
     if problem:
