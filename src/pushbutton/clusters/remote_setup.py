@@ -38,6 +38,11 @@ one of `nodes`, which run slurmd):
     target_fields(name, head, options) -> dict                       for targets.Target(**...)
     ssh_argv(node, options, conf=None) -> list[str]                  an interactive ssh there
 
+The cloud providers call plan_steps and setup_nodes in a keyword form instead:
+`setup_nodes(nodes, action="setup"|"start"|"stop", head=..., ssh={"user", "identity_file",
+"options", "hosts": {node: destination}}, template=..., state=..., say=...)`; from_access turns
+that into (compute nodes, head, SetupOptions) and run_action does the action.
+
 A daemon is restarted only when the file it was started with (munge key, slurm.conf) changed
 since; running any of these twice does nothing the second time but say "already".
 """
@@ -56,14 +61,18 @@ from pushbutton.clusters.remote_daemons import (  # the seam, re-exported
 from pushbutton.clusters.remote_lib import PORTS_PY
 from pushbutton.clusters.remote_steps import CONFIG_STEPS, PROBE_STEPS, Ctx, sha
 
-__all__ = ["SetupOptions", "plan_steps", "check_reachable", "setup_nodes", "start_controller", "start_slurmd",
+__all__ = ["SetupOptions", "from_access", "run_action", "plan_steps", "check_reachable", "setup_nodes", "start_controller", "start_slurmd",
            "wait_idle", "node_states", "stop_slurmd", "stop_controller", "remove_nodes",
            "stop_all", "target_fields", "ssh_argv"]
 
 
 # -- plan -----------------------------------------------------------------------------------
-def plan_steps(nodes, head, options) -> list[str]:
-    """What setup and start would do on each machine, without SSH."""
+def plan_steps(nodes, head=None, options=None, *, action=None, ssh=None, template=None,
+               state=None) -> list[str]:
+    """What setup and start would do on each machine, without SSH. (The keyword form is the
+    cloud providers' call: see from_access.)"""
+    if options is None:
+        nodes, head, options = from_access(nodes, head, ssh, template, state)
     o = SetupOptions.of(options)
     names = {n.name for n in nodes}
     lines = []
@@ -143,7 +152,10 @@ def _check_users(ctxs: list[Ctx]) -> None:
                 "user with the same uid: set `user = ...` in the template's ssh table")
 
 
-def setup_nodes(nodes, head, conf_text, munge_key, options, say=print) -> dict[str, list[str]]:
+def setup_nodes(nodes, head=None, conf_text=None, munge_key=None, options=None, say=print, *,
+                action=None, ssh=None, template=None, state=None) -> dict[str, list[str]]:
+    if options is None:  # the cloud providers' call: one action over SSH
+        return run_action(action or "setup", nodes, head, ssh, template, state, say)
     o = SetupOptions.of(options)
     names = {n.name for n in nodes}
     ctxs = [_ctx(m, o, head, m.name in names) for m in _machines(nodes, head)]
@@ -197,4 +209,54 @@ def setup_nodes(nodes, head, conf_text, munge_key, options, say=print) -> dict[s
         _remember(c)
     return report
 
+
+# -- the keyword form the cloud providers call ----------------------------------------------
+def from_access(nodes, head, ssh: dict | None, template, state):
+    """(compute nodes, head, SetupOptions) from a cloud provider's SSH access: ssh = {"user",
+    "identity_file", "options": [...], "hosts": {node: destination}}. A head of node group
+    'head' runs slurmctld only; else the head runs slurmd too. Cloud machines share no
+    filesystem by themselves, so a work folder not shared is a warning there, not an error."""
+    ssh = dict(ssh or {})
+    hosts = ssh.get("hosts") or {}
+    everyone = list(nodes) + ([head] if head is not None else [])
+    for n in everyone:
+        if n.name in hosts:
+            n.extra = dict(n.extra or {}, host=hosts[n.name])
+    head = head if head is not None else nodes[0]
+    compute = [n for n in nodes if n.group != "head"] if head.group == "head" else list(nodes)
+    opts = SetupOptions(
+        cluster=getattr(state, "name", None) or getattr(template, "name", None) or "cluster",
+        user=ssh.get("user"),
+        ssh_options=(["-i", ssh["identity_file"]] if ssh.get("identity_file") else []) +
+        list(ssh.get("options") or []),
+        setup=[list(map(str, a)) for a in (getattr(template, "setup", None) or [])],
+        partition=getattr(template, "partition", None) or "main",
+        slurm=dict(getattr(template, "slurm", None) or {}), shared_workdir=False)
+    return compute, head, opts
+
+
+def run_action(action: str, nodes, head, ssh, template, state, say=print) -> dict:
+    """setup | start | stop of `nodes` (a cloud provider's call). setup writes slurm.conf with
+    every node the cluster state knows (or those given) and starts slurmctld."""
+    compute, head, o = from_access(nodes, head, ssh, template, state)
+    if action == "setup":
+        saved = getattr(state, "nodes", None)
+        saved = list(saved.values()) if isinstance(saved, dict) else list(saved or [])
+        conf = {n.name: n for n in saved if hasattr(n, "group")}
+        conf.update({n.name: n for n in compute})
+        if head.group == "head":
+            conf.pop(head.name, None)
+        o.conf_nodes = list(conf.values()) if saved else None
+        report = setup_nodes(compute, head, None, None, o, say)
+        report.setdefault(head.name, []).extend(start_controller(head, o, say))
+        return report
+    if action == "start":
+        report = {head.name: start_controller(head, o, say)}
+        for k, v in start_slurmd(compute, o, say).items():
+            report.setdefault(k, []).extend(v)
+        wait_idle(compute, head, o, say=say)
+        return report
+    if action == "stop":
+        return stop_slurmd(compute, o, say)
+    raise ClusterError(f"unknown setup action '{action}'", "use setup, start or stop")
 
