@@ -304,6 +304,7 @@ def test_one_machine_cluster_over_loopback_ssh(loop_ssh, tmp_path):
         p.destroy(nodes)
     assert not Path(lay.root).exists() and not Path(lay.run).exists()
     assert leftovers(lay.root, lay.run) == []
+    assert not Path(lay.root).parent.exists() or any(Path(lay.root).parent.iterdir())
 
 
 def _pid(path: str) -> int:

@@ -259,6 +259,7 @@ def remove_nodes(nodes, head, options, say=print) -> dict[str, list[str]]:
             c.remote.lib("remove", "pb_rm", c.lay.run)
         if not root_shared:
             c.remote.lib("remove", "pb_rm", c.lay.root)
+            c.remote.lib("remove", "pb_rmdir_empty", c.lay.root.rsplit("/", 1)[0])
             lines.append(f"remove: removed {c.lay.root}")
         for ln in lines:
             say(f"{c.name}: {ln}")
@@ -305,6 +306,7 @@ def stop_all(nodes, head, options, say=print, remove: bool = False) -> dict[str,
             if problem:
                 raise c.remote.fail("remove", problem, "remove the folders by hand")
             c.remote.lib("remove", "pb_rm", c.lay.root, c.lay.run, timeout=120)
+            c.remote.lib("remove", "pb_rmdir_empty", c.lay.root.rsplit("/", 1)[0])
             note(c, f"remove: removed {c.lay.root} and {c.lay.run}")
     for c in ctxs:  # one after the other: machines may share the folders
         munged_and_files(c)

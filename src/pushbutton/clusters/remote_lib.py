@@ -91,6 +91,7 @@ pb_munge_ok() {  # MUNGE UNMUNGE SOCKET: a credential round trip through the clu
 pb_cat() { cat "$1" 2>/dev/null || true; }
 pb_write() { umask 077; printf '%s\n' "$2" >"$1"; }  # FILE TEXT
 pb_rm() { rm -rf -- "$@"; }
+pb_rmdir_empty() { rmdir -- "$1" 2>/dev/null || true; }  # DIR: removed when empty
 pb_which() {
   p=$(command -v "$1" 2>/dev/null) || p=""
   if [ -z "$p" ]; then
