@@ -133,9 +133,9 @@ def _known(ctxs: list[Ctx], o: SetupOptions, head) -> None:
         if s.get("layout"):
             lay = lay or Layout.from_json(s["layout"])
             c.facts = dict(s.get("facts") or {})
-    if lay is None:
+    if lay is None:  # never set up from here: the layout follows from the head's home
         if hc is None:
-            hc = _ctx(head, o, head, compute=False)
+            hc = _ctx(head, o, head, compute=False) if head is not None else ctxs[0]
         f = hc.facts or hc.probe()
         lay = Layout.make(o.cluster, f["home"], f["user"], o.cluster_dir)
     for c in ctxs:
