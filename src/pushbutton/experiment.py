@@ -1,6 +1,7 @@
 """The Python API: `Experiment(...)`, `load("experiment.toml")`, `exp.run()`, `exp.results()`."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -8,7 +9,8 @@ from pathlib import Path
 from pushbutton.core import ids
 from pushbutton.spec import model as specmod
 from pushbutton.core.errors import PushbuttonError, SpecError
-from pushbutton.store.database import DIRNAME, Store, find_root
+from pushbutton.store import location
+from pushbutton.store.database import DIRNAME, Store
 
 
 def _target_of(fn) -> tuple[str, Path]:
@@ -78,8 +80,13 @@ class Experiment:
         self.space = space
         self.spec_file = spec_file
         self.root = Path(root or root_guess or Path.cwd()).resolve()
-        self.project = Path(project).resolve() if project else (find_root(Path.cwd()) or
-                                                                Path.cwd().resolve())
+        # the store: the one at or above the spec's folder (not the shell's); none is created
+        # until a run needs it (store/location.py)
+        if project:
+            self.project = Path(project).resolve()
+        else:
+            start = Path(spec_file).resolve().parent if spec_file else Path.cwd()
+            self.project = location.root_for(start)[0]
         self.space_key = ids.id_of_canonical(ids.canonical(space_dict)) + f":{len(space)}" \
             if space_dict is not None else None
         if self.spec.command:
@@ -90,6 +97,7 @@ class Experiment:
                                 file=spec_file, key="command",
                                 fix=f"parameters are: {', '.join(self.space.names)}")
         self._store = None
+        self._checked_spec = False
 
     preflight_done = False  # True once the function / program was checked (pb run does it)
 
@@ -110,6 +118,20 @@ class Experiment:
 
     @property
     def store(self) -> Store:
+        """The experiment's store, for reading: one that does not exist is an error, never
+        created (`run()` creates it)."""
+        if self._store is None:
+            if not (self.project / DIRNAME / "state.sqlite").exists():
+                what = f" of {self.spec_file}" if self.spec_file else ""
+                raise PushbuttonError(
+                    f"experiment '{self.name}'{what} has not been run: there is no pushbutton "
+                    f"store at {self.project / DIRNAME} (nor in a folder above); run it first "
+                    f"with `pb run {self.spec_file or 'SPEC'}` or exp.run()")
+            self._store = Store(self.project)
+        return self._store
+
+    def create_store(self) -> Store:
+        """The store, created when this is the experiment's first run."""
         if self._store is None:
             self._store = Store(self.project)
         return self._store
@@ -122,14 +144,47 @@ class Experiment:
 
     def ensure_experiment(self) -> int:
         """The experiment's id; a new experiment gets its row, an existing one is not touched."""
-        return self.store.experiment(self.name, self._spec_data(), update=False)
+        return self.create_store().experiment(self.name, self._spec_data(), update=False)
 
     def _exp_id(self, create=False) -> int:
-        eid = self.store.experiment(self.name, self._spec_data() if create else None)
+        st = self.create_store() if create else self.store
+        eid = st.experiment(self.name, self._spec_data() if create else None)
         if eid is None:
-            raise PushbuttonError(f"experiment '{self.name}' has not been run in "
-                                  f"{self.project}; start it with `pb run`")
+            raise PushbuttonError(f"experiment '{self.name}' has not been run in the store "
+                                  f"{st.dir}; start it with `pb run`")
+        if not create:
+            self._check_same_spec(st, eid)
         return eid
+
+    def _check_same_spec(self, st: Store, eid: int) -> None:
+        """Results read through this spec are its own: an experiment of the same name recorded
+        from another spec file that still exists is named in a warning, never passed off."""
+        if self._checked_spec:
+            return
+        self._checked_spec = True
+        other = self.recorded_elsewhere(st, eid)
+        if other:
+            import warnings
+            warnings.warn(f"experiment '{self.name}' in the store {st.dir} was run from "
+                          f"{other}, not from {Path(self.spec_file).resolve()}: what it "
+                          "shows is that spec's. Give this spec another name, or run it in a "
+                          "store of its own (`pb init` in its folder)", UserWarning,
+                          stacklevel=4)
+
+    def recorded_elsewhere(self, st: Store, eid: int) -> str | None:
+        """The spec file the store recorded for this experiment's name, when that is another
+        file than this one's and still exists (two specs sharing a name share the tasks)."""
+        if not self.spec_file:
+            return None
+        row = st.db.execute("SELECT spec FROM experiments WHERE id=?", (eid,)).fetchone()
+        try:
+            recorded = json.loads(row[0]).get("_spec_file") if row else None
+        except (ValueError, AttributeError):
+            return None
+        if recorded and Path(recorded) != Path(self.spec_file).resolve() and \
+                Path(recorded).is_file():
+            return recorded
+        return None
 
     def __repr__(self):
         what = self.spec.function or " ".join(self.spec.command)
@@ -258,7 +313,7 @@ class Experiment:
 
             from pushbutton.store import parts as R
             try:
-                folder = self.store.dir
+                folder = self.project / DIRNAME  # read as files: no connection, no write
                 known += R.columns_meta(folder / "results" / self.name)["metrics"]
                 for part in R.parts(folder / "series" / self.name):
                     known += pq.read_schema(part).names

@@ -14,7 +14,7 @@ from pushbutton.cli.project import experiment_named, open_store
 @click.option("--run/--no-run", "do_run", default=True, help="Run them now (needs the spec).")
 def retry(experiment, do_run):
     """Run the failed tasks again."""
-    store = open_store()
+    store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     spec = next(e["spec"] for e in store.experiments() if e["id"] == eid)
     spec_file = spec.get("_spec_file")
@@ -37,7 +37,7 @@ def retry(experiment, do_run):
 def cancel(experiment):
     """Stop a running experiment; what is not done is marked cancelled (resumable)."""
     from pushbutton.execution.operations import cancel as cc
-    store = open_store()
+    store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     r = cc(store, eid, name)
     click.echo(f"{name}: {r['cancelled']} tasks cancelled" +
@@ -54,7 +54,7 @@ def cancel(experiment):
 def clean(experiment, bundles_only, yes):
     """Delete an experiment's data from the store (or only its finished bundle folders)."""
     from pushbutton.execution.operations import clean as cl
-    store = open_store()
+    store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     if not bundles_only and not yes:
         click.confirm(f"delete every task, result and log of '{name}'?", abort=True)

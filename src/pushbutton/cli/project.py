@@ -6,16 +6,40 @@ from pathlib import Path
 from pushbutton.core.errors import PushbuttonError
 
 
-def open_store(create=False):
-    """The store of the project here or above; `create`: a new one in this folder if none."""
+def open_store(what=None, create=False):
+    """The store of the project here or above, or, when `what` names a spec file (or a folder
+    holding one), the store at or above the spec's folder. Reading never creates one; `create`:
+    a new one where a first run keeps it (store/location.py). It is named on stderr when it is
+    not the one at or above this folder."""
+    import click
+    from pushbutton.store import location
     from pushbutton.store.database import Store, find_root
-    root = find_root()
-    if root is None:
+    spec = spec_named(what)
+    start = spec.resolve().parent if spec else Path.cwd()
+    root = find_root(start)
+    new = root is None
+    if new:
         if not create:
-            raise PushbuttonError("no pushbutton project here or above; run `pb run SPEC.toml` "
+            where = f"at or above {start} (the folder of {what})" if spec else "here or above"
+            raise PushbuttonError(f"no pushbutton store {where}; run `pb run SPEC.toml` "
                                   "or `pb init` first")
-        root = Path.cwd()
+        root = location.home(start)
+    note = location.note(root, new=new)
+    if note:
+        click.echo(note, err=True)
     return Store(root)
+
+
+def spec_named(what) -> Path | None:
+    """The spec file that `what` (an argument naming an experiment or a spec) names, if any."""
+    if not what:
+        return None
+    p = Path(what)
+    if p.is_dir():
+        return spec_path(p)
+    if p.suffix == ".toml" and p.is_file():
+        return p
+    return None
 
 
 def experiment_named(store, name):
@@ -27,11 +51,14 @@ def experiment_named(store, name):
     names = [e["name"] for e in exps]
     if name is None:
         return exps[-1]["id"], names[-1]
-    if name.endswith(".toml") and Path(name).exists():
+    spec = spec_named(name)
+    if spec is not None:
         from pushbutton.spec.model import read_toml
-        name = read_toml(name).get("name", name)
+        name = read_toml(spec).get("name", name)
     for e in exps:
         if e["name"] == name:
+            if spec is not None:
+                _same_spec(store, e, spec)
             return e["id"], name
     raise PushbuttonError(f"no experiment '{name}' in this project; known: {', '.join(names)}")
 
@@ -45,3 +72,15 @@ def spec_path(spec):
                 return p / cand
         raise PushbuttonError(f"{p}: no experiment.toml in this folder; give the spec file")
     return p
+
+
+def _same_spec(store, e: dict, spec: Path) -> None:
+    """A spec given by file whose name the store knows from another spec file (that still
+    exists) is named: two specs sharing a name share their tasks and results."""
+    import click
+    recorded = e["spec"].get("_spec_file")
+    if recorded and Path(recorded) != spec.resolve() and Path(recorded).is_file():
+        click.secho(f"warning: experiment '{e['name']}' in the store {store.dir} was run from "
+                    f"{recorded}, not from {spec.resolve()}: what is shown is that spec's "
+                    "(give this spec another name, or `pb init` a store in its folder)",
+                    fg="yellow", err=True)

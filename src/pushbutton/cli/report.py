@@ -30,7 +30,7 @@ def report(experiment, outdir, open_browser, strict):
     Example: pb report experiment.toml -o paper/figures-draft
     """
     from pushbutton.report import html as rep
-    store = open_store()
+    store = open_store(experiment)  # given a spec: the store at or above its folder
     spec, spec_file = _spec_of(experiment)
     eid, name = experiment_named(store, spec["name"] if spec else experiment)
     ctx = rep.context_from_store(store, eid, name, spec=spec, spec_file=spec_file)

@@ -26,7 +26,7 @@ from pushbutton.core.errors import PushbuttonError
 def results(experiment, fmt, where, output, all_tasks, limit, run):
     """The results table: pb_task_id + parameters + metrics + pb_status, pb_error, ..."""
     from pushbutton.store.views import results as res
-    store = open_store()
+    store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     if fmt == "table":
         return _results_table(store, eid, name, where, all_tasks, limit, run)
@@ -69,7 +69,7 @@ def _results_table(store, eid, name, where, all_tasks, limit, run):
 def sql(query, experiment, fmt):
     """One read-only DuckDB query over the views results, tasks and series."""
     from pushbutton.store.views import sql as q
-    store = open_store()
+    store = open_store(experiment)
     df = q(store, query, experiment=experiment)
     if fmt == "csv":
         df.to_csv(sys.stdout, index=False)
@@ -85,7 +85,7 @@ def sql(query, experiment, fmt):
 def logs(task, experiment):
     """A task's stdout, stderr and failed attempts (TASK = id or a unique prefix)."""
     from pushbutton.execution.operations import logs as lg
-    store = open_store()
+    store = open_store(experiment)
     eid = experiment_named(store, experiment)[0] if experiment else None
     out = lg(store, eid, task)
     click.echo(f"task {out['task']} [{out['state']}] "

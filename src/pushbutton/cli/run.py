@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 
 from pushbutton.cli.progress import run_with_progress
-from pushbutton.cli.project import open_store, spec_path
-from pushbutton.core.errors import PushbuttonError
+from pushbutton.cli.project import spec_path
 
 
 @click.command()
@@ -47,7 +46,8 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
     """Run (or resume) the experiment in SPEC (a .toml file or a folder holding one)."""
     from pushbutton.experiment import load
     path = spec_path(spec)
-    exp = load(path, project=open_store(create=True).root)  # [[figures]] kinds, keys checked
+    exp = load(path)  # its store: at or above the spec's folder (created by the run if none)
+    _say_store(exp, dry_run)
     for w in [] if checked else exp.figure_warnings():  # columns: known only in part before
         click.secho(f"warning: {w}", fg="yellow", err=True)
     if (dry_run or detach) and not checked:  # a plain run checks in exp.run(); before anything
@@ -55,7 +55,7 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
         preflight(exp, on, say=lambda w: click.secho(f"warning: {w}", fg="yellow", err=True))
     exp.preflight_done = checked or dry_run or detach
     if dry_run:
-        return _dry_run(exp, workers, yes)
+        return _dry_run(exp, on, workers, yes, rerun, rerun_failed, sbatch)
     if detach:
         return _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp)
     t0 = time.time()
@@ -68,6 +68,32 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
             return
         summary["seconds"] = time.time() - t0
     _say_outcome(exp, c, summary)
+
+
+def _say_store(exp, dry_run):
+    """Name the store on stderr when it is not the one at or above this folder (or is new),
+    and warn when the store knows this experiment's name from another spec file."""
+    from pushbutton.store import location
+    from pushbutton.store.database import DIRNAME
+    exists = (exp.project / DIRNAME / "state.sqlite").exists()
+    note = location.note(exp.project, new=not exists)
+    if note:
+        if not exists and dry_run:
+            note = f"store: {exp.project / DIRNAME} (a run would create it; none exists yet)"
+        click.echo(note, err=True)
+    if exists:
+        from pushbutton.store.database import Store
+        st = Store(exp.project, create=False, peek=True)
+        try:
+            eid = st.experiment(exp.name)
+            other = exp.recorded_elsewhere(st, eid) if eid is not None else None
+        finally:
+            st.close()
+        if other:
+            click.secho(f"warning: experiment '{exp.name}' in the store {exp.project / DIRNAME} "
+                        f"was run from {other}; this spec shares its name, so it shares its "
+                        "tasks and results (give it another name to keep them apart)",
+                        fg="yellow", err=True)
 
 
 def _say_outcome(exp, c, summary):
@@ -85,27 +111,29 @@ def _say_outcome(exp, c, summary):
         sys.exit(1)
 
 
-def _dry_run(exp, workers, yes):
-    from pushbutton.execution import bundling
-    n = len(exp.space)
-    click.echo(f"experiment {exp.name}: {n:,} tasks")
-    click.echo(f"space: {exp.space!r}")
-    click.echo(f"runs: {exp.spec.function or exp.spec.command}  (in {exp.root})")
-    r = exp.resources
-    click.echo(f"resources per task: timeout={r.timeout or 'none'} retries={r.retries} "
-               f"cpus={r.cpus} memory={str(r.memory) + 'MB' if r.memory else 'none'}")
-    click.echo("first points:")
-    for p in exp.space.head(5):
-        click.echo("  " + json.dumps(p, ensure_ascii=False))
-    w = workers or exp.run_options.workers or os.cpu_count()
-    sizes = bundling.describe(n, w, exp.run_options.bundle_size)
-    shown = ", ".join(str(s) for s in sizes[:8]) + (", ..." if len(sizes) > 8 else "")
-    click.echo(f"bundling on local ({w} workers): {len(sizes)} bundles of {shown} tasks "
-               "(handed out as workers free up)")
+def _dry_run(exp, on, workers, yes, rerun, rerun_failed, sbatch):
+    """What a run would do; writes nothing (execution/dryrun.py)."""
+    from pushbutton.execution import dryrun
+    store = dryrun.open_peek(exp)
     try:
-        exp.space.check_size(limit=exp.run_options.max_tasks, confirm=yes)
-    except PushbuttonError as e:
-        click.echo(f"note: {e}")
+        c = dryrun.task_counts(exp, store, rerun, rerun_failed)
+        click.echo(f"experiment {exp.name}: {dryrun.counts_line(c, rerun, rerun_failed)}")
+        click.echo(f"space: {exp.space!r}")
+        click.echo(f"runs: {exp.spec.function or exp.spec.command}  (in {exp.root})")
+        r = exp.resources
+        click.echo(f"resources per task: timeout={r.timeout or 'none'} retries={r.retries} "
+                   f"cpus={r.cpus} memory={str(r.memory) + 'MB' if r.memory else 'none'}")
+        click.echo("first points:")
+        for p in exp.space.head(5):
+            click.echo("  " + json.dumps(p, ensure_ascii=False))
+        for line in dryrun.bundles_lines(exp, on, c["to_run"], store, workers, sbatch):
+            click.echo(line)
+    finally:
+        if store is not None:
+            store.close()
+    note = dryrun.size_line(exp, yes)
+    if note:
+        click.echo(f"note: {note}")
 
 
 def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):

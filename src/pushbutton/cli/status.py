@@ -17,7 +17,7 @@ from pushbutton.cli.tables import duration
 def status(experiment, as_json):
     """Counts per state, rate and ETA."""
     from pushbutton.execution.operations import status as st
-    store = open_store()
+    store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     s = st(store, eid, name)
     if as_json:
@@ -55,7 +55,7 @@ def watch(experiment, interval):
     """Follow a running experiment until it stops."""
     from pushbutton.execution.operations import status as st
     from pushbutton.execution.slurm.runs import restart_harvester
-    store = open_store()
+    store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     pid = restart_harvester(store, eid, name)
     if pid:
@@ -69,7 +69,7 @@ def watch(experiment, interval):
 @click.argument("experiment", required=False)
 def history(experiment):
     """Runs with their messages, code versions and outcomes."""
-    store = open_store()
+    store = open_store(experiment)
     eid = experiment_named(store, experiment)[0] if experiment else None
     for r in store.runs(eid):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
@@ -84,7 +84,7 @@ def history(experiment):
 @click.argument("what", required=False)
 def show(what):
     """Details of an experiment (spec, last run's provenance) or of a task (by id prefix)."""
-    store = open_store()
+    store = open_store(what)
     exps = store.experiments()
     names = [e["name"] for e in exps]
     if what is None or what in names:

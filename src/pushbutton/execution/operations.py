@@ -45,8 +45,8 @@ def preflight(exp, on: str | None = None, say=None) -> list[str]:
 def register_locked(exp, yes: bool = False):
     """(experiment id, held lock): the lock is taken before the spec or the schedule is written,
     so a second `pb run` of a running experiment changes nothing before it says so."""
-    store = exp.store
     exp.space.check_size(limit=exp.run_options.max_tasks, confirm=yes)
+    store = exp.create_store()  # the first run of a spec creates its store
     eid = exp.ensure_experiment()  # inserts a new experiment's row; never rewrites one
     lock = ExperimentLock(store, eid, exp.name).acquire()
     try:
@@ -67,8 +67,8 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
                         fix="give e.g. workers=4, or leave it out for one per CPU")
     if not getattr(exp, "preflight_done", False):
         preflight(exp, on)
-    store = exp.store
     eid, lock = register_locked(exp, yes=yes)
+    store = exp.store
     try:
         liveness.settle(store, eid, lock_is_ours=True)  # runs whose driver died: interrupted
         with store.tx():

@@ -92,7 +92,9 @@ def _check_function(exp, remote, timeout, warnings):
     if timeout is None:
         timeout = float(os.environ.get("PB_PREFLIGHT_TIMEOUT") or DEFAULT_TIMEOUT)
     from pushbutton.execution import worker
-    env = dict(os.environ, PB_WORKER="1", PB_PREFLIGHT="1")
+    # a check leaves no file behind (no __pycache__ in the project: `pb run --dry-run` writes
+    # nothing); the run's workers write bytecode as usual
+    env = dict(os.environ, PB_WORKER="1", PB_PREFLIGHT="1", PYTHONDONTWRITEBYTECODE="1")
     argv = [sys.executable, "-c", _PROBE, target, str(exp.root), json.dumps(exp.sys_path),
             str(Path(worker.__file__).resolve().parent)]
     try:

@@ -74,7 +74,9 @@ def _writable(*paths: Path) -> bool:
 
 
 class Store:
-    def __init__(self, root: str | os.PathLike, create: bool = True):
+    def __init__(self, root: str | os.PathLike, create: bool = True, peek: bool = False):
+        """peek: read without writing anything, not even SQLite's -wal/-shm files or the store's
+        folders (`pb run --dry-run`)."""
         self.root = Path(root).resolve()
         self.dir = self.root / DIRNAME
         path = self.dir / "state.sqlite"
@@ -84,9 +86,9 @@ class Store:
         OPENED.append(path)
         # a store on a read-only disk (or someone else's) is opened for reading: status, results,
         # sql, logs and reports work; a command that writes fails with a clear message
-        self.readonly = path.exists() and not _writable(self.dir, path)
+        self.readonly = path.exists() and (peek or not _writable(self.dir, path))
         if self.readonly:
-            self.db = _open_readonly(path)
+            self.db = _open_peek(path) if peek else _open_readonly(path)
             return
         for sub in ("results", "series", "bundles", "tasks", "locks", "snapshots", "logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -292,6 +294,20 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
                          check_same_thread=False)
     db.execute("SELECT count(*) FROM sqlite_master").fetchone()
     return db
+
+
+def _open_peek(path: Path) -> sqlite3.Connection:
+    """A connection that creates no file: a plain read-only one where a live writer keeps the
+    write-ahead log and its index (-wal, -shm), else the file as it is (immutable; with no -wal
+    left, the file holds every committed change)."""
+    wal, shm = Path(str(path) + "-wal"), Path(str(path) + "-shm")
+    if wal.exists() and shm.exists():
+        return _open_readonly(path)
+    if wal.exists() and wal.stat().st_size > 0:
+        sys.stderr.write(f"warning: {wal} holds changes that are not read here; what is shown "
+                         "may miss the last ones\n")
+    uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro&immutable=1"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
 
 
 class _Tx:

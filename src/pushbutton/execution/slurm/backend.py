@@ -106,14 +106,7 @@ class SlurmBackend(Backend):
     def limits(self) -> dict:
         """MaxArraySize, MaxJobCount and the CPUs of the partition, from scontrol and sinfo
         (cached in limits_cache for cache_s seconds)."""
-        if self._limits is None and self.cache_path:
-            try:
-                c = json.loads(Path(self.cache_path).read_text())
-                if time.time() - c.get("t", 0) < self.cache_s and c.get("key") == self._key():
-                    self._limits = c["limits"]
-            except (OSError, ValueError, KeyError):
-                pass
-        if self._limits is None:
+        if self.cached_limits() is None:
             self._limits = self._read_limits()
             if self.cache_path:
                 try:
@@ -122,6 +115,17 @@ class SlurmBackend(Backend):
                                                  "limits": self._limits}, indent=None)
                 except OSError:
                     pass
+        return self._limits
+
+    def cached_limits(self) -> dict | None:
+        """The site limits known without asking SLURM: read before, or cached and fresh."""
+        if self._limits is None and self.cache_path:
+            try:
+                c = json.loads(Path(self.cache_path).read_text())
+                if time.time() - c.get("t", 0) < self.cache_s and c.get("key") == self._key():
+                    self._limits = c["limits"]
+            except (OSError, ValueError, KeyError):
+                pass
         return self._limits
 
     def _read_limits(self) -> dict:

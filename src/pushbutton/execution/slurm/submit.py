@@ -134,17 +134,27 @@ def _remote_spec(spec: dict, backend, meta: dict) -> dict:
 
 def _sizes(backend, store: Store, eid: int, n: int, meta: dict, quota: int) -> int:
     """Tasks per bundle: few enough jobs for the site limits, enough to fill the partition."""
-    lim = backend.limits()
-    est = store.db.execute("SELECT avg(t1 - t0) FROM tasks WHERE exp=? AND state='done' AND "
-                           "t1 IS NOT NULL AND t0 IS NOT NULL", (eid,)).fetchone()[0]
-    slots = max(1, lim["cpus"] // max(1, meta["cpus"] or 1))
+    return bundle_size(backend.limits(), mean_duration(store, eid), n, meta["cpus"],
+                       meta["bundle_size"], quota)
+
+
+def mean_duration(store: Store, eid: int) -> float | None:
+    """The mean duration of the experiment's done tasks (None before the first one)."""
+    return store.db.execute("SELECT avg(t1 - t0) FROM tasks WHERE exp=? AND state='done' AND "
+                            "t1 IS NOT NULL AND t0 IS NOT NULL", (eid,)).fetchone()[0]
+
+
+def bundle_size(lim: dict, est: float | None, n: int, cpus: int, fixed: int, quota: int) -> int:
+    """Tasks per bundle for `n` pending tasks under the site limits `lim` (also what
+    `pb run --dry-run --on TARGET` shows)."""
+    slots = max(1, lim["cpus"] // max(1, cpus or 1))
     min_bundles = min(slots, 1000)
     if est:
         min_bundles = max(1, min(min_bundles, math.ceil(n * est / 5.0)))
     max_bundles = max(1, min(lim["max_array"], quota))
     per = bundling.static_plan(n, est, max_bundles=max_bundles, min_bundles=min_bundles,
-                               fixed=meta["bundle_size"])
-    if est is None and not meta["bundle_size"]:
+                               fixed=fixed)
+    if est is None and not fixed:
         # no duration known yet: keep bundles moderate (progress, crash recovery, --time),
         # unless the site limits need bigger ones
         per = max(math.ceil(n / max_bundles), min(per, UNKNOWN_MAX_TASKS))
