@@ -55,7 +55,7 @@ class Experiment:
                  figures: list[dict] | None = None, metrics: dict | None = None,
                  root=None, project=None, path=(), target: str = "local",
                  sbatch: str | None = None, spec_file: str | None = None,
-                 space_dict: dict | None = None):
+                 space_dict: dict | None = None, max_tasks: int | None = None):
         from pushbutton.spec.space import Space
         root_guess = None
         if callable(function):
@@ -66,7 +66,8 @@ class Experiment:
                 "resources": {"timeout": timeout, "retries": retries, "cpus": cpus,
                               "memory": memory, "gpus": gpus},
                 "run": {"workers": workers, "bundle_size": bundle_size, "target": target,
-                        "sbatch": sbatch},
+                        "sbatch": sbatch, **({} if max_tasks is None else
+                                             {"max_tasks": max_tasks})},
                 "units": units or {}, "figures": figures or [], "metrics": metrics or {}}
         if retry_on is not None:
             data["resources"]["retry_on"] = retry_on
@@ -347,4 +348,5 @@ def from_dict(data: dict, file: str | None = None, root=None, project=None) -> E
                       workers=o.workers, bundle_size=o.bundle_size, units=spec.units,
                       figures=spec.figures, metrics=spec.metrics,
                       root=root or path.resolve().parent, project=project, path=spec.path,
-                      target=o.target, sbatch=o.sbatch, spec_file=file, space_dict=spec.space)
+                      target=o.target, sbatch=o.sbatch, spec_file=file, space_dict=spec.space,
+                      max_tasks=o.max_tasks)

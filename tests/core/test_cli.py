@@ -114,7 +114,9 @@ def test_missing_function_is_refused_before_any_task(project):
     r = pb("run", "e.toml", check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "key 'function'" in r.stderr and "'nope'" in r.stderr
-    assert "no experiments" in pb("status", check=False).stderr
+    # nothing registered: not even a store was created for it
+    assert "no pushbutton store" in pb("status", check=False).stderr
+    assert not (project / ".pushbutton").exists()
 
 
 def test_detach_watch_and_cancel(project):

@@ -168,8 +168,8 @@ def _slurm(exp, t, n: int, store: Store | None, cpus: int, fixed: int, sbatch) -
     n_bundles = math.ceil(first / per)
     arrays = math.ceil(n_bundles / max(1, lim["max_array"]))
     last = first - per * (n_bundles - 1)
-    sizes = f"{per}" if last == per else f"{per} (the last {last})"
-    line = (f"{head}: {n_bundles:,} bundles of {sizes} tasks as {arrays} job "
+    sizes = f"{per} tasks" if last == per else f"{per} tasks (the last {last})"
+    line = (f"{head}: {n_bundles:,} bundles of {sizes} as {arrays} job "
             f"arra{'ys' if arrays > 1 else 'y'} ({known}: MaxArraySize {lim['max_array']}, "
             f"{lim['cpus']} CPUs in the partition)")
     if first < n:

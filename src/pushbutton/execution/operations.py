@@ -10,6 +10,7 @@ import time
 
 from pushbutton.store import liveness
 from pushbutton.store import provenance
+from pushbutton.store.code_version import PREFIX as CODE_PREFIX
 from pushbutton.execution import factory
 from pushbutton.execution.driver import Driver
 from pushbutton.execution.slurm import runs as slurm_runs
@@ -143,13 +144,16 @@ def detached_alive(store: Store, eid: int) -> bool:
 
 def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
     """Done tasks computed by another code version than the current one: kept (a task's
-    identity is its parameters), but worth a word, since only --rerun recomputes them."""
+    identity is its parameters), but worth a word, since only --rerun recomputes them. Only
+    versions of the same rule are compared (store/code_version.py): one recorded before it
+    hashed content (a git commit) cannot be told equal or not."""
     if not code_version:
         return {}
     rows = store.db.execute(
         "SELECT r.code_version, count(*) FROM tasks t JOIN runs r ON r.id = t.run "
-        "WHERE t.exp=? AND t.state='done' AND r.code_version IS NOT ? GROUP BY r.code_version",
-        (eid, code_version)).fetchall()
+        "WHERE t.exp=? AND t.state='done' AND r.code_version IS NOT ? AND "
+        "substr(r.code_version, 1, ?) = ? GROUP BY r.code_version",
+        (eid, code_version, len(CODE_PREFIX), CODE_PREFIX)).fetchall()
     return {v or "?": n for v, n in rows}
 
 
