@@ -168,6 +168,23 @@ def test_dry_run_says_that_a_big_space_needs_yes(project):
     assert "--yes confirms it" in pb("run", "experiment.toml", "--dry-run", "--yes").stdout
 
 
+def test_parrun_finds_the_store_from_the_script_and_its_dry_run_writes_nothing(tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    write(proj / "sweep.py", "for n in [1, 2]:\n    result = {'y': n * n}\n")
+    before = _snapshot(tmp_path)
+    r = pb("parrun", proj / "sweep.py", "--dry-run", cwd=tmp_path)
+    assert "2 tasks" in r.stdout
+    assert _snapshot(tmp_path) == before
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = pb("parrun", proj / "sweep.py", "--quiet", cwd=elsewhere)
+    assert "2 done" in r.stdout
+    assert (proj / ".pushbutton" / "state.sqlite").exists()
+    assert not (elsewhere / ".pushbutton").exists()
+    assert f"new store: {proj / '.pushbutton'}" in r.stderr
+
+
 def _fake_ssh(tmp_path: Path) -> tuple[dict, Path]:
     """PATH with an `ssh` that only records that it was called."""
     bin_dir = tmp_path / "bin"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
 from pushbutton.cli.progress import run_with_progress
-from pushbutton.cli.project import open_store
 
 
 @click.command()
@@ -38,9 +38,15 @@ def parrun(script, on, workers, message, dry_run, name, timeout, retries, rerun,
     """
     from pushbutton.spec import parrun as P
     from pushbutton.experiment import Experiment
-    project = open_store(create=True).root
+    from pushbutton.store import location
+    # the script's store: at or above its folder (a run creates one; a dry run writes nothing)
+    project, exists = location.root_for(Path(script).resolve().parent)
+    note = location.note(project, new=not exists)
+    if note:
+        click.echo(note, err=True)
     args, s, runner = P.experiment_args(script, project=project, name=name, timeout=timeout,
-                                        retries=retries, workers=workers, target=on)
+                                        retries=retries, workers=workers, target=on,
+                                        write=not dry_run)
     exp = Experiment(**args)
     for w in s.warnings:
         click.secho(f"warning: {w}", fg="yellow", err=True)

@@ -1,6 +1,6 @@
 """File helpers every stage shares, defined once: atomic writes, the user's pushbutton folders,
-the set of a project's files (the same set is hashed for the code version and shipped to a
-cluster), signal names and the numeric libraries' thread variables.
+the set of a project's files (shipped to a cluster; outside git also the files the code version
+hashes, store/code_version.py), signal names and the numeric libraries' thread variables.
 
 The compute-node worker (execution/worker.py) keeps its own small copies of a few of these: it
 is shipped alone to machines where pushbutton is not installed, so it imports nothing of ours.
@@ -86,8 +86,8 @@ def skipped_dir(parent: str, name: str) -> bool:
 
 
 def project_files(root: str | os.PathLike, suffixes: tuple[str, ...] | None = None):
-    """The project's files under `root`, sorted, as paths relative to it: what is hashed for the
-    code version and what is shipped to a cluster. `suffixes` narrows to some kinds."""
+    """The project's files under `root`, sorted, as paths relative to it: what is shipped to a
+    cluster, and outside git what the code version hashes. `suffixes` narrows to some kinds."""
     root = Path(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not skipped_dir(dirpath, d))

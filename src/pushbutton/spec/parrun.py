@@ -344,14 +344,15 @@ def space_of(s: Script):
 
 
 def experiment_args(script, *, project, name=None, timeout=None, retries=0, workers=None,
-                    target="local"):
+                    target="local", write=True):
     """(keyword arguments of pushbutton.Experiment, Script, runner path) for SCRIPT.py; writes
-    the runner. The caller builds the Experiment: the spec stage does not import the API."""
+    the runner (unless write=False: a dry run). The caller builds the Experiment: the spec
+    stage does not import the API."""
     s = parse(script)
     name = name or default_name(script)
     # the name becomes the runner's file name: checked before anything is written
     pathnames.check(name, "experiment name", key="--name")
-    runner = write_runner(s, Path(project), name)
+    runner = write_runner(s, Path(project), name, write=write)
 
     def esc(a):
         return str(a).replace("{", "{{").replace("}", "}}")

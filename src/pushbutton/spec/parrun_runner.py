@@ -183,12 +183,14 @@ def runner_source(s) -> str:
     return text
 
 
-def write_runner(s, project: Path, name: str) -> Path:
+def write_runner(s, project: Path, name: str, write: bool = True) -> Path:
     """Write the runner of parsed script `s` under the project's .pushbutton/parrun/ (left
-    alone when it already holds the same text)."""
+    alone when it already holds the same text); write=False: only its path (a dry run)."""
     d = Path(project) / ".pushbutton" / "parrun"
-    d.mkdir(parents=True, exist_ok=True)
     p = d / f"{name}-{s.digest}.py"
+    if not write:
+        return p
+    d.mkdir(parents=True, exist_ok=True)
     text = runner_source(s)
     if not p.exists() or p.read_text(encoding="utf-8") != text:
         atomic_write(p, text)

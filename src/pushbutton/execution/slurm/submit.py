@@ -114,7 +114,7 @@ def _message(name: str, target: str, n_bundles: int, n_tasks: int, jobs: list[st
 
 def ship_code(backend, root) -> None:
     """The code snapshot (incremental rsync) and the worker, to <base>/code and <base>. The
-    files shipped are those the code version hashes (core/files.project_files)."""
+    files shipped are the project's files (core/files.project_files)."""
     sh = backend.shell
     sh.put(str(Path(root)) + "/", backend.code_dir + "/", delete=True,
            excludes=rsync_excludes())
