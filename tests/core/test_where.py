@@ -56,6 +56,7 @@ def test_run_from_another_folder_uses_the_store_next_to_the_spec(tmp_path):
     assert not (elsewhere / ".pushbutton").exists()  # no store made in the shell's folder
     assert _bundles(tmp_path / "proj") == n  # nothing recomputed: the spec's store was used
     assert f"store: {tmp_path / 'proj' / '.pushbutton'}" in r.stderr  # and it is named
+    assert "results: pb results ../proj/experiment.toml" in r.stdout  # a command that works
     # the readers find it from the spec the same way, and say which store they read
     st = pb("status", spec, cwd=elsewhere)
     assert "3 tasks, 100.0% finished" in st.stdout
@@ -140,6 +141,21 @@ def test_dry_run_writes_nothing(tmp_path):
         r = pb("run", spec, "--dry-run", cwd=cwd)
         assert "4 tasks: 3 done, 1 to run" in r.stdout
     assert _snapshot(tmp_path) == before  # .pushbutton/ and state.sqlite untouched
+
+
+def test_dry_run_says_when_a_run_is_going_on(tmp_path):
+    spec = _proj(tmp_path)
+    pb("run", spec, cwd=tmp_path)
+    from pushbutton.store.database import Store
+    from pushbutton.store.lock import ExperimentLock
+    st = Store(tmp_path, create=False)
+    lock = ExperimentLock(st, st.experiment("sq"), "sq").acquire()  # as a driver holds it
+    try:
+        out = pb("run", spec, "--dry-run", cwd=tmp_path).stdout
+    finally:
+        lock.release()
+        st.close()
+    assert "'sq' is being run now (pid" in out and "would refuse" in out
 
 
 def test_dry_run_counts_done_and_to_run(project):

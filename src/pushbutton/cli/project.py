@@ -5,6 +5,8 @@ from pathlib import Path
 
 from pushbutton.core.errors import PushbuttonError
 
+SPEC_NAMES = ("experiment.toml", "pushbutton.toml")  # the spec a folder argument names
+
 
 def open_store(what=None, create=False):
     """The store of the project here or above, or, when `what` names a spec file (or a folder
@@ -35,8 +37,8 @@ def spec_named(what) -> Path | None:
     if not what:
         return None
     p = Path(what)
-    if p.is_dir():
-        return spec_path(p)
+    if p.is_dir():  # a folder holding a spec (a folder named like an experiment is not one)
+        return next((p / c for c in SPEC_NAMES if (p / c).is_file()), None)
     if p.suffix == ".toml" and p.is_file():
         return p
     return None
@@ -60,14 +62,15 @@ def experiment_named(store, name):
             if spec is not None:
                 _same_spec(store, e, spec)
             return e["id"], name
-    raise PushbuttonError(f"no experiment '{name}' in this project; known: {', '.join(names)}")
+    raise PushbuttonError(f"no experiment '{name}' in the store {store.dir}; known: "
+                          f"{', '.join(names)}")
 
 
 def spec_path(spec):
     """The spec file SPEC names: the file itself, or the experiment.toml of a folder."""
     p = Path(spec)
     if p.is_dir():
-        for cand in ("experiment.toml", "pushbutton.toml"):
+        for cand in SPEC_NAMES:
             if (p / cand).exists():
                 return p / cand
         raise PushbuttonError(f"{p}: no experiment.toml in this folder; give the spec file")

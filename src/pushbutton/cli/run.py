@@ -104,11 +104,24 @@ def _say_outcome(exp, c, summary):
     for version, n in (summary.get("stale") or {}).items():
         click.echo(f"note: {n:,} results were computed by code version {version}, not the "
                    f"current one; `pb run ... --rerun` recomputes them", err=True)
-    click.echo(f"results: pb results {exp.name}   (store: {exp.store.dir})")
-    click.echo(f"report:  pb report {exp.name}")
+    ref = _ref(exp)
+    click.echo(f"results: pb results {ref}   (store: {exp.store.dir})")
+    click.echo(f"report:  pb report {ref}")
     if c.get("failed"):
-        click.echo(f"failures: pb status {exp.name}; pb logs TASK; pb retry {exp.name}")
+        logs = "pb logs TASK" if ref == exp.name else f"pb logs -e {ref} TASK"
+        click.echo(f"failures: pb status {ref}; {logs}; pb retry {ref}")
         sys.exit(1)
+
+
+def _ref(exp) -> str:
+    """How the next commands name the experiment: by name where its store is the one found
+    from this folder, else by its spec file (whose folder leads to the store)."""
+    from pushbutton.store import location
+    if location.obvious(exp.project) or not exp.spec_file:
+        return exp.name
+    path = str(Path(exp.spec_file).resolve())
+    rel = os.path.relpath(path)
+    return rel if len(rel) < len(path) else path
 
 
 def _dry_run(exp, on, workers, yes, rerun, rerun_failed, sbatch):
@@ -128,6 +141,9 @@ def _dry_run(exp, on, workers, yes, rerun, rerun_failed, sbatch):
             click.echo("  " + json.dumps(p, ensure_ascii=False))
         for line in dryrun.bundles_lines(exp, on, c["to_run"], store, workers, sbatch):
             click.echo(line)
+        busy = dryrun.running_line(exp, store)
+        if busy:
+            click.echo(f"note: {busy}")
     finally:
         if store is not None:
             store.close()

@@ -14,6 +14,7 @@ import os
 import shlex
 
 from pushbutton.core import ids
+from pushbutton.core.errors import SpecError
 from pushbutton.store.database import DIRNAME, Store
 
 # SLURM's own defaults, used when a target's site limits are not known without asking it
@@ -49,8 +50,13 @@ def task_counts(exp, store: Store | None, rerun: bool = False,
         states = dict(db.execute("SELECT id, state FROM tasks WHERE exp=? AND state IN "
                                  "('done','failed')", (eid,)))
         done = failed = out = 0
-        for p in exp.space:
-            tid = ids.id_of_canonical(ids.canonical(p))
+        for i, p in enumerate(exp.space):
+            try:
+                tid = ids.id_of_canonical(ids.canonical(p))
+            except (TypeError, ValueError) as e:
+                raise SpecError(f"parameter point {i} cannot be written as JSON: {e}",
+                                file=exp.spec_file, key="space",
+                                fix="use numbers, strings, bools or lists of them") from None
             st = states.get(tid)
             if st == "done":
                 done += 1
@@ -75,6 +81,20 @@ def counts_line(c: dict, rerun: bool, rerun_failed: bool) -> str:
     if c["out"] and not rerun:
         extra.append(f"{c['out']:,} out on SLURM (`pb harvest` brings them in)")
     return line + ("; " + "; ".join(extra) if extra else "")
+
+
+def running_line(exp, store: Store | None) -> str | None:
+    """Whether a driver runs the experiment now (then `pb run` would refuse)."""
+    from pushbutton.store.lock import ExperimentLock
+    eid = store.experiment(exp.name) if store is not None else None
+    if eid is None:
+        return None
+    lock = ExperimentLock(store, eid, exp.name)  # looked at read-only: creates nothing
+    if not lock.held_by_other():
+        return None
+    who = lock.holder()
+    return (f"'{exp.name}' is being run now (pid {who.get('pid')} on {who.get('host')}): a "
+            f"`pb run` would refuse; follow it with `pb watch {exp.name}`")
 
 
 def size_line(exp, yes: bool) -> str | None:
@@ -168,10 +188,10 @@ def _slurm(exp, t, n: int, store: Store | None, cpus: int, fixed: int, sbatch) -
     n_bundles = math.ceil(first / per)
     arrays = math.ceil(n_bundles / max(1, lim["max_array"]))
     last = first - per * (n_bundles - 1)
-    sizes = f"{per} tasks" if last == per else f"{per} tasks (the last {last})"
-    line = (f"{head}: {n_bundles:,} bundles of {sizes} as {arrays} job "
+    sizes = _n(per, "task") + ("" if last == per else f" (the last {last})")
+    line = (f"{head}: {_n(n_bundles, 'bundle')} of {sizes} as {arrays} job "
             f"arra{'ys' if arrays > 1 else 'y'} ({known}: MaxArraySize {lim['max_array']}, "
-            f"{lim['cpus']} CPUs in the partition)")
+            f"{_n(lim['cpus'], 'CPU')} in the partition)")
     if first < n:
         line += (f"; the other {n - first:,} tasks go out as the queue quota of {capacity} "
                  "jobs frees up")
@@ -179,6 +199,10 @@ def _slurm(exp, t, n: int, store: Store | None, cpus: int, fixed: int, sbatch) -
     if est:
         lines.append(f"  tasks took {est:.3g} s on average so far")
     lines.append("  sbatch options: " + (shlex.join(opts) if opts else "(none)")
-                 + (f"; per task: {cpus} CPUs" if cpus > 1 else "")
-                 + (f", {exp.resources.gpus} GPUs" if exp.resources.gpus else ""))
+                 + (f"; per task: {_n(cpus, 'CPU')}" if cpus > 1 else "")
+                 + (f", {_n(exp.resources.gpus, 'GPU')}" if exp.resources.gpus else ""))
     return lines
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k:,} {word}{'' if k == 1 else 's'}"
