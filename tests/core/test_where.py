@@ -122,6 +122,8 @@ def test_a_spec_loaded_from_the_parent_folder_reads_its_own_store(tmp_path, monk
         df = pushbutton.load("other/experiment.toml").results()
     r = pb("results", "other/experiment.toml", cwd=tmp_path)
     assert "was run from" in r.stderr and str(tmp_path / "experiment.toml") in r.stderr
+    r = pb("run", "other/experiment.toml", "--dry-run", cwd=tmp_path)
+    assert "was run from" in r.stderr and "shares its tasks" in r.stderr
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # its own spec: no warning
         pushbutton.load("experiment.toml").results()

@@ -75,10 +75,12 @@ def content(path: Path) -> bytes | None:
     try:
         if not path.is_file() or path.stat().st_size > MAX_TEXT:
             return None
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(PROBE)
+            if b"\0" in raw:  # binary: data (weights, arrays, images), not read further
+                return None
+            raw += f.read()
     except OSError:
-        return None
-    if b"\0" in raw[:PROBE]:
         return None
     if path.suffix == ".toml":
         part = _spec_part(raw)
