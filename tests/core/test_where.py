@@ -235,7 +235,6 @@ def test_dry_run_on_a_slurm_target_plans_for_slurm_without_contacting_it(project
     assert not mark.exists()  # nothing was asked over ssh
     assert _snapshot(project) == before
     # with the site limits an earlier run cached, the plan is the one a run would submit
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
     from pushbutton.execution import targets
     from pushbutton.execution.slurm.backend import SlurmBackend
     t = targets.get("hpc", project)
