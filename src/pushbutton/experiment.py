@@ -49,7 +49,7 @@ class Experiment:
     """An experiment: what to run, over which parameter space, with which resources."""
 
     def __init__(self, name: str, function=None, command: list[str] | None = None,
-                 space=None, *, description: str = "", timeout=None, retries: int = 0,
+                 space=None, *, description: str = "", timeout=None, retries: int | None = None,
                  retry_on: list[str] | None = None, cpus: int = 1, memory=None, gpus: int = 0,
                  workers: int | None = None, bundle_size: int = 0, units: dict | None = None,
                  figures: list[dict] | None = None, metrics: dict | None = None,
@@ -63,12 +63,13 @@ class Experiment:
         data = {"name": name, "description": description, "function": function,
                 "command": command, "path": [str(p) for p in path],
                 "space": space_dict if space_dict is not None else {"python": True},
-                "resources": {"timeout": timeout, "retries": retries, "cpus": cpus,
-                              "memory": memory, "gpus": gpus},
+                "resources": {"timeout": timeout, "cpus": cpus, "memory": memory, "gpus": gpus},
                 "run": {"workers": workers, "bundle_size": bundle_size, "target": target,
                         "sbatch": sbatch, **({} if max_tasks is None else
                                              {"max_tasks": max_tasks})},
                 "units": units or {}, "figures": figures or [], "metrics": metrics or {}}
+        if retries is not None:  # else the spec's default (infrastructure failures: once)
+            data["resources"]["retries"] = retries
         if retry_on is not None:
             data["resources"]["retry_on"] = retry_on
         self.spec = specmod.validate(data, file=spec_file)  # [[figures]] included
@@ -218,18 +219,28 @@ class Experiment:
     def run(self, on: str | None = None, *, workers: int | None = None, rerun: bool = False,
             rerun_failed: bool = False, message: str | None = None, yes: bool = False,
             progress=None, detach: bool = False, sbatch: str | None = None,
-            wait: bool = False) -> dict:
-        """Run every task not yet done; returns a summary. Resumes by default. On a SLURM
-        target it returns once the tasks are submitted, or with wait once every one is over."""
+            wait: bool = False, quiet: bool = False) -> dict:
+        """Run every task not yet done; returns a summary (and says it on stderr unless quiet:
+        counts, the top causes of failures with one task id each). Resumes by default. On a
+        SLURM target it returns once the tasks are submitted, or with wait once every one is
+        over."""
         if os.environ.get("PB_WORKER"):
             raise PushbuttonError(
                 "Experiment.run() was called while a worker imported your module to run a task; "
                 "put the run under `if __name__ == \"__main__\":` so that importing the module "
                 "only defines the function")
         from pushbutton.execution import operations as running
-        return running.run(self, on=on or self.run_options.target, workers=workers,
-                           rerun=rerun, rerun_failed=rerun_failed, message=message, yes=yes,
-                           progress=progress, sbatch=sbatch, wait=wait)
+        summary = running.run(self, on=on or self.run_options.target, workers=workers,
+                              rerun=rerun, rerun_failed=rerun_failed, message=message, yes=yes,
+                              progress=progress, sbatch=sbatch, wait=wait)
+        if not quiet and "failures" in summary:
+            from pushbutton.execution.summary import run_lines
+            lines = run_lines(self.name, summary.get("counts"), summary.get("seconds"),
+                              summary["failures"], self.resources)
+            if summary["failures"].get("failed"):
+                lines.append("a task's log: exp.logs(ID), or `pb logs ID` in a terminal")
+            print("\n".join(lines), file=sys.stderr)
+        return summary
 
     # -- looking at it ---------------------------------------------------------------------
     def status(self) -> dict:

@@ -67,7 +67,7 @@ grid = { i = [1, 2, 3] }
     r = pb("run", "experiment.toml", check=False)
     assert r.returncode == 1 and "3 failed" in r.stdout
     st = pb("status").stdout
-    assert "exception 3" in st
+    assert "3  RuntimeError at tasks.py:" in st  # grouped by exception type and place
     r = pb("retry", check=False)
     # attempt numbers run on: the retry is each task's attempt 2, which `flaky` passes
     assert r.returncode == 0 and "3 done, 0 failed" in r.stdout, r.stdout

@@ -69,7 +69,9 @@ def test_failure_kinds_are_recorded_and_isolated(project):
 
 
 def test_retry_policy(project):
-    exp = Experiment("flaky", function="tasks:flaky", space=grid(i=range(6)), retries=1)
+    # a flaky exception is retried when retry_on names it (the default does not)
+    exp = Experiment("flaky", function="tasks:flaky", space=grid(i=range(6)), retries=1,
+                     retry_on=["exception"])
     s = exp.run()
     df = exp.results()
     assert s["counts"]["done"] == 6

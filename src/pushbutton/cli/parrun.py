@@ -22,7 +22,9 @@ from pushbutton.cli.progress import run_with_progress
               "run nothing.")
 @click.option("--name", default=None, help="Experiment name (default: parrun-<script stem>).")
 @click.option("--timeout", default=None, help="Per task, e.g. 30s, 10m, 2h.")
-@click.option("--retries", type=int, default=0, help="Retries of a failed task.")
+@click.option("--retries", type=click.IntRange(min=0), default=None,
+              help="Retries of a task whose failure is not its own (signal, lost node); "
+              "default 1.")
 @click.option("--rerun", is_flag=True, help="Run every point again, done ones included.")
 @click.option("--rerun-failed", is_flag=True, help="Run failed points again.")
 @click.option("--yes", is_flag=True, help="Confirm a grid larger than run.max_tasks.")

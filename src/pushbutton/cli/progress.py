@@ -13,7 +13,7 @@ def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatc
                       wait=False):
     """exp.run(...) with a progress bar; its summary."""
     options = dict(on=on, workers=workers, message=message, rerun=rerun,
-                   rerun_failed=rerun_failed, yes=yes, sbatch=sbatch, wait=wait)
+                   rerun_failed=rerun_failed, yes=yes, sbatch=sbatch, wait=wait, quiet=True)
     if quiet or not sys.stderr.isatty() and os.environ.get("PB_PROGRESS") != "1":
         last = [time.time()]
 

@@ -95,8 +95,11 @@ def logs(task, experiment):
         where = f"host {a['host']}" + (f", node {a['node']}" if a.get("node") else "")
         click.echo(f"-- attempt {a['n']} (bundle {a['bundle']}): {a['kind']}: {a['error']} "
                    f"({where})")
-        if a["traceback"]:
-            click.echo(a["traceback"].rstrip())
+        tb = (a["traceback"] or "").strip()
+        if tb and tb in out["stderr"]:  # each traceback once: where it was printed
+            click.echo("   (its traceback is in stderr below)")
+        elif tb:
+            click.echo(tb)
     click.echo("-- stdout --")
     click.echo(out["stdout"].rstrip())
     click.echo("-- stderr --")

@@ -98,9 +98,10 @@ def _say_store(exp, dry_run):
 
 def _say_outcome(exp, c, summary):
     """The last lines of a run: counts, stale results, where to look next; exit 1 on failures."""
-    click.echo(f"{exp.name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
-               f"{c.get('pending', 0) + c.get('running', 0)} not run "
-               f"({summary['seconds']:.1f}s this run)")
+    from pushbutton.execution.summary import run_lines
+    for line in run_lines(exp.name, c, summary["seconds"], summary.get("failures"),
+                          exp.resources):
+        click.echo(line)
     for version, n in (summary.get("stale") or {}).items():
         click.echo(f"note: {n:,} results were computed by code version {version}, not the "
                    f"current one; `pb run ... --rerun` recomputes them", err=True)
@@ -108,8 +109,8 @@ def _say_outcome(exp, c, summary):
     click.echo(f"results: pb results {ref}   (store: {exp.store.dir})")
     click.echo(f"report:  pb report {ref}")
     if c.get("failed"):
-        logs = "pb logs TASK" if ref == exp.name else f"pb logs -e {ref} TASK"
-        click.echo(f"failures: pb status {ref}; {logs}; pb retry {ref}")
+        logs = "pb logs ID" if ref == exp.name else f"pb logs -e {ref} ID"
+        click.echo(f"next:    {logs} (a task above); fix, then pb retry {ref}")
         sys.exit(1)
 
 

@@ -14,12 +14,14 @@ from pushbutton.cli.tables import duration
 @click.command()
 @click.argument("experiment", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(experiment, as_json):
-    """Counts per state, rate and ETA."""
+@click.option("--causes", type=click.IntRange(min=0), default=5,
+              help="Top causes of failures shown (0: all).")
+def status(experiment, as_json, causes):
+    """Counts per state, rate, ETA and the top causes of failures."""
     from pushbutton.execution.operations import status as st
     store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
-    s = st(store, eid, name)
+    s = st(store, eid, name, causes=causes)
     if as_json:
         click.echo(json.dumps(s, default=str))
         return
@@ -36,8 +38,10 @@ def _print_status(s):
     if s["rate_per_s"]:
         click.echo(f"  rate {s['rate_per_s']:,.1f} tasks/s, ETA {duration(s['eta_s'])}")
     if s["failures"]:
-        click.echo("  failures: " + ", ".join(f"{k or '?'} {v}" for k, v in
-                                              s["failures"].items()))
+        from pushbutton.execution.summary import failure_lines
+        for line in failure_lines(s["causes"], s["experiment"],
+                                  more_hint=f"pb status {s['experiment']} --causes 0"):
+            click.echo("  " + line)
     if state == "interrupted":
         click.echo("  its driver is gone (killed?); `pb run` resumes it")
     if s.get("out_on_slurm") and not s.get("harvester_down"):

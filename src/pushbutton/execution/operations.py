@@ -15,6 +15,7 @@ from pushbutton.execution import factory
 from pushbutton.execution.driver import Driver
 from pushbutton.execution.slurm import runs as slurm_runs
 from pushbutton.harvest.ingest import RunPolicy
+from pushbutton.store.failures import top_causes
 from pushbutton.store.integrity import check_state
 from pushbutton.store.lock import ExperimentLock
 from pushbutton.core.errors import PushbuttonError, SpecError
@@ -94,12 +95,16 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         store.event(eid, run_id, "run-start", {"target": target, "pid": os.getpid()})
         _drop_detached_marker(store, eid)  # from now on the lock and the run say it runs
         if backend.fire_and_forget:
-            return _submit(backend, exp, eid, run_id, wait, progress)
+            summary = _submit(backend, exp, eid, run_id, wait, progress)
+            if wait:
+                summary["failures"] = top_causes(store, eid)
+            return summary
         drv = Driver(store, exp, eid, backend, run_id, target=target, on_progress=progress)
         summary = drv.run()
         summary["run"] = run_id
         summary["counts"] = store.counts(eid)
         summary["stale"] = stale
+        summary["failures"] = top_causes(store, eid)
         return summary
     finally:
         _drop_detached_marker(store, eid)
@@ -157,10 +162,11 @@ def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
     return {v or "?": n for v, n in rows}
 
 
-def status(store: Store, eid: int, name: str) -> dict:
+def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:
     """What the store says about the experiment. A reader: it harvests nothing (`pb harvest`
     or the background harvester bring in what a scheduler finished). Counts from a damaged
-    state database are never shown (the same check for `pb status` and `exp.status()`)."""
+    state database are never shown (the same check for `pb status` and `exp.status()`).
+    `causes`: how many of the top causes of failures to give (0: all)."""
     check_state(store, eid)
     counts = store.counts(eid)
     total = sum(counts.values())
@@ -180,9 +186,7 @@ def status(store: Store, eid: int, name: str) -> dict:
             rate = done_run / elapsed
             left = counts[PENDING] + counts[RUNNING]
             eta = left / rate if (left and (active or target != "local")) else None
-    failures = {k: n for k, n in store.db.execute(
-        "SELECT error_kind, count(*) FROM tasks WHERE exp=? AND state='failed' "
-        "GROUP BY error_kind", (eid,))}
+    top = top_causes(store, eid, limit=causes)
     run_status = run[3] if run else None
     if run_status == "running" and run[0] in liveness.dead_runs(store, eid):
         run_status = liveness.INTERRUPTED  # its driver is gone (killed, machine lost)
@@ -194,7 +198,7 @@ def status(store: Store, eid: int, name: str) -> dict:
             "harvester_down": liveness.harvester_down(store, eid),
             "out_on_slurm": slurm_runs.out_on_slurm(store, eid),
             "harvesting": active or slurm_runs.harvester_alive(store, eid),
-            "rate_per_s": rate, "eta_s": eta, "failures": failures}
+            "rate_per_s": rate, "eta_s": eta, "failures": top["kinds"], "causes": top}
 
 
 def cancel(store: Store, eid: int, name: str) -> dict:

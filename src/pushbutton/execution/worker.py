@@ -37,6 +37,7 @@ HOST = socket.gethostname()
 # name (NodeHostname, several slurmd on one machine); the Dask worker's address (the Dask backend
 # sets PB_NODE); else the host name
 NODE = os.environ.get("SLURMD_NODENAME") or os.environ.get("PB_NODE") or HOST
+_THIS_FILE = os.path.abspath(__file__) if "__file__" in globals() else None
 _ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 # metrics may be NaN or +-inf (a diverged estimator is data): written as the NaN / Infinity /
 # -Infinity tokens that Python's json reads back as floats (the driver's ingest does)
@@ -240,6 +241,29 @@ def _classify_exception(e):
     return "exception"
 
 
+def _user_frames(stack):
+    """A traceback's frames without this file's (the worker's call into the task) and without
+    importlib's machinery: what the user's code did."""
+    keep = [f for f in stack if os.path.abspath(f.filename) != _THIS_FILE
+            and not f.filename.startswith("<frozen importlib")]
+    return traceback.StackSummary.from_list(keep)
+
+
+def _user_traceback(e):
+    """The formatted traceback of `e` (and of the exceptions chained to it) showing the user's
+    frames only."""
+    te = traceback.TracebackException(type(e), e, e.__traceback__)
+    seen, todo = set(), [te]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = _user_frames(t.stack)
+        todo += [c for c in (t.__cause__, t.__context__) if c is not None]
+    return "".join(te.format())
+
+
 def _on_alarm(signum, frame):
     raise TaskTimeout("task exceeded its timeout")
 
@@ -301,7 +325,7 @@ def run_python(bundle, task, fn, timeout, out_fd, err_fd):
     except BaseException as e:  # the task's own failure, whatever it is, is data
         if isinstance(e, KeyboardInterrupt):
             raise
-        tb = traceback.format_exc()
+        tb = _user_traceback(e)
         os.write(err_fd, tb.encode("utf-8", "replace"))
         kind = _classify_exception(e)
         msg = "%s: %s" % (type(e).__name__, e)
@@ -650,7 +674,7 @@ class _BundleRun:
         except Exception as e:
             self.load_failure = {"ok": False, "kind": "exception",
                                  "error": "cannot load %s: %s: %s" % (target, type(e).__name__, e),
-                                 "traceback": traceback.format_exc()[-4000:]}
+                                 "traceback": _user_traceback(e)[-4000:]}
 
     def task(self, task):
         """One task: its start line, the call, its end line (with its slices of the logs)."""

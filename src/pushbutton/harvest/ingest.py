@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pushbutton.core import causes
 from pushbutton.core.files import complete_lines
 from pushbutton.harvest import arrow as ingest_arrow
 from pushbutton.harvest import outcomes as oc
@@ -89,6 +90,7 @@ class Ingestor:
         self.run_id, self.policy = run_id, policy
         self.param_names = list(policy.param_names)
         self.retry_on = set(policy.retry_on)
+        self.root = str(store.root)  # failure places are shown relative to the project
         store.db.execute("PRAGMA cache_size=-65536")  # 64 MB: task rows stay cached at 10^6
         self.res_dir = store.dir / "results" / name
         self.ser_dir = store.dir / "series" / name
@@ -181,7 +183,8 @@ class Ingestor:
                 # SQLite keeps what scheduling needs, updated by rowid ranges (one statement
                 # for a run of consecutive tasks instead of one per task)
                 db.executemany("UPDATE tasks SET state='done', attempts=?, bundle=?, run=?, "
-                               "log=NULL, error_kind=NULL, error=NULL WHERE rowid BETWEEN ? AND ?",
+                               "log=NULL, error_kind=NULL, error=NULL, cause=NULL "
+                               "WHERE rowid BETWEEN ? AND ?",
                                oc.range_rows(batch.ok))
             oc.write_failures(db, batch.fail, batch.attempts)
             if offsets:
@@ -305,7 +308,8 @@ class Ingestor:
         else:
             self.failed += 1
         batch.fail.append((PENDING if retry else T_FAILED, attempt, b.id, b.run, t0, t1, host,
-                           node, log, kind, error[:4000], rowid))
+                           node, log, kind, error[:4000],
+                           causes.cause(kind, error, tb, self.root), rowid))
         batch.attempts.append((rowid, attempt, b.run, b.id, kind, error[:4000],
                                (tb or "")[-8000:], t0, t1, host, node, log))
 

@@ -110,6 +110,7 @@ def write_failures(db, fail_sql, attempts_sql) -> None:
     """Failed attempts: the task's state (pending again, or failed) and its attempts row."""
     if fail_sql:
         db.executemany("UPDATE tasks SET state=?, attempts=?, bundle=?, run=?, t0=?, t1=?, "
-                       "host=?, node=?, log=?, error_kind=?, error=? WHERE rowid=?", fail_sql)
+                       "host=?, node=?, log=?, error_kind=?, error=?, cause=? WHERE rowid=?",
+                       fail_sql)
         db.executemany("INSERT INTO attempts(task, n, run, bundle, kind, error, traceback, t0, "
                        "t1, host, node, log) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", attempts_sql)

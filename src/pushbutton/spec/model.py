@@ -34,6 +34,10 @@ FAILURE_KINDS = ("exception", "exit", "signal", "timeout", "memory", "lost", "me
                  "preempted")
 
 
+# what is retried unless [resources] retry_on says otherwise: failures of the infrastructure
+DEFAULT_RETRY_ON = ("signal", "lost", "preempted")
+
+
 def _bad(message: str, fix: str) -> ValueError:
     """A validator's error with its fix (split again by _from_validation)."""
     return ValueError(f"{message}{_FIX_SEP}{fix}")
@@ -90,8 +94,10 @@ def parse_seconds(v) -> float | None:
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
     timeout: Optional[Union[float, str]] = None
-    retries: StrictInt = 0
-    retry_on: list[StrictStr] = ["exception", "exit", "signal", "timeout", "memory", "lost"]
+    # the default retries what is not the task's fault (a signal, a lost node or bundle, a
+    # preemption), never a Python exception or an exit status: those fail the same way again
+    retries: StrictInt = 1
+    retry_on: list[StrictStr] = list(DEFAULT_RETRY_ON)
     cpus: StrictInt = 1
     memory: Optional[Union[int, str]] = None
     gpus: StrictInt = 0

@@ -343,7 +343,7 @@ def space_of(s: Script):
     return space
 
 
-def experiment_args(script, *, project, name=None, timeout=None, retries=0, workers=None,
+def experiment_args(script, *, project, name=None, timeout=None, retries=None, workers=None,
                     target="local", write=True):
     """(keyword arguments of pushbutton.Experiment, Script, runner path) for SCRIPT.py; writes
     the runner (unless write=False: a dry run). The caller builds the Experiment: the spec

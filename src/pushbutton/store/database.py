@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   rowid INTEGER PRIMARY KEY, exp INTEGER NOT NULL, id TEXT NOT NULL, idx INTEGER,
   params TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER DEFAULT 0,
   bundle TEXT, run INTEGER, error_kind TEXT, error TEXT, t0 REAL, t1 REAL, host TEXT, log TEXT,
-  attempt0 INTEGER DEFAULT 0, gen INTEGER DEFAULT 0, node TEXT);
+  attempt0 INTEGER DEFAULT 0, gen INTEGER DEFAULT 0, node TEXT, cause TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_id ON tasks(exp, id);
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(exp, state, idx);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -259,6 +259,8 @@ _LATER_COLUMNS = (
     # the node a failed attempt ran on (pb_node; a done task's is in its Parquet row)
     ("tasks", "node", "TEXT"),
     ("attempts", "node", "TEXT"),
+    # what the last failure was, for grouping (core/causes.py: exception type and place)
+    ("tasks", "cause", "TEXT"),
 )
 
 
