@@ -45,6 +45,16 @@ def _check_param_names(space, spec_file) -> None:
                                                     f"{bad[0][len(PREFIX):] or 'x'!r}")
 
 
+BIG_SPACE = 50_000  # from this many points on, registering a space reports its progress
+
+
+def _say_registering(done: int, total: int) -> None:
+    if done == 0:
+        print(f"registering {total:,} tasks ...", file=sys.stderr)
+    elif done >= total:
+        print(f"registered {total:,} tasks", file=sys.stderr)
+
+
 class Experiment:
     """An experiment: what to run, over which parameter space, with which resources."""
 
@@ -193,9 +203,10 @@ class Experiment:
         return f"Experiment({self.name!r}, {what}, {self.space!r})"
 
     # -- running ---------------------------------------------------------------------------
-    def register(self, yes: bool = False) -> int:
+    def register(self, yes: bool = False, progress=None) -> int:
         """Expand the space into task rows (idempotent); returns the experiment's id. Writes the
-        spec and the schedule: `run()` calls it holding the experiment's lock."""
+        spec and the schedule: `run()` calls it holding the experiment's lock. `progress(done,
+        total)` is called along the way for a space of BIG_SPACE points or more."""
         self.space.check_size(limit=self.run_options.max_tasks, confirm=yes)
         eid = self._exp_id(create=True)
         st = self.store
@@ -203,9 +214,14 @@ class Experiment:
             return eid  # same space as last time: 10^6 tasks need no re-hashing
         canon = ids.canonical
         tid = ids.id_of_canonical
+        total = len(self.space)
+        if total < BIG_SPACE:
+            progress = None
 
         def rows():
             for i, p in enumerate(self.space):
+                if progress is not None and i % 20000 == 0:
+                    progress(i, total)
                 try:
                     c = canon(p)
                 except (TypeError, ValueError) as e:
@@ -214,16 +230,20 @@ class Experiment:
                                     fix="use numbers, strings, bools or lists of them") from None
                 yield tid(c), i, c
         st.register_space(eid, rows(), self.space_key)
+        if progress is not None:
+            progress(total, total)
         return eid
 
     def run(self, on: str | None = None, *, workers: int | None = None, rerun: bool = False,
             rerun_failed: bool = False, message: str | None = None, yes: bool = False,
             progress=None, detach: bool = False, sbatch: str | None = None,
-            wait: bool = False, quiet: bool = False) -> dict:
+            wait: bool = False, quiet: bool = False, registering=None) -> dict:
         """Run every task not yet done; returns a summary (and says it on stderr unless quiet:
         counts, the top causes of failures with one task id each). Resumes by default. On a
         SLURM target it returns once the tasks are submitted, or with wait once every one is
-        over."""
+        over. `progress(done, total, failed, elapsed)` is called as tasks end (first with what
+        earlier runs did, elapsed 0); `registering(done, total)` while a big space is
+        registered (default: a line on stderr unless quiet)."""
         if os.environ.get("PB_WORKER"):
             raise PushbuttonError(
                 "Experiment.run() was called while a worker imported your module to run a task; "
@@ -232,7 +252,8 @@ class Experiment:
         from pushbutton.execution import operations as running
         summary = running.run(self, on=on or self.run_options.target, workers=workers,
                               rerun=rerun, rerun_failed=rerun_failed, message=message, yes=yes,
-                              progress=progress, sbatch=sbatch, wait=wait)
+                              progress=progress, sbatch=sbatch, wait=wait,
+                              registering=registering or (None if quiet else _say_registering))
         if not quiet and "failures" in summary:
             from pushbutton.execution.summary import run_lines
             lines = run_lines(self.name, summary.get("counts"), summary.get("seconds"),

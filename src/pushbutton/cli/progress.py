@@ -11,18 +11,29 @@ import click
 
 def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatch, quiet,
                       wait=False):
-    """exp.run(...) with a progress bar; its summary."""
+    """exp.run(...) with a progress bar; its summary. The rate and the ETA count this run's
+    tasks only (the driver's first call says how many were done before it)."""
     options = dict(on=on, workers=workers, message=message, rerun=rerun,
                    rerun_failed=rerun_failed, yes=yes, sbatch=sbatch, wait=wait, quiet=True)
+    base = []  # tasks done or failed before this run
+
+    def this_run(done, elapsed):
+        if not base:
+            base.append(done)
+        n = done - base[0]
+        return n, (f"{n / elapsed:,.1f} tasks/s" if elapsed > 0 and n else "")
     if quiet or not sys.stderr.isatty() and os.environ.get("PB_PROGRESS") != "1":
         last = [time.time()]
 
         def progress(done, total, failed, elapsed):  # a line every 10 s in logs
+            n, rate = this_run(done, elapsed)
             if time.time() - last[0] > 10:
                 last[0] = time.time()
                 if not quiet:
-                    click.echo(f"{done}/{total} done ({failed} failed) {elapsed:.0f}s", err=True)
-        return exp.run(progress=progress, **options)
+                    click.echo(f"{done:,}/{total:,} done ({failed:,} failed) {elapsed:.0f}s"
+                               + (f", {rate} this run" if rate else ""), err=True)
+        return exp.run(progress=progress, registering=None if quiet else registration_progress(),
+                       **options)
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -32,10 +43,36 @@ def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatc
         tid = bar.add_task(exp.name, total=None, rate="", failed="")
 
         def progress(done, total, failed, elapsed):
-            rate = f"{done / elapsed:,.0f} tasks/s" if elapsed > 0 else ""
+            first = not base
+            n, rate = this_run(done, elapsed)
+            if first:  # the bar starts at what earlier runs did: no jump in its speed
+                bar.reset(tid, total=total, completed=done, rate="", failed="")
+                return
             bar.update(tid, completed=done, total=total, rate=rate,
                        failed=f"[red]{failed} failed" if failed else "")
-        return exp.run(progress=progress, **options)
+        return exp.run(progress=progress, registering=registration_progress(bar), **options)
+
+
+def registration_progress(bar=None):
+    """A callback for the registration of a big space: a line on stderr, then the bar (or a
+    line every 10 s)."""
+    state = {}
+
+    def registering(done, total):
+        if "t" not in state:
+            state["t"] = time.time()
+            click.echo(f"registering {total:,} tasks ...", err=True)
+            if bar is not None:
+                state["id"] = bar.add_task("registering", total=total, rate="", failed="")
+        if bar is not None:
+            bar.update(state["id"], completed=done)
+            if done >= total:
+                bar.remove_task(state["id"])
+        elif done >= total or time.time() - state.get("last", state["t"]) > 10:
+            state["last"] = time.time()
+            click.echo(f"registered {done:,}/{total:,} tasks "
+                       f"({time.time() - state['t']:.0f}s)", err=True)
+    return registering
 
 
 def follow(store, eid, name, interval=1.0) -> dict:

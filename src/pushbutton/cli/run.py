@@ -158,7 +158,8 @@ def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):
     from pushbutton.execution.operations import register_locked
     # registered now, so that `pb status` knows the tasks at once; under the lock, so that a
     # running driver's spec and schedule are left alone
-    register_locked(exp, yes=yes)[1].release()
+    from pushbutton.cli.progress import registration_progress
+    register_locked(exp, yes=yes, registering=registration_progress())[1].release()
     argv = [sys.executable, "-m", "pushbutton", "run", str(Path(path).resolve()), "--quiet",
             "--checked"]
     for flag, val in (("--on", on), ("-j", workers), ("-m", message), ("--sbatch", sbatch)):

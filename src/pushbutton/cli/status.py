@@ -30,7 +30,16 @@ def status(experiment, as_json, causes):
 
 def _print_status(s):
     c = s["counts"]
-    parts = [f"{k} {v:,}" for k, v in c.items() if v]
+    parts = []
+    for k, v in c.items():
+        if k == "running" and v:  # running: what workers are inside of; the rest waits
+            started, queued = s.get("started", v), s.get("queued", 0)
+            where = "on SLURM: queued or running" if s.get("out_on_slurm") else \
+                "handed out, not started"
+            parts += ([f"running {started:,}"] if started else []) + \
+                ([f"queued {queued:,} ({where})"] if queued else [])
+        elif v:
+            parts.append(f"{k} {v:,}")
     state = "running" if s["active"] else (s["last_run_status"] or "not run")
     click.echo(f"{s['experiment']}: {s['total']:,} tasks, {100 * s['progress']:.1f}% finished "
                f"[{state}]")

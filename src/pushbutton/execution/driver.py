@@ -136,6 +136,7 @@ class Driver:
         self.total = remaining + counts[DONE] + counts[T_FAILED]
         self.already = self.total - remaining
         self.t_start = time.time()
+        self._progress()  # first: what was done before this run (a rate counts this run's only)
         old = signal.signal(signal.SIGTERM, self._on_term) if _main_thread() else None
         status = "finished"
         try:

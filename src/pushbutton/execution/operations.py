@@ -44,7 +44,7 @@ def preflight(exp, on: str | None = None, say=None) -> list[str]:
     return pf.check(exp, remote=is_remote(exp, on), say=say)
 
 
-def register_locked(exp, yes: bool = False):
+def register_locked(exp, yes: bool = False, registering=None):
     """(experiment id, held lock): the lock is taken before the spec or the schedule is written,
     so a second `pb run` of a running experiment changes nothing before it says so."""
     exp.space.check_size(limit=exp.run_options.max_tasks, confirm=yes)
@@ -52,7 +52,7 @@ def register_locked(exp, yes: bool = False):
     eid = exp.ensure_experiment()  # inserts a new experiment's row; never rewrites one
     lock = ExperimentLock(store, eid, exp.name).acquire()
     try:
-        exp.register(yes=yes)
+        exp.register(yes=yes, progress=registering)
     except BaseException:
         lock.release()
         raise
@@ -60,7 +60,7 @@ def register_locked(exp, yes: bool = False):
 
 
 def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=None,
-        yes=False, progress=None, sbatch=None, wait=False) -> dict:
+        yes=False, progress=None, sbatch=None, wait=False, registering=None) -> dict:
     """Run every pending task; on a fire-and-forget target (SLURM) submit them and return,
     or with wait, harvest until every task is over."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
@@ -69,7 +69,7 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
                         fix="give e.g. workers=4, or leave it out for one per CPU")
     if not getattr(exp, "preflight_done", False):
         preflight(exp, on)
-    eid, lock = register_locked(exp, yes=yes)
+    eid, lock = register_locked(exp, yes=yes, registering=registering)
     store = exp.store
     try:
         liveness.settle(store, eid, lock_is_ours=True)  # runs whose driver died: interrupted
@@ -187,6 +187,8 @@ def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:
             left = counts[PENDING] + counts[RUNNING]
             eta = left / rate if (left and (active or target != "local")) else None
     top = top_causes(store, eid, limit=causes)
+    harvesting = active or slurm_runs.harvester_alive(store, eid)
+    started = _started(store, eid) if harvesting else 0
     run_status = run[3] if run else None
     if run_status == "running" and run[0] in liveness.dead_runs(store, eid):
         run_status = liveness.INTERRUPTED  # its driver is gone (killed, machine lost)
@@ -197,8 +199,21 @@ def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:
             "last_run": run[0] if run else None, "last_run_status": run_status,
             "harvester_down": liveness.harvester_down(store, eid),
             "out_on_slurm": slurm_runs.out_on_slurm(store, eid),
-            "harvesting": active or slurm_runs.harvester_alive(store, eid),
+            "harvesting": harvesting,
+            # of the tasks handed out (state running): those a worker is inside of now, and
+            # those waiting in their bundles (on SLURM: not known here, counted as waiting)
+            "started": min(started, counts[RUNNING]),
+            "queued": counts[RUNNING] - min(started, counts[RUNNING]),
             "rate_per_s": rate, "eta_s": eta, "failures": top["kinds"], "causes": top}
+
+
+def _started(store: Store, eid: int) -> int:
+    """Tasks a worker is running now: one per handed-out local or Dask bundle whose last
+    outcome line is a start line (SLURM bundles' outcomes are on the cluster until harvested)."""
+    from pushbutton.harvest.outcomes import runs_a_task
+    rows = store.db.execute("SELECT dir FROM bundles WHERE exp=? AND state IN "
+                            "('created','submitted') AND backend != 'slurm'", (eid,)).fetchall()
+    return sum(1 for (d,) in rows if d and runs_a_task(d))
 
 
 def cancel(store: Store, eid: int, name: str) -> dict:

@@ -82,6 +82,26 @@ def started_at(folder: Path, tid: str):
     return rec.get("t"), "[%d,%d,%d,%d]" % (o0, max(o0, sizes[0]), e0, max(e0, sizes[1]))
 
 
+def runs_a_task(folder: Path) -> bool:
+    """Whether a bundle's worker is inside a task now: the last complete line of its
+    outcomes.jsonl is a start line (a worker runs its bundle's tasks one after another, so a
+    bundle runs at most one task at a time; one with no outcomes yet has not started)."""
+    try:
+        with open(Path(folder) / "outcomes.jsonl", "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - 4096))
+            tail = f.read()
+    except OSError:
+        return False
+    lines = [ln for ln in tail.split(b"\n") if ln.strip()]
+    if not lines:
+        return False
+    last = lines[-1] if tail.endswith(b"\n") or len(lines) < 2 else lines[-2]
+    if not tail.endswith(b"\n"):  # an end line being written: its task is still in there
+        return True
+    return last.startswith(b'{"id":"') and b'","ev":"start"' in last[:64]
+
+
 def ranges(ids) -> list[tuple[int, int]]:
     """Consecutive runs of integers: [1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]."""
     out = []
