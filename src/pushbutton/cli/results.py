@@ -15,26 +15,34 @@ from pushbutton.core.errors import PushbuttonError
 @click.command()
 @click.argument("experiment", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet", "json"]),
-              default="table")
+              default="table", help="Output format.")
 @click.option("--where", default=None,
               help="One SQL expression, e.g. \"n > 100 AND pb_status='done'\".")
 @click.option("-o", "--output", default=None, help="File to write (default: stdout).")
 @click.option("--all", "all_tasks", is_flag=True, help="Include tasks not done.")
-@click.option("--limit", default=50, help="Rows shown in table format (0: all).")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="Rows to give, in every format (0: all)  [default: 50 in a table, all "
+                   "otherwise]")
+@click.option("--all-columns", is_flag=True,
+              help="A table with every bookkeeping column (pb_error, pb_host, ...).")
 @click.option("--run", "run", type=int, default=None,
               help="The rows run N produced (see pb history), e.g. before a --rerun.")
-def results(experiment, fmt, where, output, all_tasks, limit, run):
-    """The results table: pb_task_id + parameters + metrics + pb_status, pb_error, ..."""
+def results(experiment, fmt, where, output, all_tasks, limit, all_columns, run):
+    """The results table: pb_task_id, the parameters, the metrics, then pb_status, pb_error,
+    pb_attempts, ... (a table leaves bookkeeping columns out: --all-columns). Times are UTC
+    ISO timestamps."""
+    from pushbutton.cli.tables import times_as_timestamps
     from pushbutton.store.views import results as res
     store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     if fmt == "table":
-        return _results_table(store, eid, name, where, all_tasks, limit, run)
-    df = res(store, eid, name, where=where, all_tasks=True, run=run)
+        return _results_table(store, eid, name, where, all_tasks, 50 if limit is None else limit,
+                              run, all_columns)
+    df = res(store, eid, name, where=where, all_tasks=True, run=run, limit=limit or None)
     if fmt == "csv":
-        df.to_csv(output or sys.stdout, index=False)
+        times_as_timestamps(df).to_csv(output or sys.stdout, index=False)
     elif fmt == "json":
-        text = df.to_json(orient="records", lines=True, force_ascii=False)
+        text = times_as_timestamps(df).to_json(orient="records", lines=True, force_ascii=False)
         if output:
             Path(output).write_text(text)
         else:
@@ -42,12 +50,12 @@ def results(experiment, fmt, where, output, all_tasks, limit, run):
     else:
         if not output:
             raise PushbuttonError("--format parquet needs -o FILE.parquet")
-        df.to_parquet(output, index=False)
+        times_as_timestamps(df, text=False).to_parquet(output, index=False)
     if output:
         click.echo(f"wrote {len(df):,} rows to {output}", err=True)
 
 
-def _results_table(store, eid, name, where, all_tasks, limit, run):
+def _results_table(store, eid, name, where, all_tasks, limit, run, all_columns):
     """Only the rows shown are built: instant even at 10^6 tasks."""
     from pushbutton.store.views import results as res
     df = res(store, eid, name, where=where, all_tasks=all_tasks,
@@ -57,26 +65,42 @@ def _results_table(store, eid, name, where, all_tasks, limit, run):
     title = f"{name}: {total:,} rows" if not (where or run) else (
         f"{name}: rows" + (f" of run {run}" if run else "")
         + (f" where {where}" if where else ""))
-    print_frame(df.head(limit) if limit else df, 0, title=title)
+    print_frame(df.head(limit) if limit else df, 0, title=title, all_columns=all_columns)
     if limit and len(df) > limit:
         click.echo("... more rows: --limit 0 for all, or --format csv")
 
 
 @click.command()
 @click.argument("query")
-@click.option("-e", "--experiment", default=None)
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
-def sql(query, experiment, fmt):
-    """One read-only DuckDB query over the views results, tasks and series."""
+@click.option("-e", "--experiment", default=None,
+              help="The experiment whose views are queried (default: the latest one).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              help="Output format.")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="Rows to give, in every format (0: all)  [default: 200 in a table, all "
+                   "otherwise]")
+def sql(query, experiment, fmt, limit):
+    """One read-only DuckDB query over the views results, tasks and series of one experiment
+    (every column it selects is shown; times as UTC ISO timestamps)."""
+    from pushbutton.cli.tables import times_as_timestamps
     from pushbutton.store.views import sql as q
     store = open_store(experiment)
-    df = q(store, query, experiment=experiment)
+    _, name = experiment_named(store, experiment)
+    df = q(store, query, experiment=name)
+    if fmt == "table":
+        limit = 200 if limit is None else limit
+        n = len(df)
+        print_frame(df, limit, title=f"experiment {name}: {n:,} row{'s' * (n != 1)}")
+        return
+    if experiment is None and len(store.experiments()) > 1:
+        click.echo(f"(experiment {name}; -e NAME for another)", err=True)
+    if limit:
+        df = df.head(limit)
     if fmt == "csv":
-        df.to_csv(sys.stdout, index=False)
-    elif fmt == "json":
-        click.echo(df.to_json(orient="records", lines=True, force_ascii=False), nl=False)
+        times_as_timestamps(df).to_csv(sys.stdout, index=False)
     else:
-        print_frame(df, 200)
+        click.echo(times_as_timestamps(df).to_json(orient="records", lines=True,
+                                                   force_ascii=False), nl=False)
 
 
 @click.command()

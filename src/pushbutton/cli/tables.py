@@ -1,27 +1,113 @@
 """Tables and cells as every command prints them: a results frame as a rich table (`pb results`,
-`pb sql`), plain aligned columns for lists (`pb targets list`, `pb cluster list`), durations."""
+`pb sql`), plain aligned columns for lists (`pb targets list`, `pb cluster list`), durations and
+times."""
 from __future__ import annotations
 
 import click
 
-# bookkeeping columns a results table leaves out (--format csv has them)
-HIDDEN = ("pb_error", "pb_host", "pb_node", "pb_run_id", "pb_finished_at")
+from pushbutton.core.names import reserved
+
+# the bookkeeping columns a results table shows by default; every other pb_ column is left
+# out unless --all-columns (--format csv|json|parquet have them all)
+SHOWN = ("pb_task_id", "pb_status")
+TEXT_WIDTH = 32  # the widest a text column gets in a table (--format csv has it all)
+# columns holding a time (seconds since the epoch): shown as UTC ISO timestamps
+TIME_COLUMNS = ("pb_finished_at", "pb_t0", "pb_t1", "pb_time")
 
 
-def print_frame(df, limit, title=None):
-    """A data frame as a rich table, its first `limit` rows (0: all)."""
+def bookkeeping_hidden(df, all_columns: bool = False) -> list[str]:
+    """The pb_ columns a table leaves out: all but SHOWN (pb_status too when every row is
+    done: a table of done tasks needs no status column)."""
+    if all_columns:
+        return []
+    hide = [c for c in df.columns if reserved(c) and c not in SHOWN]
+    if "pb_status" in df.columns and len(df) and (df["pb_status"] == "done").all():
+        hide.append("pb_status")
+    return hide
+
+
+def print_frame(df, limit, title=None, all_columns=True, width=None) -> list[str]:
+    """A data frame as a rich table, its first `limit` rows (0: all). Without `all_columns`,
+    bookkeeping columns are left out (bookkeeping_hidden). A value is never wrapped: columns
+    that do not fit the terminal's width are left out, from the right, and named in a note.
+    Returns the columns left out for width."""
     from rich.console import Console
     from rich.table import Table
-    table = Table(title=title)
+    from rich.text import Text
+    console = Console(width=width) if width else Console()
     shown = df if not limit else df.head(limit)
-    shown = shown.drop(columns=[c for c in HIDDEN if c in shown.columns])
+    shown = shown.drop(columns=bookkeeping_hidden(shown, all_columns))
+    cells = {c: [cell(v, c) for v in shown[c].tolist()] for c in shown.columns}
+    fit, cut, used = [], [], 1  # the table's left border
     for c in shown.columns:
-        table.add_column(str(c), overflow="fold")
-    for row in shown.itertuples(index=False):
-        table.add_row(*[cell(v) for v in row])
-    Console().print(table)
+        w = _column_width(str(c), cells[c], _numeric(shown[c]))
+        if cut or (fit and used + w + 3 > console.width):
+            cut.append(c)
+            continue
+        fit.append((c, w))
+        used += w + 3  # a space of padding either side, and a border
+    table = Table(title=title)
+    for c, w in fit:  # fixed widths: a header longer than its column folds, a value never
+        table.add_column(Text(str(c), no_wrap=False, overflow="fold"), width=w, no_wrap=True,
+                         overflow="ellipsis", justify="right" if _numeric(shown[c]) else "left")
+    for i in range(len(shown)):
+        table.add_row(*[cells[c][i] for c, _ in fit])
+    console.print(table)
+    if cut:
+        names = ", ".join(map(str, cut[:6])) + (", ..." if len(cut) > 6 else "")
+        click.echo(_wrap(f"{len(cut)} more column{'s' * (len(cut) != 1)} not shown at this "
+                         f"width: {names} (--format csv has every column)", console.width))
     if limit and len(df) > limit:
         click.echo(f"... {len(df) - limit:,} more rows (--limit 0, or --format csv)")
+    return cut
+
+
+def _column_width(header: str, values: list[str], numeric: bool) -> int:
+    """The width a column gets: its widest value (a number is never cut; text beyond
+    TEXT_WIDTH ends in '…'), and room for a header of up to 14 characters (a longer
+    header folds onto a second line)."""
+    widest = max((len(v) for v in values), default=0)
+    if not numeric:
+        widest = min(widest, TEXT_WIDTH)
+    return max(widest, min(len(header), max(widest, 14)), 1)
+
+
+def _numeric(series) -> bool:
+    import pandas as pd
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+    return "\n".join(textwrap.wrap(text, width=max(width, 40)))
+
+
+def iso_utc(t, digits: int = 0) -> str:
+    """Seconds since the epoch -> '2024-05-01T12:00:03Z' (UTC; `digits` of the second's
+    fraction); '' for none."""
+    import datetime as dt
+    if t is None or t != t:
+        return ""
+    d = dt.datetime.fromtimestamp(float(t), tz=dt.timezone.utc)
+    text = d.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        text += f"{d.microsecond / 1e6:.{digits}f}"[1:]
+    return text + "Z"
+
+
+def times_as_timestamps(df, text: bool = True):
+    """The time columns (TIME_COLUMNS) of a frame as UTC ISO text (CSV, JSON) or, with
+    text=False, as timezone-aware timestamps (Parquet); a copy."""
+    import pandas as pd
+    df = df.copy()
+    for c in TIME_COLUMNS:
+        if c in df.columns and pd.api.types.is_numeric_dtype(df[c]) and \
+                not pd.api.types.is_bool_dtype(df[c]):
+            if text:
+                df[c] = [iso_utc(v, 3) or None for v in df[c].tolist()]
+            else:
+                df[c] = pd.to_datetime(df[c], unit="s", utc=True)
+    return df
 
 
 def print_rows(rows):
@@ -32,10 +118,16 @@ def print_rows(rows):
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
-def cell(v):
-    """A value as a table shows it: floats to 6 significant digits, ids to 8 characters."""
+def cell(v, column=None):
+    """A value as a table shows it: floats to 6 significant digits, ids to 8 characters,
+    times (TIME_COLUMNS) as UTC ISO timestamps."""
+    import pandas as pd
+    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
+        return ""
+    if column in TIME_COLUMNS and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return iso_utc(v)
     if isinstance(v, float):
-        return "" if v != v else f"{v:.6g}"
+        return f"{v:.6g}"
     if isinstance(v, str) and len(v) == 20 and all(ch in "0123456789abcdef" for ch in v):
         return v[:8]
     return "" if v is None else str(v)
