@@ -63,7 +63,8 @@ def cluster_stop(name, delete):
 @cluster_group.command("resize")
 @click.argument("name")
 @click.option("--cpus", type=int, required=True, help="The node's new CPU count.")
-@click.option("--timeout", type=float, default=90, show_default=True)
+@click.option("--timeout", type=float, default=90, show_default=True,
+              help="Seconds to wait for the node to come back.")
 def cluster_resize(name, cpus, timeout):
     """Give cluster NAME's node N CPUs (restarts the SLURM daemons; jobs are kept)."""
     from pushbutton.clusters.cluster import resize

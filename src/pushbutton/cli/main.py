@@ -8,6 +8,7 @@ import click
 from pushbutton.cli import (cluster, doctor, manage, parrun, report, results, run, status,
                             targets)
 from pushbutton.cli.errors import exit_for
+from pushbutton.cli.help import polish
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +21,7 @@ def cli():
 for _module in (run, status, results, manage, targets, report, parrun, cluster, doctor):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
+polish(cli)  # a one-line example each, defaults shown, no description cut
 
 
 def main(argv=None):

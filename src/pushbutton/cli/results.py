@@ -105,7 +105,8 @@ def sql(query, experiment, fmt, limit):
 
 @click.command()
 @click.argument("task")
-@click.option("-e", "--experiment", default=None)
+@click.option("-e", "--experiment", default=None,
+              help="The experiment the task belongs to (default: any).")
 def logs(task, experiment):
     """A task's stdout, stderr and failed attempts (TASK = id or a unique prefix)."""
     from pushbutton.execution.operations import logs as lg

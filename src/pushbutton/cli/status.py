@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import click
 
@@ -81,22 +80,33 @@ def watch(experiment, interval):
 @click.command()
 @click.argument("experiment", required=False)
 def history(experiment):
-    """Runs with their messages, code versions and outcomes."""
+    """Runs with their messages, code versions and outcomes (all experiments, or one).
+
+    Each experiment's runs are numbered from 1, as its results' pb_run_id and
+    `pb results --run N` number them. Times are UTC."""
+    from pushbutton.cli.tables import iso_utc, print_rows
     store = open_store(experiment)
     eid = experiment_named(store, experiment)[0] if experiment else None
-    for r in store.runs(eid):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
-        dur = duration(r["ended"] - r["started"]) if r["ended"] else \
+    runs = store.runs(eid)
+    if not runs:
+        click.echo("no runs yet; `pb run SPEC` starts one")
+        return
+    rows = [["experiment", "run", "started (UTC)", "status", "took", "target", "code version",
+             "message"]]
+    for r in runs:
+        took = duration(r["ended"] - r["started"]) if r["ended"] else \
             ("-" if r["status"] == "interrupted" else "...")
-        click.echo(f"run {r['id']:>4}  {when}  {r['experiment']:<20} {r['status'] or '':<11} "
-                   f"{dur:>7}  {r['target'] or '':<10} {r['code_version'] or '':<20} "
-                   f"{r['message'] or ''}")
+        rows.append([r["experiment"], str(r["number"]), iso_utc(r["started"]), r["status"] or "",
+                     took, r["target"] or "", r["code_version"] or "", r["message"] or ""])
+    print_rows(rows)
 
 
 @click.command()
 @click.argument("what", required=False)
-def show(what):
-    """Details of an experiment (spec, last run's provenance) or of a task (by id prefix)."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (a task).")
+def show(what, as_json):
+    """Details of an experiment (spec, last run's provenance) or of a task (by id prefix: its
+    parameters, metrics, duration, host, attempts)."""
     store = open_store(what)
     exps = store.experiments()
     names = [e["name"] for e in exps]
@@ -114,10 +124,61 @@ def show(what):
             click.echo("last run provenance:")
             click.echo(json.dumps(p, indent=2, default=str))
         return
+    _show_task(store, exps, what, as_json)
+
+
+def _show_task(store, exps, prefix, as_json):
+    """A task: its state, parameters, metrics (from the results table), duration, host, when it
+    finished, its run and every failed attempt."""
+    from pushbutton.cli.tables import cell, iso_utc, seconds
+    from pushbutton.core import names as N
     from pushbutton.execution.operations import logs as lg
-    t = lg(store, None, what)
-    click.echo(json.dumps({k: v for k, v in t.items() if k not in ("stdout", "stderr")},
-                          indent=2, default=str, ensure_ascii=False))
+    from pushbutton.store.views import results
+    t = lg(store, None, prefix)
+    eid = store.find_task(None, t["task"])["exp"]
+    name = next(e["name"] for e in exps if e["id"] == eid)
+    df = results(store, eid, name, where=f"{N.TASK_ID} = '{t['task']}'")
+    row = df.iloc[0].to_dict() if len(df) else {}
+    metrics = {m: row.get(m) for m in df.attrs.get("metrics", []) if cell(row.get(m)) != ""}
+    info = {"task": t["task"], "experiment": name, "state": t["state"], "params": t["params"],
+            "metrics": metrics, "attempts": row.get(N.ATTEMPTS),
+            "duration_s": row.get(N.DURATION), "host": row.get(N.HOST),
+            "finished_at": iso_utc(row.get(N.FINISHED_AT)) or None, "run": row.get(N.RUN_ID),
+            "error_kind": t["error_kind"], "error": t["error"],
+            "failed_attempts": [{k: a[k] for k in ("n", "kind", "error", "host", "bundle")}
+                                for a in t["attempts"]]}
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=_plain, ensure_ascii=False))
+        return
+
+    def pairs(d):
+        return ", ".join(f"{k}={cell(v)}" for k, v in d.items()) or "-"
+    click.echo(f"task {t['task']} of {name}: {t['state']}")
+    click.echo(f"  parameters  {pairs(t['params'])}")
+    if t["state"] == "done":
+        click.echo(f"  metrics     {pairs(metrics)}")
+    elif t["error"]:
+        click.echo(f"  error       {t['error_kind']}: {t['error']}")
+    facts = [f"{cell(info['attempts'])} attempt{'s' * (info['attempts'] != 1)}"
+             if cell(info["attempts"]) else "",
+             f"took {seconds(info['duration_s'])}" if info["duration_s"] == info["duration_s"]
+             and info["duration_s"] is not None else "",
+             f"on {info['host']}" if cell(info["host"]) else "",
+             f"finished {info['finished_at']}" if info["finished_at"] else "",
+             f"run {cell(info['run'])}" if cell(info["run"]) else ""]
+    click.echo("  ran         " + (", ".join(f for f in facts if f) or "not yet"))
+    for a in t["attempts"]:
+        click.echo(f"  attempt {a['n']} failed: {a['kind']}: {a['error']}"
+                   + (f" (host {a['host']})" if a["host"] else ""))
+    click.echo(f"  log         pb logs {t['task'][:12]}")
+
+
+def _plain(v):
+    """numpy numbers and other values json cannot write."""
+    try:
+        return v.item()
+    except AttributeError:
+        return str(v)
 
 
 COMMANDS = [status, watch, history, show]

@@ -139,3 +139,14 @@ def duration(seconds):
         return "-"
     s = int(seconds)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def seconds(s) -> str:
+    """A task's duration as people read it: 0.42 ms, 1.3 s, 12m05s; '-' for none."""
+    if s is None or s != s:
+        return "-"
+    if s < 1:
+        return f"{s * 1000:.3g} ms"
+    if s < 60:
+        return f"{s:.3g} s"
+    return duration(s)

@@ -35,7 +35,8 @@ def targets_list(as_json):
 @targets_group.command("add")
 @click.argument("name")
 @click.option("--host", default=None, help="SSH host or ~/.ssh/config alias (none: this machine).")
-@click.option("--scheduler", type=click.Choice(["slurm", "local", "dask"]), default="slurm")
+@click.option("--scheduler", type=click.Choice(["slurm", "local", "dask"]), default="slurm",
+              help="What runs the bundles there.")
 @click.option("--workdir", default=None, help="Work folder on the target (default "
               "~/.pushbutton-remote).")
 @click.option("--python", "python", default=None, help="Python on the target (default python3).")

@@ -202,6 +202,24 @@ class SpecModel(BaseModel):
                              "'file.py:function'")
         return v
 
+    @field_validator("command", mode="before")
+    @classmethod
+    def _cmd_string(cls, v):
+        if isinstance(v, str):  # a shell line: what would a shell have done with it?
+            import json
+            import shlex
+            try:
+                argv = shlex.split(v)
+            except ValueError:
+                argv = v.split()
+            raise _bad(f"command is one string ({v!r}); a command is an argv list, one string "
+                       "per argument, and nothing goes through a shell (no pipes, "
+                       "redirections, globs or $VARIABLES)",
+                       f"command = {json.dumps(argv, ensure_ascii=False)}; for shell "
+                       "features put them in a script and run it, e.g. "
+                       "[\"bash\", \"run.sh\", \"{n}\"]")
+        return v
+
     @field_validator("command")
     @classmethod
     def _cmd(cls, v):

@@ -195,20 +195,29 @@ class Store:
                  provenance.get("host")))
         return cur.lastrowid
 
+    def run_numbers(self, exp: int) -> dict:
+        """{run id: its number among the experiment's runs (1, 2, ...)}."""
+        ids = [r for (r,) in self.db.execute("SELECT id FROM runs WHERE exp=? ORDER BY id",
+                                             (exp,))]
+        return {rid: i for i, rid in enumerate(ids, 1)}
+
     def end_run(self, run: int, status: str):
         with self.tx():
             self.db.execute("UPDATE runs SET ended=?, status=? WHERE id=?",
                             (time.time(), status, run))
 
     def runs(self, exp: int | None = None) -> list[dict]:
+        """Runs in order, each with its `number` among its experiment's runs (1, 2, ...: what
+        `pb history`, the results' pb_run_id and `--run N` say) and its store-wide `id`."""
         q = ("SELECT r.id, e.name, r.started, r.ended, r.message, r.target, r.code_version, "
-             "r.status, r.host, r.provenance FROM runs r JOIN experiments e ON e.id=r.exp")
+             "r.status, r.host, r.provenance, (SELECT count(*) FROM runs r2 WHERE "
+             "r2.exp = r.exp AND r2.id <= r.id) FROM runs r JOIN experiments e ON e.id=r.exp")
         args = ()
         if exp is not None:
             q += " WHERE r.exp=?"
             args = (exp,)
         keys = ("id", "experiment", "started", "ended", "message", "target", "code_version",
-                "status", "host", "provenance")
+                "status", "host", "provenance", "number")
         out = []
         for r in self.db.execute(q + " ORDER BY r.id", args):
             d = dict(zip(keys, r))

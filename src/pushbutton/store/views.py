@@ -151,6 +151,7 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
     # parts written before pb_node existed have no such column (all of them, or a single
     # compacted file of them, leave it out of the union)
     r_node = f"r.{N.NODE}" if N.NODE in stored_cols else "NULL::VARCHAR"
+    numbers = store.run_numbers(eid)
     if run is not None:
         params = [c for c in meta["params"] if c in stored_cols]
         metrics = [c for c in meta["metrics"] if c in stored_cols and c not in params]
@@ -158,7 +159,8 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
         cols += [f"'done' AS {N.STATUS}", f"NULL::VARCHAR AS {N.ERROR_KIND}",
                  f"NULL::VARCHAR AS {N.ERROR}"]
         cols += [f"r.{c}" for c in (N.ATTEMPTS, N.DURATION, N.HOST)]
-        cols += [f"{r_node} AS {N.NODE}", f"r.{N.RUN_ID}", f"r.{N.FINISHED_AT}"]
+        cols += [f"{r_node} AS {N.NODE}", f"{_numbered(f'r.{N.RUN_ID}', numbers)} AS {N.RUN_ID}",
+                 f"r.{N.FINISHED_AT}"]
         cols.append(f"t.{_IDX} AS {_IDX}")
         con.execute(
             f"CREATE VIEW _pb_results AS SELECT {', '.join(cols)} FROM (SELECT * FROM "
@@ -187,7 +189,7 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
              f"COALESCE(r.{N.DURATION}, nd._duration) AS {N.DURATION}",
              f"COALESCE(r.{N.HOST}, nd._host) AS {N.HOST}",
              f"COALESCE({r_node}, nd._node) AS {N.NODE}",
-             f"COALESCE(r.{N.RUN_ID}, nd._run) AS {N.RUN_ID}",
+             f"{_numbered(f'COALESCE(r.{N.RUN_ID}, nd._run)', numbers)} AS {N.RUN_ID}",
              f"COALESCE(r.{N.FINISHED_AT}, nd._t1) AS {N.FINISHED_AT}", f"t.{_IDX}"]
     # a done task's result is the row of the bundle its task row names; for any other task
     # t._bundle is NULL, so no stored row (of an earlier run) can join
@@ -198,19 +200,29 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
     return params, metrics
 
 
+def _numbered(expr: str, numbers: dict) -> str:
+    """SQL for the run number (among the experiment's runs: what `pb history` says) of the
+    store-wide run id `expr`."""
+    if not numbers:
+        return "NULL::BIGINT"
+    return (f"(CASE {expr} " + " ".join(f"WHEN {int(i)} THEN {int(n)}"
+                                        for i, n in numbers.items()) + " END)")
+
+
 def _check_run(store, eid: int, run) -> int | None:
+    """The store-wide id of the experiment's run number `run` (as `pb history` numbers it)."""
     if run is None:
         return None
-    runs = [r["id"] for r in store.runs(eid)]
+    ids = {n: rid for rid, n in store.run_numbers(eid).items()}
     try:
         run = int(run)
     except (TypeError, ValueError):
         raise PushbuttonError(f"run {run!r} is not a run number; `pb history` lists them") \
             from None
-    if run not in runs:
+    if run not in ids:
         raise PushbuttonError(f"this experiment has no run {run}; its runs are: "
-                              f"{', '.join(map(str, runs)) or 'none yet'} (`pb history`)")
-    return run
+                              f"{', '.join(map(str, ids)) or 'none yet'} (`pb history`)")
+    return ids[run]
 
 
 @guarded
@@ -342,6 +354,7 @@ def connect(store, experiment: str | None = None, query: str = ""):
         tdf = pd.DataFrame.from_records(cur.fetchall(), columns=[
             N.TASK_ID, "pb_idx", N.STATUS, N.ATTEMPTS, N.ERROR_KIND, N.ERROR, "pb_t0",
             "pb_t1", N.HOST, N.NODE, N.RUN_ID, "pb_params"])
+        tdf[N.RUN_ID] = tdf[N.RUN_ID].map(store.run_numbers(eid)).astype("Int64")
         con.register("tasks", tdf)
     _lock(con)
     return con
