@@ -44,7 +44,7 @@ def test_run_status_results_sql_history_show(project):
     show = pb("show", "sq").stdout
     assert '"function": "tasks:square"' in show and "python" in show and "code_version" in show
     tid = csv[1].split(",")[0]
-    assert '"state": "done"' in pb("show", tid[:10]).stdout
+    assert f"task {tid} of sq: done" in pb("show", tid[:10]).stdout
     assert "-- stdout --" in pb("logs", tid[:8]).stdout
     # resume: nothing to do
     assert "40 done" in pb("run", "experiment.toml").stdout

@@ -58,7 +58,7 @@ def test_rerun_starts_from_a_clean_folder_and_retry_resumes(project, monkeypatch
     assert json.loads((ab / f"{tid}.1" / "pb_task.json").read_text())["generation"] == 1
     # a retry within the lineage sees the folder of its first attempt
     r = Experiment("rs", function="exec_tasks:resume_after_failure", space=grid(i=range(2)),
-                   retries=1, workers=1)
+                   retries=1, retry_on=["exception"], workers=1)
     s = r.run()
     assert s["counts"]["done"] == 2
     assert set(r.results()["seen"]) == {"attempt 1"} and set(r.results()["pb_attempts"]) == {2}
@@ -98,6 +98,7 @@ function = "exec_tasks:always_fails"
 grid = { i = [1, 2] }
 [resources]
 retries = 1
+retry_on = ["exception"]
 """)
     pb("run", "experiment.toml", check=False)
     pb("retry", check=False)

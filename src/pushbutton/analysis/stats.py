@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pushbutton.analysis.student_t import t_cdf, t_quantile
+from pushbutton.core import causes
 from pushbutton.core import names as N
 
 # Columns of the results/series tables that are neither parameters nor metrics: every name with
@@ -414,13 +415,19 @@ def failures(df: pd.DataFrame, head_lines: int = 8) -> pd.DataFrame:
     err = failed[N.ERROR] if N.ERROR in failed.columns else pd.Series("", index=failed.index)
     kind = failed[N.ERROR_KIND] if N.ERROR_KIND in failed.columns \
         else pd.Series("unknown", index=failed.index)
-    tmp = pd.DataFrame({"error_kind": kind.fillna("unknown").astype(str),
-                        "cause": err.map(_cause), "_i": range(len(failed))}, index=failed.index)
+    kind = kind.fillna("unknown").astype(str)
+    # grouped as `pb status` groups them (core/causes.py): by exception type and place, not by
+    # the exact message (`ValueError: bad a=1`, `... a=2` are one cause)
+    key = [causes.cause(k, e if isinstance(e, str) else "", e if isinstance(e, str) else "")
+           for k, e in zip(kind, err)]
+    tmp = pd.DataFrame({"error_kind": kind, "key": key, "cause": err.map(_cause),
+                        "_i": range(len(failed))}, index=failed.index)
     rows = []
-    for (k, c), part in tmp.groupby(["error_kind", "cause"], sort=False):
+    for (k, key), part in tmp.groupby(["error_kind", "key"], sort=False):
         first = failed.loc[part.index[0]]
         text = first.get(N.ERROR) if N.ERROR in failed.columns else ""
         head = "\n".join(str(text or "").strip().splitlines()[:head_lines])
+        c = part["cause"].iloc[0] if part["cause"].nunique() == 1 else key
         rows.append({"error_kind": k, "cause": c, "count": len(part),
                      "example_task": first.get(N.TASK_ID, part.index[0]),
                      "example_params": {p: first[p] for p in params},

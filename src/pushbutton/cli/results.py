@@ -28,9 +28,12 @@ from pushbutton.core.errors import PushbuttonError
 @click.option("--run", "run", type=int, default=None,
               help="The rows run N produced (see pb history), e.g. before a --rerun.")
 def results(experiment, fmt, where, output, all_tasks, limit, all_columns, run):
-    """The results table: pb_task_id, the parameters, the metrics, then pb_status, pb_error,
-    pb_attempts, ... (a table leaves bookkeeping columns out: --all-columns). Times are UTC
-    ISO timestamps."""
+    """The results table: pb_task_id, the parameters, the metrics, then the bookkeeping
+    columns (pb_status, pb_error, pb_attempts, pb_host and more).
+
+    A table leaves bookkeeping columns out (--all-columns shows them) and the columns that do
+    not fit the terminal (named in a note); --format csv|json|parquet have every column.
+    Times are UTC ISO timestamps."""
     from pushbutton.cli.tables import times_as_timestamps
     from pushbutton.store.views import results as res
     store = open_store(experiment)

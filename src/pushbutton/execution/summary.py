@@ -63,10 +63,10 @@ def run_lines(name: str, counts: dict, seconds: float | None, top: dict | None =
     """A run's summary: counts, then the top causes of failures (if any)."""
     c = counts or {}
     not_run = c.get("pending", 0) + c.get("running", 0) + c.get("queued", 0)
-    head = (f"{name}: {c.get('done', 0):,} done, {c.get('failed', 0):,} failed, "
-            f"{not_run:,} not run")
+    head = (f"{name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
+            f"{not_run} not run")
     if c.get("cancelled"):
-        head += f", {c['cancelled']:,} cancelled"
+        head += f", {c['cancelled']} cancelled"
     if seconds is not None:
         head += f" ({seconds:.1f}s this run)"
     lines = [head]
