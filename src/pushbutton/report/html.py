@@ -348,7 +348,7 @@ def context_from_store(store, eid: int, name: str, spec: dict | None = None,
         spec_text = Path(spec_file).read_text(encoding="utf-8", errors="replace")
     elif spec:
         spec_text = json.dumps(spec, indent=2, default=str)
-    runs = [{**r, "run_id": r.get("id")} for r in store.runs(eid)]
+    runs = [{**r, "run_id": r.get("number", r.get("id"))} for r in store.runs(eid)]  # (pb history)
     return {"title": name, "name": name,
             "description": spec.get("description", ""), "spec_text": spec_text,
             "spec_file": Path(spec_file).name if spec_file else "",
