@@ -23,8 +23,10 @@ def retry(experiment, do_run):
         exp = load(spec_file, project=store.root)
         summary = run_with_progress(exp, None, None, "retry failed", False, True, False, None,
                                     False)
-        c = summary.get("counts", {})
-        click.echo(f"{name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed")
+        from pushbutton.execution.summary import run_lines
+        for line in run_lines(name, summary.get("counts", {}), summary.get("seconds"),
+                              summary.get("failures"), exp.resources):
+            click.echo(line)
         return
     with store.tx():
         n = store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "

@@ -67,9 +67,10 @@ def parrun(script, on, workers, message, dry_run, name, timeout, retries, rerun,
     if summary.get("submitted") is not None:
         click.echo(summary.get("message", f"submitted {summary['submitted']} tasks"))
         return
-    click.echo(f"{exp.name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
-               f"{c.get('pending', 0) + c.get('running', 0)} not run "
-               f"({summary['seconds']:.1f}s this run)")
+    from pushbutton.execution.summary import run_lines
+    for line in run_lines(exp.name, c, summary["seconds"], summary.get("failures"),
+                          exp.resources):
+        click.echo(line)
     click.echo(f"results: pb results {exp.name}   (store: {exp.store.dir})")
     if c.get("failed"):
         click.echo(f"failures: pb status {exp.name}; pb logs TASK; "
