@@ -90,12 +90,12 @@ def test_slurm_node_name_wins_over_the_host_name(project):
     lg = pb("logs", failed).stdout
     assert f"(host {socket.gethostname()}, node pbn-7)" in lg, lg
     for tid in (failed, done):
-        shown = json.loads(pb("show", tid).stdout)
+        shown = json.loads(pb("show", tid, "--json").stdout)
         assert shown["node"] == "pbn-7" and shown["host"] == socket.gethostname(), shown
     # with the bundle folders cleaned, pb show reads where a done task ran from its stored row
     pb("clean", "where", "--bundles")
     assert not list((project / ".pushbutton" / "bundles").glob("*/outcomes.jsonl"))
-    shown = json.loads(pb("show", done).stdout)
+    shown = json.loads(pb("show", done, "--json").stdout)
     assert shown["node"] == "pbn-7" and shown["host"] == socket.gethostname(), shown
     # the report counts what the results table counts
     pb("report")
@@ -148,7 +148,7 @@ def test_read_only_old_store_reads_without_the_node_column(project):
     r, _ = _in_namespace(READ_ONLY, project, "sql", "SELECT count(*) AS n FROM tasks WHERE "
                          "pb_node IS NULL", "--format", "csv")
     assert r.returncode == 0 and r.stdout.split() == ["n", "6"], r.stderr
-    r, _ = _in_namespace(READ_ONLY, project, "show", rows[0]["pb_task_id"])
+    r, _ = _in_namespace(READ_ONLY, project, "show", rows[0]["pb_task_id"], "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["node"] is None  # its outcome line has none
     db = sqlite3.connect(project / ".pushbutton" / "state.sqlite")

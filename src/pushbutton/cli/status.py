@@ -142,10 +142,12 @@ def _show_task(store, exps, prefix, as_json):
     metrics = {m: row.get(m) for m in df.attrs.get("metrics", []) if cell(row.get(m)) != ""}
     info = {"task": t["task"], "experiment": name, "state": t["state"], "params": t["params"],
             "metrics": metrics, "attempts": row.get(N.ATTEMPTS),
-            "duration_s": row.get(N.DURATION), "host": row.get(N.HOST),
+            "duration_s": row.get(N.DURATION), "host": t.get("host") or row.get(N.HOST),
+            "node": t.get("node") or row.get(N.NODE),
             "finished_at": iso_utc(row.get(N.FINISHED_AT)) or None, "run": row.get(N.RUN_ID),
             "error_kind": t["error_kind"], "error": t["error"],
-            "failed_attempts": [{k: a[k] for k in ("n", "kind", "error", "host", "bundle")}
+            "failed_attempts": [{k: a.get(k) for k in ("n", "kind", "error", "host", "node",
+                                                        "bundle")}
                                 for a in t["attempts"]]}
     if as_json:
         click.echo(json.dumps(info, indent=2, default=_plain, ensure_ascii=False))
@@ -164,6 +166,8 @@ def _show_task(store, exps, prefix, as_json):
              f"took {seconds(info['duration_s'])}" if info["duration_s"] == info["duration_s"]
              and info["duration_s"] is not None else "",
              f"on {info['host']}" if cell(info["host"]) else "",
+             f"node {info['node']}" if cell(info["node"]) and info["node"] != info["host"]
+             else "",
              f"finished {info['finished_at']}" if info["finished_at"] else "",
              f"run {cell(info['run'])}" if cell(info["run"]) else ""]
     click.echo("  ran         " + (", ".join(f for f in facts if f) or "not yet"))
