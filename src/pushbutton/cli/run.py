@@ -99,18 +99,18 @@ def _say_store(exp, dry_run):
 def _say_outcome(exp, c, summary):
     """The last lines of a run: counts, stale results, where to look next; exit 1 on failures."""
     from pushbutton.execution.summary import run_lines
+    ref = _ref(exp)
+    logs = "pb logs" if ref == exp.name else f"pb logs -e {ref}"
     for line in run_lines(exp.name, c, summary["seconds"], summary.get("failures"),
-                          exp.resources):
+                          exp.resources, ref=ref):
         click.echo(line)
     for version, n in (summary.get("stale") or {}).items():
         click.echo(f"note: {n:,} results were computed by code version {version}, not the "
                    f"current one; `pb run ... --rerun` recomputes them", err=True)
-    ref = _ref(exp)
     click.echo(f"results: pb results {ref}   (store: {exp.store.dir})")
     click.echo(f"report:  pb report {ref}")
     if c.get("failed"):
-        logs = "pb logs ID" if ref == exp.name else f"pb logs -e {ref} ID"
-        click.echo(f"next:    {logs} (a task above); fix, then pb retry {ref}")
+        click.echo(f"next:    {logs} ID (a task above); fix, then pb retry {ref}")
         sys.exit(1)
 
 

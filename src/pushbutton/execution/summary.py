@@ -11,9 +11,10 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def failure_lines(top: dict, name: str, more_hint: str | None = None) -> list[str]:
+def failure_lines(top: dict, name: str, more_hint: str | None = None,
+                  logs: str = "pb logs") -> list[str]:
     """The top causes (store/failures.top_causes): per cause its count, what it is, and one task
-    with its message and the command that shows its log."""
+    with its message and the command that shows its log (`logs` ID)."""
     if not top or not top.get("failed"):
         return []
     n, k = top["failed"], top["n_causes"]
@@ -28,11 +29,11 @@ def failure_lines(top: dict, name: str, more_hint: str | None = None) -> list[st
         title = key if not key.startswith(f"{kind}:") or not first else f"{kind}: {first}"
         lines.append(f"  {c['count']:>{width},}  " + _clip(title, WIDTH - width - 4))
         tid = c["task"][:ID_CHARS]
-        hint = f"  (pb logs {tid})"
+        hint = f"  ({logs} {tid})"
         if first and first not in title:
             lines.append(pad + "e.g. " + _clip(first, WIDTH - len(pad) - 5 - len(hint)) + hint)
         else:
-            lines.append(pad + f"e.g. task {tid}:" + f" pb logs {tid}")
+            lines.append(pad + f"e.g. task {tid}: {logs} {tid}")
     rest = k - len(top["causes"])
     if rest > 0:
         left = n - sum(c["count"] for c in top["causes"])
@@ -59,8 +60,11 @@ def retry_note(top: dict, retries: int, retry_on) -> list[str]:
 
 
 def run_lines(name: str, counts: dict, seconds: float | None, top: dict | None = None,
-              resources=None) -> list[str]:
-    """A run's summary: counts, then the top causes of failures (if any)."""
+              resources=None, ref: str | None = None) -> list[str]:
+    """A run's summary: counts, then the top causes of failures (if any). `ref`: how commands
+    name the experiment (its spec file where its store is not the one found from here)."""
+    ref = ref or name
+    logs = "pb logs" if ref == name else f"pb logs -e {ref}"
     c = counts or {}
     not_run = c.get("pending", 0) + c.get("running", 0) + c.get("queued", 0)
     head = (f"{name}: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
@@ -71,7 +75,7 @@ def run_lines(name: str, counts: dict, seconds: float | None, top: dict | None =
         head += f" ({seconds:.1f}s this run)"
     lines = [head]
     if top and top.get("failed"):
-        lines += failure_lines(top, name, more_hint=f"pb status {name} --causes 0")
+        lines += failure_lines(top, name, more_hint=f"pb status {ref} --causes 0", logs=logs)
         if resources is not None:
             lines += retry_note(top, resources.retries, resources.retry_on)
     return lines
