@@ -1,5 +1,6 @@
-"""CLI: `pb cluster start|list|stop|resize|ssh` (clusters pushbutton builds; see cluster.py).
-Registered by cli/main.py through COMMANDS."""
+"""CLI: `pb cluster up|down|status|resize|ssh|list|templates` (clusters pushbutton builds; see
+clusters/). `start`/`stop` stay as hidden aliases of up/down. Registered by cli/main.py through
+COMMANDS."""
 from __future__ import annotations
 
 import json
@@ -10,82 +11,182 @@ import click
 
 from pushbutton.cli.tables import print_rows
 
+_SIZE = "N, or GROUP=N for one node group (may repeat)"
+
 
 @click.group("cluster")
 def cluster_group():
-    """Build and run SLURM clusters for your sweeps (template: local, a one-host SLURM)."""
+    """Build SLURM clusters for your sweeps from templates (local, netns, ssh, gce, aws,
+    openstack, or your own in pushbutton-clusters.toml) and run on them with --on NAME."""
 
 
-@cluster_group.command("start")
+def _up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout):
+    from pushbutton.clusters.lifecycle import up
+    up(template, name, nodes=nodes, cpus=cpus, memory=memory, gres=gres, options=options,
+       dry_run=dry_run, timeout=timeout, say=click.echo)
+
+
+@cluster_group.command("up")
+@click.argument("template")
+@click.argument("name", required=False)
+@click.option("--nodes", multiple=True, help=f"Number of nodes: {_SIZE}.")
+@click.option("--cpus", multiple=True, help=f"CPUs per node: {_SIZE}.")
+@click.option("--memory", multiple=True, help=f"Memory per node in MB: {_SIZE}.")
+@click.option("--gres", multiple=True, help="GRES per node, e.g. gpu:1 (or GROUP=gpu:1).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A key of the provider's own table (netns subnet, ssh hosts, cloud region).")
+@click.option("--dry-run", is_flag=True, help="Print what would be built and stop.")
+@click.option("--timeout", type=float, default=120, show_default=True,
+              help="Seconds to wait for the nodes to take jobs.")
+def cluster_up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout):
+    """Build cluster NAME (default: the template's name) from TEMPLATE, or resume it; register
+    target NAME. Safe to repeat: a half-built cluster is finished."""
+    _up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout)
+
+
+@cluster_group.command("start", hidden=True)
 @click.argument("name")
-@click.option("--template", default="local", show_default=True,
-              help="What to build; 'local' is a one-host SLURM on this machine.")
-@click.option("--cpus", type=int, default=None, help="CPUs of the node (default: this "
-              "machine's).")
-@click.option("--memory", type=int, default=None, help="Memory of the node in MB (default: 90% "
-              "of this machine's).")
-@click.option("--timeout", type=float, default=90, show_default=True,
-              help="Seconds to wait for the node to become idle.")
+@click.option("--template", default="local", show_default=True)
+@click.option("--cpus", type=int, default=None)
+@click.option("--memory", type=int, default=None)
+@click.option("--timeout", type=float, default=120)
 def cluster_start(name, template, cpus, memory, timeout):
-    """Start cluster NAME (build it the first time) and register target NAME."""
-    from pushbutton.clusters.cluster import start
-    start(name, template=template, cpus=cpus, memory=memory, timeout=timeout, say=click.echo)
+    """Old form of `pb cluster up TEMPLATE NAME`."""
+    _up(template, name, (), (str(cpus),) if cpus else (), (str(memory),) if memory else (),
+        (), (), False, timeout)
+
+
+@cluster_group.command("down")
+@click.argument("name")
+@click.option("--delete", is_flag=True, help="Also remove its state folder and its target.")
+def cluster_down(name, delete):
+    """Stop cluster NAME's daemons and take its nodes away (`up` brings it back)."""
+    from pushbutton.clusters.lifecycle import down
+    down(name, delete=delete, say=click.echo)
+
+
+@cluster_group.command("stop", hidden=True)
+@click.argument("name")
+@click.option("--delete", is_flag=True)
+def cluster_stop(name, delete):
+    """Old form of `pb cluster down`."""
+    from pushbutton.clusters.lifecycle import down
+    down(name, delete=delete, say=click.echo)
+
+
+@cluster_group.command("status")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cluster_status(name, as_json):
+    """Cluster NAME's nodes and their SLURM state (every cluster without NAME)."""
+    from pushbutton.clusters.info import list_clusters, status
+    if name is None:
+        rows = [status(r["name"]) for r in list_clusters() if r["template"] != "?"]
+    else:
+        rows = [status(name)]
+    if as_json:
+        click.echo(json.dumps(rows if name is None else rows[0], indent=1))
+        return
+    if not rows:
+        click.echo("no clusters; build one with `pb cluster up netns NAME --nodes 3`")
+    for s in rows:
+        c = s["controller"]
+        click.echo(f"cluster {s['name']}: {s['state']} (template {s['template']}, provider "
+                   f"{s['provider']}; slurmctld "
+                   + (f"pid {c['slurmctld_pid']}" if c.get("slurmctld_pid") else "not running")
+                   + (f" at {c.get('addr') or c.get('host')}:{c['ctld_port']}"
+                      if c.get("ctld_port") else "") + ")")
+        table = [("NODE", "GROUP", "STAGE", "ADDRESS", "SLURM", "CPUS", "MEMORY", "GRES")]
+        for n in s["nodes"]:
+            table.append((n["name"], n["group"], n["stage"] + (" (leaving)" if n["leaving"]
+                                                                else ""),
+                          n["addr"] or "-", n["slurm"] + (f" ({n['reason']})" if n["reason"]
+                                                          else ""),
+                          str(n["cpus"]), str(n["memory"]), n["gres"] or "-"))
+        if s["nodes"]:
+            print_rows(table)
+        else:
+            click.echo("  no nodes (`pb cluster resize NAME +1` adds one)")
+        click.echo(f"  target: {s['target'] or '-'}   conf: {s['conf']}")
+
+
+@cluster_group.command("resize")
+@click.argument("name")
+@click.argument("change", required=False)
+@click.option("--group", default=None, help="The node group to resize (default: the only one, "
+              "or 'compute').")
+@click.option("--timeout", type=float, default=120, show_default=True,
+              help="Seconds to wait for new nodes to take jobs.")
+@click.option("--drain-timeout", type=float, default=600, show_default=True,
+              help="Seconds to wait for jobs on leaving nodes to end.")
+def cluster_resize(name, change, group, timeout, drain_timeout):
+    """Add or remove nodes: CHANGE is +K, -K or =K (0 is a legal size). SLURM sees new nodes
+    at once; leaving nodes are drained first."""
+    from pushbutton.clusters.cluster import ClusterError
+    from pushbutton.clusters.resize import resize
+    if change is None:
+        raise ClusterError("resize needs +K, -K or =K", f"e.g. `pb cluster resize {name} +1`")
+    resize(name, change, group, timeout=timeout, drain_timeout=drain_timeout, say=click.echo)
+
+
+@cluster_group.command("ssh", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("node", required=False)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--print", "print_only", is_flag=True,
+              help="Print the `export SLURM_CONF=...` line instead of starting a shell.")
+def cluster_ssh(name, node, command, print_only):
+    """A shell on cluster NAME (this host, with its SLURM_CONF), or inside NODE (netns: the
+    node's namespace and hostname). `pb cluster ssh NAME NODE -- CMD ARGS` runs a command
+    instead (NODE '-' is this host)."""
+    from pushbutton.clusters.info import export_line, shell
+    if print_only:
+        click.echo(export_line(name))
+        return
+    if node == "-":
+        node = None
+    argv, env = shell(name, node, command)
+    if not command:
+        click.echo(f"{export_line(name)}  # in {argv[-1]}; exit to leave", err=True)
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, env)
 
 
 @cluster_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cluster_list(as_json):
-    """Every cluster: name, template, up/down, CPUs, target."""
-    from pushbutton.clusters.cluster import list_clusters
+    """Every cluster: name, template, provider, state, nodes ready, CPUs, target."""
+    from pushbutton.clusters.info import list_clusters
     rows = list_clusters()
     if as_json:
         click.echo(json.dumps(rows))
         return
     if not rows:
-        click.echo("no clusters; start one with `pb cluster start NAME`")
+        click.echo("no clusters; build one with `pb cluster up netns NAME --nodes 3`")
         return
-    table = [("NAME", "TEMPLATE", "STATE", "NODE", "CPUS", "TARGET")]
+    table = [("NAME", "TEMPLATE", "PROVIDER", "STATE", "NODES", "CPUS", "TARGET")]
     for r in rows:
-        table.append((r["name"], r["template"], "up" if r["up"] else "down", r["node"],
-                      str(r["cpus"] if r["cpus"] is not None else "-"), r["target"]))
+        table.append((r["name"], r["template"], r["provider"], r["state"],
+                      f"{r['ready']}/{r['nodes']}", str(r["cpus"]), r["target"] or "-"))
     print_rows(table)
 
 
-@cluster_group.command("stop")
-@click.argument("name")
-@click.option("--delete", is_flag=True, help="Also remove its state folder and its target.")
-def cluster_stop(name, delete):
-    """Stop cluster NAME's daemons (by their pid files)."""
-    from pushbutton.clusters.cluster import stop
-    stop(name, delete=delete, say=click.echo)
-
-
-@cluster_group.command("resize")
-@click.argument("name")
-@click.option("--cpus", type=int, required=True, help="The node's new CPU count.")
-@click.option("--timeout", type=float, default=90, show_default=True,
-              help="Seconds to wait for the node to come back.")
-def cluster_resize(name, cpus, timeout):
-    """Give cluster NAME's node N CPUs (restarts the SLURM daemons; jobs are kept)."""
-    from pushbutton.clusters.cluster import resize
-    resize(name, cpus, timeout=timeout, say=click.echo)
-
-
-@cluster_group.command("ssh")
-@click.argument("name")
-@click.option("--shell", "shell", is_flag=True, help="Start $SHELL with SLURM_CONF set.")
-def cluster_ssh(name, shell):
-    """Reach cluster NAME: for the local template, the `export SLURM_CONF=...` line."""
-    from pushbutton.clusters.cluster import Cluster, export_line
-    line = export_line(name)
-    if not shell:
-        click.echo(line)
+@cluster_group.command("templates")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cluster_templates(as_json):
+    """The templates `pb cluster up` knows (built-in and from files) and where each is
+    defined."""
+    from pushbutton.clusters.info import templates
+    from pushbutton.clusters.templates import files
+    rows = templates()
+    if as_json:
+        click.echo(json.dumps(rows))
         return
-    sh = os.environ.get("SHELL") or "/bin/sh"
-    click.echo(f"{line}  # in a new {sh}; exit to leave", err=True)
-    env = dict(os.environ, SLURM_CONF=str(Cluster(name).conf))
-    sys.stdout.flush()
-    os.execvpe(sh, [sh], env)
+    table = [("TEMPLATE", "PROVIDER", "NODES", "DEFINED IN")]
+    for r in rows:
+        table.append((r["name"], r["provider"], r["nodes"], r["defined"]))
+    print_rows(table)
+    click.echo("files read (later ones win): " + ", ".join(str(p) for p in files()))
 
 
 COMMANDS = [cluster_group]

@@ -79,6 +79,28 @@ class Provider(ABC):
         """None when slurmctld runs on this host; else the name of the node that runs it."""
         return None
 
+    # -- optional hooks (defaults fit a provider without cluster-wide resources) ------------
+    def prepare(self) -> None:
+        """Make what the cluster needs as a whole, before any node and even with none (a
+        network, a bridge holding the controller's address). Safe to repeat."""
+
+    def teardown(self) -> None:
+        """Remove what `prepare` made; called by `down` after every node is destroyed."""
+
+    def controller_address(self) -> str | None:
+        """Where the nodes reach a slurmctld on this host (None: by this host's name)."""
+        return None
+
+    def node_name(self, group: str, index: int) -> str:
+        """The SLURM NodeName of the index-th node (from 1) of a group: n1, n2, ... for group
+        'compute', else the group's name and the index (gpu1)."""
+        return f"{'n' if group == 'compute' else group}{index}"
+
+    def target(self) -> dict:
+        """Fields of the target `up` registers (execution.targets.Target), beyond name and
+        description; {} means this host with the cluster's SLURM_CONF in its env."""
+        return {}
+
     def shell(self, node: Node | None) -> list[str]:
         """The argv `pb cluster ssh NAME [NODE]` runs (an interactive shell there)."""
         raise NotImplementedError(f"provider {self.name} has no shell")

@@ -1,0 +1,203 @@
+"""`pb cluster up` and `down`: build a cluster from a template, bring it back, take it away.
+
+`up` is a reconciliation, safe to repeat: it records the resolved template and the planned
+nodes first, then walks the steps — prepare (the provider's cluster-wide part), create the
+nodes, the controller (munged + slurmctld, for providers whose controller is this host), setup,
+start each slurmd, wait until every node takes jobs, register the target — and each step looks
+at what is really there (a daemon that died is started again, a namespace that vanished is
+made again). Every node's stage is saved the moment it changes, so an `up` that failed half-way
+resumes where it stopped; each action prints one line, and an `up` with nothing to do says so.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+
+from pushbutton.clusters import controller, procs, target
+from pushbutton.clusters.cluster import Cluster, ClusterError, check_name
+from pushbutton.clusters.providers.base import Node
+from pushbutton.clusters.resize import finish_removal
+from pushbutton.clusters.state import plan_nodes, provider_for, template_of
+from pushbutton.clusters.templates import Template, get as get_template, with_flags
+
+READY_TIMEOUT = 120
+
+
+class Say:
+    """`say` that counts what it said, so `up` knows whether it did anything."""
+
+    def __init__(self, say):
+        self.say, self.n = say, 0
+
+    def __call__(self, line: str) -> None:
+        self.n += 1
+        self.say(line)
+
+
+def _resolve(template: str, name: str | None, flags: dict, root) -> tuple[Cluster, Template]:
+    """Which cluster `up TEMPLATE [NAME]` means, and its template."""
+    from pushbutton.execution.targets import BUILTIN
+    if name is None:
+        name = template if template not in BUILTIN else f"{template}1"
+    cl = Cluster(name)
+    if cl.exists():
+        t = template_of(cl)
+        if template not in (t.name, cl.name):
+            raise ClusterError(f"cluster '{name}' exists, built from template '{t.name}'",
+                               f"`pb cluster up {t.name} {name}` resumes it; `pb cluster down "
+                               f"{name} --delete` removes it first")
+        if any(flags.values()):
+            want = with_flags(t, **flags)
+            if want.model_dump(exclude={"file"}) != t.model_dump(exclude={"file"}):
+                counts = {g: want.nodes[g].count for g in want.nodes}
+                same_shape = all(want.nodes[g].model_dump(exclude={"count", "max"}) ==
+                                 t.nodes[g].model_dump(exclude={"count", "max"})
+                                 for g in t.nodes)
+                fix = (f"`pb cluster resize {name} ={next(iter(counts.values()))}` changes the "
+                       "number of nodes" if same_shape and len(counts) == 1 else
+                       f"`pb cluster down {name} --delete`, then up with the new flags")
+                raise ClusterError(f"cluster '{name}' exists and the flags ask for a different "
+                                   "cluster", fix)
+        return cl, t
+    check_name(name)
+    return cl, with_flags(get_template(template, root), **flags)
+
+
+def up(template: str, name: str | None = None, *, nodes=(), cpus=(), memory=(), gres=(),
+       options=(), dry_run: bool = False, timeout: float = READY_TIMEOUT, say=print,
+       root=None) -> dict:
+    """Build cluster NAME from TEMPLATE, or resume/bring it back; register its target."""
+    flags = dict(nodes=nodes, cpus=cpus, memory=memory, gres=gres, options=options)
+    cl, t = _resolve(template, name, flags, root)
+    say = Say(say)
+    prov = provider_for(cl, t, say)
+    if any(g.elastic for g in t.nodes.values()):
+        raise ClusterError(f"template '{t.name}' has an elastic node group (min/max): elastic "
+                           "clusters are not built yet", "give the group a count instead",
+                           file=t.file, key=f"templates.{t.name}.nodes")
+    prov.check()
+    fresh = not cl.exists()
+    planned = plan_nodes(t, prov, None if fresh else cl.nodes)
+    if dry_run:
+        say(f"cluster '{cl.name}' (template {t.name}, provider {t.provider}"
+            + (", already built" if not fresh else "") + f"): {len(planned)} node(s)")
+        for line in prov.plan(planned):
+            say(f"  {line}")
+        return {"name": cl.name, "dry_run": True, "plan": prov.plan(planned)}
+    if fresh:
+        cl.data.update(name=cl.name, created=time.time(), provider=t.provider, steps={},
+                       template=t.model_dump())
+        cl.put_nodes(planned)
+        say(f"cluster '{cl.name}': template {t.name} ({t.file}), provider {t.provider}, "
+            f"{len(planned)} node(s)")
+    else:
+        done = ", ".join(cl.data.get("steps", {})) or "none"
+        say.say(f"cluster '{cl.name}' exists (template {t.name}); steps done before: {done}")
+    try:
+        _reconcile(cl, t, prov, say, timeout)
+    except ClusterError as e:
+        raise ClusterError(e.message, (e.fix + "; " if e.fix else "") +
+                           f"`pb cluster up {cl.name}` resumes (`pb cluster status {cl.name}` "
+                           "shows each node's stage)", file=e.file, key=e.key) from None
+    return {"name": cl.name, "acted": say.n > 0}
+
+
+def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None:
+    before = say.n
+    nodes = cl.nodes
+    leaving = [n for n in nodes if n.extra.get("leaving")]
+    if leaving:
+        say(f"finishing the removal of {', '.join(n.name for n in leaving)} (an earlier resize)")
+        finish_removal(cl, t, prov, leaving, say)
+        nodes = cl.nodes
+    prov.prepare()
+    cl.step_done("prepare")
+    if nodes:
+        prov.create(nodes)  # makes what is missing (says what it makes), keeps what is there
+    cl.step_done("create")
+    nodes = cl.nodes
+    if prov.controller() is None:
+        _controller(cl, t, prov, say, nodes)
+    cl.step_done("controller")
+    need = [n for n in nodes if n.stage == "created"]
+    if need:
+        if t.setup:
+            say(f"setting up {len(need)} node(s) ({len(t.setup)} step(s) each)")
+        prov.setup(need)
+    cl.step_done("setup")
+    nodes = cl.nodes
+    known = controller.nodes_info(cl) if prov.controller() is None else None
+    for n in nodes:  # a node slurmctld holds as a FUTURE slot (a resize was interrupted)
+        if known is not None and n.name not in known:
+            say(f"  {n.name}: activating its slot in slurmctld")
+            controller.activate(cl, n)
+    prov.start(nodes)
+    cl.step_done("start")
+    if nodes:
+        if say.n > before:
+            say(f"waiting for {len(nodes)} node(s) to take jobs")
+        states = controller.wait_ready(cl, [n.name for n in nodes], timeout, say)
+    else:
+        states = {}
+    cl.step_done("ready")
+    registered = target.registered(cl)
+    path = target.register(cl, prov.target(), f"pb cluster {cl.name} (template {t.name}, "
+                           f"provider {t.provider})")
+    cl.step_done("target")
+    summary = ", ".join(f"{n} {s}" for n, s in states.items()) or "no nodes"
+    if say.n == before and registered:
+        say(f"cluster '{cl.name}' is already up ({summary}); nothing to do")
+    else:
+        say(f"cluster '{cl.name}' is up ({summary}); target '{cl.name}' in {path}")
+        say(f"  pb run SPEC.toml --on {cl.name}")
+
+
+def _controller(cl: Cluster, t: Template, prov, say: Say, nodes: list[Node]) -> None:
+    """munged + slurmctld on this host, with a slurm.conf written from the state."""
+    running = controller.slurmctld_pid(cl)
+    if running and controller.ping(cl):
+        return
+    say(f"starting the controller of '{cl.name}'")
+    if running:  # alive but not answering: start it afresh
+        procs.stop_daemon(cl.pidfile("slurmctld"), "slurmctld")
+    live = [n for n in nodes if prov.slurmd_pid(n)]  # providers on this host (OnHost)
+    if controller.ensure_ports(cl, prov.controller_address(), slurmd_too=not live):
+        say("  the recorded ports are taken: new ports; running slurmds start again")
+        prov.stop(live)
+        live = []
+    controller.ensure_munge(cl, say)
+    controller.write_conf(cl, t, prov, cl.nodes)
+    cl.save()
+    controller.start_slurmctld(cl, clean=not live, say=say)
+
+
+def down(name: str, delete: bool = False, say=print) -> None:
+    """Stop every daemon and take every node away (their records stay, so `up` rebuilds the
+    same cluster); with delete, also forget the cluster: its folder and its target."""
+    cl = Cluster(name)
+    if not cl.exists():
+        if delete and cl.dir.exists():  # a folder without state: remove what is there
+            shutil.rmtree(cl.dir, ignore_errors=True)
+            say(f"deleted {cl.dir}")
+            return
+        raise ClusterError(f"no cluster named '{name}'", "`pb cluster list` shows them")
+    t = template_of(cl)
+    prov = provider_for(cl, t, say)
+    nodes = cl.nodes
+    live = [n for n in nodes if n.stage != "planned"]
+    if live:
+        prov.stop(live)
+    stopped = controller.stop(cl) if prov.controller() is None else []
+    if live:
+        prov.destroy(live)
+    prov.teardown()
+    cl.data["steps"] = {}
+    cl.save()
+    say(f"cluster '{name}' is down: " + (f"stopped {', '.join(stopped)}; " if stopped else "")
+        + (f"{len(live)} node(s) taken away" if live else "no node was up"))
+    if delete:
+        removed = target.remove(cl)
+        if cl.run_dir != cl.dir:
+            shutil.rmtree(cl.run_dir, ignore_errors=True)
+        shutil.rmtree(cl.dir, ignore_errors=True)
+        say(f"deleted {cl.dir}" + (f" and target '{name}'" if removed else ""))

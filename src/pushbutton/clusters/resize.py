@@ -1,0 +1,194 @@
+"""`pb cluster resize NAME +K|-K|=K`: nodes join and leave a running cluster, and SLURM sees
+it at once — no restart of slurmctld.
+
+How (SLURM 22.05, verified): slurm.conf names every free slot of a group up to its `max` as
+`State=FUTURE` (without an address). A joining node is created and set up by its provider, then
+`scontrol update NodeName=X NodeAddr=A NodeHostname=X State=RESUME` turns its slot into a node
+slurmctld schedules on, and its slurmd starts and registers. A leaving node is drained
+(`State=DRAIN`), waited for until it runs no job, its slurmd stopped, its slot set back to
+`State=FUTURE` (slurmctld forgets it: sinfo no longer lists it) and the provider takes it away.
+Zero nodes is a legal size: sbatch still queues jobs (pending) until nodes join again. The
+slurm.conf is rewritten after each change, for the next start of slurmctld.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+from pushbutton.clusters import controller
+from pushbutton.clusters.cluster import Cluster, ClusterError
+from pushbutton.clusters.providers.base import Node
+from pushbutton.clusters.state import existing, provider_for, rewrite_conf, template_of
+from pushbutton.clusters.templates import DEFAULT_GROUP, Template
+
+DRAIN_TIMEOUT = 600
+REASON = "pb_cluster_resize"
+
+
+def parse_change(text: str, have: int) -> int:
+    """'+2' / '-1' / '=3' (or '3') -> the new node count."""
+    m = re.fullmatch(r"\s*([+=-]?)\s*(\d+)\s*", text or "")
+    if not m:
+        raise ClusterError(f"resize {text!r}: not +K, -K or =K",
+                           "e.g. `pb cluster resize NAME +1`, `-2` or `=0`")
+    op, k = m.group(1), int(m.group(2))
+    return have + k if op == "+" else have - k if op == "-" else k
+
+
+def _group(t: Template, group: str | None) -> str:
+    static = t.static_groups()
+    if group:
+        if group not in static:
+            raise ClusterError(f"template '{t.name}' has no static node group '{group}'",
+                               f"its groups: {', '.join(static) or 'none'}")
+        return group
+    if len(static) == 1:
+        return static[0]
+    if DEFAULT_GROUP in static:
+        return DEFAULT_GROUP
+    raise ClusterError("the cluster has several node groups", f"name one: --group {static[0]}")
+
+
+def resize(name: str, change: str, group: str | None = None, *, timeout: float = 120,
+           drain_timeout: float = DRAIN_TIMEOUT, say=print) -> dict:
+    cl = existing(name)
+    t = template_of(cl)
+    prov = provider_for(cl, t, say)
+    group = _group(t, group)
+    g = t.nodes[group]
+    leaving = [n for n in cl.nodes if n.extra.get("leaving")]
+    if leaving and _controller_up(cl, prov):
+        say(f"finishing the removal of {', '.join(n.name for n in leaving)} (an earlier resize)")
+        finish_removal(cl, t, prov, leaving, say, drain_timeout)
+    mine = [n for n in cl.nodes if n.group == group]
+    want = parse_change(change, len(mine))
+    if want < 0:
+        raise ClusterError(f"group '{group}' has {len(mine)} node(s); cannot go to {want}",
+                           f"`pb cluster resize {name} =0` removes every node")
+    if want > g.max:
+        raise ClusterError(f"group '{group}' may have at most {g.max} node(s) (its slots in "
+                           "slurm.conf)",
+                           f"raise max in [templates.{t.name}.nodes.{group}] ({t.file}); new "
+                           f"slots need a restart: `pb cluster down {name} --delete` and up",
+                           file=t.file, key=f"templates.{t.name}.nodes.{group}.max")
+    if want == len(mine):
+        say(f"cluster '{name}' has {want} node(s) in group '{group}'; nothing to do")
+        return {"name": name, "nodes": want}
+    if not _controller_up(cl, prov):
+        _resize_records(cl, t, prov, group, mine, want)
+        say(f"cluster '{name}' is not up; it will have {want} node(s) in group '{group}' at "
+            f"`pb cluster up {t.name} {name}`")
+        return {"name": name, "nodes": want}
+    if want > len(mine):
+        new = add_records(cl, t, prov, group, want - len(mine))
+        say(f"adding {len(new)} node(s) to '{name}': {', '.join(n.name for n in new)}")
+        join(cl, t, prov, new, say, timeout)
+    else:
+        victims = sorted(mine, key=_index)[want:]
+        say(f"removing {len(victims)} node(s) from '{name}': "
+            f"{', '.join(n.name for n in victims)} (drained first)")
+        for n in victims:
+            n.extra["leaving"] = True
+            cl.update_node(n)
+        finish_removal(cl, t, prov, victims, say, drain_timeout)
+    rewrite_conf(cl, t, prov)
+    n_now = len([n for n in cl.nodes if n.group == group])
+    say(f"cluster '{name}' now has {n_now} node(s) in group '{group}'")
+    return {"name": name, "nodes": n_now}
+
+
+def _index(n: Node) -> int:
+    m = re.search(r"(\d+)$", n.name)
+    return int(m.group(1)) if m else 0
+
+
+def _controller_up(cl: Cluster, prov) -> bool:
+    if prov.controller() is not None:
+        return cl.done("controller")
+    return bool(controller.slurmctld_pid(cl)) and controller.ping(cl)
+
+
+def add_records(cl: Cluster, t: Template, prov, group: str, k: int) -> list[Node]:
+    g = t.nodes[group]
+    names = {n.name for n in cl.nodes}
+    new, i = [], 1
+    while len(new) < k:
+        name = prov.node_name(group, i)
+        if name not in names:
+            new.append(Node(name=name, group=group, cpus=g.cpus, memory=g.memory,
+                            gres=g.gres))
+        i += 1
+    for n in new:
+        cl.update_node(n)
+    return new
+
+
+def _resize_records(cl, t, prov, group, mine, want) -> None:
+    if want > len(mine):
+        add_records(cl, t, prov, group, want - len(mine))
+        return
+    drop = {n.name for n in sorted(mine, key=_index)[want:]}
+    gone = [n for n in cl.nodes if n.name in drop]
+    live = [n for n in gone if n.stage != "planned"]
+    if live:
+        prov.stop(live)
+        prov.destroy(live)
+    cl.put_nodes([n for n in cl.nodes if n.name not in drop])
+
+
+def join(cl: Cluster, t: Template, prov, nodes: list[Node], say, timeout: float) -> None:
+    """New nodes into a running cluster: create, set up, activate their slots, start."""
+    prov.create(nodes)
+    fresh = [cl.node(n.name) for n in nodes]
+    need = [n for n in fresh if n.stage == "created"]
+    if need:
+        prov.setup(need)
+    fresh = [cl.node(n.name) for n in nodes]
+    rewrite_conf(cl, t, prov)  # the new slurmds read their own lines
+    if prov.controller() is None:
+        known = controller.nodes_info(cl) or {}
+        for n in fresh:
+            if n.name not in known:
+                controller.activate(cl, n)
+    prov.start(fresh)
+    states = controller.wait_ready(cl, [n.name for n in fresh], timeout, say)
+    say("  " + ", ".join(f"{n} {s}" for n, s in states.items()))
+
+
+def finish_removal(cl: Cluster, t: Template, prov, nodes: list[Node], say,
+                   drain_timeout: float = DRAIN_TIMEOUT) -> None:
+    """Drain, wait until no job runs there, stop slurmd, back to a FUTURE slot, take away."""
+    local_ctl = prov.controller() is None
+    known = (controller.nodes_info(cl) or {}) if local_ctl else {}
+    for n in nodes:
+        if n.name in known and not known[n.name]["state"].startswith(("drain", "down")):
+            controller.drain(cl, n.name, REASON)
+    if local_ctl:
+        _wait_no_jobs(cl, [n.name for n in nodes if n.name in known], say, drain_timeout)
+    for n in nodes:
+        n = cl.node(n.name)
+        prov.stop([n])
+        if n.name in known:
+            controller.retire(cl, n.name)
+        prov.destroy([cl.node(n.name)])
+        cl.put_nodes([x for x in cl.nodes if x.name != n.name])
+        say(f"  {n.name}: removed")
+
+
+def _wait_no_jobs(cl: Cluster, names: list[str], say, timeout: float) -> None:
+    t0 = last = time.time()
+    while names:
+        busy = {n: controller.jobs_on(cl, n) for n in names}
+        busy = {n: j for n, j in busy.items() if j}
+        if not busy:
+            return
+        if time.time() - t0 > timeout:
+            raise ClusterError(f"node(s) {', '.join(busy)} still run jobs after {timeout:g}s "
+                               "(drained: they take no new ones)",
+                               f"wait and repeat the resize, or cancel the jobs (scancel "
+                               f"{' '.join(j for js in busy.values() for j in js)})")
+        if time.time() - last >= 10:
+            say("  waiting for running jobs to end: " +
+                ", ".join(f"{n} ({len(j)} job(s))" for n, j in busy.items()))
+            last = time.time()
+        time.sleep(0.5)
