@@ -179,7 +179,7 @@ def test_half_built_cluster_resumes(netns_clusters, project):
     flag = project / "ready.flag"
     (project / "pushbutton-clusters.toml").write_text(
         f'[templates.pbcr]\nprovider = "netns"\nsetup = [["test", "-e", "{flag}"]]\n'
-        '[templates.pbcr.nodes.compute]\ncount = 2\nmemory = 500\n')
+        '[templates.pbcr.nodes.compute]\ncount = 2\nmemory = 500\ngres = "gpu:2"\n')
     r = pb("cluster", "up", "pbcr", check=False)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "setup step 1 failed on node n1" in r.stderr
@@ -197,6 +197,9 @@ def test_half_built_cluster_resumes(netns_clusters, project):
     assert "is up" in r.stdout, r.stdout
     st = status("pbcr")
     assert st["up"] and [n["stage"] for n in st["nodes"]] == ["running", "running"]
+    # GRES: both GPUs of a node are schedulable (placeholder devices on netns nodes)
+    r = slurm(cl, "srun", "--gres=gpu:2", "-N1", "hostname")
+    assert r.stdout.strip() in ("n1", "n2")
 
     # kill slurmctld and n2's slurmd, lose n1's namespace (as a reboot would)
     from pushbutton.clusters import hostnet

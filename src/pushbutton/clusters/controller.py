@@ -58,7 +58,7 @@ def write_conf(cl: Cluster, template, provider, nodes: list[Node] | None = None)
     for d in (cl.dir / "state", cl.log_dir):
         d.mkdir(parents=True, exist_ok=True)
     (cl.run_dir / "spool").mkdir(parents=True, exist_ok=True, mode=0o700)
-    gres = gres_conf([*nodes, *future])
+    gres = gres_conf([*nodes, *future], getattr(provider, "gres_files", None))
     gpath = cl.conf.parent / "gres.conf"
     if gres:
         atomic_write(gpath, gres)

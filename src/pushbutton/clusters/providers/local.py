@@ -3,6 +3,8 @@ host's name), slurmd runs here beside slurmctld and munged; `resize =0` / `=1` s
 back that node like any other provider's."""
 from __future__ import annotations
 
+import os
+
 from pushbutton.clusters.cluster import ClusterError
 from pushbutton.clusters.controller import hostname
 from pushbutton.clusters.providers.base import Node
@@ -24,6 +26,12 @@ class LocalProvider(OnHost):
 
     def node_name(self, group: str, index: int) -> str:
         return hostname()
+
+    def gres_files(self, node: Node, name: str, count: int) -> str:
+        """This host's GPUs (/dev/nvidia0...) when it has that many, else placeholders."""
+        if name == "gpu" and all(os.path.exists(f"/dev/nvidia{i}") for i in range(count)):
+            return "/dev/nvidia0" if count == 1 else f"/dev/nvidia[0-{count - 1}]"
+        return super().gres_files(node, name, count)
 
     def create(self, nodes: list[Node]) -> None:
         for n in nodes:

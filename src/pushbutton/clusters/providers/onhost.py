@@ -93,6 +93,15 @@ class OnHost(Provider):
             if n.stage == "running":
                 self._save(n, "stopped")
 
+    def gres_files(self, node: Node, name: str, count: int) -> str:
+        """File= of a device GRES (gpu, ...) on this host: placeholder files, one per device,
+        so SLURM schedules the count (nodes of one host have no devices of their own)."""
+        d = self.state.dir / "dev" / node.name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            (d / f"{name}{i}").touch()
+        return str(d / f"{name}0") if count == 1 else str(d / f"{name}[0-{count - 1}]")
+
     def shell(self, node: Node | None) -> list[str]:
         sh = os.environ.get("SHELL") or "/bin/sh"
         return [sh] if node is None else self.wrap(node, [sh])
