@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import time
 
-from pushbutton.clusters import controller
+from pushbutton.clusters import controller, target
 from pushbutton.clusters.cluster import Cluster, ClusterError
 from pushbutton.clusters.providers.base import Node
 from pushbutton.clusters.state import existing, provider_for, rewrite_conf, template_of
@@ -92,6 +92,7 @@ def resize(name: str, change: str, group: str | None = None, *, timeout: float =
             cl.update_node(n)
         finish_removal(cl, t, prov, victims, say, drain_timeout)
     rewrite_conf(cl, t, prov)
+    target.forget_limits(cl)
     n_now = len([n for n in cl.nodes if n.group == group])
     say(f"cluster '{name}' now has {n_now} node(s) in group '{group}'")
     return {"name": name, "nodes": n_now}

@@ -33,6 +33,7 @@ def register(cl: Cluster, fields: dict, description: str) -> Path:
     if old is not None and not _ours(cl, old):
         raise ClusterError(f"a target '{cl.name}' already exists in {T.user_file()} and is not "
                            "this cluster's", "choose another cluster name, or remove that target")
+    forget_limits(cl)
     return T.add(_target_for(cl, fields, description), replace=True)
 
 
@@ -46,6 +47,13 @@ def remove(cl: Cluster) -> bool:
         "\n".join(t.to_toml() for t in existing.values())
     atomic_write(T.user_file(), text)
     return True
+
+
+def forget_limits(cl: Cluster) -> None:
+    """Drop the cached site limits of the cluster's target (its CPU count sizes bundles): a
+    resize changes them, and a stale count would plan for nodes that are gone."""
+    from pushbutton.execution.slurm.runs import limits_cache
+    limits_cache(cl.name).unlink(missing_ok=True)
 
 
 def registered(cl: Cluster) -> bool:

@@ -40,7 +40,7 @@ def static_plan(n_tasks: int, est_task_s: float | None = None, max_bundles: int 
     if est_task_s and est_task_s > 0:
         per = max(per, min(n_tasks, max(1, int(target_bundle_s / est_task_s))))
     else:
-        per = max(per, math.ceil(n_tasks / max(min_bundles, 1)) if min_bundles > 1 else per)
+        per = max(per, math.ceil(n_tasks / max(min_bundles, 1)))  # one CPU: one bundle
     return max(1, min(per, math.ceil(n_tasks / max(1, min_bundles))))
 
 
