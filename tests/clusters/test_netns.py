@@ -174,7 +174,8 @@ def test_netns_cluster_evidence(netns_clusters, project, tmp_path):
 def test_half_built_cluster_resumes(netns_clusters, project):
     """A setup step fails: up stops with the step, the key and the next command; fixed, up
     finishes from there. Daemons killed and a namespace lost between steps: up restarts just
-    those. up on a cluster that is up says so and does nothing."""
+    those. up on a cluster that is up says so and does nothing. A resize killed while it drains
+    a node: the next up finishes the removal."""
     cl = netns_clusters("pbcr")
     flag = project / "ready.flag"
     (project / "pushbutton-clusters.toml").write_text(
@@ -217,6 +218,30 @@ def test_half_built_cluster_resumes(netns_clusters, project):
     assert status("pbcr")["up"]
     r = pb("cluster", "up", "pbcr")
     assert "is already up" in r.stdout and "nothing to do" in r.stdout, r.stdout
+
+    # a resize killed while it waits for a job on the leaving node: up finishes the removal
+    job = slurm(cl, "sbatch", "--parsable", "-w", "n2", "-o", "/dev/null", "--wrap", "sleep 4")
+    jid = job.stdout.strip().split(";")[0]
+    deadline = time.time() + 20
+    while slurm(cl, "squeue", "-h", "-j", jid, "-o", "%T").stdout.strip() != "RUNNING":
+        assert time.time() < deadline
+        time.sleep(0.2)
+    rs = subprocess.Popen([sys.executable, "-m", "pushbutton", "cluster", "resize", "pbcr", "-1"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while not any(n["leaving"] and n["slurm"].startswith("drain") for n in status("pbcr")["nodes"]):
+        assert time.time() < deadline and rs.poll() is None
+        time.sleep(0.2)
+    rs.kill()
+    rs.wait()
+    assert [(n["name"], n["leaving"]) for n in status("pbcr")["nodes"]] == \
+        [("n1", False), ("n2", True)]
+    r = pb("cluster", "up", "pbcr")
+    assert "finishing the removal of n2 (an earlier resize)" in r.stdout, r.stdout
+    assert "n2: removed" in r.stdout and "is up (n1 idle)" in r.stdout, r.stdout
+    assert slurm(cl, "squeue", "-h", "-j", jid, "-o", "%T", check=False).stdout.strip() in (
+        "", "COMPLETED")  # the job ran to its end before n2 left
+    assert leftovers("pbcr")["netns"] == ["pbcr-n1"]
 
     r = pb("cluster", "down", "pbcr", "--delete")
     assert leftovers("pbcr", cl.dir) == {"netns": [], "links": [], "procs": []}

@@ -110,7 +110,7 @@ def cluster_status(name, as_json):
         click.echo(f"  target: {s['target'] or '-'}   conf: {s['conf']}")
 
 
-@cluster_group.command("resize")
+@cluster_group.command("resize", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("change", required=False)
 @click.option("--group", default=None, help="The node group to resize (default: the only one, "

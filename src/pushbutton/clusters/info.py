@@ -22,8 +22,7 @@ def status(name: str, cl: Cluster | None = None) -> dict:
         s = (info or {}).get(n.name, {})
         slurmd = getattr(prov, "slurmd_pid", lambda n: None)(n)
         nodes.append({"name": n.name, "group": n.group, "stage": n.stage, "addr": n.addr,
-                      "slurm": s.get("state") or ("no answer" if info is None else
-                                                  "not in slurm"),
+                      "slurm": s.get("state") or ("-" if info is None else "not in slurm"),
                       "cpus": n.cpus, "memory": n.memory, "gres": n.gres,
                       "reason": s.get("reason"), "slurmd_pid": slurmd,
                       "leaving": bool(n.extra.get("leaving"))})

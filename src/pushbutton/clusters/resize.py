@@ -66,11 +66,15 @@ def resize(name: str, change: str, group: str | None = None, *, timeout: float =
         raise ClusterError(f"group '{group}' has {len(mine)} node(s); cannot go to {want}",
                            f"`pb cluster resize {name} =0` removes every node")
     if want > g.max:
-        raise ClusterError(f"group '{group}' may have at most {g.max} node(s) (its slots in "
-                           "slurm.conf)",
-                           f"raise max in [templates.{t.name}.nodes.{group}] ({t.file}); new "
-                           f"slots need a restart: `pb cluster down {name} --delete` and up",
-                           file=t.file, key=f"templates.{t.name}.nodes.{group}.max")
+        where = f"[templates.{t.name}.nodes.{group}] max = N"
+        raise ClusterError(f"group '{group}' of '{name}' may have at most {g.max} node(s) (its "
+                           "slots in slurm.conf, fixed when the cluster was built)",
+                           f"a template with {where} "
+                           + (f"(in {t.file}) " if t.file != "built-in" else "(in "
+                              "pushbutton-clusters.toml) ") +
+                           f"and a new cluster: `pb cluster down {name} --delete`, then up",
+                           file=None if t.file == "built-in" else t.file,
+                           key=f"templates.{t.name}.nodes.{group}.max")
     if want == len(mine):
         say(f"cluster '{name}' has {want} node(s) in group '{group}'; nothing to do")
         return {"name": name, "nodes": want}
