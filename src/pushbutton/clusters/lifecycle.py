@@ -17,7 +17,7 @@ from pushbutton.clusters import controller, procs, target
 from pushbutton.clusters.cluster import Cluster, ClusterError, check_name
 from pushbutton.clusters.providers.base import Node
 from pushbutton.clusters.resize import finish_removal
-from pushbutton.clusters.state import plan_nodes, provider_for, template_of
+from pushbutton.clusters.state import call, plan_nodes, provider_for, template_of
 from pushbutton.clusters.templates import Template, get as get_template, with_flags
 
 READY_TIMEOUT = 120
@@ -104,6 +104,7 @@ def up(template: str, name: str | None = None, *, nodes=(), cpus=(), memory=(), 
 
 def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None:
     before = say.n
+    here = prov.controller() is None   # slurmctld on this host (local, netns)
     nodes = cl.nodes
     leaving = [n for n in nodes if n.extra.get("leaving")]
     if leaving:
@@ -113,35 +114,35 @@ def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None
     prov.prepare()
     cl.step_done("prepare")
     if nodes:
-        prov.create(nodes)  # makes what is missing (says what it makes), keeps what is there
+        call(cl, prov.create, nodes)  # makes what is missing (says so), keeps what is there
     cl.step_done("create")
-    nodes = cl.nodes
-    if prov.controller() is None:
+    if here:
         _controller(cl, t, prov, say, nodes)
     cl.step_done("controller")
     need = [n for n in nodes if n.stage == "created"]
     if need:
         if t.setup:
             say(f"setting up {len(need)} node(s) ({len(t.setup)} step(s) each)")
-        prov.setup(need)
+        call(cl, prov.setup, need)
     cl.step_done("setup")
-    nodes = cl.nodes
-    known = controller.nodes_info(cl) if prov.controller() is None else None
+    known = controller.nodes_info(cl) if here else None
     for n in nodes:  # a node slurmctld holds as a FUTURE slot (a resize was interrupted)
         if known is not None and n.name not in known:
             say(f"  {n.name}: activating its slot in slurmctld")
             controller.activate(cl, n)
-    prov.start(nodes)
-    cl.step_done("start")
     if nodes:
+        call(cl, prov.start, nodes)
+    cl.step_done("start")
+    if nodes and here:
         if say.n > before:
             say(f"waiting for {len(nodes)} node(s) to take jobs")
         states = controller.wait_ready(cl, [n.name for n in nodes], timeout, say)
-    else:
-        states = {}
+    else:  # a remote controller: the provider's start waited for its nodes
+        states = {n.name: n.stage for n in nodes}
     cl.step_done("ready")
     registered = target.registered(cl)
-    path = target.register(cl, prov.target(), f"pb cluster {cl.name} (template {t.name}, "
+    fields = prov.target_fields(nodes) if hasattr(prov, "target_fields") else prov.target()
+    path = target.register(cl, fields, f"pb cluster {cl.name} (template {t.name}, "
                            f"provider {t.provider})")
     cl.step_done("target")
     summary = ", ".join(f"{n} {s}" for n, s in states.items()) or "no nodes"
@@ -163,7 +164,7 @@ def _controller(cl: Cluster, t: Template, prov, say: Say, nodes: list[Node]) -> 
     live = [n for n in nodes if prov.slurmd_pid(n)]  # providers on this host (OnHost)
     if controller.ensure_ports(cl, prov.controller_address(), slurmd_too=not live):
         say("  the recorded ports are taken: new ports; running slurmds start again")
-        prov.stop(live)
+        call(cl, prov.stop, live)
         live = []
     controller.ensure_munge(cl, say)
     controller.write_conf(cl, t, prov, cl.nodes)
@@ -186,10 +187,13 @@ def down(name: str, delete: bool = False, say=print) -> None:
     nodes = cl.nodes
     live = [n for n in nodes if n.stage != "planned"]
     if live:
-        prov.stop(live)
+        call(cl, prov.stop, live)
     stopped = controller.stop(cl) if prov.controller() is None else []
     if live:
-        prov.destroy(live)
+        call(cl, prov.destroy, live)
+        for n in live:  # every machine is gone: `up` makes them again
+            n.stage = "planned"
+            cl.update_node(n)
     prov.teardown()
     cl.data["steps"] = {}
     cl.save()

@@ -18,7 +18,8 @@ import time
 from pushbutton.clusters import controller, target
 from pushbutton.clusters.cluster import Cluster, ClusterError
 from pushbutton.clusters.providers.base import Node
-from pushbutton.clusters.state import existing, provider_for, rewrite_conf, template_of
+from pushbutton.clusters.state import (call, existing, provider_for, rewrite_conf,
+                                       template_of)
 from pushbutton.clusters.templates import DEFAULT_GROUP, Template
 
 DRAIN_TIMEOUT = 600
@@ -133,36 +134,36 @@ def _resize_records(cl, t, prov, group, mine, want) -> None:
         add_records(cl, t, prov, group, want - len(mine))
         return
     drop = {n.name for n in sorted(mine, key=_index)[want:]}
-    gone = [n for n in cl.nodes if n.name in drop]
-    live = [n for n in gone if n.stage != "planned"]
+    live = [n for n in cl.nodes if n.name in drop and n.stage != "planned"]
     if live:
-        prov.stop(live)
-        prov.destroy(live)
+        call(cl, prov.stop, live)
+        call(cl, prov.destroy, live)
     cl.put_nodes([n for n in cl.nodes if n.name not in drop])
 
 
 def join(cl: Cluster, t: Template, prov, nodes: list[Node], say, timeout: float) -> None:
     """New nodes into a running cluster: create, set up, activate their slots, start."""
-    prov.create(nodes)
-    fresh = [cl.node(n.name) for n in nodes]
-    need = [n for n in fresh if n.stage == "created"]
+    here = prov.controller() is None
+    call(cl, prov.create, nodes)
+    need = [n for n in nodes if n.stage == "created"]
     if need:
-        prov.setup(need)
-    fresh = [cl.node(n.name) for n in nodes]
+        call(cl, prov.setup, need)
     rewrite_conf(cl, t, prov)  # the new slurmds read their own lines
-    if prov.controller() is None:
+    if here:
         known = controller.nodes_info(cl) or {}
-        for n in fresh:
+        for n in nodes:
             if n.name not in known:
                 controller.activate(cl, n)
-    prov.start(fresh)
-    states = controller.wait_ready(cl, [n.name for n in fresh], timeout, say)
-    say("  " + ", ".join(f"{n} {s}" for n, s in states.items()))
+    call(cl, prov.start, nodes)
+    if here:
+        states = controller.wait_ready(cl, [n.name for n in nodes], timeout, say)
+        say("  " + ", ".join(f"{n} {s}" for n, s in states.items()))
 
 
 def finish_removal(cl: Cluster, t: Template, prov, nodes: list[Node], say,
                    drain_timeout: float = DRAIN_TIMEOUT) -> None:
-    """Drain, wait until no job runs there, stop slurmd, back to a FUTURE slot, take away."""
+    """Drain, wait until no job runs there, stop slurmd, back to a FUTURE slot, take away.
+    (With a remote controller the provider's stop and destroy do the SLURM side.)"""
     local_ctl = prov.controller() is None
     known = (controller.nodes_info(cl) or {}) if local_ctl else {}
     for n in nodes:
@@ -172,10 +173,10 @@ def finish_removal(cl: Cluster, t: Template, prov, nodes: list[Node], say,
         _wait_no_jobs(cl, [n.name for n in nodes if n.name in known], say, drain_timeout)
     for n in nodes:
         n = cl.node(n.name)
-        prov.stop([n])
+        call(cl, prov.stop, [n])
         if n.name in known:
             controller.retire(cl, n.name)
-        prov.destroy([cl.node(n.name)])
+        call(cl, prov.destroy, [n])
         cl.put_nodes([x for x in cl.nodes if x.name != n.name])
         say(f"  {n.name}: removed")
 

@@ -25,6 +25,18 @@ def provider_for(cl: Cluster, t: Template, say=print):
     return provider_class(t.provider)(cl, t, say)
 
 
+def call(cl: Cluster, method, nodes: list[Node]) -> None:
+    """A provider method on `nodes`, then their records saved as the method left them
+    (providers set each node's stage and data on the objects they are given)."""
+    try:
+        method(nodes)
+    finally:
+        names = {n.name for n in cl.nodes}
+        for n in nodes:
+            if n.name in names:
+                cl.update_node(n)
+
+
 def existing(name: str) -> Cluster:
     cl = Cluster(name)
     if not cl.exists():
@@ -36,6 +48,9 @@ def existing(name: str) -> Cluster:
 def plan_nodes(t: Template, prov, have: list[Node] | None = None) -> list[Node]:
     """The nodes of the template's static groups (their `count`), keeping those recorded."""
     out = list(have or [])
+    if not out and hasattr(prov, "nodes_for_hosts"):  # ssh: one node per machine listed
+        g = t.nodes[t.static_groups()[0]]
+        return prov.nodes_for_hosts(cpus=g.cpus, memory=g.memory)
     for group, g in t.nodes.items():
         if g.elastic:
             continue

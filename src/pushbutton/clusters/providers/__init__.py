@@ -14,10 +14,10 @@ import importlib
 REGISTRY = {
     "local": ("local", "LocalProvider"),
     "netns": ("netns", "NetnsProvider"),
-    "ssh": ("ssh", "SSHProvider"),              # written with the ssh setup steps
-    "gce": ("cloud", "CloudProvider"),          # one libcloud-based class for the three clouds
-    "aws": ("cloud", "CloudProvider"),
-    "openstack": ("cloud", "CloudProvider"),
+    "ssh": ("ssh", "SSHProvider"),              # with the ssh setup steps (remote_*.py)
+    "gce": ("cloud", "GCEProvider"),            # Apache Libcloud (cloud_base.CloudProvider)
+    "aws": ("cloud", "AWSProvider"),
+    "openstack": ("cloud", "OpenStackProvider"),
 }
 
 PIP = {"libcloud": "apache-libcloud"}

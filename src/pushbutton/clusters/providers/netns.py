@@ -186,7 +186,6 @@ class NetnsProvider(OnHost):
 
     def create(self, nodes: list[Node]) -> None:
         for n in nodes:
-            n = self.state.node(n.name)
             if not n.addr:
                 n.addr = self._address(n)
                 self.state.update_node(n)
@@ -224,7 +223,6 @@ class NetnsProvider(OnHost):
     def destroy(self, nodes: list[Node]) -> None:
         self.stop(nodes)
         for n in nodes:
-            n = self.state.node(n.name)
             if n.addr:
                 self._remove(*self._names(n))
             n.extra.pop("netns", None)
