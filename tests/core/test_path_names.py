@@ -28,7 +28,8 @@ def test_cluster_stop_delete_cannot_leave_the_clusters_folder(project, home, tmp
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "bad cluster name '../../victim'" in r.stderr and "fix:" in r.stderr
     assert (victim / "precious.txt").read_text() == "keep me"
-    for cmd in (["resize", "../../victim", "--cpus", "2"], ["ssh", "../../victim"]):
+    for cmd in (["resize", "../../victim", "+1"], ["ssh", "../../victim"],
+                ["down", "../../victim", "--delete"], ["status", "../../victim"]):
         r = pb("cluster", *cmd, check=False, env=home)
         assert r.returncode == 2 and "bad cluster name" in r.stderr
     assert victim.exists()

@@ -288,6 +288,8 @@ def _commands():
 
     def walk(group, path):
         for name, cmd in sorted(group.commands.items()):
+            if cmd.hidden:  # an old name kept as an alias is not listed
+                continue
             yield f"{path} {name}".strip(), cmd
             if isinstance(cmd, click.Group):
                 yield from walk(cmd, f"{path} {name}".strip())

@@ -119,11 +119,17 @@ def cluster_status(name, as_json):
               help="Seconds to wait for new nodes to take jobs.")
 @click.option("--drain-timeout", type=float, default=600, show_default=True,
               help="Seconds to wait for jobs on leaving nodes to end.")
-def cluster_resize(name, change, group, timeout, drain_timeout):
+@click.option("--cpus", hidden=True, default=None)
+def cluster_resize(name, change, group, timeout, drain_timeout, cpus):
     """Add or remove nodes: CHANGE is +K, -K or =K (0 is a legal size). SLURM sees new nodes
     at once; leaving nodes are drained first."""
     from pushbutton.clusters.cluster import ClusterError
     from pushbutton.clusters.resize import resize
+    if cpus is not None:  # the old one-node form
+        raise ClusterError("resize changes the number of nodes; a node's CPUs are set when the "
+                           "cluster is built",
+                           f"`pb cluster down {name} --delete`, then `pb cluster up TEMPLATE "
+                           f"{name} --cpus {cpus}`")
     if change is None:
         raise ClusterError("resize needs +K, -K or =K", f"e.g. `pb cluster resize {name} +1`")
     resize(name, change, group, timeout=timeout, drain_timeout=drain_timeout, say=click.echo)

@@ -33,12 +33,16 @@ EXAMPLES = {
     "targets add": "pb targets add hpc --host login.hpc.example.org --scheduler slurm",
     "targets show": "pb targets show hpc",
     "targets check": "pb targets check hpc",
-    "cluster": "pb cluster start dev",
+    "cluster": "pb cluster up netns lab --nodes 3",
+    "cluster up": "pb cluster up netns lab --nodes 3 --cpus 1",
+    "cluster down": "pb cluster down lab --delete",
+    "cluster status": "pb cluster status lab",
     "cluster list": "pb cluster list",
+    "cluster templates": "pb cluster templates",
     "cluster start": "pb cluster start dev --cpus 4",
     "cluster stop": "pb cluster stop dev",
-    "cluster resize": "pb cluster resize dev --cpus 8",
-    "cluster ssh": "pb cluster ssh dev --shell",
+    "cluster resize": "pb cluster resize lab +1",
+    "cluster ssh": "pb cluster ssh lab n1",
 }
 
 
