@@ -84,7 +84,8 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
     base = Path(tempfile.mkdtemp(prefix="pb-c1-"))
-    os.environ.update(XDG_STATE_HOME=str(base / "state"), XDG_CONFIG_HOME=str(base / "config"))
+    os.environ.update(XDG_STATE_HOME=str(base / "state"), XDG_CONFIG_HOME=str(base / "config"),
+                      XDG_CACHE_HOME=str(base / "cache"))
     os.environ.pop("SLURM_CONF", None)
     res = {"tasks": a.tasks, "sleep_ms": a.sleep_ms, "load_before": os.getloadavg(),
            "up_s": [], "tiny3_s": [], "tiny1_s": [], "nap3_s": [], "nap1_s": []}
