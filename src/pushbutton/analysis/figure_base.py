@@ -133,6 +133,14 @@ def say_averaged(fig, ax, over: list[tuple[str, int]]) -> float | None:
     return 18.0
 
 
+def log_worthy(values) -> bool:
+    """Numbers that read best on a logarithmic scale: all positive, spanning two decades or
+    more (10, 100, 1000 drawn evenly, not 10 squeezed against 0)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(len(v)) and float(v.min()) > 0 and float(v.max()) / float(v.min()) >= 100
+
+
 def hue_scale(keys: Sequence[float]):
     """(colormap, norm) for a numeric hue: viridis without its palest tenth (lines stay visible
     on white), spanning exactly the data; logarithmic when the values are positive and span
@@ -143,7 +151,7 @@ def hue_scale(keys: Sequence[float]):
     lo, hi = float(np.nanmin(keys)), float(np.nanmax(keys))
     cmap = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, 256)),
                           name="viridis_0.9")
-    if lo > 0 and hi / lo >= 100:
+    if log_worthy(keys):
         return cmap, LogNorm(lo, hi)
     if hi == lo:
         return cmap, Normalize(lo - 0.5, hi + 0.5)

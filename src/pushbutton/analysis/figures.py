@@ -134,10 +134,34 @@ def line(df: pd.DataFrame, x: str, y: str, hue: str | None = None, err: str | No
             ax.set_yscale("log")
         _legend(fig, ax, groups, hue, agg, units)
         add_note(fig, _err_sentence(err, ci, interval))
+        _say_undrawn(fig, df, agg, x, hue)
         pad = say_averaged(fig, ax, averaged_over(A._done(df, status), [x, hue]))
         ax.set_title(title or f"{label(y)} vs {label(x)} ({_err_label(err, ci, interval)})",
                      pad=pad)
     return fig
+
+
+def _say_undrawn(fig, df, agg, x, hue) -> None:
+    """Points of the space that have tasks but no finished value are named in the caption,
+    not silently left out (a hue value whose every task failed would just be missing)."""
+    if N.STATUS not in df.columns or not len(df):
+        return  # only finished rows were given: nothing is known of the others
+    cols = [x] + ([hue] if hue else [])
+    points = df[cols].drop_duplicates()
+    drawn = agg[cols].drop_duplicates() if len(agg) else points.iloc[:0]
+    merged = points.merge(drawn, on=cols, how="left", indicator=True)
+    undrawn = merged[merged["_merge"] == "left_only"][cols]
+    if not len(undrawn):
+        return
+    gone = [] if hue is None else [v for v in pd.unique(undrawn[hue])
+                                   if not (drawn[hue] == v).any()]
+    if gone:
+        add_note(fig, f"Not drawn: {hue} = {', '.join(_fmt(v) for v in gone)} (no value: "
+                      "every task failed or is not done; see Failures).")
+    rest = len(undrawn) - (int(undrawn[hue].isin(gone).sum()) if gone else 0)
+    if rest:
+        add_note(fig, f"{rest} point{'s' * (rest != 1)} not drawn: no value there (tasks "
+                      "failed, not done yet, or the value is NaN).")
 
 
 def learning_curves(series: pd.DataFrame, metric: str, hue: str | None = None, x: str = N.STEP,

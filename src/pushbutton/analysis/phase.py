@@ -14,7 +14,8 @@ import pandas as pd
 
 from pushbutton.analysis import stats as A
 from pushbutton.analysis.figure_base import (_empty, _numeric_col, _style, _units, add_note,
-                                             averaged_over, label, new_figure, say_averaged)
+                                             averaged_over, label, log_worthy, new_figure,
+                                             say_averaged)
 from pushbutton.core import names as N
 
 FAILED = {"facecolor": "0.80", "edgecolor": "0.35", "hatch": "xx"}
@@ -22,7 +23,10 @@ NO_VALUE = {"facecolor": "0.94", "edgecolor": "0.6", "hatch": "//"}
 
 
 def _edges(v: np.ndarray, log: bool = False) -> np.ndarray:
-    """Cell edges around sorted centres (midpoints; uneven grids are drawn to scale)."""
+    """Cell edges around sorted centres (midpoints; uneven grids are drawn to scale). On a
+    log axis the midpoints are geometric: 10, 100, 1000 get cells of one width each."""
+    if log:
+        return 10 ** _edges(np.log10(v))
     if len(v) == 1:
         return np.array([v[0] - 0.5, v[0] + 0.5])
     mid = (v[:-1] + v[1:]) / 2
@@ -41,13 +45,18 @@ def _levels(s: pd.Series) -> list:
 class _Axis:
     """Positions and cell edges of one axis: numbers to scale, categories evenly spaced."""
 
-    def __init__(self, s: pd.Series):
+    def __init__(self, s: pd.Series, log: bool | None = None):
         self.levels = _levels(s)
         self.numeric = _numeric_col(s) and len(self.levels) > 0 and \
             bool(np.isfinite(np.asarray(self.levels, dtype=float)).all())
+        # a log axis when asked, or by default for positive numbers over two decades or more
+        self.log = self.numeric and (log_worthy(self.levels) if log is None else bool(log))
+        if self.log and min(self.levels) <= 0:
+            raise ValueError("a logarithmic axis needs positive values, got "
+                             f"{min(self.levels)!r} in {s.name!r}")
         if self.numeric:
             self.pos = np.asarray(self.levels, dtype=float)
-            self.edges = _edges(self.pos)
+            self.edges = _edges(self.pos, self.log)
         else:
             self.pos = np.arange(len(self.levels), dtype=float)
             self.edges = np.arange(len(self.levels) + 1, dtype=float) - 0.5
@@ -96,10 +105,12 @@ def _mark(ax, xa: _Axis, ya: _Axis, cells: np.ndarray, style: dict):
 def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary: float | bool | None = None,
             units: dict | None = None, title: str | None = None, cmap: str = "viridis",
             vmin: float | None = None, vmax: float | None = None, ax=None,
-            status: str | None = "done"):
+            status: str | None = "done", logx: bool | None = None, logy: bool | None = None):
     """Phase diagram: the mean of `value` (a metric, a boolean, or an expression such as
     "err < 1e-3") over an x-y grid, optionally with the `boundary` level curve (True = 0.5).
-    x and y may be numeric or categorical parameters."""
+    x and y may be numeric or categorical parameters. A numeric axis is logarithmic when
+    `logx` / `logy` say so, and by default when its values are positive and span two decades
+    or more."""
     from matplotlib.patches import Patch
     units = _units(df, units)
     own = ax is None
@@ -108,7 +119,7 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary: float | bool
         data = A._done(df, status)
         vals = data[[x, y]].copy()
         vals["_v"] = A._success_values(data, value, "value")
-        xa, ya = _Axis(df[x]), _Axis(df[y])
+        xa, ya = _Axis(df[x], logx), _Axis(df[y], logy)
         if len(vals):
             surf = vals.groupby([y, x], sort=False, dropna=False)["_v"].mean().unstack(x)
         else:
@@ -140,6 +151,10 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary: float | bool
                            frameon=False, fontsize=9)
             elif handles:
                 ax.legend(handles=handles, frameon=True, loc="best", fontsize=8)
+            if xa.log:
+                ax.set_xscale("log")
+            if ya.log:
+                ax.set_yscale("log")
             ax.set_xlim(xa.edges[0], xa.edges[-1])
             ax.set_ylim(ya.edges[0], ya.edges[-1])
             xa.ticks(ax, "x")

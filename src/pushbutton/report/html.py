@@ -249,7 +249,7 @@ def _runs(ctx: dict) -> list[dict]:
 
 
 # shown elsewhere in the report (spec, message) or too long to be useful per run
-_PROV_HIDDEN = ("spec", "message")
+_PROV_HIDDEN = ("spec", "message", "code_files")
 
 
 def _prov_text(v) -> str:

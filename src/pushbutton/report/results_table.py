@@ -86,7 +86,7 @@ def results_table(ctx: dict, df: pd.DataFrame | None, outdir: Path, cell) -> dic
         rows.append(r)
     return {"empty": False, "headers": headers, "num": num, "rows": rows, "total": len(agg),
             "shown": len(rows), "csv": "aggregated.csv", "by": by, "metrics": metrics,
-            "notes": _notes(df, agg, metrics, kinds, ci)}
+            "notes": _notes(df, agg, metrics, kinds, ci) + _absent(df, agg, by)}
 
 
 def _metric_cells(rec: dict, m: str, kind: str) -> list[dict]:
@@ -98,6 +98,24 @@ def _metric_cells(rec: dict, m: str, kind: str) -> list[dict]:
         return [_cell(mean, f"{sig(mean)} ({k}/{int(n)})" if n else "–"), _cell(lo, ci_txt)]
     txt = sig(mean) + ("" if sem is None or math.isnan(sem) else f" ± {sig(sem, SEM_DIGITS)}")
     return [_cell(mean, txt), _cell(lo, ci_txt), _cell(rec[f"{m}_q50"], sig(rec[f"{m}_q50"]))]
+
+
+def _absent(df, agg, by) -> list[str]:
+    """Points that have tasks but no finished replicate are said, not silently absent."""
+    if not by or N.STATUS not in df.columns:
+        return []
+    points = df[by].drop_duplicates()
+    merged = points.merge(agg[by].drop_duplicates(), on=by, how="left", indicator=True)
+    absent = merged[merged["_merge"] == "left_only"][by]
+    if not len(absent):
+        return []
+    n = len(absent)
+    shown = "; ".join(", ".join(f"{c}={v}" for c, v in zip(by, row))
+                      for row in absent.head(3).itertuples(index=False))
+    return [f"{n} point{'s' * (n != 1)} of the space {'have' if n != 1 else 'has'} no finished "
+            f"replicate and {'are' if n != 1 else 'is'} not in the table ({shown}"
+            f"{'; ...' if n > 3 else ''}): every task there failed or is not done (see "
+            "Failures)."]
 
 
 def _notes(df, agg, metrics, kinds, ci) -> list[str]:

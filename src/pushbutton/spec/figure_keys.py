@@ -19,7 +19,7 @@ COMMON = {"kind", "name", "title", "caption", "units"}
 # kind -> (required keys, optional keys); column-valued keys are checked against the table.
 KEYS = {
     "line": ({"x", "y"}, {"hue", "err", "logx", "logy", "ci"}),
-    "heatmap": ({"x", "y", "value"}, {"boundary", "cmap", "vmin", "vmax"}),
+    "heatmap": ({"x", "y", "value"}, {"boundary", "cmap", "vmin", "vmax", "logx", "logy"}),
     "learning_curves": ({"metric"}, {"hue", "x", "err", "logx", "logy", "ci"}),
     "histogram": ({"column"}, {"hue", "bins", "logy"}),
 }
