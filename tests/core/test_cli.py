@@ -179,9 +179,10 @@ def test_code_change_is_noted_not_silently_mixed(project):
     with open(project / "tasks.py", "a") as f:
         f.write("\n# a change to the code\n")
     r = pb("run", "experiment.toml")
-    assert "40 results were computed by code version" in r.stderr and "--rerun" in r.stderr
+    assert "40 results are from an earlier code version" in r.stderr and "--rerun" in r.stderr
+    assert "changed since: tasks.py\n" in r.stderr  # the file, so that its edit can be judged
     pb("run", "experiment.toml", "--rerun")
-    assert "computed by code version" not in pb("run", "experiment.toml").stderr
+    assert "earlier code version" not in pb("run", "experiment.toml").stderr
 
 
 def test_watch_follows_a_detached_run_to_the_end(project):

@@ -309,7 +309,8 @@ def test_code_version_outside_git_sees_every_text_file_but_not_figures_or_data(t
     assert "--rerun" not in r.stderr  # figures and binary data are not code
     write(spec.parent / "score.awk", 'BEGIN { printf "{\\"y\\": %d}\\n", x * 3 }\n')
     r = _run(spec)
-    assert "3 results were computed by code version" in r.stderr and "--rerun" in r.stderr
+    assert "3 results are from an earlier code version" in r.stderr and "--rerun" in r.stderr
+    assert "changed since: score.awk\n" in r.stderr  # not the spec, whose figures changed
     v = _versions(spec)
     assert v[0] == v[1] != v[2] and all(x.startswith("code:") for x in v)
 
@@ -333,6 +334,6 @@ def test_code_version_in_git_sees_each_edit_but_not_figures(tmp_path):
     # a second edit of the tracked .awk is seen, though the tree was dirty before it
     write(cwd / "score.awk", 'BEGIN { printf "{\\"y\\": %d}\\n", x * 4 }\n')
     r = _run(spec)
-    assert "3 results were computed by code version" in r.stderr
+    assert "3 results are from an earlier code version" in r.stderr
     v = _versions(spec)
     assert v[0] == v[1] != v[2]

@@ -12,8 +12,11 @@ from pushbutton.cli.project import experiment_named, open_store
 @click.command()
 @click.argument("experiment", required=False)
 @click.option("--run/--no-run", "do_run", default=True, help="Run them now (needs the spec).")
-def retry(experiment, do_run):
-    """Run the failed tasks again."""
+@click.option("--on", "on", default=None,
+              help="Target to run them on  [default: the target of the last run]")
+def retry(experiment, do_run, on):
+    """Run the failed tasks again (where the last run ran: a sweep run on a cluster is retried
+    there)."""
     store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     spec = next(e["spec"] for e in store.experiments() if e["id"] == eid)
@@ -21,12 +24,24 @@ def retry(experiment, do_run):
     if do_run and spec_file and Path(spec_file).exists():
         from pushbutton.experiment import load
         exp = load(spec_file, project=store.root)
-        summary = run_with_progress(exp, None, None, "retry failed", False, True, False, None,
-                                    False)
+        n = store.counts(eid)["failed"]
+        if not n:
+            click.echo(f"{name}: no failed tasks to retry")
+            return
+        runs = store.runs(eid)
+        target = on or (runs[-1]["target"] if runs else None) or "local"
+        click.echo(f"retrying {n:,} failed task{'s' * (n != 1)} of {name} on {target}")
+        summary = run_with_progress(exp, None if target == "local" else target, None,
+                                    "retry failed", False, True, False, None, False)
+        if summary.get("submitted") is not None:  # a scheduler: submitted, harvested later
+            click.echo(summary.get("message", f"submitted {summary['submitted']} tasks"))
+            return
         from pushbutton.execution.summary import run_lines
         for line in run_lines(name, summary.get("counts", {}), summary.get("seconds"),
                               summary.get("failures"), exp.resources):
             click.echo(line)
+        from pushbutton.cli.run import stale_notes  # the fix may have changed what is done
+        stale_notes(exp, summary)
         return
     with store.tx():
         n = store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "

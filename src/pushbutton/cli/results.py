@@ -65,12 +65,20 @@ def _results_table(store, eid, name, where, all_tasks, limit, run, all_columns):
              limit=(limit + 1) if limit else None, run=run)
     c = store.counts(eid)
     total = sum(c.values()) if all_tasks else c["done"]
-    title = f"{name}: {total:,} rows" if not (where or run) else (
-        f"{name}: rows" + (f" of run {run}" if run else "")
-        + (f" where {where}" if where else ""))
+    if where or run:  # how many rows match is not counted (only the rows shown are read)
+        total = None
+        title = (f"{name}: rows" + (f" of run {run}" if run else "")
+                 + (f" where {where}" if where else ""))
+    else:
+        title = f"{name}: {total:,} row{'s' * (total != 1)}"
+        left = [f"{v:,} {k}" for k, v in c.items() if k != "done" and v]
+        if left and not all_tasks:  # the tasks a table of done ones leaves out are named
+            title += f" (done tasks; not shown: {', '.join(left)}; --all shows them)"
     print_frame(df.head(limit) if limit else df, 0, title=title, all_columns=all_columns)
     if limit and len(df) > limit:
-        click.echo("... more rows: --limit 0 for all, or --format csv")
+        more = f"{total - limit:,} more rows (the first {limit:,} of {total:,} shown)" \
+            if total is not None else "more rows"
+        click.echo(f"... {more}: --limit 0 for all, or --format csv")
 
 
 @click.command()
@@ -118,9 +126,10 @@ def logs(task, experiment):
     out = lg(store, eid, task)
     click.echo(f"task {out['task']} [{out['state']}] "
                f"{json.dumps(out['params'], ensure_ascii=False)}"
-               + (f" on node {out['node']} (host {out['host']})" if out.get("node") else ""))
+               + (f" on {_where(out)}" if out.get("node") or out.get("host") else ""))
     for a in out["attempts"]:
-        where = f"host {a['host']}" + (f", node {a['node']}" if a.get("node") else "")
+        where = f"host {a['host']}" + (f", node {a['node']}" if a.get("node") and
+                                       a["node"] != a["host"] else "")
         click.echo(f"-- attempt {a['n']} (bundle {a['bundle']}): {a['kind']}: {a['error']} "
                    f"({where})")
         tb = (a["traceback"] or "").strip()
@@ -132,6 +141,14 @@ def logs(task, experiment):
     click.echo(out["stdout"].rstrip())
     click.echo("-- stderr --")
     click.echo(out["stderr"].rstrip())
+
+
+def _where(d: dict) -> str:
+    """Where a task ran: the node, and the host only where it differs (as `pb show`)."""
+    node, host = d.get("node"), d.get("host")
+    if node and host and node != host:
+        return f"node {node} (host {host})"
+    return f"{node or host}"
 
 
 COMMANDS = [results, sql, logs]

@@ -104,14 +104,31 @@ def _say_outcome(exp, c, summary):
     for line in run_lines(exp.name, c, summary["seconds"], summary.get("failures"),
                           exp.resources, ref=ref):
         click.echo(line)
-    for version, n in (summary.get("stale") or {}).items():
-        click.echo(f"note: {n:,} results were computed by code version {version}, not the "
-                   f"current one; `pb run ... --rerun` recomputes them", err=True)
+    stale_notes(exp, summary)
     click.echo(f"results: pb results {ref}   (store: {exp.store.dir})")
     click.echo(f"report:  pb report {ref}")
     if c.get("failed"):
         click.echo(f"next:    {logs} ID (a task above); fix, then pb retry {ref}")
         sys.exit(1)
+
+
+def stale_notes(exp, summary) -> None:
+    """Done results of another code version than this run's: kept, and said (on stderr) with
+    the files that changed since, so that an edit that cannot change them (an analysis
+    script, a README) is told from one that can."""
+    spec = _short(exp.spec_file) if exp.spec_file else "SPEC"
+    for version, s in (summary.get("stale") or {}).items():
+        run = f", run {s['run']}" if s.get("run") else ""
+        changed = s.get("changed")
+        click.echo(f"note: {s['tasks']:,} results are from an earlier code version "
+                   f"({version}{run})", err=True)
+        if changed:
+            names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more"
+                                              if len(changed) > 5 else "")
+            click.echo(f"      changed since: {names}", err=True)
+        click.echo("      they are kept; if the change alters them, recompute them with",
+                   err=True)
+        click.echo(f"      pb run {spec} --rerun", err=True)
 
 
 def _ref(exp) -> str:
@@ -120,7 +137,12 @@ def _ref(exp) -> str:
     from pushbutton.store import location
     if location.obvious(exp.project) or not exp.spec_file:
         return exp.name
-    path = str(Path(exp.spec_file).resolve())
+    return _short(exp.spec_file)
+
+
+def _short(spec_file) -> str:
+    """A spec file as the shorter of its path relative to here and its absolute path."""
+    path = str(Path(spec_file).resolve())
     rel = os.path.relpath(path)
     return rel if len(rel) < len(path) else path
 
@@ -135,8 +157,10 @@ def _dry_run(exp, on, workers, yes, rerun, rerun_failed, sbatch):
         click.echo(f"space: {exp.space!r}")
         click.echo(f"runs: {exp.spec.function or exp.spec.command}  (in {exp.root})")
         r = exp.resources
-        click.echo(f"resources per task: timeout={r.timeout or 'none'} retries={r.retries} "
-                   f"cpus={r.cpus} memory={str(r.memory) + 'MB' if r.memory else 'none'}")
+        kinds = f" (on {', '.join(r.retry_on)})" if r.retries else ""  # which failures retry
+        memory = f"{r.memory}MB" if r.memory else "none"
+        click.echo(f"resources per task: timeout={r.timeout or 'none'} "
+                   f"retries={r.retries}{kinds} cpus={r.cpus} memory={memory}")
         click.echo("first points:")
         for p in exp.space.head(5):
             click.echo("  " + json.dumps(p, ensure_ascii=False))

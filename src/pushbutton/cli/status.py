@@ -43,7 +43,7 @@ def _print_status(s):
     click.echo(f"{s['experiment']}: {s['total']:,} tasks, {100 * s['progress']:.1f}% finished "
                f"[{state}]")
     click.echo("  " + ", ".join(parts or ["no tasks"]))
-    if s["rate_per_s"]:
+    if s["rate_per_s"] and c["pending"] + c["running"]:  # a finished one has no rate or ETA
         click.echo(f"  rate {s['rate_per_s']:,.1f} tasks/s, ETA {duration(s['eta_s'])}")
     if s["failures"]:
         from pushbutton.execution.summary import failure_lines
@@ -53,8 +53,14 @@ def _print_status(s):
     if state == "interrupted":
         click.echo("  its driver is gone (killed?); `pb run` resumes it")
     if s.get("out_on_slurm") and not s.get("harvester_down"):
-        click.echo(f"  {s['out_on_slurm']} bundles out on SLURM; `pb harvest {s['experiment']}` "
-                   "(or the background harvester) brings results in")
+        n = s["out_on_slurm"]
+        out = f"  {n:,} bundle{'s' * (n != 1)} out on SLURM; "
+        if s.get("harvesting"):  # a background harvester (or the run's own process) is on it
+            click.echo(out + f"results come in as they finish (follow: pb watch "
+                       f"{s['experiment']})")
+        else:  # over SSH nobody harvests unless asked (auto_harvest is off there)
+            click.echo(out + f"`pb harvest {s['experiment']}` brings results in (--wait: "
+                       "until all are in)")
     if s.get("harvester_down"):
         click.echo(f"  harvester not running — `pb harvest {s['experiment']}` or "
                    f"`pb watch {s['experiment']}` restarts it")
@@ -119,8 +125,8 @@ def show(what, as_json):
         runs = store.runs(eid)
         if runs:
             p = dict(runs[-1]["provenance"])
-            p.pop("git_diff", None)
-            p.pop("spec", None)
+            for k in ("git_diff", "spec", "code_files"):
+                p.pop(k, None)
             click.echo("last run provenance:")
             click.echo(json.dumps(p, indent=2, default=str))
         return

@@ -37,6 +37,10 @@ def print_frame(df, limit, title=None, all_columns=True, width=None) -> list[str
     console = Console(width=width) if width else Console()
     shown = df if not limit else df.head(limit)
     shown = shown.drop(columns=bookkeeping_hidden(shown, all_columns))
+    if "pb_status" in shown.columns:  # next to the id: the first column cut for width was it
+        cols = [c for c in shown.columns if c != "pb_status"]
+        at = cols.index("pb_task_id") + 1 if "pb_task_id" in cols else 0
+        shown = shown[cols[:at] + ["pb_status"] + cols[at:]]
     cells = {c: [cell(v, c) for v in shown[c].tolist()] for c in shown.columns}
     fit, cut, used = [], [], 1  # the table's left border
     for c in shown.columns:
@@ -46,12 +50,14 @@ def print_frame(df, limit, title=None, all_columns=True, width=None) -> list[str
             continue
         fit.append((c, w))
         used += w + 3  # a space of padding either side, and a border
-    table = Table(title=title)
+    table = Table()
     for c, w in fit:  # fixed widths: a header longer than its column folds, a value never
         table.add_column(Text(str(c), no_wrap=False, overflow="fold"), width=w, no_wrap=True,
                          overflow="ellipsis", justify="right" if _numeric(shown[c]) else "left")
     for i in range(len(shown)):
         table.add_row(*[cells[c][i] for c, _ in fit])
+    if title:  # its own line: a title wider than a narrow table would wrap inside it
+        click.echo(title)
     console.print(table)
     if cut:
         names = ", ".join(map(str, cut[:6])) + (", ..." if len(cut) > 6 else "")
@@ -134,10 +140,14 @@ def cell(v, column=None):
 
 
 def duration(seconds):
-    """12m05s, or 3h07m from an hour on; '-' for none."""
+    """0.4s or 42s under a minute, 12m05s, or 3h07m from an hour on; '-' for none."""
     if seconds is None:
         return "-"
+    if seconds < 10:  # a short run reads as what it took, not as 0m00s
+        return f"{max(seconds, 0):.1f}s"
     s = int(seconds)
+    if s < 60:
+        return f"{s}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 

@@ -121,17 +121,21 @@ def harvest_cmd(experiment, wait, timeout):
     if not out:
         click.echo("nothing to harvest: no bundles are out on a scheduler")
         return
-    bad = False
+    from pushbutton.execution.summary import failure_lines
+    from pushbutton.store.failures import top_causes
     for name, s in out.items():
         c = s.get("counts", {})
+        n = s.get("bundles_ingested", 0)
         click.echo(f"{name}: {s['status']}; {c.get('done', 0)} done, {c.get('failed', 0)} "
                    f"failed, {c.get('running', 0)} out, {c.get('pending', 0)} pending "
-                   f"({s.get('bundles_ingested', 0)} bundles ingested this time)")
+                   f"({n} bundle{'s' * (n != 1)} ingested this time)")
         for w in s.get("warnings") or []:
             click.secho(f"  warning: {w}", fg="yellow")
-        bad = bad or c.get("failed", 0) > 0
-    if bad:
-        click.echo("failures: pb status EXPERIMENT; pb logs TASK; pb retry EXPERIMENT")
+        if c.get("failed", 0):  # the top causes, one task each, as `pb run` ends
+            for line in failure_lines(top_causes(store, store.experiment(name)), name,
+                                      more_hint=f"pb status {name} --causes 0"):
+                click.echo("  " + line)
+            click.echo(f"  next: pb logs ID (a task above); fix, then pb retry {name}")
 
 
 COMMANDS = [targets_group, harvest_cmd]

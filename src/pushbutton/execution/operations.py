@@ -10,7 +10,7 @@ import time
 
 from pushbutton.store import liveness
 from pushbutton.store import provenance
-from pushbutton.store.code_version import PREFIX as CODE_PREFIX
+from pushbutton.store.code_version import PREFIX as CODE_PREFIX, changed_files
 from pushbutton.execution import factory
 from pushbutton.execution.driver import Driver
 from pushbutton.execution.slurm import runs as slurm_runs
@@ -90,7 +90,7 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         prov = provenance.collect(exp.root, message)
         prov["target"] = target
         prov["spec"] = exp.spec.model_dump()
-        stale = _stale_results(store, eid, prov.get("code_version"))
+        stale = _stale_results(store, eid, prov.get("code_version"), prov.get("code_files"))
         run_id = store.new_run(eid, message, target, prov)
         store.event(eid, run_id, "run-start", {"target": target, "pid": os.getpid()})
         _drop_detached_marker(store, eid)  # from now on the lock and the run say it runs
@@ -147,19 +147,29 @@ def detached_alive(store: Store, eid: int) -> bool:
     return liveness.detached_pid(store, eid) is not None
 
 
-def _stale_results(store: Store, eid: int, code_version: str | None) -> dict:
+def _stale_results(store: Store, eid: int, code_version: str | None,
+                   files: dict | None = None) -> dict:
     """Done tasks computed by another code version than the current one: kept (a task's
     identity is its parameters), but worth a word, since only --rerun recomputes them. Only
     versions of the same rule are compared (store/code_version.py): one recorded before it
-    hashed content (a git commit) cannot be told equal or not."""
+    hashed content (a git commit) cannot be told equal or not. Per version: how many tasks,
+    the number of its last run, and the files changed since (when both runs listed theirs)."""
     if not code_version:
         return {}
     rows = store.db.execute(
-        "SELECT r.code_version, count(*) FROM tasks t JOIN runs r ON r.id = t.run "
+        "SELECT r.code_version, count(*), max(r.id) FROM tasks t JOIN runs r ON r.id = t.run "
         "WHERE t.exp=? AND t.state='done' AND r.code_version IS NOT ? AND "
         "substr(r.code_version, 1, ?) = ? GROUP BY r.code_version",
         (eid, code_version, len(CODE_PREFIX), CODE_PREFIX)).fetchall()
-    return {v or "?": n for v, n in rows}
+    numbers = store.run_numbers(eid) if rows else {}
+    out = {}
+    for version, n, rid in rows:
+        (text,) = store.db.execute("SELECT provenance FROM runs WHERE id=?", (rid,)).fetchone()
+        before = json.loads(text or "{}").get("code_files")
+        changed = changed_files(before, files) if before is not None and files is not None \
+            else None
+        out[version or "?"] = {"tasks": n, "run": numbers.get(rid), "changed": changed}
+    return out
 
 
 def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:

@@ -92,20 +92,42 @@ def content(path: Path) -> bytes | None:
 def code_version(folder: str | os.PathLike, max_files: int = 20000) -> str:
     """'code:<hash>' of the project's files that are not data. A '+' at the end: more than
     `max_files` files, only the first ones were hashed."""
+    return fingerprint(folder, max_files)[0]
+
+
+def fingerprint(folder: str | os.PathLike, max_files: int = 20000) -> tuple[str, dict]:
+    """(the code version, {file: a short hash of its content}): the files let a later run
+    say which of them changed (`changed_files`)."""
     base, files = project_code_files(folder)
     h = hashlib.blake2b(digest_size=10)
-    n = 0
+    n, each = 0, {}
     for rel in files:
         path = base / rel
         data = content(path)
         if data is None:
             if not os.path.lexists(path):  # a tracked file deleted is a change of the code
                 h.update(f"{rel}\0deleted\0".encode())
+                each[rel] = "deleted"
             continue
         # name and size first, so that bytes cannot shift from one file to the next unseen
         h.update(f"{rel}\0{len(data)}\0".encode())
         h.update(data)
+        each[rel] = hashlib.blake2b(data, digest_size=6).hexdigest()
         n += 1
         if n >= max_files:
-            return PREFIX + h.hexdigest() + "+"
-    return PREFIX + h.hexdigest()
+            return PREFIX + h.hexdigest() + "+", each
+    return PREFIX + h.hexdigest(), each
+
+
+def changed_files(before: dict, after: dict) -> list[str]:
+    """What differs between two runs' files (`fingerprint`): 'a.py', 'b.py (new)',
+    'c.py (deleted)', in name order."""
+    gone = "deleted"
+    out = []
+    for rel in sorted(set(before) | set(after)):
+        old, new = before.get(rel, gone), after.get(rel, gone)
+        if old == new:
+            continue
+        out.append(f"{rel} (new)" if old == gone else f"{rel} (deleted)" if new == gone
+                   else rel)
+    return out

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from pushbutton.store.code_version import code_version
+from pushbutton.store.code_version import fingerprint
 
+MAX_LISTED = 5000  # files whose hashes a run keeps (12 hex digits each)
 PACKAGES = ("pushbutton", "numpy", "pandas", "pyarrow", "duckdb", "scipy", "scikit-learn",
             "torch", "matplotlib", "pydantic")
 
@@ -53,5 +54,7 @@ def collect(code_dir: str | os.PathLike, message: str | None = None) -> dict:
                     git_diff=diff[:200_000], git_untracked=(untracked or "").split())
     # the version results are compared by (stale results): content, not the commit, so that an
     # edit is seen however many came before it, and a commit of figure settings is not one
-    prov["code_version"] = code_version(code_dir)
+    prov["code_version"], files = fingerprint(code_dir)
+    if len(files) <= MAX_LISTED:  # which files changed between two runs can then be said
+        prov["code_files"] = files
     return prov

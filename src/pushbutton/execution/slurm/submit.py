@@ -88,10 +88,10 @@ def _submit_experiment(backend, exp, eid, run_id, store, background) -> dict:
     summary = {"status": "submitted", "run": run_id, "target": backend.target.name,
                "bundles": n_bundles, "tasks": n_tasks, "jobs": jobs, "submitted": n_tasks,
                "seconds": time.time() - t0, "counts": store.counts(eid),
-               "message": _message(exp.name, backend.target.name, n_bundles, n_tasks, jobs)}
+               "message": _message(exp.name, backend.target.name, n_bundles, n_tasks, jobs,
+                                   pid, background)}
     if pid:
         summary["harvester"] = pid
-        summary["message"] += f"\nresults flow into the store in the background (pid {pid})"
     return summary
 
 
@@ -104,12 +104,23 @@ def run_meta(backend, exp, run_id: int) -> dict:
             "submitted": time.time(), "stalls": 0}
 
 
-def _message(name: str, target: str, n_bundles: int, n_tasks: int, jobs: list[str]) -> str:
+def _message(name: str, target: str, n_bundles: int, n_tasks: int, jobs: list[str],
+             harvester: int | None = None, background: bool = True) -> str:
+    """What was submitted, and who brings the results in: the background harvester (then
+    `pb watch` follows it), this process (`--wait`), or nobody until `pb harvest` (over SSH,
+    where auto_harvest is off and `pb watch` would have nothing to follow)."""
     if not n_tasks:
         return f"{name}: nothing to submit (no pending tasks)"
-    return (f"{name}: submitted {n_tasks} tasks as {n_bundles} bundles (SLURM job"
-            f"{'s' if len(jobs) > 1 else ''} {', '.join(jobs) or '-'}) to '{target}'"
-            f"\nfollow: pb watch {name}   results: pb harvest {name}   stop: pb cancel {name}")
+    head = (f"{name}: submitted {n_tasks:,} task{'s' * (n_tasks != 1)} as {n_bundles:,} "
+            f"bundle{'s' * (n_bundles != 1)} (SLURM job{'s' if len(jobs) > 1 else ''} "
+            f"{', '.join(jobs) or '-'}) to '{target}'")
+    if not background:
+        return head + "\nwaiting for the results (Ctrl-C stops waiting, not the jobs)"
+    if harvester:
+        return (head + f"\nresults flow into the store in the background (pid {harvester})"
+                f"\nfollow: pb watch {name}   stop: pb cancel {name}")
+    return (head + f"\nresults: pb harvest {name} --wait   (no background harvester: "
+            f"auto_harvest is off for '{target}')\nstop:    pb cancel {name}")
 
 
 def ship_code(backend, root) -> None:
