@@ -37,7 +37,7 @@ SWEEP = """
     LRS = [0.5, 0.25]
     for lr in LRS:
         for seed in range(3):
-            with open("calls.txt", "a") as f:   # counts executions (cwd: the script's folder)
+            with open("calls.txt", "a") as f:   # counts executions (cwd: the task's folder)
                 f.write(f"{lr},{seed}\\n")
             result = {"score": lr * SCALE + seed, "tag": f"s{seed}"}
 """
@@ -56,12 +56,16 @@ def test_nested_sweep_results_resume_and_script_untouched(tmp_path):
     for (lr, s), x in pts.items():
         assert x["pb_status"] == "done"
         assert float(x["score"]) == lr * 10 + s and x["tag"] == f"s{s}"
-    assert len((tmp_path / "calls.txt").read_text().splitlines()) == 6
+    def calls():  # each task wrote its own calls.txt, in its own folder
+        return sorted(p.read_text() for p in
+                      (tmp_path / ".pushbutton" / "tasks" / "parrun-train").glob("*/*/calls.txt"))
+    assert calls() == sorted(f"{lr},{s}\n" for lr in (0.5, 0.25) for s in range(3))
+    assert not (tmp_path / "calls.txt").exists()
     # resume: nothing new runs
     r = pb(tmp_path, "parrun", "train.py", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "6 done" in r.stdout
-    assert len((tmp_path / "calls.txt").read_text().splitlines()) == 6
+    assert len(calls()) == 6
     assert script.read_bytes() == before
     runners = list((tmp_path / ".pushbutton" / "parrun").glob("parrun-train-*.py"))
     assert len(runners) == 1
@@ -88,19 +92,23 @@ def test_values_reach_the_body_verbatim(tmp_path):
     assert sorted(x["n2"] for x in recs) == [2] * 5 + [5.0] * 5
 
 
-@pytest.mark.parametrize("loop,line,what", [
-    ("for x in make_values():", 4, "function call"),
-    ("for x in xs:", 4, "variable"),
-    ("for x in {1, 2}:", 4, "set"),
-])
-def test_non_literal_grid_is_a_located_error(tmp_path, loop, line, what):
+@pytest.mark.parametrize("loop", ["for x in make_values():", "for x in xs:"])
+def test_computed_grid_is_evaluated(tmp_path, loop):
+    """A function call or a computed list: once refused, now evaluated like the script would."""
+    script = tmp_path / "calc.py"
+    script.write_text("def make_values():\n    return [1, 2]\nxs = [v for v in range(1, 3)]\n"
+                      f"{loop}\n    result = {{'twice': 2 * x}}\n")
+    r = pb(tmp_path, "parrun", "calc.py", "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 tasks" in r.stdout and "grid evaluated by running" in r.stdout
+
+
+def test_set_grid_is_a_located_error(tmp_path):
     script = tmp_path / "bad.py"
-    script.write_text("def make_values():\n    return [1, 2]\nxs = list(range(3))\n"
-                      f"{loop}\n    print(x)\n")
+    script.write_text("xs = 1\nfor x in {1, 2}:\n    print(x)\n")
     r = pb(tmp_path, "parrun", "bad.py")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert f"bad.py:{line}" in r.stderr and what in r.stderr
-    assert "literal list or range()" in r.stderr and "experiment.toml" in r.stderr
+    assert "bad.py:2" in r.stderr and "a set" in r.stderr and "sorted(" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     assert not (tmp_path / ".pushbutton" / "parrun").exists() or \
         not list((tmp_path / ".pushbutton" / "parrun").iterdir())
@@ -188,8 +196,8 @@ def test_parse_rules(tmp_path):
         for x in X:
             pass
     """)
-    with pytest.raises(SpecError, match="s.py:3"):
-        parrun.parse(p)
+    s = parrun.parse(p)   # changed after its definition: evaluated, as the script runs it
+    assert s.how == "evaluated" and list(parrun.space_of(s)) == [{"x": 1}, {"x": 2}, {"x": 3}]
     p = write(tmp_path, "s2.py", """
         for n in [1, 2]:
             total = 0
@@ -197,15 +205,16 @@ def test_parse_rules(tmp_path):
                 total += i
             result = {"total": total}
     """)
-    s = parrun.parse(p)
-    assert s.names == ["n"] and "for i in range(n)" in s.body
+    s = parrun.parse(p)   # the inner loop is followed by a statement: it runs in the task
+    assert s.names == ["n"]
     p = write(tmp_path, "s3.py", """
-        for n in [1]:
+        for n in [1, 2]:
             for i in range(n):
                 pass
     """)
-    with pytest.raises(SpecError, match="s3.py:2"):
-        parrun.parse(p)
+    s = parrun.parse(p)   # a dependent inner loop: (1, 0), (2, 0), (2, 1)
+    assert s.how == "static" and s.axes[1].dependent
+    assert [tuple(p.values()) for p in parrun.space_of(s)] == [(1, 0), (2, 0), (2, 1)]
     p = write(tmp_path, "s4.py", """
         for n in [1, 2]:
             for n in [3]:
@@ -221,5 +230,5 @@ def test_parse_rules(tmp_path):
     """)
     s = parrun.parse(p)
     assert s.warnings and "break" in s.warnings[0]
-    src = parrun.runner_source(s)
-    compile(src, "runner", "exec")
+    from pushbutton.spec.parrun_runner import runner_source
+    compile(runner_source(s), "runner", "exec")

@@ -65,7 +65,8 @@ class Experiment:
                  figures: list[dict] | None = None, metrics: dict | None = None,
                  root=None, project=None, path=(), target: str = "local",
                  sbatch: str | None = None, spec_file: str | None = None,
-                 space_dict: dict | None = None, max_tasks: int | None = None):
+                 space_dict: dict | None = None, max_tasks: int | None = None,
+                 task_folder: bool = False):
         from pushbutton.spec.space import Space
         root_guess = None
         if callable(function):
@@ -108,6 +109,8 @@ class Experiment:
                 raise SpecError(f"placeholder {{{sorted(unknown)[0]}}} is not a parameter",
                                 file=spec_file, key="command",
                                 fix=f"parameters are: {', '.join(self.space.names)}")
+        # a command task runs in its own fresh folder holding the root's files (pb parrun)
+        self.task_folder = bool(task_folder)
         self._store = None
         self._checked_spec = False
 
@@ -122,7 +125,10 @@ class Experiment:
     def call(self) -> dict:
         if self.spec.function:
             return {"kind": "python", "target": self.spec.function}
-        return {"kind": "command", "argv": list(self.spec.command)}
+        call = {"kind": "command", "argv": list(self.spec.command)}
+        if self.task_folder:
+            call["workdir"] = "task"
+        return call
 
     @property
     def sys_path(self) -> list[str]:

@@ -155,6 +155,8 @@ def _show_task(store, exps, prefix, as_json):
             "failed_attempts": [{k: a.get(k) for k in ("n", "kind", "error", "host", "node",
                                                         "bundle")}
                                 for a in t["attempts"]]}
+    from pushbutton.execution.taskdirs import task_folder
+    info["folder"] = task_folder(store, t["task"])
     if as_json:
         click.echo(json.dumps(info, indent=2, default=_plain, ensure_ascii=False))
         return
@@ -180,6 +182,10 @@ def _show_task(store, exps, prefix, as_json):
     for a in t["attempts"]:
         click.echo(f"  attempt {a['n']} failed: {a['kind']}: {a['error']}"
                    + (f" (host {a['host']})" if a["host"] else ""))
+    f = info["folder"]
+    where = (f" (on {f['target']}" + (f", host {f['host']}" if f["host"] else "") + ")"
+             if f["target"] else "" if f["exists"] else " (not made yet)")
+    click.echo(f"  folder      {f['path']}{where}")
     click.echo(f"  log         pb logs {t['task'][:12]}")
 
 

@@ -110,6 +110,36 @@ def rsync_excludes() -> list[str]:
     return [f"{d}/" for d in sorted(SKIP_DIRS)] + [".*", *SKIP_FILES]
 
 
+SMALL_FILE = 1 << 20  # files up to this size are copied into a task's own folder, not linked
+
+
+def fill_task_folder(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Make `dst` a fresh folder in which `src`'s files are visible (a `pb parrun` task's, or
+    the folder its grid is read in): each entry of `src` except hidden ones and __pycache__,
+    small regular files copied (what a task writes into them stays its own), folders and
+    bigger files linked. worker.py keeps a copy of this function (see the top of this file)."""
+    import shutil
+    dst = os.fspath(dst)
+    if os.path.lexists(dst):
+        if os.path.isdir(dst) and not os.path.islink(dst):
+            shutil.rmtree(dst)
+        else:
+            os.unlink(dst)
+    os.makedirs(dst)
+    for entry in os.scandir(src):
+        name = entry.name
+        if name.startswith(".") or name == "__pycache__":
+            continue
+        target = os.path.join(dst, name)
+        try:
+            if entry.is_file() and entry.stat().st_size <= SMALL_FILE:
+                shutil.copy2(entry.path, target)
+            elif os.path.exists(entry.path):  # a folder, a big file (a dangling link: left out)
+                os.symlink(os.path.realpath(entry.path), target)
+        except FileNotFoundError:  # gone meanwhile
+            continue
+
+
 def signal_name(num: int) -> str:
     """'SIGSEGV' for 11 (or the number when the platform has no name for it)."""
     try:

@@ -14,7 +14,8 @@ write() on an O_APPEND descriptor, so a killed worker leaves at most one torn la
 Why one long stdlib-only file: it is shipped as one file to SLURM nodes and as source text to
 Dask workers, where pushbutton may not be installed. So it imports nothing of ours and keeps its
 own small copies of helpers that live once elsewhere (the atomic writes of done.json and
-pb_task.json, and _signal_name: core/files.py's atomic_write and signal_name); it is split into
+pb_task.json, _signal_name and fill_task_folder: core/files.py's atomic_write, signal_name and
+fill_task_folder); it is split into
 named steps inside, not into modules.
 """
 import hashlib
@@ -482,9 +483,16 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
     if os.path.exists(result_path):
         os.unlink(result_path)
     env = dict(env, PB_PARAMS=_ENC.encode(params), PB_RESULT=result_path)
+    cwd = bundle.spec.get("root") or None
+    if call.get("workdir") == "task":  # a fresh folder of its own for each attempt
+        try:
+            fill_task_folder(cwd or os.getcwd(), env["PB_TASK_DIR"])
+        except OSError as e:
+            return {"ok": False, "kind": "exit",
+                    "error": "cannot make the task's folder %s: %s" % (env["PB_TASK_DIR"], e)}
+        cwd = env["PB_TASK_DIR"]
     out_start = _fd_offset(out_fd)
-    failed = _run_process(argv, env, bundle.spec.get("root") or None, timeout, memory_mb,
-                          out_fd, err_fd)
+    failed = _run_process(argv, env, cwd, timeout, memory_mb, out_fd, err_fd)
     if failed:
         return failed
     metrics, failed = _command_metrics(bundle, result_path, out_start, out_fd)
@@ -494,6 +502,34 @@ def run_command(bundle, task, call, timeout, memory_mb, out_fd, err_fd, env):
     if problem:
         return {"ok": False, "kind": "metric", "error": problem}
     return {"ok": True, "metrics_json": text}
+
+
+_SMALL_FILE = 1 << 20
+
+
+def fill_task_folder(src, dst):
+    """A fresh folder `dst` in which `src`'s files are visible: small files copied, folders and
+    big files linked, hidden ones and __pycache__ left out (a copy of core/files.py's: see the
+    top of this file)."""
+    import shutil
+    if os.path.lexists(dst):
+        if os.path.isdir(dst) and not os.path.islink(dst):
+            shutil.rmtree(dst)
+        else:
+            os.unlink(dst)
+    os.makedirs(dst)
+    for entry in os.scandir(src):
+        name = entry.name
+        if name.startswith(".") or name == "__pycache__":
+            continue
+        target = os.path.join(dst, name)
+        try:
+            if entry.is_file() and entry.stat().st_size <= _SMALL_FILE:
+                shutil.copy2(entry.path, target)
+            elif os.path.exists(entry.path):
+                os.symlink(os.path.realpath(entry.path), target)
+        except FileNotFoundError:
+            continue
 
 
 def _run_process(argv, env, cwd, timeout, memory_mb, out_fd, err_fd):

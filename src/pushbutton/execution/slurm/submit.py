@@ -78,6 +78,7 @@ def _submit_experiment(backend, exp, eid, run_id, store, background) -> dict:
     if backend.remote:
         ship_code(backend, exp.root)
         meta["base"] = backend.base  # resolved once (~ expanded on the cluster)
+        meta["remote_call"] = remote_call(backend, store, exp.call)
         save_meta(store, eid, meta)
     t0 = time.time()
     n_bundles, n_tasks, jobs = submit_pending(backend, store, eid, run_id, meta)
@@ -132,10 +133,39 @@ def ship_code(backend, root) -> None:
     sh.put(WORKER, backend.worker)
 
 
+def remote_call(backend, store: Store, call: dict) -> dict:
+    """The call as the cluster runs it: a command's arguments that name files in the store's
+    parrun/ folder (`pb parrun`'s runners) travel to <base>/parrun/ (staged in the mirror, which
+    is pushed before sbatch), and a program that is this machine's Python becomes the target's
+    `python`."""
+    if call.get("kind") != "command":
+        return call
+    import shutil
+    import sys
+
+    def esc(a):
+        return str(a).replace("{", "{{").replace("}", "}}")
+    parrun = (store.dir / "parrun").resolve()
+    argv = []
+    for i, a in enumerate(call["argv"]):
+        plain = a.replace("{{", "{").replace("}}", "}")
+        p = Path(plain)
+        if p.is_absolute() and p.parent.resolve() == parrun and p.is_file():
+            (backend.mirror / "parrun").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, backend.mirror / "parrun" / p.name)
+            argv.append(esc(f"{backend.base}/parrun/{p.name}"))
+        elif i == 0 and plain == sys.executable:
+            argv.extend(esc(x) for x in backend.target.python_argv())
+        else:
+            argv.append(a)
+    return dict(call, argv=argv)
+
+
 def _remote_spec(spec: dict, backend, meta: dict) -> dict:
     """bundle.json as the cluster sees it: the code snapshot's paths instead of ours."""
     root = meta["root"]
     s = dict(spec)
+    s["call"] = meta.get("remote_call") or s["call"]
     s["root"] = backend.code_dir
     s["sys_path"] = [backend.code_dir + p[len(root):] for p in meta["sys_path"]
                      if p == root or p.startswith(root.rstrip("/") + "/")]
