@@ -9,8 +9,9 @@ pushbutton may not be installed). Two uses:
   runs the script's top and its loop headers and writes every loop's values to SPEC.json's
   "out" file (its bodies never run).
 
-Every name here starts with `_pb_`: the script runs in this module's namespace (it is
-`__main__`, so pickling and `if __name__ == "__main__":` behave as under `python SCRIPT.py`).
+The script runs in a fresh `__main__` module of its own (see _pb_setup), so pickling and
+`if __name__ == "__main__":` behave as under `python SCRIPT.py`; its loops call `_pb_pick` (a
+task) or `_pb_probe` (the probe), the only names of ours it sees.
 """
 import json as _pb_json
 import math as _pb_math
@@ -135,15 +136,27 @@ def _pb_lambda(node):
                       body=copy.deepcopy(node))
 
 
-def _pb_setup(script, text):
-    """__file__, argv[0] and sys.path[0] as under `python SCRIPT.py`; tracebacks show the
-    text that runs."""
+def _pb_setup(script, text, **names):
+    """The namespace the script runs in: a fresh `__main__` module (so that the script's own
+    names, even `range` or `len`, never reach this file's functions, and pickle finds its
+    classes), with __file__, sys.argv and sys.path[0] as under `python SCRIPT.py`, and
+    `names` (the _pb_ hooks its rewritten loops call). Tracebacks show the text that runs."""
+    import builtins
     import linecache
-    g = globals()
-    g["__file__"] = script
+    import types
+    mod = types.ModuleType("__main__")
+    mod.__file__ = script
+    mod.__builtins__ = builtins
+    mod.__dict__.update(names)
+    _PB_KEEP.append(_pb_sys.modules.get("__main__"))  # this file's module stays alive
+    _pb_sys.modules["__main__"] = mod
     _pb_sys.argv[:] = [script]  # as `python SCRIPT.py`, without arguments
     _pb_sys.path[0] = _pb_os.path.dirname(script)
     linecache.cache[script] = (len(text), None, text.splitlines(True), script)
+    return mod.__dict__
+
+
+_PB_KEEP = []
 
 
 # --- the task -------------------------------------------------------------------------------
@@ -208,12 +221,12 @@ def _pb_task_main(spec):
     _pb_point.update(_pb_json.loads(_pb_os.environ.get("PB_PARAMS") or "{}"))
     series = _pb_os.environ.get("PB_SERIES") or ""
     series0 = _pb_os.path.getsize(series) if series and _pb_os.path.exists(series) else 0
-    _pb_setup(script, spec["text"])
+    ns = _pb_setup(script, spec["text"], _pb_pick=_pb_pick)
     tree = _pb_transform(spec["text"], script, spec["loops"],
                          lambda k, it: _pb_call("_pb_pick", _pb_const(k), it))
     code = compile(tree, script, "exec", dont_inherit=True)
-    exec(code, globals())
-    _pb_finish(globals(), series0)
+    exec(code, ns)
+    _pb_finish(ns, series0)
 
 
 def _pb_const(v):
@@ -348,9 +361,8 @@ def _pb_probe_main(spec_path):
     script = _pb_os.path.join(_pb_os.getcwd(), spec["script"])
     stack = open(spec["stack"], "w")
     faulthandler.dump_traceback_later(spec["timeout"], exit=True, file=stack)
-    _pb_setup(script, spec["text"])
     probe = _PbProbe(spec["loops"])
-    globals()["_pb_probe"] = probe
+    ns = _pb_setup(script, spec["text"], _pb_probe=probe)
     first = spec["loops"][0]
 
     def wrap(k, it):
@@ -375,7 +387,7 @@ def _pb_probe_main(spec_path):
                 spec["nodes"][at[(node.lineno, node.col_offset)]] = node.iter
         tree = _pb_transform(spec["text"], script, spec["loops"], wrap)
         code = compile(tree, script, "exec", dont_inherit=True)
-        exec(code, globals())
+        exec(code, ns)
         if not probe.reached:
             rec["error"] = {"type": "unreached", "line": first["line"]}
         else:
