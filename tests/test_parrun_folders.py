@@ -148,3 +148,12 @@ def test_the_worker_and_pb_fill_task_folders_alike(tmp_path):
         listings.append(sorted((p.name, p.is_symlink(), p.is_file()) for p in dst.iterdir()))
     assert listings[0] == listings[1] == [("big.bin", True, True), ("link.txt", False, True),
                                           ("small.py", False, True), ("sub", True, False)]
+
+
+def test_an_output_file_left_next_to_the_script_is_warned_about(tmp_path):
+    setup(tmp_path)
+    (tmp_path / "results.csv").write_text("0,0,100\n")   # from a plain `python cj.py`
+    r = pb(tmp_path, "parrun", "cj.py", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "warning: cj.py: results.csv already exists next to the script: each task starts " \
+           "with a copy of it" in r.stderr

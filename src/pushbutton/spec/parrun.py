@@ -318,8 +318,28 @@ def _escapes(body) -> list:
     return out
 
 
-def _warnings(path, loops, axes) -> list:
+def _appended_files(node) -> set:
+    """File names the loop nest opens to append to (`open("results.csv", "a")`)."""
+    out = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open" \
+                and n.args and isinstance(n.args[0], ast.Constant) and \
+                isinstance(n.args[0].value, str):
+            mode = n.args[1] if len(n.args) > 1 else next(
+                (k.value for k in n.keywords if k.arg == "mode"), None)
+            if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and \
+                    ("a" in mode.value or "+" in mode.value):
+                out.add(n.args[0].value)
+    return out
+
+
+def _warnings(path, loops, axes, folder=None) -> list:
     out = []
+    for name in sorted(_appended_files(loops[0][0])) if folder else []:
+        if (folder / name).is_file():
+            out.append(f"{path}: {name} already exists next to the script: each task starts "
+                       "with a copy of it in its own folder and adds to it; move it away "
+                       "unless its rows belong in every task's file")
     inner = loops[-1][0]
     for node, prefix, _, _ in loops:
         own = _escapes(prefix) + (_escapes(inner.body) if node is inner else [])
@@ -346,7 +366,7 @@ def _warnings(path, loops, axes) -> list:
             if isinstance(cols[0], range):
                 continue
             try:   # type and value: 1, 1.0 and True are different parameters
-                rows = [tuple((type(v), v) for v in r) for r in zip(*cols)]
+                rows = list(zip(*(list(zip(map(type, c), c)) for c in cols)))
                 n = len(set(rows))
             except TypeError:   # lists, dicts
                 rows = [json.dumps(r, sort_keys=True, default=str) for r in zip(*cols)]
@@ -373,7 +393,7 @@ def read(path, timeout: float = GRID_TIMEOUT) -> LoopNest:
                     prefixes=[None] + [(p[0].lineno, p[-1].end_lineno) if p else None
                                        for _, p, _, _ in loops[1:]],
                     how=how, seconds=seconds, extra={"loops": info})
-    nest.warnings = _warnings(path.name, loops, axes) + empty_inner(nest)
+    nest.warnings = _warnings(path.name, loops, axes, path.parent) + empty_inner(nest)
     return nest
 
 

@@ -185,8 +185,17 @@ def _bound_in(stmts) -> set:
 
 
 def star_import(stmts) -> bool:
-    return any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names)
-               for st in stmts for n in ast.walk(st))
+    """Whether a `from m import *` is among the statements (imports are statements: only the
+    bodies of compound statements are searched, not the expressions)."""
+    for st in stmts:
+        if isinstance(st, ast.ImportFrom) and any(a.name == "*" for a in st.names):
+            return True
+        for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+            inner = getattr(st, block, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.AST) and \
+                    star_import(inner):
+                return True
+    return False
 
 
 def constants(stmts) -> tuple[dict, bool]:
