@@ -160,6 +160,7 @@ _PB_KEEP = []
 
 
 # --- the task -------------------------------------------------------------------------------
+_PB_SPEC = {}   # the runner sets it (below this file's text): script, text, loops
 _pb_point = {}
 
 
