@@ -290,6 +290,17 @@ class Experiment:
         from pushbutton.store import views as table
         return table.sql(self.store, query, experiment=self.name)
 
+    def gather(self, file: str, header: bool | None = None):
+        """`pb gather FILE`: FILE from every done task's folder as one DataFrame (pb_task_id,
+        the parameters, the file's columns, pb_row), kept in the store (the `pb sql` view named
+        after the file). attrs["problems"]: [(task id, parameters, why)] of done tasks whose
+        file is missing or unreadable."""
+        from pushbutton.harvest.gather import gather
+        g = gather(self.store, self._exp_id(), self.name, file, header=header)
+        df = g.frame
+        df.attrs["problems"] = g.problems
+        return df
+
     def cancel(self) -> dict:
         from pushbutton.execution import operations as running
         return running.cancel(self.store, self._exp_id(), self.name)

@@ -25,6 +25,7 @@ EXAMPLES = {
     "clean": "pb clean sweep --bundles",
     "report": "pb report sweep --open",
     "parrun": "pb parrun sweep.py -j 4 --timeout 10m",
+    "gather": "pb gather results.csv parrun-sweep --format csv -o all.csv",
     "doctor": "pb doctor",
     "repair": "pb repair sweep",
     "harvest": "pb harvest sweep --wait",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from pushbutton.cli import (cluster, doctor, manage, parrun, report, results, run, status,
-                            targets)
+from pushbutton.cli import (cluster, doctor, gather, manage, parrun, report, results, run,
+                            status, targets)
 from pushbutton.cli.errors import exit_for
 from pushbutton.cli.help import polish
 
@@ -18,7 +18,8 @@ def cli():
 
 
 # `pb --help` lists the commands in alphabetical order, whatever the order here
-for _module in (run, status, results, manage, targets, report, parrun, cluster, doctor):
+for _module in (run, status, results, manage, targets, report, parrun, gather, cluster,
+                doctor):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 polish(cli)  # a one-line example each, defaults shown, no description cut

@@ -67,7 +67,8 @@ def parrun(script, on, workers, message, dry_run, name, timeout, retries, rerun,
         n = len(exp.space)
         click.echo(f"experiment {exp.name}: {n:,} tasks")
         click.echo(f"grid: {P.describe(s)}")
-        click.echo(P.how_line(s))
+        if P.how_line(s):
+            click.echo(P.how_line(s))
         click.echo("first points:")
         for p in exp.space.head(5):
             click.echo("  " + json.dumps(p, ensure_ascii=False))

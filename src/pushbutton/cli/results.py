@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
 from pushbutton.cli.project import experiment_named, open_store
 from pushbutton.cli.tables import print_frame
-from pushbutton.core.errors import PushbuttonError
 
 
 @click.command()
@@ -34,7 +32,7 @@ def results(experiment, fmt, where, output, all_tasks, limit, all_columns, run):
     A table leaves bookkeeping columns out (--all-columns shows them) and the columns that do
     not fit the terminal (named in a note); --format csv|json|parquet have every column.
     Times are UTC ISO timestamps."""
-    from pushbutton.cli.tables import times_as_timestamps
+    from pushbutton.cli.tables import write_frame
     from pushbutton.store.views import results as res
     store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
@@ -42,20 +40,7 @@ def results(experiment, fmt, where, output, all_tasks, limit, all_columns, run):
         return _results_table(store, eid, name, where, all_tasks, 50 if limit is None else limit,
                               run, all_columns)
     df = res(store, eid, name, where=where, all_tasks=True, run=run, limit=limit or None)
-    if fmt == "csv":
-        times_as_timestamps(df).to_csv(output or sys.stdout, index=False)
-    elif fmt == "json":
-        text = times_as_timestamps(df).to_json(orient="records", lines=True, force_ascii=False)
-        if output:
-            Path(output).write_text(text)
-        else:
-            click.echo(text, nl=False)
-    else:
-        if not output:
-            raise PushbuttonError("--format parquet needs -o FILE.parquet")
-        times_as_timestamps(df, text=False).to_parquet(output, index=False)
-    if output:
-        click.echo(f"wrote {len(df):,} rows to {output}", err=True)
+    write_frame(df, fmt, output)
 
 
 def _results_table(store, eid, name, where, all_tasks, limit, run, all_columns):

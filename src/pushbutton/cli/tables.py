@@ -160,3 +160,25 @@ def seconds(s) -> str:
     if s < 60:
         return f"{s:.3g} s"
     return duration(s)
+
+
+def write_frame(df, fmt: str, output=None) -> None:
+    """A results-like frame as `pb results --format csv|json|parquet [-o FILE]` writes it (times
+    as UTC ISO timestamps; Parquet needs -o)."""
+    import sys
+    from pathlib import Path
+    from pushbutton.core.errors import PushbuttonError
+    if fmt == "csv":
+        times_as_timestamps(df).to_csv(output or sys.stdout, index=False)
+    elif fmt == "json":
+        text = times_as_timestamps(df).to_json(orient="records", lines=True, force_ascii=False)
+        if output:
+            Path(output).write_text(text)
+        else:
+            click.echo(text, nl=False)
+    else:
+        if not output:
+            raise PushbuttonError("--format parquet needs -o FILE.parquet")
+        times_as_timestamps(df, text=False).to_parquet(output, index=False)
+    if output:
+        click.echo(f"wrote {len(df):,} rows to {output}", err=True)

@@ -38,8 +38,8 @@ from pathlib import Path
 from pushbutton.core import pathnames
 from pushbutton.core.errors import SpecError
 from pushbutton.spec import parrun_static as ST
-from pushbutton.spec.loopnest import (Axis, LoopNest, default_name, describe, empty_inner,
-                                      how_line, space_of)
+from pushbutton.spec.loopnest import Axis, LoopNest, default_name, empty_inner, space_of
+from pushbutton.spec.loopnest import describe as _describe, how_line as _how_line
 
 FIX = "write the sweep as for-loops at the end of the script; or write an experiment.toml"
 GRID_TIMEOUT = 60.0
@@ -410,12 +410,25 @@ def _python_language():
 LANGUAGES = {".py": _python_language}
 
 
+def describe(s) -> str:
+    """The grid in one line: a LoopNest (Python) or an R / MATLAB-language Script."""
+    return s.describe() if hasattr(s, "describe") else _describe(s)
+
+
+def how_line(s) -> str:
+    if hasattr(s, "describe"):   # an R / MATLAB-language script says how inside describe()
+        return ""
+    return _how_line(s)
+
+
 def language_of(path):
     suffix = Path(path).suffix
     lang = LANGUAGES.get(suffix) or LANGUAGES.get(suffix.lower())
     if lang is None:
+        from pushbutton.spec.parrun_lang import SUFFIXES
+        known = sorted(set(LANGUAGES) | {s if s != ".r" else ".R" for s in SUFFIXES})
         raise SpecError(f"{path}: pb parrun takes a script it can read: "
-                        f"{', '.join(sorted(LANGUAGES))}", fix="for an experiment.toml use "
+                        f"{', '.join(known)}", fix="for an experiment.toml use "
                         "`pb run`")
     return lang()
 
@@ -424,7 +437,13 @@ def experiment_args(script, *, project, name=None, timeout=None, retries=None, w
                     target="local", write=True, grid_timeout=GRID_TIMEOUT):
     """(keyword arguments of pushbutton.Experiment, LoopNest, runner path) for SCRIPT; writes
     the runner (unless write=False: a dry run). The caller builds the Experiment: the spec
-    stage does not import the API."""
+    stage does not import the API. An R or MATLAB-language script: parrun_lang.py (its own
+    reader and runner, which makes the task's folder itself)."""
+    from pushbutton.spec import parrun_lang
+    if parrun_lang.is_lang(script):
+        return parrun_lang.experiment_args(
+            script, project=project, name=name, timeout=timeout, retries=retries,
+            workers=workers, target=target, write=write, default_name=default_name)
     lang = language_of(script)
     nest = lang["read"](script, timeout=grid_timeout)
     name = name or default_name(script)

@@ -77,7 +77,7 @@ def _sandbox(store, name: str):
     import duckdb
     con = duckdb.connect(config={"autoinstall_known_extensions": False,
                                  "autoload_known_extensions": False})
-    dirs = [str(store.dir / sub / name) + os.sep for sub in ("results", "series")]
+    dirs = [str(store.dir / sub / name) + os.sep for sub in ("results", "series", "gathered")]
     con.execute("SET allowed_directories = [" + ", ".join(_lit(d) for d in dirs) + "]")
     con.execute("SET enable_external_access = false")
     return con
@@ -345,6 +345,8 @@ def connect(store, experiment: str | None = None, query: str = ""):
     else:
         con.execute(f"CREATE VIEW series AS SELECT NULL::VARCHAR AS {N.TASK_ID}, "
                     f"NULL::DOUBLE AS {N.STEP}, NULL::DOUBLE AS {N.TIME} WHERE false")
+    from pushbutton.store import gathered  # pb gather's tables: a view per gathered file
+    gathered.add_views(con, store, eid, experiment)
     if re.search(r"\btasks\b", query or "", re.I):  # loaded only when asked for
         import pandas as pd
         node = store.column_or_null("tasks", "node")
