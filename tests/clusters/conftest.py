@@ -103,7 +103,7 @@ def netns_clusters(project):
     names: list[str] = []
 
     def track(name: str):
-        assert name.startswith("pbc")
+        assert name.startswith(("pbc", "pbe"))  # pbe: the elastic tests
         left = leftovers(name)
         assert not left["netns"] and not left["links"], f"left from before: {left}"
         names.append(name)

@@ -96,17 +96,26 @@ def cluster_status(name, as_json):
                    + (f"pid {c['slurmctld_pid']}" if c.get("slurmctld_pid") else "not running")
                    + (f" at {c.get('addr') or c.get('host')}:{c['ctld_port']}"
                       if c.get("ctld_port") else "") + ")")
-        table = [("NODE", "GROUP", "STAGE", "ADDRESS", "SLURM", "CPUS", "MEMORY", "GRES")]
+        power = any(n["power"] for n in s["nodes"])
+        table = [("NODE", "GROUP", "STAGE", "ADDRESS", "SLURM", *(("POWER",) if power else ()),
+                  "CPUS", "MEMORY", "GRES")]
         for n in s["nodes"]:
             table.append((n["name"], n["group"], n["stage"] + (" (leaving)" if n["leaving"]
                                                                 else ""),
                           n["addr"] or "-", n["slurm"] + (f" ({n['reason']})" if n["reason"]
                                                           else ""),
+                          *((n["power"] or "-",) if power else ()),
                           str(n["cpus"]), str(n["memory"]), n["gres"] or "-"))
         if s["nodes"]:
             print_rows(table)
         else:
             click.echo("  no nodes (`pb cluster resize NAME +1` adds one)")
+        if s.get("elastic"):
+            e = s["elastic"]
+            click.echo(f"  elastic: SLURM starts nodes when jobs need them and stops them after "
+                       f"{e['suspend_time']}s idle; log: {e['log']}")
+        for p in s.get("problems", []):
+            click.echo(f"  {p}")
         click.echo(f"  target: {s['target'] or '-'}   conf: {s['conf']}")
 
 
@@ -193,6 +202,18 @@ def cluster_templates(as_json):
         table.append((r["name"], r["provider"], r["nodes"], r["defined"]))
     print_rows(table)
     click.echo("files read (later ones win): " + ", ".join(str(p) for p in files()))
+
+
+@cluster_group.command("_power", hidden=True)
+@click.argument("action", type=click.Choice(["resume", "suspend", "resume-fail"]))
+@click.argument("hostlist")
+@click.option("--dir", "folder", required=True, help="The cluster's state folder.")
+def cluster_power(action, hostlist, folder):
+    """What SLURM's power programs run (ResumeProgram, SuspendProgram, ResumeFailProgram of an
+    elastic cluster): start or stop the nodes HOSTLIST names. Logs to the cluster's
+    log/power.log."""
+    from pushbutton.clusters.elastic import run as power
+    sys.exit(power(action, folder, hostlist))
 
 
 COMMANDS = [cluster_group]

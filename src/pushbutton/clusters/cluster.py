@@ -10,6 +10,8 @@ templates, the controller, every provider and the commands (lifecycle, resize, i
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -61,6 +63,16 @@ class Cluster:
         self.name = name
         self.dir = clusters_dir() / name
         self._data: dict | None = None
+        self._locked = 0
+
+    @classmethod
+    def at(cls, folder: str | os.PathLike) -> "Cluster":
+        """The cluster whose state folder is `folder` (the power programs SLURM runs are told
+        the folder: they do not depend on slurmctld's environment)."""
+        folder = Path(folder).resolve()
+        cl = cls(folder.name)
+        cl.dir = folder
+        return cl
 
     # -- files -----------------------------------------------------------------------------
     @property
@@ -104,6 +116,48 @@ class Cluster:
         """The environment of every SLURM command for this cluster (never the caller's
         SLURM_CONF)."""
         return dict(os.environ, SLURM_CONF=str(self.conf))
+
+    # -- one writer at a time ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 900, say=None):
+        """Hold the cluster's lock (a flock on DIR/.lock) around a read-modify-write of its
+        state: `up`, `down`, `resize` and the power programs SLURM runs (several at once) each
+        take it, and the state is read afresh inside, so no writer loses another's change.
+        Re-entrant within one Cluster object; released by the OS when the holder dies."""
+        if self._locked:
+            self._locked += 1
+            try:
+                yield self
+            finally:
+                self._locked -= 1
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline, told = time.time() + timeout, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = path.read_text(errors="replace").strip() or "?"
+                if time.time() > deadline:
+                    os.close(fd)
+                    raise ClusterError(f"cluster '{self.name}' is busy: another command holds "
+                                       f"its lock (pid {holder}) for over {timeout:g}s",
+                                       "wait for it to end, then repeat") from None
+                if say and not told:
+                    say(f"waiting for another command on cluster '{self.name}' (pid {holder})")
+                    told = True
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._data, self._locked = None, 1
+        try:
+            yield self
+        finally:
+            self._locked = 0
+            os.close(fd)
 
     # -- state -----------------------------------------------------------------------------
     def exists(self) -> bool:

@@ -191,6 +191,33 @@ def activate(cl: Cluster, node: Node) -> None:
     _slurm(cl, [*argv, "State=RESUME"], check=True)
 
 
+def hostnames(cl: Cluster, hostlist: str) -> list[str]:
+    """n[2-3],g1 -> ['n2', 'n3', 'g1'] (SLURM's own expansion)."""
+    r = _slurm(cl, ["scontrol", "show", "hostnames", hostlist], check=True)
+    return r.stdout.split()
+
+
+def set_address(cl: Cluster, node: Node) -> None:
+    """Tell slurmctld where a node it is powering up listens (a CLOUD node has no address in
+    slurm.conf until its provider made it)."""
+    _slurm(cl, ["scontrol", "update", f"NodeName={node.name}", f"NodeAddr={node.addr}",
+                f"NodeHostname={node.name}"], check=True)
+
+
+def set_down(cl: Cluster, name: str, reason: str) -> None:
+    """An elastic node whose start failed: DOWN with a reason (its jobs go elsewhere), then
+    powered down at once (else it reads `down#`, powering up, until ResumeTimeout)."""
+    _slurm(cl, ["scontrol", "update", f"NodeName={name}", "State=DOWN", f"Reason={reason}"],
+           check=True)
+    _slurm(cl, ["scontrol", "update", f"NodeName={name}", "State=POWER_DOWN"])
+
+
+def power_down(cl: Cluster, name: str) -> None:
+    """A DOWN elastic node back in the pool: powered down and usable, so SLURM starts it
+    when a job needs it."""
+    _slurm(cl, ["scontrol", "update", f"NodeName={name}", "State=RESUME"], check=True)
+
+
 def resume(cl: Cluster, name: str) -> None:
     _slurm(cl, ["scontrol", "update", f"NodeName={name}", "State=RESUME"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from pushbutton.clusters import controller, target
+from pushbutton.clusters import controller, elastic, target
 from pushbutton.clusters.cluster import Cluster, ClusterError, list_names
 from pushbutton.clusters.state import existing, provider_for, template_of
 from pushbutton.clusters.templates import files as template_files, load_all
@@ -21,14 +21,17 @@ def status(name: str, cl: Cluster | None = None) -> dict:
     for n in cl.nodes:
         s = (info or {}).get(n.name, {})
         slurmd = getattr(prov, "slurmd_pid", lambda n: None)(n)
+        slurm = s.get("state") or ("-" if info is None else "not in slurm")
         nodes.append({"name": n.name, "group": n.group, "stage": n.stage, "addr": n.addr,
-                      "slurm": s.get("state") or ("-" if info is None else "not in slurm"),
-                      "cpus": n.cpus, "memory": n.memory, "gres": n.gres,
+                      "slurm": slurm, "cpus": n.cpus, "memory": n.memory, "gres": n.gres,
                       "reason": s.get("reason"), "slurmd_pid": slurmd,
-                      "leaving": bool(n.extra.get("leaving"))})
+                      "leaving": bool(n.extra.get("leaving")), "elastic": n.elastic,
+                      "power": elastic.power_of(t, n, slurm if info is not None else None),
+                      "power_record": n.extra.get("power")})
     ready = [x for x in nodes if controller.ready(x["slurm"])]
     answering = info is not None
-    up = answering and len(ready) == len(nodes) and cl.done("ready")
+    fixed = [x for x in nodes if not x["elastic"]]  # elastic ones are off until jobs come
+    up = answering and all(controller.ready(x["slurm"]) for x in fixed) and cl.done("ready")
     return {"name": cl.name, "template": t.name, "template_file": t.file,
             "provider": t.provider, "up": up,
             "state": "up" if up else ("partial" if answering or cl.data.get("steps") else
@@ -38,6 +41,11 @@ def status(name: str, cl: Cluster | None = None) -> dict:
             "nodes": nodes, "ready": len(ready), "cpus": sum(x["cpus"] for x in ready),
             "steps": sorted(cl.data.get("steps", {}), key=cl.data.get("steps", {}).get),
             "target": cl.name if target.registered(cl) else None,
+            "problems": elastic.problems(cl),
+            "elastic": {"suspend_time": t.elastic.suspend_time,
+                        "resume_timeout": t.elastic.resume_timeout,
+                        "log": str(cl.log_dir / "power.log")} if elastic.has_elastic(t)
+            else None,
             "conf": str(cl.conf), "dir": str(cl.dir),
             "provider_data": dict(cl.provider_data)}
 

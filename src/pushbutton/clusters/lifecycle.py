@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from pushbutton.clusters import controller, procs, target
+from pushbutton.clusters import controller, elastic, procs, target
 from pushbutton.clusters.cluster import Cluster, ClusterError, check_name
 from pushbutton.clusters.providers.base import Node
 from pushbutton.clusters.resize import finish_removal
@@ -71,35 +71,43 @@ def up(template: str, name: str | None = None, *, nodes=(), cpus=(), memory=(), 
     cl, t = _resolve(template, name, flags, root)
     say = Say(say)
     prov = provider_for(cl, t, say)
-    if any(g.elastic for g in t.nodes.values()):
-        raise ClusterError(f"template '{t.name}' has an elastic node group (min/max): elastic "
-                           "clusters are not built yet", "give the group a count instead",
-                           file=t.file, key=f"templates.{t.name}.nodes")
+    elastic.check(t, prov)  # the template's mistakes before the host's
     prov.check()
     fresh = not cl.exists()
     planned = plan_nodes(t, prov, None if fresh else cl.nodes)
     if dry_run:
         say(f"cluster '{cl.name}' (template {t.name}, provider {t.provider}"
-            + (", already built" if not fresh else "") + f"): {len(planned)} node(s)")
+            + (", already built" if not fresh else "") + f"): {len(planned)} node(s)"
+            + _elastic_note(planned))
         for line in prov.plan(planned):
             say(f"  {line}")
         return {"name": cl.name, "dry_run": True, "plan": prov.plan(planned)}
-    if fresh:
-        cl.data.update(name=cl.name, created=time.time(), provider=t.provider, steps={},
-                       template=t.model_dump())
-        cl.put_nodes(planned)
-        say(f"cluster '{cl.name}': template {t.name} ({t.file}), provider {t.provider}, "
-            f"{len(planned)} node(s)")
-    else:
-        done = ", ".join(cl.data.get("steps", {})) or "none"
-        say.say(f"cluster '{cl.name}' exists (template {t.name}); steps done before: {done}")
-    try:
-        _reconcile(cl, t, prov, say, timeout)
-    except ClusterError as e:
-        raise ClusterError(e.message, (e.fix + "; " if e.fix else "") +
-                           f"`pb cluster up {cl.name}` resumes (`pb cluster status {cl.name}` "
-                           "shows each node's stage)", file=e.file, key=e.key) from None
+    with cl.lock(say=say.say):  # SLURM's power programs write the state too
+        fresh = not cl.exists()
+        if fresh:
+            planned = plan_nodes(t, prov)
+            cl.data.update(name=cl.name, created=time.time(), provider=t.provider, steps={},
+                           template=t.model_dump())
+            cl.put_nodes(planned)
+            say(f"cluster '{cl.name}': template {t.name} ({t.file}), provider {t.provider}, "
+                f"{len(planned)} node(s)" + _elastic_note(planned))
+        else:
+            done = ", ".join(cl.data.get("steps", {})) or "none"
+            say.say(f"cluster '{cl.name}' exists (template {t.name}); steps done before: "
+                    f"{done}")
+        try:
+            _reconcile(cl, t, prov, say, timeout)
+        except ClusterError as e:
+            raise ClusterError(e.message, (e.fix + "; " if e.fix else "") +
+                               f"`pb cluster up {cl.name}` resumes (`pb cluster status "
+                               f"{cl.name}` shows each node's stage)", file=e.file,
+                               key=e.key) from None
     return {"name": cl.name, "acted": say.n > 0}
+
+
+def _elastic_note(nodes: list[Node]) -> str:
+    k = sum(n.elastic for n in nodes)
+    return f", {k} of them elastic (SLURM starts them when jobs need them)" if k else ""
 
 
 def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None:
@@ -113,11 +121,14 @@ def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None
         nodes = cl.nodes
     prov.prepare()
     cl.step_done("prepare")
+    nodes = _fixed(cl)  # elastic nodes are SLURM's to start (its power saving)
     if nodes:
         call(cl, prov.create, nodes)  # makes what is missing (says so), keeps what is there
     cl.step_done("create")
+    nodes = _fixed(cl)
+    elastic.configure(cl, t, prov)
     if here:
-        _controller(cl, t, prov, say, nodes)
+        _controller(cl, t, prov, say, cl.nodes)
     cl.step_done("controller")
     need = [n for n in nodes if n.stage == "created"]
     if need:
@@ -125,6 +136,7 @@ def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None
             say(f"setting up {len(need)} node(s) ({len(t.setup)} step(s) each)")
         call(cl, prov.setup, need)
     cl.step_done("setup")
+    nodes = _fixed(cl)
     known = controller.nodes_info(cl) if here else None
     for n in nodes:  # a node slurmctld holds as a FUTURE slot (a resize was interrupted)
         if known is not None and n.name not in known:
@@ -139,6 +151,10 @@ def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None
         states = controller.wait_ready(cl, [n.name for n in nodes], timeout, say)
     else:  # a remote controller: the provider's start waited for its nodes
         states = {n.name: n.stage for n in nodes}
+    if elastic.has_elastic(t):
+        elastic.reconcile(cl, t, prov, say)
+        k = sum(n.elastic for n in cl.nodes)
+        states[f"{k} elastic"] = "on demand"
     cl.step_done("ready")
     registered = target.registered(cl)
     fields = prov.target_fields(nodes) if hasattr(prov, "target_fields") else prov.target()
@@ -151,6 +167,11 @@ def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None
     else:
         say(f"cluster '{cl.name}' is up ({summary}); target '{cl.name}' in {path}")
         say(f"  pb run SPEC.toml --on {cl.name}")
+
+
+def _fixed(cl: Cluster) -> list[Node]:
+    """The nodes `up` starts: every node but the elastic ones."""
+    return [n for n in cl.nodes if not n.elastic]
 
 
 def _controller(cl: Cluster, t: Template, prov, say: Say, nodes: list[Node]) -> None:
@@ -184,21 +205,26 @@ def down(name: str, delete: bool = False, say=print) -> None:
         raise ClusterError(f"no cluster named '{name}'", "`pb cluster list` shows them")
     t = template_of(cl)
     prov = provider_for(cl, t, say)
-    nodes = cl.nodes
-    live = [n for n in nodes if n.stage != "planned"]
-    if live:
-        call(cl, prov.stop, live)
-    stopped = controller.stop(cl) if prov.controller() is None else []
-    if live:
-        call(cl, prov.destroy, live)
-        for n in live:  # every machine is gone: `up` makes them again
-            n.stage = "planned"
-            cl.update_node(n)
-    prov.teardown()
-    cl.data["steps"] = {}
-    cl.save()
+    with cl.lock(say=say):  # a power program SLURM runs meanwhile waits, then does nothing
+        nodes = cl.nodes
+        live = [n for n in nodes if n.stage != "planned"]  # elastic ones SLURM started too
+        if live:
+            call(cl, prov.stop, live)
+        stopped = controller.stop(cl) if prov.controller() is None else []
+        if live:
+            call(cl, prov.destroy, live)
+        prov.teardown()
+        nodes = cl.nodes
+        for n in nodes:  # every machine is gone: `up` makes them again
+            if n.name in {x.name for x in live}:
+                n.stage = "planned"
+            n.extra.pop("power", None)
+        cl.data["steps"] = {}
+        cl.put_nodes(nodes)
+    woke = [n.name for n in live if n.elastic]
     say(f"cluster '{name}' is down: " + (f"stopped {', '.join(stopped)}; " if stopped else "")
-        + (f"{len(live)} node(s) taken away" if live else "no node was up"))
+        + (f"{len(live)} node(s) taken away" if live else "no node was up")
+        + (f" ({', '.join(woke)} started by SLURM)" if woke else ""))
     if delete:
         removed = target.remove(cl)
         if cl.run_dir != cl.dir:

@@ -36,8 +36,16 @@ def parse_change(text: str, have: int) -> int:
     return have + k if op == "+" else have - k if op == "-" else k
 
 
-def _group(t: Template, group: str | None) -> str:
+def _group(t: Template, group: str | None, name: str = "NAME") -> str:
     static = t.static_groups()
+    elastic = [g for g in t.nodes if g not in static]
+    if (group in elastic) or (not group and not static):
+        g = group or elastic[0]
+        raise ClusterError(f"node group '{g}' is elastic: SLURM starts and stops its nodes "
+                           f"(between min {t.nodes[g].min} and max {t.nodes[g].max}) as jobs "
+                           "need them", f"change min/max in [templates.{t.name}.nodes.{g}] "
+                           f"({t.file}), then `pb cluster down {name} --delete` and up again",
+                           file=t.file, key=f"templates.{t.name}.nodes.{g}")
     if group:
         if group not in static:
             raise ClusterError(f"template '{t.name}' has no static node group '{group}'",
@@ -53,9 +61,15 @@ def _group(t: Template, group: str | None) -> str:
 def resize(name: str, change: str, group: str | None = None, *, timeout: float = 120,
            drain_timeout: float = DRAIN_TIMEOUT, say=print) -> dict:
     cl = existing(name)
+    with cl.lock(say=say):  # one writer of the state (SLURM's power programs write it too)
+        return _resize(cl, name, change, group, timeout, drain_timeout, say)
+
+
+def _resize(cl: Cluster, name: str, change: str, group: str | None, timeout: float,
+            drain_timeout: float, say) -> dict:
     t = template_of(cl)
     prov = provider_for(cl, t, say)
-    group = _group(t, group)
+    group = _group(t, group, name)
     g = t.nodes[group]
     leaving = [n for n in cl.nodes if n.extra.get("leaving")]
     if leaving and _controller_up(cl, prov):

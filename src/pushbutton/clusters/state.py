@@ -46,20 +46,21 @@ def existing(name: str) -> Cluster:
 
 
 def plan_nodes(t: Template, prov, have: list[Node] | None = None) -> list[Node]:
-    """The nodes of the template's static groups (their `count`), keeping those recorded."""
+    """The nodes of the template's groups, keeping those recorded: a static group's `count`;
+    an elastic group's `max`, of which the first `min` are always on (started by `up`) and the
+    rest are `elastic` (State=CLOUD: SLURM's power saving starts and stops them)."""
     out = list(have or [])
     if not out and hasattr(prov, "nodes_for_hosts"):  # ssh: one node per machine listed
         g = t.nodes[t.static_groups()[0]]
         return prov.nodes_for_hosts(cpus=g.cpus, memory=g.memory)
     for group, g in t.nodes.items():
-        if g.elastic:
-            continue
         mine = [n for n in out if n.group == group]
         i = 1
-        while len(mine) < g.count:
+        while len(mine) < (g.max if g.elastic else g.count):
             name = prov.node_name(group, i)
             if all(n.name != name for n in out):
-                n = Node(name=name, group=group, cpus=g.cpus, memory=g.memory, gres=g.gres)
+                n = Node(name=name, group=group, cpus=g.cpus, memory=g.memory, gres=g.gres,
+                         elastic=g.elastic and i > g.min)
                 out.append(n)
                 mine.append(n)
             i += 1

@@ -79,7 +79,10 @@ class OnHost(Provider):
                 continue
             self.say(f"  {n.name}: starting slurmd")
             self.state.pidfile("slurmd", n.name).unlink(missing_ok=True)
-            argv = [procs.which("slurmd"), "-f", str(self.state.conf), "-N", n.name]
+            # -b: report a fresh boot time, or slurmctld keeps waiting for an elastic node it
+            # powers up to "reboot" (these nodes share this host's boot time)
+            argv = [procs.which("slurmd"), "-f", str(self.state.conf), "-N", n.name,
+                    *(["-b"] if n.elastic else [])]
             procs.start_daemon(self.wrap(n, argv), self.state.log_dir / "start.log",
                                env=self.state.env())
             procs.wait_pid(self.state.pidfile("slurmd", n.name), "slurmd",
