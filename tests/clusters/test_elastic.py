@@ -274,9 +274,12 @@ def test_elastic_sweep_starts_nodes_and_slurm_suspends_them(netns_clusters, proj
     sinfo = slurm(cl, "sinfo", "-h", "-N", "-o", "%N %T").stdout.split("\n")
     assert "n2 idle~" in sinfo and "n3 idle~" in sinfo, sinfo
 
-    # down stops what SLURM started too, and leaves nothing
+    # an admin's power-up goes through the same program; down stops what SLURM started too
+    slurm(cl, "scontrol", "update", "NodeName=n2", "State=POWER_UP")
+    _wait("n2 to be powered up", lambda: _nodes("pbee")["n2"]["slurm"] == "idle", 30, 0.2)
+    assert _slurmds(cl, "n2") and _nodes("pbee")["n2"]["power"] == "on"
     r = pb("cluster", "down", "pbee")
-    assert "is down" in r.stdout
+    assert "n2: stopped slurmd" in r.stdout and "(n2, n3 started by SLURM)" in r.stdout, r.stdout
     assert leftovers("pbee", cl.dir) == {"netns": [], "links": [], "procs": []}
     print(f"elastic: n2+n3 slurmd up {t_started:.1f}s after the sweep started; sweep "
           f"{t_sweep:.1f}s; powered down {t_suspend:.1f}s after it ended")
