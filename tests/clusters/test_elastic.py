@@ -56,14 +56,17 @@ def _slurmds(cl, node):
     return out
 
 
-def _wait(what, cond, timeout, step=0.5):
+def _wait(what, cond, timeout, step=0.5, cl=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         got = cond()
         if got:
             return got
         time.sleep(step)
-    raise AssertionError(f"not within {timeout}s: {what}")
+    log = (cl.log_dir / "power.log") if cl is not None else None
+    raise AssertionError(f"not within {timeout}s: {what}" + (
+        f"\nsinfo: {slurm(cl, 'sinfo', '-h', '-N', '-o', '%N %T %E', check=False).stdout}"
+        f"\npower.log:\n{log.read_text() if log.exists() else '-'}" if cl is not None else ""))
 
 
 def _csv(exp):
@@ -276,7 +279,7 @@ def test_elastic_sweep_starts_nodes_and_slurm_suspends_them(netns_clusters, proj
 
     # an admin's power-up goes through the same program; down stops what SLURM started too
     slurm(cl, "scontrol", "update", "NodeName=n2", "State=POWER_UP")
-    _wait("n2 to be powered up", lambda: _nodes("pbee")["n2"]["slurm"] == "idle", 30, 0.2)
+    _wait("n2 to be powered up", lambda: _nodes("pbee")["n2"]["slurm"] == "idle", 30, 0.2, cl)
     assert _slurmds(cl, "n2") and _nodes("pbee")["n2"]["power"] == "on"
     r = pb("cluster", "down", "pbee")
     assert "n2: stopped slurmd" in r.stdout and "(n2, n3 started by SLURM)" in r.stdout, r.stdout

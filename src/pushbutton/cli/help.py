@@ -44,6 +44,7 @@ EXAMPLES = {
     "cluster stop": "pb cluster stop dev",
     "cluster resize": "pb cluster resize lab +1",
     "cluster ssh": "pb cluster ssh lab n1",
+    "cluster _power": "pb cluster _power resume 'n[2-3]' --dir FOLDER   (SLURM runs it)",
 }
 
 
