@@ -212,7 +212,7 @@ def set_down(cl: Cluster, name: str, reason: str) -> None:
     _slurm(cl, ["scontrol", "update", f"NodeName={name}", "State=POWER_DOWN"])
 
 
-def power_down(cl: Cluster, name: str) -> None:
+def return_to_pool(cl: Cluster, name: str) -> None:
     """A DOWN elastic node back in the pool: powered down and usable, so SLURM starts it
     when a job needs it."""
     _slurm(cl, ["scontrol", "update", f"NodeName={name}", "State=RESUME"], check=True)

@@ -17,7 +17,7 @@ step to `log/power.log`. A node whose resume fails is set DOWN in SLURM with a r
 jobs go elsewhere, SLURM does not try it again) and its record says what failed and the fix;
 `pb cluster up NAME` puts it back in the pool once fixed.
 
-Needs slurmctld on this host (providers local, netns): the programs run where slurmctld runs.
+Needs slurmctld on this host (provider netns): the programs run where slurmctld runs.
 """
 from __future__ import annotations
 
@@ -213,13 +213,13 @@ def reconcile(cl: Cluster, t: Template, prov, say) -> None:
             continue
         rec = n.extra.get("power") or {}
         state = info.get(n.name, {}).get("state", "")
-        if not (rec.get("error") or state.startswith(("down", "drain", "fail"))):
+        if not (rec.get("error") or state.startswith(("down", "fail"))):
             continue
         why = rec.get("error") or f"SLURM had it {state}"
         say(f"  {n.name}: back in the pool (was: {why}); SLURM starts it when a job needs it")
         call(cl, prov.stop, [cl.node(n.name)])
         if n.name in info:
-            controller.power_down(cl, n.name)
+            controller.return_to_pool(cl, n.name)
         _mark(cl, n.name, "off")
 
 
