@@ -10,6 +10,7 @@ and the next command, and after the fix `pb cluster up` puts the node back: the 
 then finishes on it. Names start with "pbe"."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -159,7 +160,11 @@ def test_elastic_slurm_conf_and_programs(tmp_path, monkeypatch):
     cl.put_nodes(nodes)
     controller.ctl(cl).update(host="h", addr="10.1.2.1", ctld_port=1, slurmd_port=2, user="u")
     elastic.configure(cl, t, prov)
-    controller.write_conf(cl, t, prov)
+    try:
+        controller.write_conf(cl, t, prov)
+    finally:  # it makes the spool folder, in the temp dir when the state path is long
+        if cl.run_dir != cl.dir:
+            shutil.rmtree(cl.run_dir, ignore_errors=True)
     lines = cl.conf.read_text().splitlines()
     power = cl.dir / "power"
     for key in (f"ResumeProgram={power / 'resume'}", f"SuspendProgram={power / 'suspend'}",
