@@ -119,11 +119,12 @@ class Cluster:
 
     # -- one writer at a time ----------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, timeout: float = 900, say=None):
+    def lock(self, timeout: float = 900, say=None, create: bool = True):
         """Hold the cluster's lock (a flock on DIR/.lock) around a read-modify-write of its
         state: `up`, `down`, `resize` and the power programs SLURM runs (several at once) each
         take it, and the state is read afresh inside, so no writer loses another's change.
-        Re-entrant within one Cluster object; released by the OS when the holder dies."""
+        Re-entrant within one Cluster object; released by the OS when the holder dies.
+        `create=False`: a cluster whose folder is gone is an error, not made again."""
         if self._locked:
             self._locked += 1
             try:
@@ -131,6 +132,8 @@ class Cluster:
             finally:
                 self._locked -= 1
             return
+        if not create and not self.dir.is_dir():
+            raise ClusterError(f"cluster '{self.name}' is gone ({self.dir})")
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / ".lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

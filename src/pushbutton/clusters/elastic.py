@@ -225,14 +225,20 @@ def reconcile(cl: Cluster, t: Template, prov, say) -> None:
 
 # -- the programs' side: `pb cluster _power ACTION --dir FOLDER HOSTLIST` --------------------
 class _Log:
+    """One timestamped line per step in log/power.log (never making a folder that `down
+    --delete` removed meanwhile: then the line goes to stderr)."""
+
     def __init__(self, cl: Cluster, action: str):
-        self.path, self.action = cl.log_dir / "power.log", action
+        self.cl, self.path, self.action = cl, cl.log_dir / "power.log", action
 
     def __call__(self, line: str) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(f"{stamp} [{os.getpid()}] {self.action}: {line}\n")
+        text = f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{os.getpid()}] {self.action}: {line}\n"
+        if self.cl.dir.is_dir():
+            self.path.parent.mkdir(exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(text)
+        else:
+            sys.stderr.write(text)
 
 
 def run(action: str, folder: str, hostlist: str) -> int:
@@ -250,7 +256,7 @@ def run(action: str, folder: str, hostlist: str) -> int:
         names = controller.hostnames(cl, hostlist)
         t = template_of(cl)
         log(f"slurmctld asks for {', '.join(names)}")
-        with cl.lock(timeout=max(10.0, t.elastic.resume_timeout - 5), say=log):
+        with cl.lock(timeout=max(10.0, t.elastic.resume_timeout - 5), say=log, create=False):
             if not cl.exists() or not cl.done("controller"):
                 log("the cluster is down (or going down): nothing done")
                 return 0
