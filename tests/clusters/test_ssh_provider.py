@@ -634,30 +634,32 @@ def test_daemons_run_as_a_user_without_root_or_sudo(nonroot_ssh, tmp_path):
     assert lay is not None and not Path(lay.root).exists() and not Path(lay.run).exists()
 
 
-def test_the_cloud_providers_keyword_calls(loop_ssh, tmp_path):
-    """The form the cloud providers use: setup_nodes(nodes, action=..., head=..., ssh={...},
-    template=..., state=...), here against one real machine (the loopback sshd)."""
+def test_the_cloud_providers_access(loop_ssh, tmp_path):
+    """What the cloud providers call: from_access(nodes, head, ssh={...}, template, state) ->
+    the positional form's arguments, and run_action(action, ...) for setup, start and stop,
+    here against one real machine (the loopback sshd)."""
     name = f"pbs-kw-{secrets.token_hex(3)}"
     node = Node("pbs-kw1", "compute", cpus=1, memory=500)
     ssh = {"user": None, "identity_file": None, "options": ["-F", loop_ssh["ssh_config"]],
            "hosts": {"pbs-kw1": loop_ssh["hosts"][0]}}
     tmpl = template(name="cloudish", setup=[["true"]])
     state = SimpleNamespace(name=name, nodes=[node])
-    kw = dict(head=node, ssh=ssh, template=tmpl, state=state)
-    plan = rs.plan_steps([node], action="setup", **kw)
+    compute, head, opts = rs.from_access([node], node, ssh, tmpl, state)
+    assert compute == [node] and head is node and node.extra["host"] == loop_ssh["hosts"][0]
+    plan = rs.plan_steps(compute, head, opts)
     assert plan[0].startswith("pbs-kw1 [head (slurmctld) + node (slurmd)] via ssh")
-    opts = None
+    args = ([node], node, ssh, tmpl, state)
     try:
-        rep = rs.setup_nodes([node], action="setup", say=lambda s: None, **kw)["pbs-kw1"]
+        rep = rs.run_action("setup", *args, say=lambda s: None)["pbs-kw1"]
         assert "setup: ran 1 setup command" in rep and rep[-1] == "slurmctld: started slurmctld"
-        rep = rs.setup_nodes([node], action="start", say=lambda s: None, **kw)["pbs-kw1"]
+        rep = rs.run_action("start", *args, say=lambda s: None)["pbs-kw1"]
         assert rep == [f"slurmctld: slurmctld already running (pid {rep[0].split()[-1][:-1]})",
                        "slurmd: started slurmd"]
-        _, _, opts = rs.from_access([node], node, ssh, tmpl, state)
         assert rs.node_states(node, opts) == {"pbs-kw1": "idle"}
-        rep = rs.setup_nodes([node], action="stop", say=lambda s: None, **kw)
+        rep = rs.run_action("stop", *args, say=lambda s: None)
         assert rep == {"pbs-kw1": ["slurmd: stopped slurmd"]}
+        with pytest.raises(ClusterError, match="unknown setup action 'reboot'"):
+            rs.run_action("reboot", *args)
     finally:
-        opts = opts or rs.from_access([node], node, ssh, tmpl, state)[2]
         rs.stop_all([node], node, opts, say=lambda s: None, remove=True)
     assert not Path(Layout.from_json(node.extra["pb"]["layout"]).root).exists()

@@ -20,10 +20,10 @@ def cluster_group():
     openstack, or your own in pushbutton-clusters.toml) and run on them with --on NAME."""
 
 
-def _up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout):
+def _up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout, hosts=()):
     from pushbutton.clusters.lifecycle import up
     up(template, name, nodes=nodes, cpus=cpus, memory=memory, gres=gres, options=options,
-       dry_run=dry_run, timeout=timeout, say=click.echo)
+       hosts=hosts, dry_run=dry_run, timeout=timeout, say=click.echo)
 
 
 @cluster_group.command("up")
@@ -33,15 +33,20 @@ def _up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout):
 @click.option("--cpus", multiple=True, help=f"CPUs per node: {_SIZE}.")
 @click.option("--memory", multiple=True, help=f"Memory per node in MB: {_SIZE}.")
 @click.option("--gres", multiple=True, help="GRES per node, e.g. gpu:1 (or GROUP=gpu:1).")
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Provider ssh: a machine (SSH destination) of the cluster, one node each; "
+              "repeat it (the first runs slurmctld).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="A key of the provider's own table (netns subnet, ssh hosts, cloud region).")
-@click.option("--dry-run", is_flag=True, help="Print what would be built and stop.")
+              help="A key of the provider's own table (netns subnet; ssh user, head; cloud "
+              "region, image, size).")
+@click.option("--dry-run", is_flag=True, help="Print what would be built (cloud: machine "
+              "types, image, hourly cost) and stop.")
 @click.option("--timeout", type=float, default=120, show_default=True,
               help="Seconds to wait for the nodes to take jobs.")
-def cluster_up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout):
+def cluster_up(template, name, nodes, cpus, memory, gres, hosts, options, dry_run, timeout):
     """Build cluster NAME (default: the template's name) from TEMPLATE, or resume it; register
     target NAME. Safe to repeat: a half-built cluster is finished."""
-    _up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout)
+    _up(template, name, nodes, cpus, memory, gres, options, dry_run, timeout, hosts)
 
 
 @cluster_group.command("start", hidden=True)
@@ -90,12 +95,14 @@ def cluster_status(name, as_json):
     if not rows:
         click.echo("no clusters; build one with `pb cluster up netns NAME --nodes 3`")
     for s in rows:
-        c = s["controller"]
+        c, far = s["controller"], s.get("remote")
+        where = (f"slurmctld on {far['head']} (ssh {far['host'] or '?'})" if far else
+                 "slurmctld " + (f"pid {c['slurmctld_pid']}" if c.get("slurmctld_pid") else
+                                 "not running")
+                 + (f" at {c.get('addr') or c.get('host')}:{c['ctld_port']}"
+                    if c.get("ctld_port") else ""))
         click.echo(f"cluster {s['name']}: {s['state']} (template {s['template']}, provider "
-                   f"{s['provider']}; slurmctld "
-                   + (f"pid {c['slurmctld_pid']}" if c.get("slurmctld_pid") else "not running")
-                   + (f" at {c.get('addr') or c.get('host')}:{c['ctld_port']}"
-                      if c.get("ctld_port") else "") + ")")
+                   f"{s['provider']}; {where})")
         power = any(n["power"] for n in s["nodes"])
         table = [("NODE", "GROUP", "STAGE", "ADDRESS", "SLURM", *(("POWER",) if power else ()),
                   "CPUS", "MEMORY", "GRES")]
@@ -116,7 +123,8 @@ def cluster_status(name, as_json):
                        f"{e['suspend_time']}s idle; log: {e['log']}")
         for p in s.get("problems", []):
             click.echo(f"  {p}")
-        click.echo(f"  target: {s['target'] or '-'}   conf: {s['conf']}")
+        conf = (far["conf"] or "not set up yet") + f" on {far['head']}" if far else s["conf"]
+        click.echo(f"  target: {s['target'] or '-'}   conf: {conf}")
 
 
 @cluster_group.command("resize", context_settings={"ignore_unknown_options": True})
@@ -128,10 +136,14 @@ def cluster_status(name, as_json):
               help="Seconds to wait for new nodes to take jobs.")
 @click.option("--drain-timeout", type=float, default=600, show_default=True,
               help="Seconds to wait for jobs on leaving nodes to end.")
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Provider ssh: the machines the cluster should have, all of them (repeat "
+              "it); hosts left out leave, new ones join.")
 @click.option("--cpus", hidden=True, default=None)
-def cluster_resize(name, change, group, timeout, drain_timeout, cpus):
-    """Add or remove nodes: CHANGE is +K, -K or =K (0 is a legal size). SLURM sees new nodes
-    at once; leaving nodes are drained first."""
+def cluster_resize(name, change, group, timeout, drain_timeout, hosts, cpus):
+    """Add or remove nodes: CHANGE is +K, -K or =K (0 is a legal size); an ssh cluster's
+    machines are named with --host. SLURM sees new nodes at once; leaving nodes are drained
+    first."""
     from pushbutton.clusters.cluster import ClusterError
     from pushbutton.clusters.resize import resize
     if cpus is not None:  # the old one-node form
@@ -139,9 +151,8 @@ def cluster_resize(name, change, group, timeout, drain_timeout, cpus):
                            "cluster is built",
                            f"`pb cluster down {name} --delete`, then `pb cluster up TEMPLATE "
                            f"{name} --cpus {cpus}`")
-    if change is None:
-        raise ClusterError("resize needs +K, -K or =K", f"e.g. `pb cluster resize {name} +1`")
-    resize(name, change, group, timeout=timeout, drain_timeout=drain_timeout, say=click.echo)
+    resize(name, change, group, hosts=hosts, timeout=timeout, drain_timeout=drain_timeout,
+           say=click.echo)
 
 
 @cluster_group.command("ssh", context_settings={"ignore_unknown_options": True})
@@ -149,22 +160,36 @@ def cluster_resize(name, change, group, timeout, drain_timeout, cpus):
 @click.argument("node", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--print", "print_only", is_flag=True,
-              help="Print the `export SLURM_CONF=...` line instead of starting a shell.")
+              help="Print the `export SLURM_CONF=...` line (ssh, clouds: the ssh command) "
+              "instead of starting a shell.")
 def cluster_ssh(name, node, command, print_only):
     """A shell on cluster NAME (this host, with its SLURM_CONF), or inside NODE (netns: the
-    node's namespace and hostname). `pb cluster ssh NAME NODE -- CMD ARGS` runs a command
-    instead (NODE '-' is this host)."""
+    node's namespace and hostname; ssh and clouds: over SSH to NODE, else to the head node).
+    `pb cluster ssh NAME NODE -- CMD ARGS` runs a command instead (NODE '-': this host, or
+    the head)."""
+    import shlex
     from pushbutton.clusters.info import export_line, shell
-    if print_only:
-        click.echo(export_line(name))
-        return
     if node == "-":
         node = None
+    if print_only and not _remote(name):
+        click.echo(export_line(name))
+        return
     argv, env = shell(name, node, command)
+    if print_only:
+        click.echo(shlex.join(argv))
+        return
     if not command:
-        click.echo(f"{export_line(name)}  # in {argv[-1]}; exit to leave", err=True)
+        where = f"ssh {argv[argv.index('-t') + 1] if '-t' in argv else argv[-1]}" \
+            if _remote(name) else f"{export_line(name)}  # in {argv[-1]}"
+        click.echo(f"{where}; exit to leave", err=True)
     sys.stdout.flush()
     os.execvpe(argv[0], argv, env)
+
+
+def _remote(name: str) -> bool:
+    from pushbutton.clusters.state import existing, provider_for, template_of
+    cl = existing(name)
+    return provider_for(cl, template_of(cl)).controller() is not None
 
 
 @cluster_group.command("list")

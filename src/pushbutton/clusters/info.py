@@ -2,10 +2,12 @@
 list, templates, and what `ssh` runs."""
 from __future__ import annotations
 
+import os
 import shlex
 
 from pushbutton.clusters import controller, elastic, target
 from pushbutton.clusters.cluster import Cluster, ClusterError, list_names
+from pushbutton.clusters.providers.remote_ctl import CONTROLLER
 from pushbutton.clusters.state import existing, provider_for, template_of
 from pushbutton.clusters.templates import files as template_files, load_all
 
@@ -16,7 +18,11 @@ def status(name: str, cl: Cluster | None = None) -> dict:
     prov = provider_for(cl, t)
     here = prov.controller() is None
     pid = controller.slurmctld_pid(cl) if here else None
-    info = controller.nodes_info(cl) if (pid or not here) else None
+    if here:
+        info = controller.nodes_info(cl) if pid else None
+    else:  # sinfo on the head, over SSH (None: it does not answer)
+        states = prov.node_states() if cl.done("setup") else None
+        info = None if states is None else {k: {"state": v} for k, v in states.items()}
     nodes = []
     for n in cl.nodes:
         s = (info or {}).get(n.name, {})
@@ -28,17 +34,21 @@ def status(name: str, cl: Cluster | None = None) -> dict:
                       "leaving": bool(n.extra.get("leaving")), "elastic": n.elastic,
                       "power": elastic.power_of(t, n, slurm if info is not None else None),
                       "power_record": n.extra.get("power")})
-    ready = [x for x in nodes if controller.ready(x["slurm"])]
+    def takes(x):  # jobs, or is the head that runs slurmctld only (ssh, cloud)
+        return controller.ready(x["slurm"]) or x["slurm"] == CONTROLLER
+    ready = [x for x in nodes if takes(x)]
     answering = info is not None
     fixed = [x for x in nodes if not x["elastic"]]  # elastic ones are off until jobs come
-    up = answering and all(controller.ready(x["slurm"]) for x in fixed) and cl.done("ready")
+    up = answering and all(takes(x) for x in fixed) and cl.done("ready")
     return {"name": cl.name, "template": t.name, "template_file": t.file,
             "provider": t.provider, "up": up,
             "state": "up" if up else ("partial" if answering or cl.data.get("steps") else
                                        "down"),
             "controller": {"slurmctld_pid": pid, "munged_pid": controller.munged_pid(cl)
                            if here else None, **controller.ctl(cl)},
-            "nodes": nodes, "ready": len(ready), "cpus": sum(x["cpus"] for x in ready),
+            "remote": None if here else _remote(cl, prov),
+            "nodes": nodes, "ready": len(ready),
+            "cpus": sum(x["cpus"] for x in ready if x["slurm"] != CONTROLLER),
             "steps": sorted(cl.data.get("steps", {}), key=cl.data.get("steps", {}).get),
             "target": cl.name if target.registered(cl) else None,
             "problems": elastic.problems(cl),
@@ -48,6 +58,16 @@ def status(name: str, cl: Cluster | None = None) -> dict:
             else None,
             "conf": str(cl.conf), "dir": str(cl.dir),
             "provider_data": dict(cl.provider_data)}
+
+
+def _remote(cl: Cluster, prov) -> dict:
+    """Where a remote controller is: its node, its SSH destination, its slurm.conf there."""
+    try:
+        _, head, _ = prov.access()
+        conf = prov.conf_path()
+    except ClusterError:
+        return {"head": prov.controller(), "host": None, "conf": None}
+    return {"head": head.name, "host": (head.extra or {}).get("host"), "conf": conf}
 
 
 def list_clusters() -> list[dict]:
@@ -87,7 +107,8 @@ def template_files_read(root=None) -> list[str]:
 def shell(name: str, node: str | None = None, command: tuple[str, ...] = ()) -> tuple[list[str],
                                                                                      dict]:
     """(argv, env) of `pb cluster ssh NAME [NODE] [-- COMMAND]`: on this host with the cluster's
-    SLURM_CONF, or inside NODE (netns: its namespace and hostname)."""
+    SLURM_CONF, or inside NODE (netns: its namespace and hostname); for a remote controller
+    (ssh, cloud) ssh to NODE, else to the head (SLURM_CONF set there once setup ran)."""
     cl = existing(name)
     t = template_of(cl)
     prov = provider_for(cl, t)
@@ -97,6 +118,11 @@ def shell(name: str, node: str | None = None, command: tuple[str, ...] = ()) -> 
         if n.stage == "planned":
             raise ClusterError(f"node {node} of '{name}' does not exist now (stage planned)",
                                f"`pb cluster up {name}` builds it")
+    if prov.controller() is not None:  # ssh to the node, or to the head
+        prov.access()  # which node is the head
+        if command:
+            return prov.command_argv(n, list(command)), dict(os.environ)
+        return prov.shell(n), dict(os.environ)
     if command and n is None:
         return list(command), cl.env()
     if command and hasattr(prov, "wrap"):  # nodes on this host

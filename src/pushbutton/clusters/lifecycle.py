@@ -7,6 +7,12 @@ start each slurmd, wait until every node takes jobs, register the target — and
 at what is really there (a daemon that died is started again, a namespace that vanished is
 made again). Every node's stage is saved the moment it changes, so an `up` that failed half-way
 resumes where it stopped; each action prints one line, and an `up` with nothing to do says so.
+
+Providers whose controller is a head node they reach over SSH (ssh, gce, aws, openstack:
+`controller()` names it) are given every node for setup and start (slurm.conf names them all,
+the head is one of them or kept by the provider), wait for their nodes themselves, and keep
+their records in the node objects: `state.call` saves those after every call, also when it
+fails, so a create that made two machines of three has them on record for the next `up`.
 """
 from __future__ import annotations
 
@@ -17,20 +23,23 @@ from pushbutton.clusters import controller, elastic, procs, target
 from pushbutton.clusters.cluster import Cluster, ClusterError, check_name
 from pushbutton.clusters.providers.base import Node
 from pushbutton.clusters.resize import finish_removal
-from pushbutton.clusters.state import call, plan_nodes, provider_for, template_of
+from pushbutton.clusters.state import call, plan_nodes, provider_for, remote, template_of
 from pushbutton.clusters.templates import Template, get as get_template, with_flags
 
 READY_TIMEOUT = 120
 
 
 class Say:
-    """`say` that counts what it said, so `up` knows whether it did anything."""
+    """`say` that counts what it said, so `up` knows whether it did anything (a line saying a
+    remote step found everything done does not count)."""
+    QUIET = (" already ", ": ok (", "slurm sees ")
 
     def __init__(self, say):
         self.say, self.n = say, 0
 
     def __call__(self, line: str) -> None:
-        self.n += 1
+        if not any(q in f" {line}" for q in self.QUIET):
+            self.n += 1
         self.say(line)
 
 
@@ -49,13 +58,7 @@ def _resolve(template: str, name: str | None, flags: dict, root) -> tuple[Cluste
         if any(flags.values()):
             want = with_flags(t, **flags)
             if want.model_dump(exclude={"file"}) != t.model_dump(exclude={"file"}):
-                counts = {g: want.nodes[g].count for g in want.nodes}
-                same_shape = all(want.nodes[g].model_dump(exclude={"count", "max"}) ==
-                                 t.nodes[g].model_dump(exclude={"count", "max"})
-                                 for g in t.nodes)
-                fix = (f"`pb cluster resize {name} ={next(iter(counts.values()))}` changes the "
-                       "number of nodes" if same_shape and len(counts) == 1 else
-                       f"`pb cluster down {name} --delete`, then up with the new flags")
+                fix = _change_fix(name, t, want)
                 raise ClusterError(f"cluster '{name}' exists and the flags ask for a different "
                                    "cluster", fix)
         return cl, t
@@ -63,25 +66,39 @@ def _resolve(template: str, name: str | None, flags: dict, root) -> tuple[Cluste
     return cl, with_flags(get_template(template, root), **flags)
 
 
+def _change_fix(name: str, t: Template, want: Template) -> str:
+    """The command that makes an existing cluster what the new flags ask for."""
+    if t.provider == "ssh" and want.options.get("hosts") != t.options.get("hosts") and \
+            want.model_dump(exclude={"file", "ssh", "nodes"}) == \
+            t.model_dump(exclude={"file", "ssh", "nodes"}):
+        hosts = " ".join(f"--host {h}" for h in want.options.get("hosts") or [])
+        return f"`pb cluster resize {name} {hosts}` makes these its machines"
+    same_shape = all(want.nodes[g].model_dump(exclude={"count", "max"}) ==
+                     t.nodes[g].model_dump(exclude={"count", "max"}) for g in t.nodes) and \
+        want.model_dump(exclude={"file", "nodes"}) == t.model_dump(exclude={"file", "nodes"})
+    changed = [g for g in t.nodes if want.nodes[g].count != t.nodes[g].count]
+    if same_shape and len(changed) == 1:
+        g = changed[0]
+        group = "" if g == t.static_groups()[0] or g == "compute" else f" --group {g}"
+        return (f"`pb cluster resize {name} ={want.nodes[g].count}{group}` changes the number "
+                "of nodes")
+    return f"`pb cluster down {name} --delete`, then up with the new flags"
+
+
 def up(template: str, name: str | None = None, *, nodes=(), cpus=(), memory=(), gres=(),
-       options=(), dry_run: bool = False, timeout: float = READY_TIMEOUT, say=print,
+       options=(), hosts=(), dry_run: bool = False, timeout: float = READY_TIMEOUT, say=print,
        root=None) -> dict:
     """Build cluster NAME from TEMPLATE, or resume/bring it back; register its target."""
-    flags = dict(nodes=nodes, cpus=cpus, memory=memory, gres=gres, options=options)
+    flags = dict(nodes=nodes, cpus=cpus, memory=memory, gres=gres, options=options,
+                 hosts=hosts)
     cl, t = _resolve(template, name, flags, root)
     say = Say(say)
     prov = provider_for(cl, t, say)
     elastic.check(t, prov)  # the template's mistakes before the host's
-    prov.check()
     fresh = not cl.exists()
-    planned = plan_nodes(t, prov, None if fresh else cl.nodes)
     if dry_run:
-        say(f"cluster '{cl.name}' (template {t.name}, provider {t.provider}"
-            + (", already built" if not fresh else "") + f"): {len(planned)} node(s)"
-            + _elastic_note(planned))
-        for line in prov.plan(planned):
-            say(f"  {line}")
-        return {"name": cl.name, "dry_run": True, "plan": prov.plan(planned)}
+        return _dry_run(cl, t, prov, fresh, say)
+    prov.check()
     with cl.lock(say=say.say):  # SLURM's power programs write the state too
         fresh = not cl.exists()
         if fresh:
@@ -110,9 +127,29 @@ def _elastic_note(nodes: list[Node]) -> str:
     return f", {k} of them elastic (SLURM starts them when jobs need them)" if k else ""
 
 
+def _dry_run(cl: Cluster, t: Template, prov, fresh: bool, say) -> dict:
+    """The plan first (a bad template is an error already there), then the checks `up` makes
+    before anything is built: what fails (no credentials, no root) is an error after the plan,
+    so --dry-run shows e.g. the cost before the credentials are set up."""
+    planned = plan_nodes(t, prov, None if fresh else cl.nodes)
+    plan = prov.plan(planned)
+    say(f"cluster '{cl.name}' (template {t.name}, provider {t.provider}"
+        + (", already built" if not fresh else "") + f"): {len(planned)} node(s)"
+        + _elastic_note(planned))
+    for line in plan:
+        say(f"  {line}")
+    try:
+        prov.check()
+    except ClusterError as e:
+        raise ClusterError(f"dry run: nothing was made, and `up` would stop here: {e.message}",
+                           e.fix, file=e.file, key=e.key) from None
+    say(f"dry run: nothing was made; `pb cluster up {t.name} {cl.name}` builds it")
+    return {"name": cl.name, "dry_run": True, "plan": plan}
+
+
 def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None:
     before = say.n
-    here = prov.controller() is None   # slurmctld on this host (local, netns)
+    far = remote(prov)   # slurmctld on a head node reached over SSH (ssh, cloud)
     nodes = cl.nodes
     leaving = [n for n in nodes if n.extra.get("leaving")]
     if leaving:
@@ -127,38 +164,40 @@ def _reconcile(cl: Cluster, t: Template, prov, say: Say, timeout: float) -> None
     cl.step_done("create")
     nodes = _fixed(cl)
     elastic.configure(cl, t, prov)
-    if here:
+    if not far:
         _controller(cl, t, prov, say, cl.nodes)
     cl.step_done("controller")
     need = [n for n in nodes if n.stage == "created"]
     if need:
         if t.setup:
             say(f"setting up {len(need)} node(s) ({len(t.setup)} step(s) each)")
-        call(cl, prov.setup, need)
+        call(cl, prov.setup, nodes if far else need)  # remote: slurm.conf names them all
     cl.step_done("setup")
     nodes = _fixed(cl)
-    known = controller.nodes_info(cl) if here else None
+    known = controller.nodes_info(cl) if not far else None
     for n in nodes:  # a node slurmctld holds as a FUTURE slot (a resize was interrupted)
         if known is not None and n.name not in known:
             say(f"  {n.name}: activating its slot in slurmctld")
             controller.activate(cl, n)
     if nodes:
-        call(cl, prov.start, nodes)
+        call(cl, prov.start, nodes)  # a remote provider waits until SLURM sees them up
     cl.step_done("start")
-    if nodes and here:
+    if far:
+        got = prov.node_states() or {}
+        states = {n.name: got[n.name] for n in nodes if n.name in got}
+    elif nodes:
         if say.n > before:
             say(f"waiting for {len(nodes)} node(s) to take jobs")
         states = controller.wait_ready(cl, [n.name for n in nodes], timeout, say)
-    else:  # a remote controller: the provider's start waited for its nodes
-        states = {n.name: n.stage for n in nodes}
+    else:
+        states = {}
     if elastic.has_elastic(t):
         elastic.reconcile(cl, t, prov, say)
         k = sum(n.elastic for n in cl.nodes)
         states[f"{k} elastic"] = "on demand"
     cl.step_done("ready")
     registered = target.registered(cl)
-    fields = prov.target_fields(nodes) if hasattr(prov, "target_fields") else prov.target()
-    path = target.register(cl, fields, f"pb cluster {cl.name} (template {t.name}, "
+    path = target.register(cl, prov.target(), f"pb cluster {cl.name} (template {t.name}, "
                            f"provider {t.provider})")
     cl.step_done("target")
     summary = ", ".join(f"{n} {s}" for n, s in states.items()) or "no nodes"
@@ -207,12 +246,18 @@ def down(name: str, delete: bool = False, say=print) -> None:
     prov = provider_for(cl, t, say)
     with cl.lock(say=say):  # a power program SLURM runs meanwhile waits, then does nothing
         nodes = cl.nodes
-        live = [n for n in nodes if n.stage != "planned"]  # elastic ones SLURM started too
-        if live:
-            call(cl, prov.stop, live)
-        stopped = controller.stop(cl) if prov.controller() is None else []
-        if live:
-            call(cl, prov.destroy, live)
+        # elastic ones SLURM started too; a cloud machine is on record (by id) before it runs
+        live = [n for n in nodes if n.stage != "planned" or n.extra.get("id")]
+        if remote(prov):  # destroy stops every daemon first (ssh), or takes the machines
+            stopped = []
+            if live:
+                call(cl, prov.destroy, live)
+        else:
+            if live:
+                call(cl, prov.stop, live)
+            stopped = controller.stop(cl)
+            if live:
+                call(cl, prov.destroy, live)
         prov.teardown()
         nodes = cl.nodes
         for n in nodes:  # every machine is gone: `up` makes them again

@@ -389,3 +389,36 @@ def ssh_argv(node, options, conf: str | None = None) -> list[str]:
         argv += ["--", shlex.join(["env", f"SLURM_CONF={conf}", "sh", "-c",
                                    'exec "${SHELL:-/bin/sh}" -l'])]
     return argv
+
+
+def drain_nodes(nodes, head, options, timeout: float = 600, say=print) -> list[str]:
+    """Nodes about to leave: drained in slurmctld on the head (they take no new job), then
+    waited for until no job runs there. Returns the names slurmctld knew."""
+    o = SetupOptions.of(options)
+    (hc,) = _contexts([head], head, o, set())
+    r = _slurm(hc, ["sinfo", "-h", "-N", "-o", "%N %T"])
+    states = dict(ln.split() for ln in r.stdout.splitlines() if len(ln.split()) == 2) \
+        if r.returncode == 0 else {}
+    names = [n.name for n in nodes if n.name in states]
+    for n in names:
+        if not states[n].startswith(("drain", "down")):
+            _slurm(hc, ["scontrol", "update", f"NodeName={n}", "State=DRAIN",
+                        "Reason=pb_cluster_resize"], check=True)
+            say(f"{n}: drained (takes no new job)")
+    t0 = last = time.time()
+    while names:
+        r = _slurm(hc, ["squeue", "-h", "-w", ",".join(names), "-t", "RUNNING,COMPLETING,"
+                        "CONFIGURING,SUSPENDED,STOPPED", "-o", "%i"], check=True)
+        jobs = r.stdout.split()
+        if not jobs:
+            break
+        if time.time() - t0 > timeout:
+            raise ClusterError(f"node(s) {', '.join(names)} still run {len(jobs)} job(s) after "
+                               f"{timeout:g}s (drained: they take no new ones)",
+                               f"wait and repeat the resize, or cancel the jobs (scancel "
+                               f"{' '.join(jobs)} on the head)")
+        if time.time() - last >= 10:
+            say(f"  waiting for {len(jobs)} running job(s) on {', '.join(names)} to end")
+            last = time.time()
+        time.sleep(1)
+    return names

@@ -26,6 +26,8 @@ one of `nodes`, which run slurmd):
         (munged first, one machine after the other; restarted where slurm.conf changed)
     wait_idle(nodes, head, options, timeout=120, say=print) -> dict[str, str]
     node_states(head, options) -> dict[str, str]                     sinfo on the head
+    drain_nodes(nodes, head, options, timeout=600, say=print) -> list[str]
+        nodes about to leave: drained, then waited for until they run no job
     stop_slurmd(nodes, options, say=print) -> dict[str, list[str]]
     stop_controller(head, options, say=print) -> list[str]
     remove_nodes(nodes, head, options, say=print) -> dict[str, list[str]]
@@ -38,10 +40,10 @@ one of `nodes`, which run slurmd):
     target_fields(name, head, options) -> dict                       for targets.Target(**...)
     ssh_argv(node, options, conf=None) -> list[str]                  an interactive ssh there
 
-The cloud providers call plan_steps and setup_nodes in a keyword form instead:
-`setup_nodes(nodes, action="setup"|"start"|"stop", head=..., ssh={"user", "identity_file",
-"options", "hosts": {node: destination}}, template=..., state=..., say=...)`; from_access turns
-that into (compute nodes, head, SetupOptions) and run_action does the action.
+One call form: the positional one above. The cloud providers hold their SSH access as a dict
+(`{"user", "identity_file", "options", "hosts": {node: destination}}`): from_access(nodes, head,
+ssh, template, state) turns it into (compute nodes, head, SetupOptions) for these functions, and
+run_action(action, nodes, head, ssh, template, state, say) does setup | start | stop with it.
 
 A daemon is restarted only when the file it was started with (munge key, slurm.conf) changed
 since; running any of these twice does nothing the second time but say "already".
@@ -56,23 +58,20 @@ from pushbutton.clusters.remote_conf import (Layout, conf_ports, expand_home, gr
                                              slurm_conf)
 from pushbutton.clusters.remote_daemons import (  # the seam, re-exported
     SetupOptions, _ctx, _head_first, _host, _machines, _parallel, _remember, _steps_runner,
-    node_states, remove_nodes, ssh_argv, start_controller, start_slurmd, stop_all,
+    drain_nodes, node_states, remove_nodes, ssh_argv, start_controller, start_slurmd, stop_all,
     stop_controller, stop_slurmd, target_fields, wait_idle)
 from pushbutton.clusters.remote_lib import PORTS_PY
 from pushbutton.clusters.remote_steps import CONFIG_STEPS, PROBE_STEPS, Ctx, sha
 
-__all__ = ["SetupOptions", "from_access", "run_action", "plan_steps", "check_reachable", "setup_nodes", "start_controller", "start_slurmd",
-           "wait_idle", "node_states", "stop_slurmd", "stop_controller", "remove_nodes",
+__all__ = ["SetupOptions", "from_access", "run_action", "plan_steps", "check_reachable",
+           "setup_nodes", "start_controller", "start_slurmd", "wait_idle", "node_states",
+           "drain_nodes", "stop_slurmd", "stop_controller", "remove_nodes",
            "stop_all", "target_fields", "ssh_argv"]
 
 
 # -- plan -----------------------------------------------------------------------------------
-def plan_steps(nodes, head=None, options=None, *, action=None, ssh=None, template=None,
-               state=None) -> list[str]:
-    """What setup and start would do on each machine, without SSH. (The keyword form is the
-    cloud providers' call: see from_access.)"""
-    if options is None:
-        nodes, head, options = from_access(nodes, head, ssh, template, state)
+def plan_steps(nodes, head, options) -> list[str]:
+    """What setup and start would do on each machine, without SSH."""
     o = SetupOptions.of(options)
     names = {n.name for n in nodes}
     lines = []
@@ -152,10 +151,7 @@ def _check_users(ctxs: list[Ctx]) -> None:
                 "user with the same uid: set `user = ...` in the template's ssh table")
 
 
-def setup_nodes(nodes, head=None, conf_text=None, munge_key=None, options=None, say=print, *,
-                action=None, ssh=None, template=None, state=None) -> dict[str, list[str]]:
-    if options is None:  # the cloud providers' call: one action over SSH
-        return run_action(action or "setup", nodes, head, ssh, template, state, say)
+def setup_nodes(nodes, head, conf_text, munge_key, options, say=print) -> dict[str, list[str]]:
     o = SetupOptions.of(options)
     names = {n.name for n in nodes}
     ctxs = [_ctx(m, o, head, m.name in names) for m in _machines(nodes, head)]
@@ -210,7 +206,7 @@ def setup_nodes(nodes, head=None, conf_text=None, munge_key=None, options=None, 
     return report
 
 
-# -- the keyword form the cloud providers call ----------------------------------------------
+# -- the cloud providers' SSH access ----------------------------------------------------------
 def from_access(nodes, head, ssh: dict | None, template, state):
     """(compute nodes, head, SetupOptions) from a cloud provider's SSH access: ssh = {"user",
     "identity_file", "options": [...], "hosts": {node: destination}}. A head of node group

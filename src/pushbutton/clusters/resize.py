@@ -9,9 +9,16 @@ slurmctld schedules on, and its slurmd starts and registers. A leaving node is d
 `State=FUTURE` (slurmctld forgets it: sinfo no longer lists it) and the provider takes it away.
 Zero nodes is a legal size: sbatch still queues jobs (pending) until nodes join again. The
 slurm.conf is rewritten after each change, for the next start of slurmctld.
+
+A remote controller (ssh, cloud: slurmctld on a head node) has no FUTURE slots: the provider
+writes the slurm.conf of the new set of nodes on every machine and restarts slurmctld and the
+running slurmds (jobs survive that); leaving nodes are drained there first. An ssh cluster's
+nodes are its machines: `resize NAME --host ws1 --host ws3` makes those its machines (hosts
+not listed leave, new ones join; the head stays).
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -20,7 +27,7 @@ from pushbutton.clusters.cluster import Cluster, ClusterError
 from pushbutton.clusters.providers.base import Node
 from pushbutton.clusters.state import (call, existing, provider_for, rewrite_conf,
                                        template_of)
-from pushbutton.clusters.templates import DEFAULT_GROUP, Template
+from pushbutton.clusters.templates import DEFAULT_GROUP, Template, with_flags
 
 DRAIN_TIMEOUT = 600
 REASON = "pb_cluster_resize"
@@ -38,6 +45,9 @@ def parse_change(text: str, have: int) -> int:
 
 def _group(t: Template, group: str | None, name: str = "NAME") -> str:
     static = t.static_groups()
+    if group == "head" and t.provider in ("gce", "aws", "openstack"):
+        raise ClusterError("group 'head' is the node that runs slurmctld: it stays",
+                           "resize the compute nodes (leave out --group)")
     elastic = [g for g in t.nodes if g not in static]
     if (group in elastic) or (not group and not static):
         g = group or elastic[0]
@@ -58,16 +68,20 @@ def _group(t: Template, group: str | None, name: str = "NAME") -> str:
     raise ClusterError("the cluster has several node groups", f"name one: --group {static[0]}")
 
 
-def resize(name: str, change: str, group: str | None = None, *, timeout: float = 120,
-           drain_timeout: float = DRAIN_TIMEOUT, say=print) -> dict:
+def resize(name: str, change: str | None, group: str | None = None, *, hosts=(),
+           timeout: float = 120, drain_timeout: float = DRAIN_TIMEOUT, say=print) -> dict:
     cl = existing(name)
     with cl.lock(say=say):  # one writer of the state (SLURM's power programs write it too)
-        return _resize(cl, name, change, group, timeout, drain_timeout, say)
+        return _resize(cl, name, change, group, hosts, timeout, drain_timeout, say)
 
 
-def _resize(cl: Cluster, name: str, change: str, group: str | None, timeout: float,
-            drain_timeout: float, say) -> dict:
+def _resize(cl: Cluster, name: str, change: str | None, group: str | None, hosts,
+            timeout: float, drain_timeout: float, say) -> dict:
     t = template_of(cl)
+    if t.provider == "ssh" or hosts:
+        return resize_hosts(cl, t, list(hosts), change, say, timeout, drain_timeout)
+    if change is None:
+        raise ClusterError("resize needs +K, -K or =K", f"e.g. `pb cluster resize {name} +1`")
     prov = provider_for(cl, t, say)
     group = _group(t, group, name)
     g = t.nodes[group]
@@ -124,7 +138,7 @@ def _index(n: Node) -> int:
 
 def _controller_up(cl: Cluster, prov) -> bool:
     if prov.controller() is not None:
-        return cl.done("controller")
+        return cl.done("start")
     return bool(controller.slurmctld_pid(cl)) and controller.ping(cl)
 
 
@@ -157,7 +171,9 @@ def _resize_records(cl, t, prov, group, mine, want) -> None:
 
 def join(cl: Cluster, t: Template, prov, nodes: list[Node], say, timeout: float) -> None:
     """New nodes into a running cluster: create, set up, activate their slots, start."""
-    here = prov.controller() is None
+    if prov.controller() is not None:
+        return _join_remote(cl, prov, nodes, say)
+    here = True
     call(cl, prov.create, nodes)
     need = [n for n in nodes if n.stage == "created"]
     if need:
@@ -174,10 +190,21 @@ def join(cl: Cluster, t: Template, prov, nodes: list[Node], say, timeout: float)
         say("  " + ", ".join(f"{n} {s}" for n, s in states.items()))
 
 
+def _join_remote(cl: Cluster, prov, nodes: list[Node], say) -> None:
+    """New nodes into a cluster whose slurmctld runs on a head node: made, then every node
+    set up (slurm.conf of all on every machine) and started; the provider waits for them."""
+    call(cl, prov.create, [cl.node(n.name) for n in nodes])
+    call(cl, prov.setup, cl.nodes)
+    call(cl, prov.start, cl.nodes)
+    states = prov.node_states() or {}
+    say("  " + ", ".join(f"{n.name} {states.get(n.name, 'no answer')}" for n in nodes))
+
+
 def finish_removal(cl: Cluster, t: Template, prov, nodes: list[Node], say,
                    drain_timeout: float = DRAIN_TIMEOUT) -> None:
     """Drain, wait until no job runs there, stop slurmd, back to a FUTURE slot, take away.
-    (With a remote controller the provider's stop and destroy do the SLURM side.)"""
+    A remote controller: drained there, stopped and taken away by the provider, then the
+    others set up without them (slurm.conf on every machine, daemons restarted)."""
     local_ctl = prov.controller() is None
     known = (controller.nodes_info(cl) or {}) if local_ctl else {}
     for n in nodes:
@@ -185,14 +212,90 @@ def finish_removal(cl: Cluster, t: Template, prov, nodes: list[Node], say,
             controller.drain(cl, n.name, REASON)
     if local_ctl:
         _wait_no_jobs(cl, [n.name for n in nodes if n.name in known], say, drain_timeout)
+    elif cl.done("start"):
+        prov.drain([cl.node(n.name) for n in nodes], drain_timeout, say)
     for n in nodes:
         n = cl.node(n.name)
-        call(cl, prov.stop, [n])
+        there = local_ctl or n.stage != "planned" or n.extra.get("id")
+        if there:
+            call(cl, prov.stop, [n])
         if n.name in known:
             controller.retire(cl, n.name)
-        call(cl, prov.destroy, [n])
+        if there:
+            call(cl, prov.destroy, [n])
         cl.put_nodes([x for x in cl.nodes if x.name != n.name])
         say(f"  {n.name}: removed")
+    rest = cl.nodes
+    if not local_ctl and rest and cl.done("start"):
+        call(cl, prov.setup, rest)   # slurm.conf without them, on every machine
+        call(cl, prov.start, cl.nodes)
+
+
+def _named(nodes: list[Node]) -> str:
+    return ", ".join(f"{n.name} ({n.extra.get('host')})" for n in nodes)
+
+
+def resize_hosts(cl: Cluster, t: Template, hosts: list[str], change: str | None, say,
+                 timeout: float, drain_timeout: float) -> dict:
+    """Provider ssh: the cluster's machines become `hosts` (the head stays)."""
+    name = cl.name
+    if t.provider != "ssh":
+        raise ClusterError(f"--host is for clusters of provider ssh; '{name}' has provider "
+                           f"'{t.provider}'", f"`pb cluster resize {name} +1` adds a node")
+    old = list(t.options.get("hosts") or [])
+    if change is not None or not hosts:
+        now = " ".join(f"--host {h}" for h in old)
+        raise ClusterError(f"cluster '{name}' (provider ssh) has one node per machine: name "
+                           "the machines it should have",
+                           f"`pb cluster resize {name} {now} --host NEWHOST` adds one; leave "
+                           "a --host out to remove that machine")
+    head = t.options.get("head") or old[0]
+    if head in old and head not in hosts:
+        raise ClusterError(f"{head} runs slurmctld: it cannot leave the cluster",
+                           f"keep --host {head}; another head: `pb cluster down {name} "
+                           "--delete`, then up with the new hosts")
+    opts = (f"head={json.dumps(head)}",) if "head" not in t.options and hosts[0] != head \
+        else ()
+    want = with_flags(t, hosts=hosts, options=opts)
+    if want.options.get("hosts") == old:
+        say(f"cluster '{name}' has these machines already; nothing to do")
+        return {"name": name, "nodes": len(cl.nodes)}
+    cl.data["template"] = want.model_dump()
+    cl.save()
+    prov = provider_for(cl, want, say)
+    gone = [n for n in cl.nodes if n.extra.get("host") not in hosts]
+    used = {n.extra.get("host") for n in cl.nodes}
+    group = next(iter(want.nodes))
+    g = want.nodes[group]
+    names = {n.name for n in cl.nodes}
+    new = []
+    for nn, h in prov.host_names().items():
+        if h in used:
+            continue
+        base, i = nn, 2
+        while nn in names:
+            nn, i = f"{base}-{i}", i + 1
+        names.add(nn)
+        new.append(Node(name=nn, group=group, cpus=g.cpus, memory=g.memory, gres=g.gres,
+                        extra={"host": h}))
+    up_now = _controller_up(cl, prov)
+    if gone:
+        say(f"removing {_named(gone)} from '{name}'" + (" (drained first)" if up_now else ""))
+        for n in gone:
+            n.extra["leaving"] = True
+            cl.update_node(n)
+        finish_removal(cl, want, prov, gone, say, drain_timeout)
+    for n in new:
+        cl.update_node(n)
+    if new and up_now:
+        say(f"adding {_named(new)} to '{name}'")
+        _join_remote(cl, prov, new, say)
+    elif new:
+        say(f"cluster '{name}' is not up; {', '.join(n.name for n in new)} join at "
+            f"`pb cluster up {want.name} {name}`")
+    say(f"cluster '{name}' now has {len(cl.nodes)} machine(s): "
+        + ", ".join(n.extra.get("host", n.name) for n in cl.nodes))
+    return {"name": name, "nodes": len(cl.nodes)}
 
 
 def _wait_no_jobs(cl: Cluster, names: list[str], say, timeout: float) -> None:

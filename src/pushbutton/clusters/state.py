@@ -37,6 +37,11 @@ def call(cl: Cluster, method, nodes: list[Node]) -> None:
                 cl.update_node(n)
 
 
+def remote(prov) -> bool:
+    """slurmctld runs on a machine the provider reaches over SSH (ssh, cloud), not here."""
+    return prov.controller() is not None
+
+
 def existing(name: str) -> Cluster:
     cl = Cluster(name)
     if not cl.exists():
@@ -49,10 +54,7 @@ def plan_nodes(t: Template, prov, have: list[Node] | None = None) -> list[Node]:
     """The nodes of the template's groups, keeping those recorded: a static group's `count`;
     an elastic group's `max`, of which the first `min` are always on (started by `up`) and the
     rest are `elastic` (State=CLOUD: SLURM's power saving starts and stops them)."""
-    out = list(have or [])
-    if not out and hasattr(prov, "nodes_for_hosts"):  # ssh: one node per machine listed
-        g = t.nodes[t.static_groups()[0]]
-        return prov.nodes_for_hosts(cpus=g.cpus, memory=g.memory)
+    out = list(have or [])  # (ssh: prov.node_name names the i-th host's node)
     for group, g in t.nodes.items():
         mine = [n for n in out if n.group == group]
         i = 1

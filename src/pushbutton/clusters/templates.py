@@ -217,8 +217,12 @@ def node_prefix(group: str) -> str:
 
 # -- built-ins ---------------------------------------------------------------------------------
 def builtins() -> dict[str, dict]:
-    """The built-in templates as template bodies (computed: `local` offers this host)."""
-    cloud = {"compute": {"count": 1, "cpus": 1, "memory": 1024}}
+    """The built-in templates as template bodies (computed: `local` offers this host). `ssh`
+    has one node per host (`--host`, or hosts in its ssh table); the clouds a one-node `head`
+    group (slurmctld only) and a `compute` group (`--nodes` sizes it), their machine types,
+    image and region from the template's cloud table (or `--option`)."""
+    cloud = {"head": {"count": 1, "max": 1, "cpus": 1, "memory": 1024},
+             "compute": {"count": 1, "cpus": 1, "memory": 1024}}
     return {
         "local": {"provider": "local", "description": "a one-host SLURM on this machine",
                   "nodes": {"compute": {"count": 1, "max": 1, "cpus": os.cpu_count() or 1,
@@ -226,8 +230,9 @@ def builtins() -> dict[str, dict]:
         "netns": {"provider": "netns", "description": "N nodes on this host, each a network "
                   "namespace with its own address, hostname and slurmd",
                   "nodes": {"compute": {"count": 2, "cpus": 1, "memory": 1024}}},
-        "ssh": {"provider": "ssh", "description": "existing machines over SSH (give hosts: "
-                "--option hosts='[\"ws1\",\"ws2\"]' or a template)", "nodes": cloud, "ssh": {}},
+        "ssh": {"provider": "ssh", "description": "existing machines over SSH, one node per "
+                "host (--host ws1 --host ws2; the first runs slurmctld)",
+                "nodes": {"compute": {"cpus": 1, "memory": 1024}}, "ssh": {}},
         **{p: {"provider": p, "description": f"virtual machines on {label} (Apache Libcloud)",
                "nodes": cloud, "cloud": {}}
            for p, label in (("gce", "Google Compute Engine"), ("aws", "Amazon EC2"),
@@ -282,6 +287,8 @@ def validate(name: str, body: dict, file: str | None = None) -> Template:
         raise ClusterError("the template names no provider",
                            f"add provider = \"netns\" (one of: {', '.join(PROVIDERS)})",
                            file=file, key=f"{where}.provider")
+    if merged.get("provider") == "ssh":
+        merged = _ssh_count(merged, file, where)
     try:
         t = Template.model_validate(merged)
     except ValidationError as e:
@@ -315,6 +322,25 @@ def validate(name: str, body: dict, file: str | None = None) -> Template:
         raise ClusterError(msg, fix, file=file, key=key) from None
     t.file = file or "built-in"
     return t
+
+
+def _ssh_count(merged: dict, file: str | None, where: str) -> dict:
+    """Provider ssh: one node per host, so a template with one node group gets count =
+    len(hosts) (a count that differs is an error); with several groups, their counts take the
+    hosts in order."""
+    hosts = merged.get("ssh", {}).get("hosts") if isinstance(merged.get("ssh"), dict) else None
+    groups = merged.get("nodes") or {DEFAULT_GROUP: {}}
+    if not isinstance(hosts, list) or not isinstance(groups, dict) or len(groups) != 1:
+        return merged
+    (name, g), = groups.items()
+    if not isinstance(g, dict):
+        return merged
+    if g.get("count") is not None and g["count"] != len(hosts):
+        raise ClusterError(f"provider ssh makes one node per host: count is {g['count']}, "
+                           f"ssh.hosts lists {len(hosts)} machine(s)",
+                           "remove count (it follows hosts), or list the machines in hosts",
+                           file=file, key=f"{where}.nodes.{name}.count")
+    return {**merged, "nodes": {name: {**g, "count": len(hosts)}}}
 
 
 def parse(data: dict, file: str | None = None) -> dict[str, Template]:
@@ -394,11 +420,19 @@ def _parse_option(text: str):
     return key.strip(), value
 
 
-def with_flags(t: Template, nodes=(), cpus=(), memory=(), gres=(), options=()) -> Template:
+def with_flags(t: Template, nodes=(), cpus=(), memory=(), gres=(), options=(),
+               hosts=()) -> Template:
     """The template with the flags of `pb cluster up` applied (each flag may repeat, as
-    N or GROUP=N), validated again."""
+    N or GROUP=N; `hosts`: the machines of provider ssh, `--host`), validated again."""
     body = t.model_dump(exclude={"name", "file"}, exclude_none=True)
     groups = body["nodes"]
+    if t.provider == "ssh" and nodes:
+        raise ClusterError("--nodes: provider ssh has one node per machine",
+                           "name the machines: --host ws1 --host ws2 (the first runs slurmctld)")
+    if hosts and t.provider != "ssh":
+        raise ClusterError(f"--host is for provider ssh; template '{t.name}' has provider "
+                           f"'{t.provider}'", "leave --host out, or use a template of "
+                           "provider ssh (`pb cluster up ssh NAME --host ws1`)")
     for flag, values, key in (("--nodes", nodes, "count"), ("--cpus", cpus, "cpus"),
                               ("--memory", memory, "memory"), ("--gres", gres, "gres")):
         for value in values:
@@ -425,6 +459,14 @@ def with_flags(t: Template, nodes=(), cpus=(), memory=(), gres=(), options=()) -
             raise ClusterError(f"--option: provider '{t.provider}' takes no options")
         k, v = _parse_option(text)
         body.setdefault(table, {})[k] = v
+    if hosts:
+        body.setdefault("ssh", {})["hosts"] = list(hosts)
+    if t.provider == "ssh" and body.get("ssh", {}).get("hosts") != t.options.get("hosts") \
+            and len(groups) == 1:  # other machines: the count follows them
+        g = next(iter(groups.values()))
+        if g.get("max") == g.get("count", 0) + SLOTS:
+            g.pop("max")
+        g.pop("count", None)
     try:
         out = validate(t.name, body)
     except ClusterError as e:

@@ -27,10 +27,12 @@ import time
 from pathlib import Path
 from typing import Callable, ClassVar
 
+from pushbutton.clusters import remote_setup as rs
 from pushbutton.clusters.cluster import ClusterError
 from pushbutton.clusters.providers import cloud_options as co
 from pushbutton.clusters.providers.base import Node, Provider
 from pushbutton.clusters.providers.cloud_errors import dns_label, libcloud_version, translate
+from pushbutton.clusters.providers.remote_ctl import RemoteController
 
 TAG, NODE_TAG = "pushbutton-cluster", "pushbutton-node"
 HEAD_GROUP = "head"             # the node group whose node runs slurmctld (else the first node)
@@ -38,7 +40,7 @@ HTTP_TIMEOUT = 60               # s per request to the cloud's API
 _CLOUD_KEYS = ("id", "instance", "public_ip", "private_ip", "ssh_host", "client_token")
 
 
-class CloudProvider(Provider):
+class CloudProvider(RemoteController, Provider):
     name: ClassVar[str] = "cloud"
     title: ClassVar[str] = "cloud"
     driver_factory: Callable[["CloudProvider"], object] | None = None
@@ -446,39 +448,27 @@ class CloudProvider(Provider):
                 "hosts": {n.name: n.extra.get("ssh_host") or self.instance_name(n)
                           for n in nodes}}
 
-    @staticmethod
-    def _remote_setup():
-        try:
-            import pushbutton.clusters.remote_setup as remote_setup
-        except ModuleNotFoundError as e:
-            if e.name != "pushbutton.clusters.remote_setup":
-                raise
-            return None
-        return remote_setup
+    def access(self, extra: list[Node] = ()) -> tuple[list[Node], Node, rs.SetupOptions]:
+        saved = list(getattr(self.state, "nodes", None) or [])
+        names = {n.name for n in saved}
+        nodes = saved + [n for n in extra if n.name not in names]
+        return rs.from_access(nodes, self.head(nodes), self.ssh_access(nodes), self.template,
+                              self.state)
 
     def remote_plan(self, action: str, nodes: list[Node]) -> list[str]:
-        rs = self._remote_setup()
-        if rs is None or not hasattr(rs, "plan_steps"):
-            return [f"  then over SSH ({self.opts.ssh_user}@each node): munge + SLURM; ssh setup "
-                    "not available in this build"]
-        return [f"  {s}" for s in rs.plan_steps(nodes, action=action, head=self.head(nodes),
-                                                ssh=self.ssh_access(nodes),
-                                                template=self.template)]
+        compute, head, o = rs.from_access(nodes, self.head(nodes), self.ssh_access(nodes),
+                                          self.template, self.state)
+        return [f"  {s}" for s in rs.plan_steps(compute, head, o)]
 
     def _remote(self, action: str, nodes: list[Node], stage: str) -> None:
         if not nodes:
             return
-        rs = self._remote_setup()
-        if rs is None or not hasattr(rs, "setup_nodes"):
-            raise ClusterError("ssh setup not available",
-                               "this pushbutton lacks pushbutton.clusters.remote_setup; "
-                               f"the machines stay; `pb cluster down {self.cluster}` removes them")
         missing = [n.name for n in nodes if not n.extra.get("ssh_host")]
         if missing:
             raise ClusterError(f"no address for {', '.join(missing)} (not created)",
                                f"{self._rerun()} creates them")
-        rs.setup_nodes(nodes, action=action, head=self.head(nodes), ssh=self.ssh_access(nodes),
-                       template=self.template, state=self.state, say=self.say)
+        rs.run_action(action, nodes, self.head(nodes), self.ssh_access(nodes), self.template,
+                      self.state, self.say)
         for n in nodes:
             n.stage = stage
 

@@ -15,9 +15,11 @@ reached over SSH, made a SLURM cluster through the idempotent steps of remote_se
     cluster_dir = "~/.pushbutton-clusters"   # the per-cluster folders live under it
 
 `create` only checks that the machines answer (they exist already); `destroy` stops the
-cluster's daemons and removes its per-cluster folders, never a package. Each node's
-`extra["host"]` is its SSH destination: nodes without one get the hosts in order
-(`nodes_for_hosts()` makes one node per host, named after it).
+cluster's daemons and removes its per-cluster folders, never a package. One node per host,
+named after it (`node_name`: ws1, 10-0-0-5): the framework plans them through `node_name(group,
+i)` (the i-th host), and each node's `extra["host"]` is its SSH destination (a node without one
+gets the host it is named after, else the next free one; `nodes_for_hosts()` makes them all).
+A head that is not one of hosts is no node record: it is kept in the cluster's provider data.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pushbutton.clusters import remote_setup as rs
 from pushbutton.clusters.cluster import ClusterError
 from pushbutton.clusters.providers.base import Node, Provider
+from pushbutton.clusters.providers.remote_ctl import RemoteController
 from pushbutton.clusters.remote_conf import Layout
 
 
@@ -94,7 +97,7 @@ def node_name(host: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", h.lower()).strip("-") or "node"
 
 
-class SSHProvider(Provider):
+class SSHProvider(RemoteController, Provider):
     name: ClassVar[str] = "ssh"
 
     def __init__(self, state, template, say=print):
@@ -130,21 +133,36 @@ class SSHProvider(Provider):
             slurm=dict(getattr(t, "slurm", None) or {}), conf_nodes=conf_nodes)
 
     # -- nodes ----------------------------------------------------------------------------------
-    def nodes_for_hosts(self, cpus: int = 1, memory: int = 1024) -> list[Node]:
-        """One node per compute host, named after the host."""
-        o, out, names = self.opts, [], set()
-        for h in o.hosts:
+    def host_names(self) -> dict[str, str]:
+        """{node name: host} for every host, in order (names made distinct: ws1, ws1-2)."""
+        out: dict[str, str] = {}
+        for h in self.opts.hosts:
             n, i = node_name(h), 2
             base = n
-            while n in names:
+            while n in out:
                 n, i = f"{base}-{i}", i + 1
-            names.add(n)
-            out.append(Node(name=n, group="compute", cpus=cpus, memory=memory,
-                            extra={"host": h}))
+            out[n] = h
         return out
+
+    def nodes_for_hosts(self, cpus: int = 1, memory: int = 1024) -> list[Node]:
+        """One node per compute host, named after the host."""
+        return [Node(name=n, group="compute", cpus=cpus, memory=memory, extra={"host": h})
+                for n, h in self.host_names().items()]
+
+    def node_name(self, group: str, index: int) -> str:
+        """The index-th host's node name (from 1, across groups in the template's order: the
+        framework skips names in use); n<index> beyond the hosts (then `create` says so)."""
+        names = list(self.host_names())
+        return names[index - 1] if index <= len(names) else f"n{index}"
 
     def _assign(self, nodes: list[Node]) -> None:
         used = {n.extra.get("host") for n in self._all(nodes) if n.extra.get("host")}
+        by_name = self.host_names()
+        for n in nodes:
+            h = by_name.get(n.name)
+            if not n.extra.get("host") and h and h not in used:
+                n.extra = dict(n.extra, host=h)
+                used.add(h)
         free = [h for h in self.opts.hosts if h not in used]
         for n in nodes:
             if not n.extra.get("host"):
@@ -178,9 +196,27 @@ class SSHProvider(Provider):
                 self._head = n
                 return n
         if self._head is None or self._head.extra.get("host") != want:
-            self._head = Node(name=node_name(want), group="head", extra={"host": want,
-                                                                          "role": "controller"})
+            saved = self._provider_data().get("head")
+            self._head = Node.from_json(saved) if saved and saved.get("extra", {}).get(
+                "host") == want else Node(name=node_name(want), group="head",
+                                          extra={"host": want, "role": "controller"})
         return self._head
+
+    def _provider_data(self) -> dict:
+        pd = getattr(self.state, "provider_data", None)
+        return pd if isinstance(pd, dict) else {}
+
+    def _keep_head(self, head: Node) -> None:
+        """A head that is no node record: its layout kept in the cluster's provider data."""
+        if head.extra.get("role") == "controller" and hasattr(self.state, "save") and \
+                isinstance(getattr(self.state, "provider_data", None), dict):
+            self.state.provider_data["head"] = head.to_json()
+            self.state.save()
+
+    def access(self, extra: list[Node] = ()) -> tuple[list[Node], Node, rs.SetupOptions]:
+        every = self._all(list(extra))
+        self._assign([n for n in every if not n.extra.get("host")])
+        return every, self.head_node(every), self.setup_options(conf_nodes=every)
 
     # -- the provider interface -----------------------------------------------------------------
     def check(self) -> None:
@@ -211,7 +247,10 @@ class SSHProvider(Provider):
         every = self._all(nodes)
         head = self.head_node(nodes)
         opts = self.setup_options(conf_nodes=every)
-        rs.setup_nodes(every, head, None, None, opts, self.say)
+        try:
+            rs.setup_nodes(every, head, None, None, opts, self.say)
+        finally:
+            self._keep_head(head)
         rs.start_controller(head, opts, self.say)
         self._restart_running(every, nodes, opts)
         for n in nodes:
@@ -262,6 +301,9 @@ class SSHProvider(Provider):
             self._restart_running(rest, [], opts)
         for n in nodes:
             self._seen.pop(n.name, None)
+            n.stage = "planned"
+        if not rest and hasattr(self.state, "provider_data"):
+            self._provider_data().pop("head", None)
 
     def controller(self) -> str | None:
         return self.head_node([]).name
@@ -286,8 +328,10 @@ def validate(template) -> SSHOptions:
     table = getattr(template, "options", None)
     if not table:
         raise ClusterError(f"{where}: template '{name}' (provider ssh) names no machines",
-                           f"add a table [templates.{name}.ssh] with hosts = [\"ws1\", \"ws2\"] "
-                           "(SSH destinations; the first runs slurmctld)")
+                           f"give them: `pb cluster up {name} NAME --host ws1 --host ws2` (SSH "
+                           "destinations; the first runs slurmctld), or a table "
+                           f"[templates.{name}.ssh] with hosts = [\"ws1\", \"ws2\"] in "
+                           "pushbutton-clusters.toml")
     if not isinstance(table, dict):
         raise ClusterError(f"{where}: key 'templates.{name}.ssh' must be a table",
                            f"write [templates.{name}.ssh] followed by hosts = [...]")
@@ -310,5 +354,5 @@ def validate(template) -> SSHOptions:
             msg = "lists no machines"
             fix = "give at least one SSH destination: hosts = [\"ws1\"]"
         else:
-            fix = f"see docs/clusters-ssh.md for the keys of [templates.{name}.ssh]"
+            fix = f"see the keys of [templates.{name}.ssh] in docs/CLUSTERS.md (provider ssh)"
         raise ClusterError(f"{where}: key '{key}': {msg}", fix) from None
