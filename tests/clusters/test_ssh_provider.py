@@ -10,7 +10,6 @@ packages, which command, the errors without root/sudo or package manager).
 import json
 import os
 import secrets
-import shlex
 import shutil
 import socket
 import subprocess
@@ -28,6 +27,8 @@ from pushbutton.clusters.providers.base import Node
 from pushbutton.clusters.providers.ssh import SSHProvider, node_name, validate
 from pushbutton.clusters.remote_conf import Layout, conf_ports, gres_conf, slurm_conf
 from pushbutton.clusters.remote_lib import Remote
+
+from .conftest import ip, sshd_machines
 
 CI = os.environ.get("CI") == "true"
 TASKS = '''import socket, time
@@ -332,121 +333,19 @@ def test_failing_setup_command_names_node_step_command_and_fix(loop_ssh, tmp_pat
 
 # -- three machines: network namespaces, each with its own sshd ------------------------------
 NS = ["pbs-n1", "pbs-n2", "pbs-n3"]
-BRIDGE = "pbs-br"
 
 
 def _ip(*args, check=True):
-    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
-def _subnet() -> str:
-    """A 10.247.X.0/24 no route of this host uses yet."""
-    routes = _ip("-4", "route").stdout
-    for x in range(91, 120):
-        if f"10.247.{x}." not in routes:
-            return f"10.247.{x}"
-    raise RuntimeError("no free 10.247.X.0/24")
-
-
-def _teardown_netns(sshds):
-    for ns in NS:
-        pids = _ip("netns", "pids", ns, check=False).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), 15)
-            except (ProcessLookupError, ValueError):
-                pass
-    for proc in sshds:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    time.sleep(0.3)
-    for ns in NS:
-        for pid in _ip("netns", "pids", ns, check=False).stdout.split():
-            try:
-                os.kill(int(pid), 9)
-            except (ProcessLookupError, ValueError):
-                pass
-        _ip("netns", "del", ns, check=False)
-    _ip("link", "del", BRIDGE, check=False)
+    return ip(*args, check=check)
 
 
 @pytest.fixture(scope="module")
 def netns_machines(tmp_path_factory):
     """Three machines pbs-n1..3: a namespace each (own address on bridge pbs-br, own hostname,
-    own sshd on port 22 there), reached from here through an ssh config."""
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nsenter") or \
-            not os.access("/usr/sbin/sshd", os.X_OK):
-        _missing("root, ip, nsenter and sshd (for network-namespace machines)")
+    own sshd on port 22 there), reached from here through an ssh config (conftest)."""
     _need_slurm_programs()
-    tmp = tmp_path_factory.mktemp("pbs-netns")
-    for k in ("host", "id"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                        str(tmp / f"{k}_ed25519")], check=True, timeout=30)
-    shutil.copy(tmp / "id_ed25519.pub", tmp / "authorized_keys")
-    hostkey = (tmp / "host_ed25519.pub").read_text().split()[:2]
-    for ns in NS:  # leftovers of an earlier run that was killed
-        _ip("netns", "del", ns, check=False)
-    _ip("link", "del", BRIDGE, check=False)
-    net = _subnet()
-    sshds: list[subprocess.Popen] = []
-    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation folder
-    try:
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", f"{net}.1/24", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
-        cfg_lines, known = [], []
-        for i, ns in enumerate(NS, start=2):
-            addr, veth = f"{net}.{i}", f"pbs-v{i - 1}"
-            _ip("netns", "add", ns)
-            _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _ip("link", "set", veth, "master", BRIDGE, "up")
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth0", "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-            conf = tmp / f"sshd-{ns}.conf"
-            conf.write_text(f"ListenAddress {addr}\nPort 22\nHostKey {tmp}/host_ed25519\n"
-                            f"PidFile {tmp}/sshd-{ns}.pid\nAuthorizedKeysFile {tmp}/"
-                            "authorized_keys\nPermitRootLogin prohibit-password\n"
-                            "PubkeyAuthentication yes\nPasswordAuthentication no\n"
-                            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-                            "MaxSessions 64\nMaxStartups 64:30:128\n"
-                            "Subsystem sftp internal-sftp\n")
-            log = open(tmp / f"sshd-{ns}.log", "w")
-            sshds.append(subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{ns}", "unshare", "--uts", "sh", "-c",
-                 f"hostname {ns}; exec /usr/sbin/sshd -D -e -f {shlex.quote(str(conf))}"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL))
-            cfg_lines += [f"Host {ns}", f"  HostName {addr}", "  User root",
-                          f"  IdentityFile {tmp}/id_ed25519", "  IdentitiesOnly yes",
-                          f"  UserKnownHostsFile {tmp}/known_hosts",
-                          "  StrictHostKeyChecking yes", "  BatchMode yes", ""]
-            known.append(f"{addr} {' '.join(hostkey)}")
-        (tmp / "ssh_config").write_text("\n".join(cfg_lines))
-        (tmp / "known_hosts").write_text("\n".join(known) + "\n")
-        for ns in NS:
-            deadline = time.time() + 20
-            while True:
-                r = subprocess.run(["ssh", "-F", str(tmp / "ssh_config"), "-o",
-                                    "ConnectTimeout=3", ns, "hostname"], capture_output=True,
-                                   text=True, timeout=30)
-                if r.returncode == 0 and r.stdout.strip() == ns:
-                    break
-                if time.time() > deadline:
-                    raise RuntimeError(f"sshd in {ns} does not answer: {r.stderr.strip()} "
-                                       f"{(tmp / f'sshd-{ns}.log').read_text()[-300:]}")
-                time.sleep(0.3)
-        yield {"hosts": list(NS), "ssh_config": str(tmp / "ssh_config"), "tmp": tmp,
-               "addrs": [f"{net}.{i}" for i in range(2, 2 + len(NS))]}
-    finally:
-        for ns in NS:
-            subprocess.run(["ssh", "-F", str(tmp / "ssh_config"), "-O", "exit", ns],
-                           capture_output=True, timeout=10)
-        _teardown_netns(sshds)
+    with sshd_machines(tmp_path_factory.mktemp("pbs-netns"), "pbs", len(NS)) as m:
+        yield m
 
 
 @pytest.mark.slow

@@ -209,7 +209,8 @@ def setup_nodes(nodes, head, conf_text, munge_key, options, say=print) -> dict[s
 # -- the cloud providers' SSH access ----------------------------------------------------------
 def from_access(nodes, head, ssh: dict | None, template, state):
     """(compute nodes, head, SetupOptions) from a cloud provider's SSH access: ssh = {"user",
-    "identity_file", "options": [...], "hosts": {node: destination}}. A head of node group
+    "identity_file", "options": [...], "hosts": {node: destination}, "workdir",
+    "cluster_dir"}. A head of node group
     'head' runs slurmctld only; else the head runs slurmd too. Cloud machines share no
     filesystem by themselves, so a work folder not shared is a warning there, not an error."""
     ssh = dict(ssh or {})
@@ -227,7 +228,8 @@ def from_access(nodes, head, ssh: dict | None, template, state):
         list(ssh.get("options") or []),
         setup=[list(map(str, a)) for a in (getattr(template, "setup", None) or [])],
         partition=getattr(template, "partition", None) or "main",
-        slurm=dict(getattr(template, "slurm", None) or {}), shared_workdir=False)
+        slurm=dict(getattr(template, "slurm", None) or {}), shared_workdir=False,
+        **{k: ssh[k] for k in ("workdir", "cluster_dir") if ssh.get(k)})
     return compute, head, opts
 
 

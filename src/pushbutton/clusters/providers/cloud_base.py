@@ -444,7 +444,8 @@ class CloudProvider(RemoteController, Provider):
     def ssh_access(self, nodes: list[Node]) -> dict:
         key = self.private_key_path()
         return {"user": self.opts.ssh_user, "identity_file": str(key) if key else None,
-                "options": self.ssh_options(),
+                "options": self.ssh_options(), "workdir": self.opts.workdir,
+                "cluster_dir": self.opts.cluster_dir,
                 "hosts": {n.name: n.extra.get("ssh_host") or self.instance_name(n)
                           for n in nodes}}
 

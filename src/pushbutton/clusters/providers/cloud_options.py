@@ -46,6 +46,15 @@ class _Common(BaseModel):
     ssh_user: str = "ubuntu"
     credentials: str | None = None                # path of a credentials FILE
     timeout: float = Field(600.0, gt=0)           # s to wait for nodes to run / go away
+    workdir: str = "~/.pushbutton-remote"         # the target's work folder (shared: see docs)
+    cluster_dir: str = "~/.pushbutton-clusters"   # the per-cluster folders on the machines
+
+    @field_validator("workdir", "cluster_dir")
+    @classmethod
+    def _folder(cls, v):
+        if not (v.startswith("/") or v == "~" or v.startswith("~/")):
+            raise ValueError("give an absolute path or one starting with ~/")
+        return v
 
     @field_validator("ssh_public_key")
     @classmethod
