@@ -93,6 +93,9 @@ def templates(root=None) -> list[dict]:
         groups = []
         for g, grp in t.nodes.items():
             size = f"{grp.count}" if not grp.elastic else f"{grp.min}-{grp.max} elastic"
+            if t.provider == "ssh" and len(t.nodes) == 1:
+                size = f"{grp.count} (one per host)" if t.options.get("hosts") else \
+                    "one per --host"
             groups.append(f"{g}: {size} x {grp.cpus} CPU, {grp.memory} MB"
                           + (f", {grp.gres}" if grp.gres else ""))
         out.append({"name": name, "provider": t.provider, "nodes": "; ".join(groups),

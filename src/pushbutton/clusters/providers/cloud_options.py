@@ -105,15 +105,21 @@ _EXAMPLE = {"aws": {"region": '"us-east-1"', "image": '"ami-0123456789abcdef0"',
 
 
 # -- where -------------------------------------------------------------------------------------
+def template_file(template) -> str | None:
+    """The file the template was defined in; None for a built-in one."""
+    file = getattr(template, "file", None)
+    return None if file in (None, "built-in") else file
+
+
 def where(template, key: str | None = None) -> str:
     """'FILE: [templates.NAME.cloud] KEY' (the file when the template has one)."""
-    file = getattr(template, "file", None)
+    file = template_file(template)
     table = f"[templates.{getattr(template, 'name', '?')}.cloud]"
     return (f"{file}: " if file else "") + table + (f" {key}" if key else "")
 
 
 def _edit_fix(template, text: str) -> str:
-    file = getattr(template, "file", None)
+    file = template_file(template)
     return f"{text} in {where(template)}" + ("" if file else
                                               " of pushbutton-clusters.toml (or your clusters.toml)")
 
@@ -191,7 +197,7 @@ class Creds:
 def resolve_path(template, p: str) -> Path:
     """`~` expanded; a relative path is relative to the template's file (else the cwd)."""
     path = Path(os.path.expanduser(p))
-    file = getattr(template, "file", None)
+    file = template_file(template)
     if not path.is_absolute() and file:
         path = Path(file).resolve().parent / path
     return path

@@ -113,7 +113,8 @@ class SSHProvider(RemoteController, Provider):
 
     def _where(self) -> str:
         t = self.template
-        return getattr(t, "file", None) or f"template '{getattr(t, 'name', '?')}'"
+        file = getattr(t, "file", None)
+        return file if file not in (None, "built-in") else f"template '{getattr(t, 'name', '?')}'"
 
     @property
     def opts(self) -> SSHOptions:
@@ -324,10 +325,12 @@ class SSHProvider(RemoteController, Provider):
 def validate(template) -> SSHOptions:
     """The template's ssh table as SSHOptions; errors name file, key and fix."""
     name = getattr(template, "name", "?")
-    where = getattr(template, "file", None) or f"template '{name}'"
+    file = getattr(template, "file", None)
+    where = file if file not in (None, "built-in") else f"template '{name}'"
     table = getattr(template, "options", None)
     if not table:
-        raise ClusterError(f"{where}: template '{name}' (provider ssh) names no machines",
+        raise ClusterError(("" if where.startswith("template ") else f"{where}: ") +
+                           f"template '{name}' (provider ssh) names no machines",
                            f"give them: `pb cluster up {name} NAME --host ws1 --host ws2` (SSH "
                            "destinations; the first runs slurmctld), or a table "
                            f"[templates.{name}.ssh] with hosts = [\"ws1\", \"ws2\"] in "
