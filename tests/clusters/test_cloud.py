@@ -4,7 +4,7 @@ What runs here: libcloud's in-process DummyNodeDriver (plain, and NamingDummy: t
 keeping names and tags as real clouds do), libcloud's real EC2 driver against EC2Local (a small
 imitation of the EC2 API on 127.0.0.1), libcloud's real OpenStack driver against a closed port
 and a refusing Keystone on 127.0.0.1, libcloud's GCE key loading, and libcloud's pricing data.
-No test reaches the internet. See tests/clusters/cloud_fakes.py and docs/clusters-cloud.md.
+No test reaches the internet. See tests/clusters/cloud_fakes.py and docs/CLUSTERS.md (clouds).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Providers gce, aws and openstack (Apache Libcloud). The work is done by CloudProvider
 (cloud_base.py); each class here says how to build its cloud's libcloud driver from the
 credentials, what to ask the cloud for one machine and where the cloud shows a machine's tags.
-Options and credentials: cloud_options.py; the template table: docs/clusters-cloud.md.
+Options and credentials: cloud_options.py; the template table: docs/CLUSTERS.md (clouds).
 """
 from __future__ import annotations
 

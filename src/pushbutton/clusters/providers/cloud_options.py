@@ -152,7 +152,7 @@ def validate(provider: str, template):
             f"{where(template, bad)}: a secret must never be written in a template",
             f"remove it; put it in a credentials file (mode 600) and name that file with "
             f"credentials = \"~/.config/pushbutton/{provider}.json\", or use the environment "
-            f"variables of {provider} (see docs/clusters-cloud.md)")
+            f"variables of {provider} (see docs/CLUSTERS.md, clouds)")
     try:
         return MODELS[provider].model_validate(raw)
     except ValidationError as e:
