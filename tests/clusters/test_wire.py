@@ -450,6 +450,20 @@ def test_cloud_cluster_on_dummy_machines_that_answer_ssh(dummy_cloud, machines, 
             [("head1", "controller"), ("n1", "idle")]
         assert _mine(drv) == ["pb-pbw-cloud-head1", "pb-pbw-cloud-n1"]
         assert "slurmd" not in _cluster_procs(NS)["pbw-n3"]
+        # =0: no compute node; the partition stays, a job waits; +1 and it runs
+        _said(resize, name, "=0")
+        assert [(n["name"], n["slurm"]) for n in _status(name)["nodes"]] == \
+            [("head1", "controller")]
+        job = pb("cluster", "ssh", name, "-", "--", "sbatch", "--parsable", "--wrap",
+                 "true").stdout.strip()
+        assert "JobState=PENDING" in pb("cluster", "ssh", name, "-", "--", "scontrol", "show",
+                                        "job", job).stdout
+        _said(resize, name, "+1")
+        deadline = time.time() + 60
+        while "JobState=COMPLETED" not in pb("cluster", "ssh", name, "-", "--", "scontrol",
+                                             "show", "job", job).stdout:
+            assert time.time() < deadline, "the job queued on zero nodes did not run"
+            time.sleep(1)
         with pytest.raises(ClusterError, match="runs slurmctld: it stays"):
             resize(name, "=0", "head")
         print(f"\ncloud (dummy driver) on namespace machines: up {t_up:.1f}s, resize +1 "

@@ -130,6 +130,9 @@ def cluster_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())[:30] or "pb"
 
 
+EMPTY = "pb-empty"      # the FUTURE node of a cluster without nodes
+
+
 def slurm_conf(lay: Layout, *, user: str, head_host: str, head_addr: str, ctld_port: int,
                slurmd_port: int, nodes, partition: str = "main",
                extra: dict | None = None) -> str:
@@ -166,9 +169,11 @@ def slurm_conf(lay: Layout, *, user: str, head_host: str, head_addr: str, ctld_p
             line += f" Gres={n.gres}"
         lines.append(line + " State=UNKNOWN")
     names = ",".join(n.name for n in nodes)
-    if names:
-        lines.append(f"PartitionName={partition} Nodes={names} Default=YES MaxTime=INFINITE "
-                     "State=UP")
+    if not names:  # no node (a resize to 0): slurmctld wants one; a FUTURE slot holds the
+        names = EMPTY  # partition, so jobs wait there until nodes join
+        lines.append(f"NodeName={EMPTY} CPUs=1 RealMemory=1 State=FUTURE")
+    lines.append(f"PartitionName={partition} Nodes={names} Default=YES MaxTime=INFINITE "
+                 "State=UP")
     return "\n".join(lines) + "\n"
 
 

@@ -189,6 +189,8 @@ def _daemon(c: Ctx, daemon: str, say, munged_done: bool = False) -> list[str]:
 
 
 def _contexts(machines, head, o: SetupOptions, compute_names: set[str]) -> list[Ctx]:
+    if not machines:  # e.g. no compute node (a resize to 0)
+        return []
     ctxs = [_ctx(m, o, head, m.name in compute_names) for m in machines]
     _known(ctxs, o, head)
     return ctxs
