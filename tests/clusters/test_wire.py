@@ -228,6 +228,26 @@ def test_ssh_cli_errors_name_the_fix(project):
     r = pb("cluster", "down", "pbw-e2", "--delete")
     assert "no node was up" in r.stdout and "pbw-e2" not in pb("cluster", "list").stdout
 
+    # a cluster whose machine is gone for good: down says so, --delete --force forgets it
+    r = pb("cluster", "up", "ssh", "pbw-e3", "--host", "127.0.0.1", "--option",
+           f'ssh_options=["-p", "{port}", "-o", "StrictHostKeyChecking=no"]',
+           "--option", "connect_timeout=3", check=False)
+    from pushbutton.clusters.cluster import Cluster
+    cl = Cluster("pbw-e3")
+    (n,) = cl.nodes
+    n.stage = "running"                   # as if it had been up before its machine died
+    cl.update_node(n)
+    r = pb("cluster", "down", "pbw-e3", "--delete", check=False)
+    assert r.returncode == 2 and "step 'reachable'" in r.stderr, r.stderr
+    assert "`pb cluster down pbw-e3 --delete --force` forgets" in r.stderr
+    assert "pbw-e3" in pb("cluster", "list").stdout
+    r = pb("cluster", "down", "pbw-e3", "--force", check=False)
+    assert r.returncode == 2 and "--force goes with --delete" in r.stderr
+    r = pb("cluster", "down", "pbw-e3", "--delete", "--force")
+    assert "forgetting the cluster anyway" in r.stdout and "127-0-0-1 (ssh 127.0.0.1)" in \
+        r.stdout, r.stdout
+    assert "pbw-e3" not in pb("cluster", "list").stdout and not cl.dir.exists()
+
 
 # -- cloud: the CLI ---------------------------------------------------------------------------
 PUB = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl "

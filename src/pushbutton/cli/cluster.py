@@ -64,10 +64,16 @@ def cluster_start(name, template, cpus, memory, timeout):
 @cluster_group.command("down")
 @click.argument("name")
 @click.option("--delete", is_flag=True, help="Also remove its state folder and its target.")
-def cluster_down(name, delete):
+@click.option("--force", is_flag=True, help="With --delete: forget the cluster even when a "
+              "machine cannot be reached (what is left there is named).")
+def cluster_down(name, delete, force):
     """Stop cluster NAME's daemons and take its nodes away (`up` brings it back)."""
+    from pushbutton.clusters.cluster import ClusterError
     from pushbutton.clusters.lifecycle import down
-    down(name, delete=delete, say=click.echo)
+    if force and not delete:
+        raise ClusterError("--force goes with --delete (it forgets the cluster)",
+                           f"`pb cluster down {name} --delete --force`")
+    down(name, delete=delete, say=click.echo, force=force)
 
 
 @cluster_group.command("stop", hidden=True)

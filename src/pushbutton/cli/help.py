@@ -36,7 +36,7 @@ EXAMPLES = {
     "targets check": "pb targets check hpc",
     "cluster": "pb cluster up netns lab --nodes 3",
     "cluster up": "pb cluster up netns lab --nodes 3 --cpus 1   (ssh lab --host ws1 --host ws2)",
-    "cluster down": "pb cluster down lab --delete",
+    "cluster down": "pb cluster down lab --delete   (--force: a machine is gone for good)",
     "cluster status": "pb cluster status lab",
     "cluster list": "pb cluster list",
     "cluster templates": "pb cluster templates",

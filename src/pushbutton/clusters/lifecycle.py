@@ -232,9 +232,11 @@ def _controller(cl: Cluster, t: Template, prov, say: Say, nodes: list[Node]) -> 
     controller.start_slurmctld(cl, clean=not live, say=say)
 
 
-def down(name: str, delete: bool = False, say=print) -> None:
+def down(name: str, delete: bool = False, say=print, force: bool = False) -> None:
     """Stop every daemon and take every node away (their records stay, so `up` rebuilds the
-    same cluster); with delete, also forget the cluster: its folder and its target."""
+    same cluster); with delete, also forget the cluster: its folder and its target. With force
+    (and delete), a machine that cannot be reached does not stop the forgetting: what is left
+    there is named, to be removed by hand."""
     cl = Cluster(name)
     if not cl.exists():
         if delete and cl.dir.exists():  # a folder without state: remove what is there
@@ -248,16 +250,19 @@ def down(name: str, delete: bool = False, say=print) -> None:
         nodes = cl.nodes
         # elastic ones SLURM started too; a cloud machine is on record (by id) before it runs
         live = [n for n in nodes if n.stage != "planned" or n.extra.get("id")]
-        if remote(prov):  # destroy stops every daemon first (ssh), or takes the machines
+        try:
+            stopped = _take_away(cl, prov, live)
+        except ClusterError as e:
+            if not (delete and force):
+                raise ClusterError(e.message, (e.fix + "; " if e.fix else "") + "a machine "
+                                   f"gone for good: `pb cluster down {name} --delete --force` "
+                                   "forgets the cluster anyway", file=e.file,
+                                   key=e.key) from None
             stopped = []
-            if live:
-                call(cl, prov.destroy, live)
-        else:
-            if live:
-                call(cl, prov.stop, live)
-            stopped = controller.stop(cl)
-            if live:
-                call(cl, prov.destroy, live)
+            say(f"could not take every node away: {e.message.splitlines()[0]}")
+            say("forgetting the cluster anyway (--force); what may be left, to remove by hand: "
+                + "; ".join(f"{n.name} ({_where(n)})" for n in cl.nodes
+                            if n.stage != "planned" or n.extra.get("id")))
         prov.teardown()
         nodes = cl.nodes
         for n in nodes:  # every machine is gone: `up` makes them again
@@ -276,3 +281,25 @@ def down(name: str, delete: bool = False, say=print) -> None:
             shutil.rmtree(cl.run_dir, ignore_errors=True)
         shutil.rmtree(cl.dir, ignore_errors=True)
         say(f"deleted {cl.dir}" + (f" and target '{name}'" if removed else ""))
+
+
+def _take_away(cl: Cluster, prov, live: list[Node]) -> list[str]:
+    """Every daemon stopped and every live node taken away; the daemons stopped on this host."""
+    if remote(prov):  # destroy stops every daemon first (ssh), or takes the machines (cloud)
+        if live:
+            call(cl, prov.destroy, live)
+        return []
+    if live:
+        call(cl, prov.stop, live)
+    stopped = controller.stop(cl)
+    if live:
+        call(cl, prov.destroy, live)
+    return stopped
+
+
+def _where(n: Node) -> str:
+    e = n.extra or {}
+    pb = (e.get("pb") or {}).get("layout") or {}
+    bits = [f"machine {e['id']}" if e.get("id") else None, f"ssh {e['host']}" if e.get("host")
+            else None, pb.get("root"), e.get("netns")]
+    return ", ".join(b for b in bits if b) or "no record of where"
