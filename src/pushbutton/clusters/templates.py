@@ -4,7 +4,7 @@ Read in this order, a later definition of a name replacing an earlier one (keys 
 come from the built-in of that name, if any): the built-ins (`local`, `netns`, `ssh`, `gce`,
 `aws`, `openstack`), the user's `~/.config/pushbutton/clusters.toml` (`$XDG_CONFIG_HOME`), the
 project's `pushbutton-clusters.toml`. Flags of `pb cluster up` (`--nodes`, `--cpus`, `--memory`,
-`--gres`, `--option`) override the result.
+`--gres`, `--option`, and `--host` for provider ssh) override the result.
 
     [templates.lab]
     provider = "netns"                  # local | netns | ssh | gce | aws | openstack
