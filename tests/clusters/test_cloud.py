@@ -106,15 +106,9 @@ def test_dummy_driver_create_setup_plan_destroy(env):
 
     plan = "\n".join(p.plan(nodes))
     assert "head (head: slurmctld): 1 x t3.large" in plan and "compute: 2 x t3.small" in plan
-    try:
-        import pushbutton.clusters.remote_setup  # noqa: F401
-    except ModuleNotFoundError:
-        assert "ssh setup not available" in plan
-        with pytest.raises(ClusterError, match="ssh setup not available"):
-            p.setup(nodes)
-        assert [n.stage for n in nodes] == ["created"] * 3
-    else:                                      # the real SSH steps are wired in: their plan
-        assert "over SSH" not in plan and len(plan.splitlines()) > 5
+    # the SSH steps' plan: the head runs slurmctld only, the others slurmd
+    assert "head [head (slurmctld)] via ssh " in plan and "c2 [node (slurmd)] via ssh " in plan
+    assert "munge key: " in plan and "slurm.conf: " in plan
 
     p.destroy(nodes)
     assert {m.name for m in drv.list_nodes()} == theirs
