@@ -240,6 +240,8 @@ def test_dependent_inner_loop_and_break_next(tmp_path):
 # -- reading the nest without an interpreter ---------------------------------------------------
 def test_literal_forms_are_read_without_running(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "")          # no Rscript, no octave: nothing may run
+    for var in ("PB_RSCRIPT", "PB_OCTAVE", "PB_MATLAB"):   # set by the test setup
+        monkeypatch.delenv(var, raising=False)
     p = write(tmp_path, "lit.R", """
         xs <- c("a", "b")
         L <- 3L
