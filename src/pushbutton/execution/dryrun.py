@@ -196,12 +196,28 @@ def _slurm(exp, t, n: int, store: Store | None, cpus: int, fixed: int, sbatch) -
         line += (f"; the other {n - first:,} tasks go out as the queue quota of {capacity} "
                  "jobs frees up")
     lines.insert(0, line)
+    lines.append(_deal_line(t, store, eid, per, first))
     if est:
         lines.append(f"  tasks took {est:.3g} s on average so far")
     lines.append("  sbatch options: " + (shlex.join(opts) if opts else "(none)")
                  + (f"; per task: {_n(cpus, 'CPU')}" if cpus > 1 else "")
                  + (f", {_n(exp.resources.gpus, 'GPU')}" if exp.resources.gpus else ""))
     return lines
+
+
+def _deal_line(t, store: Store | None, eid: int | None, per: int, first: int) -> str:
+    """How the tasks would be dealt to the bundles (the plan submission uses: balance.py),
+    with the predicted work per bundle when the store knows task times."""
+    from pushbutton.execution.slurm import balance
+    if t.plan == "contiguous" or eid is None:
+        return balance.describe(t.plan, None, None)
+    # the tasks a run would send (pending first; done ones count for a --rerun)
+    rows = store.db.execute("SELECT rowid, id, params FROM tasks WHERE exp=? AND idx IS NOT "
+                            "NULL AND state != 'running' ORDER BY state != 'pending', idx "
+                            "LIMIT ?", (eid, first)).fetchall()
+    name = store.db.execute("SELECT name FROM experiments WHERE id=?", (eid,)).fetchone()[0]
+    groups, pred, loads = balance.plan(store, eid, name, rows, per, t.plan)
+    return balance.describe(t.plan, pred, loads, [len(g) for g in groups])
 
 
 def _n(k: int, word: str) -> str:

@@ -52,6 +52,8 @@ class Target(BaseModel):
     poll_interval: float = 2.0            # seconds between squeue polls (with backoff)
     auto_harvest: Optional[bool] = None   # a background `pb harvest --wait` after submitting
                                           # (default: on for this host, off over SSH)
+    plan: Literal["balanced", "contiguous"] = "balanced"  # SLURM: how tasks are dealt to
+                                          # bundles (execution/slurm/balance.py)
     workers: Optional[int] = None         # local scheduler only
     address: Optional[str] = None         # dask scheduler only
     description: str = ""

@@ -16,6 +16,7 @@ from pushbutton.core.errors import PushbuttonError
 from pushbutton.core.files import atomic_write, cache_dir, rsync_excludes, write_json
 from pushbutton.execution import bundling, factory, targets
 from pushbutton.execution.backends.base import BundleRef
+from pushbutton.execution.slurm import balance
 from pushbutton.execution.slurm.adopt import adopt_unsent
 from pushbutton.execution.slurm.backend import WORKER
 from pushbutton.execution.slurm.runs import (auto_harvest, load_meta, out_on_slurm, safe_name,
@@ -217,8 +218,8 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
     rows = db.execute("SELECT rowid, id, params, attempts, attempt0, gen FROM tasks WHERE "
                       "exp=? AND state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
                       (eid, per * quota)).fetchall()
-    made = _stage_bundles(backend, store, eid, run_id, meta, [rows[i:i + per] for i in
-                                                               range(0, len(rows), per)])
+    groups = balance.plan(store, eid, meta["name"], rows, per, backend.target.plan)[0]
+    made = _stage_bundles(backend, store, eid, run_id, meta, groups)
     refs = [ref for ref, _ in made]
     label = f"pb-{meta['name']}"
     names = backend.plan_jobs(refs, label)

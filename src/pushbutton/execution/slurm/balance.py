@@ -1,0 +1,195 @@
+"""How a submission deals its pending tasks to bundles (one bundle = one array element).
+
+The number of bundles and their size come from `submit.bundle_size` (the site limits); this
+module only decides which task goes where, and in which order a bundle runs its tasks:
+
+* `balanced` (the default): when task times are known, each task gets a predicted duration
+  (`Predictor`) and the tasks are dealt longest-expected first to the bundle with the least
+  predicted work so far (LPT); each bundle runs its tasks longest first and the array's
+  elements are ordered by their predicted work, largest first. With no task time known yet
+  (a first run), the tasks are dealt in the space's order like cards, serpentine (0, 1, ..,
+  k-1, k-1, .., 0, 0, 1, ..), so a cost that grows or shrinks along any axis of a grid is
+  spread evenly over the bundles.
+* `contiguous`: bundle i takes tasks i*per .. (i+1)*per-1 in the space's order (the plan before
+  balancing; a target's `plan = "contiguous"` keeps it).
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+import json
+import math
+
+PLANS = ("balanced", "contiguous")
+SAMPLE = 20_000  # task times read to fit the predictor (a stride over the experiment's tasks)
+
+
+class Predictor:
+    """Predicted task duration from earlier task times of the same experiment.
+
+    A task that ran before (an earlier attempt, a `--rerun`) is predicted by its own last time.
+    Any other task by a main-effects model in log time: log d = mu + sum over parameters of
+    the mean log time of the known tasks with that parameter value minus mu; a value never
+    seen takes the effect of the nearest known value (numbers) or none (other values)."""
+
+    def __init__(self, samples: list[tuple[dict, float]]):
+        logs = [math.log(max(d, 1e-6)) for _, d in samples]
+        self.mu = sum(logs) / len(logs)
+        acc: dict[str, dict] = {}
+        for (params, _), lg in zip(samples, logs):
+            for k, v in params.items():
+                s = acc.setdefault(k, {}).setdefault(_key(v), [0.0, 0, v])
+                s[0] += lg
+                s[1] += 1
+        self.effects = {k: {vk: (tot / n - self.mu) for vk, (tot, n, _) in vals.items()}
+                        for k, vals in acc.items()}
+        self.numeric = {}
+        for k, vals in acc.items():
+            nums = sorted((v, self.effects[k][vk]) for vk, (_, _, v) in vals.items()
+                          if _is_num(v))
+            if nums:
+                self.numeric[k] = ([v for v, _ in nums], [e for _, e in nums])
+        self.n = len(samples)
+
+    def __call__(self, params: dict) -> float:
+        lg = self.mu
+        for k, v in params.items():
+            eff = self.effects.get(k)
+            if eff is None:
+                continue
+            e = eff.get(_key(v))
+            if e is None and _is_num(v) and k in self.numeric:
+                xs, es = self.numeric[k]
+                i = bisect.bisect_left(xs, v)
+                cand = [j for j in (i - 1, i) if 0 <= j < len(xs)]
+                e = es[min(cand, key=lambda j: abs(xs[j] - v))]
+            lg += e or 0.0
+        return math.exp(lg)
+
+    @classmethod
+    def fit(cls, db, eid: int, times: dict) -> "Predictor | None":
+        """From recorded task times (task id -> seconds); the parameters come from the
+        tasks table. None when there are none."""
+        if not times:
+            return None
+        ids = list(times)
+        ids = ids[::max(1, math.ceil(len(ids) / SAMPLE))]
+        samples = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = ("SELECT id, params FROM tasks WHERE exp=? AND id IN (%s)"
+                 % ",".join("?" * len(chunk)))
+            samples += [(json.loads(p), times[tid]) for tid, p in db.execute(q, (eid, *chunk))]
+        return cls(samples) if samples else None
+
+
+def recorded_times(store, eid: int, name: str, want: set | None = None) -> dict:
+    """Task id -> a recorded duration (the last one read): done attempts from the results' Parquet parts
+    (pb_duration_s), failed ones from the tasks table (t1 - t0). With `want`, the Parquet
+    rows of those ids only, plus a stride of up to SAMPLE others (to fit a Predictor)."""
+    out = {tid: d for tid, d in store.db.execute(
+        "SELECT id, t1 - t0 FROM tasks WHERE exp=? AND t0 IS NOT NULL AND t1 IS NOT NULL "
+        "AND t1 >= t0 LIMIT ?", (eid, 4 * SAMPLE))}
+    from pushbutton.store import parts
+    files = parts.parts(store.dir / "results" / name) if (store.dir / "results" /
+                                                          name).is_dir() else []
+    if not files:
+        return out
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pushbutton.core import names as N
+    tables = []
+    for f in files:
+        cols = pq.read_schema(f).names
+        if N.TASK_ID in cols and N.DURATION in cols:
+            tables.append(pq.read_table(f, columns=[N.TASK_ID, N.DURATION]))
+    if not tables:
+        return out
+    t = pa.concat_tables(tables, promote_options="default")
+    t = t.filter(pc.is_valid(t[N.DURATION]))
+    if want is not None and t.num_rows > SAMPLE:
+        import numpy as np
+        keep = pc.is_in(t[N.TASK_ID], value_set=pa.array(list(want), pa.string()))
+        every = pa.array(np.arange(t.num_rows) % math.ceil(t.num_rows / SAMPLE) == 0)
+        t = t.filter(pc.or_(keep, every))
+    out.update(zip(t[N.TASK_ID].to_pylist(), t[N.DURATION].to_pylist()))
+    return out
+
+
+def _key(v) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def deal(rows: list, per: int, plan: str = "balanced", predicted: list[float] | None = None,
+         ) -> list[list]:
+    """Split `rows` (in the space's order) into ceil(len/per) bundles by `plan`.
+    predicted: a duration per row (balanced plan with known times), else None."""
+    if not rows:
+        return []
+    k = math.ceil(len(rows) / max(1, per))
+    if plan == "contiguous" or k == 1 and predicted is None:
+        return [rows[i:i + per] for i in range(0, len(rows), per)]
+    if predicted is None:
+        groups: list[list] = [[] for _ in range(k)]
+        for i, r in enumerate(rows):
+            rnd, pos = divmod(i, k)
+            groups[pos if rnd % 2 == 0 else k - 1 - pos].append(r)
+        return groups
+    order = sorted(range(len(rows)), key=lambda i: -predicted[i])
+    heap = [(0.0, b) for b in range(k)]  # (predicted work, bundle)
+    groups = [[] for _ in range(k)]
+    loads = [0.0] * k
+    for i in order:  # longest first, each to the least-loaded bundle: in-bundle order too
+        load, b = heapq.heappop(heap)
+        groups[b].append(rows[i])
+        loads[b] = load + predicted[i]
+        heapq.heappush(heap, (loads[b], b))
+    ranked = sorted(range(k), key=lambda b: -loads[b])
+    return [groups[b] for b in ranked if groups[b]]
+
+
+def predictions(predictor: "Predictor | None", rows: list, times: dict) -> list[float] | None:
+    """A predicted duration per row (task id at index 1, parameters' JSON at 2): its own
+    recorded time when there is one, else the predictor's; None without a predictor."""
+    if predictor is None:
+        return None
+    return [times[r[1]] if r[1] in times else predictor(json.loads(r[2])) for r in rows]
+
+
+def plan(store, eid: int, name: str, rows: list, per: int, how: str = "balanced"):
+    """The rows (rowid, id, params, ...) dealt to bundles: (groups, predictor or None,
+    predicted work per group or None)."""
+    if how == "contiguous" or not rows:
+        return deal(rows, per, "contiguous"), None, None
+    times = recorded_times(store, eid, name, {r[1] for r in rows})
+    pred = Predictor.fit(store.db, eid, times)
+    est = predictions(pred, rows, times)
+    groups = deal(rows, per, how, est)
+    loads = None
+    if est is not None:
+        at = {r[1]: d for r, d in zip(rows, est)}
+        loads = [sum(at[r[1]] for r in g) for g in groups]
+    return groups, pred, loads
+
+
+def describe(plan: str, predictor: "Predictor | None", loads: list[float] | None,
+             sizes: list[int] | None = None) -> str:
+    """One line for --dry-run: how the tasks are dealt (and the predicted work per bundle)."""
+    if plan == "contiguous":
+        return ("  tasks dealt in contiguous runs of the space's order (target plan = "
+                "\"contiguous\")")
+    if predictor is None:
+        return ("  tasks dealt across the bundles in the space's order, serpentine (no task "
+                "times recorded yet to balance by)")
+    line = (f"  tasks dealt longest-expected first to the least-loaded bundle (durations "
+            f"predicted from {predictor.n:,} recorded task times)")
+    if loads:
+        line += f"; predicted work per bundle {min(loads):.3g}-{max(loads):.3g} s"
+    if sizes and min(sizes) != max(sizes):
+        line += f", {min(sizes):,}-{max(sizes):,} tasks each"
+    return line
