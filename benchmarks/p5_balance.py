@@ -1,0 +1,151 @@
+"""P5: a skewed sweep on SLURM (task durations grow 5x along one parameter): the static
+contiguous plan vs pushbutton's balanced plan vs the ideal.
+
+The sweep: grid k (100 values) x rep (10), task (k, rep) keeps a CPU busy for
+base * (1 + 4 k / 99) seconds (5x from the first k to the last). Three runs on the same cluster,
+each `pb run exp.toml --on TARGET --wait` from its start until every result is in the store:
+  contiguous  target plan = "contiguous": array element i takes a contiguous run of the space
+  balanced    the default plan on a first run (no task times known: serpentine deal)
+  known       `--rerun` of the balanced experiment: dealt longest-expected first by the times
+              the first run recorded
+For each: makespan (whole command), its ratio to the ideal = sum of the recorded task times /
+CPUs + the submission latency (from the command's start to the first task's start, measured
+in that run), the busy time of each array element (recorded task times) and the latency.
+Goal: balanced and known <= 1.15x the ideal.
+
+    . .services/env.sh && python benchmarks/p5_balance.py          # 1,000 tasks, ~3 minutes
+    python benchmarks/p5_balance.py --tasks 200 --base 0.01        # small scale, ~20 s
+
+Results go to benchmarks/out/p5_balance.json as well as stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TASK = '''
+import time
+
+
+def work(k, rep, base, kmax):
+    """Busy (not sleeping) for base * (1 + 4 k / kmax) seconds: 5x along k."""
+    s = base * (1 + 4 * k / kmax)
+    end = time.perf_counter() + s
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return {"spins": n}
+'''
+
+
+def pb(args, cwd, timeout=1800):
+    r = subprocess.run([sys.executable, "-m", "pushbutton", *args], cwd=cwd, capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise SystemExit(f"pb {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def project(base: Path, name: str, n: int, task_s: float) -> Path:
+    d = base / name
+    d.mkdir(parents=True)
+    (d / "bench_task.py").write_text(TASK)
+    ks = max(1, n // 10)
+    (d / "exp.toml").write_text(
+        f'name = "{name}"\nfunction = "bench_task:work"\n[space]\n'
+        f'grid = {{ k = {{ range = [0, {ks}] }}, rep = {{ range = [0, {n // ks}] }}, '
+        f'base = [{task_s}], kmax = [{max(1, ks - 1)}] }}\n')
+    (d / "pushbutton-targets.toml").write_text(
+        f'[targets.contig]\npython = "{sys.executable}"\nplan = "contiguous"\n'
+        'poll_interval = 0.5\n')
+    return d
+
+
+def measure(d: Path, name: str, target: str, cpus: int, rerun: bool = False) -> dict:
+    """One `pb run --wait`, with the facts its results recorded (raw Parquet parts)."""
+    import pyarrow.parquet as pq
+    dry = pb(["run", "exp.toml", "--on", target, "--dry-run"] + (["--rerun"] if rerun else []), d)
+    t_start = time.time()
+    pb(["run", "exp.toml", "--on", target, "--wait", "--quiet"] + (["--rerun"] if rerun else []),
+       d)
+    t_end = time.time()
+    db = sqlite3.connect(d / ".pushbutton" / "state.sqlite")
+    (run,) = db.execute("SELECT max(id) FROM runs").fetchone()
+    bundles = {b for (b,) in db.execute("SELECT id FROM bundles WHERE run=?", (run,))}
+    db.close()
+    rows = []
+    for f in sorted((d / ".pushbutton" / "results" / name).glob("*.parquet")):
+        rows += [r for r in pq.read_table(f, columns=["pb_bundle", "pb_duration_s",
+                                                       "pb_finished_at"]).to_pylist()
+                 if r["pb_bundle"] in bundles]
+    busy = collections.Counter()
+    for r in rows:
+        busy[r["pb_bundle"]] += r["pb_duration_s"]
+    first = min(r["pb_finished_at"] - r["pb_duration_s"] for r in rows)
+    last = max(r["pb_finished_at"] for r in rows)
+    work = sum(r["pb_duration_s"] for r in rows)
+    latency = first - t_start
+    ideal = work / cpus + latency
+    return {"target": target, "tasks": len(rows), "bundles": len(bundles),
+            "makespan_s": t_end - t_start, "last_task_end_s": last - t_start,
+            "task_time_s": work, "latency_s": latency, "ideal_s": ideal,
+            "ratio": (t_end - t_start) / ideal, "ratio_last_end": (last - t_start) / ideal,
+            "busy_s": sorted(busy.values(), reverse=True),
+            "plan": [ln.strip() for ln in dry.splitlines() if "dealt" in ln]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Small scale: --tasks 200 --base 0.01 (about 20 s).")
+    ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument("--base", type=float, default=0.027,
+                    help="seconds of the shortest task (the longest is 5x); default 0.027")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "p5_balance.json"))
+    a = ap.parse_args()
+    if not os.environ.get("SLURM_CONF") and not Path("/etc/slurm/slurm.conf").exists():
+        raise SystemExit("no SLURM here: run scripts/setup.d/20-slurm.sh and source "
+                         ".services/env.sh")
+    info = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout
+    cpus = int(info.split("/")[-1]) if "/" in info else 1
+    base = Path(tempfile.mkdtemp(prefix="pb-p5-"))
+    res = {"tasks": a.tasks, "base_s": a.base, "cluster_cpus": cpus,
+           "load_before": os.getloadavg()}
+    try:
+        dc = project(base, "contig", a.tasks, a.base)
+        res["contiguous"] = measure(dc, "contig", "contig", cpus)
+        db_ = project(base, "balanced", a.tasks, a.base)
+        res["balanced"] = measure(db_, "balanced", "local-slurm", cpus)
+        res["known"] = measure(db_, "balanced", "local-slurm", cpus, rerun=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    res["load_after"] = os.getloadavg()
+    print(f"P5 ({a.tasks} tasks, {a.base:g}-{5 * a.base:g} s each, growing 5x along k; "
+          f"{cpus} CPUs; load {res['load_before'][0]:.2f} before, "
+          f"{res['load_after'][0]:.2f} after)")
+    for key in ("contiguous", "balanced", "known"):
+        m = res[key]
+        busy = ", ".join(f"{b:.1f}" for b in m["busy_s"])
+        print(f"  {key:<10} makespan {m['makespan_s']:6.2f} s  ideal {m['ideal_s']:6.2f} s  "
+              f"ratio {m['ratio']:.3f} (last task end: {m['ratio_last_end']:.3f})  "
+              f"submission latency {m['latency_s']:.2f} s  task time {m['task_time_s']:.1f} s  "
+              f"busy per element [{busy}] s")
+        for ln in m["plan"]:
+            print(f"             plan: {ln}")
+    print(f"  goal: balanced and known <= 1.15x the ideal; contiguous / balanced makespan: "
+          f"{res['contiguous']['makespan_s'] / res['balanced']['makespan_s']:.2f}x")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
