@@ -199,3 +199,12 @@ def test_second_run_deals_longest_first_from_the_first_runs_times(slurm, project
     assert max(loads) - min(loads) < 0.15, loads  # dealt by the first run's times
     busy = _busy(project, "lpt", second)  # and the work recorded in the second run balances
     assert max(busy.values()) / min(busy.values()) < 1.15, busy
+
+
+def test_unknown_plan_is_a_clear_error(project):
+    (project / "pushbutton-targets.toml").write_text('[targets.hpc]\nplan = "lpt"\n')
+    spec = _spec(project, "bad", 4)
+    r = pb("run", spec, "--on", "hpc", "--dry-run", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "pushbutton-targets.toml" in r.stderr and "targets.hpc.plan" in r.stderr
+    assert '"balanced" (the default) or "contiguous"' in r.stderr

@@ -200,7 +200,8 @@ def validate(name: str, body: dict, file: str | None = None) -> Target:
             fix = (f"did you mean '{near[0]}'? " if near else "") + "known keys: " + \
                 ", ".join(known)
         elif err["type"] == "literal_error":
-            fix = "scheduler is one of: slurm, local, dask"
+            fix = ('plan is "balanced" (the default) or "contiguous"' if loc == "plan" else
+                   "scheduler is one of: slurm, local, dask")
         elif err["type"] in ("list_type", "string_type"):
             fix = "give a string or a list of strings"
         raise SpecError(msg, file=file, key=key, fix=fix) from None
