@@ -12,18 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from pushbutton.execution.slurm import balance
-
 from .conftest import pb
 
 
 # -- the plan itself (no cluster) -----------------------------------------------------------
+@pytest.fixture
+def balance():
+    from pushbutton.execution.slurm import balance
+    return balance
+
+
 def _loads(groups, cost):
     return [sum(cost(r) for r in g) for g in groups]
 
 
 @pytest.mark.parametrize("axis", ["outer", "inner"])
-def test_first_run_deal_spreads_a_cost_growing_along_either_axis(axis):
+def test_first_run_deal_spreads_a_cost_growing_along_either_axis(balance, axis):
     rows = [(a, b) for a in range(25) for b in range(4)]  # the space's order: a outer
     cost = (lambda r: 1 + 4 * r[0] / 24) if axis == "outer" else (lambda r: 1 + 4 * r[1] / 3)
     for k in (2, 3, 5):
@@ -37,7 +41,7 @@ def test_first_run_deal_spreads_a_cost_growing_along_either_axis(axis):
         assert max(contiguous) - min(contiguous) > 20 * 5  # what the old plan did
 
 
-def test_known_times_are_dealt_longest_first_to_the_least_loaded_bundle():
+def test_known_times_are_dealt_longest_first_to_the_least_loaded_bundle(balance):
     rows = list(range(40))
     times = [0.1 + (i * 37 % 40) / 10 for i in rows]  # skewed, in no particular order
     groups = balance.deal(rows, 20, "balanced", times)
@@ -49,7 +53,7 @@ def test_known_times_are_dealt_longest_first_to_the_least_loaded_bundle():
     assert loads == sorted(loads, reverse=True)  # the busiest element first in the array
 
 
-def test_predictor_uses_own_times_then_main_effects_of_the_parameters():
+def test_predictor_uses_own_times_then_main_effects_of_the_parameters(balance):
     samples = [({"n": n, "m": m}, 0.01 * n * m) for n in (1, 2, 4) for m in (1, 3)]
     p = balance.Predictor(samples)
     assert p({"n": 4, "m": 3}) == pytest.approx(0.12, rel=1e-6)  # exact for a product
@@ -104,16 +108,16 @@ def _contig_target(proj: Path) -> None:
 
 @pytest.mark.slurm
 def test_skewed_sweep_keeps_array_elements_equally_busy(slurm, project):
-    _contig_target(project)
     cpus = 2
     spec = _spec(project, "skew", 40)
     dry = pb("run", spec, "--on", "local-slurm", "--dry-run").stdout
-    assert "2 bundles of 20 tasks" in dry and "serpentine" in dry, dry
     pb("run", spec, "--on", "local-slurm", "--wait", "--quiet", timeout=240)
     busy = _busy(project, "skew")
     assert len(busy) == cpus, busy
     assert max(busy.values()) / min(busy.values()) < 1.15, busy
+    assert "2 bundles of 20 tasks" in dry and "serpentine" in dry, dry  # what it planned
     # the same sweep under the old contiguous plan: one element does about twice the work
+    _contig_target(project)
     spec2 = _spec(project, "skewc", 40)
     assert "contiguous" in pb("run", spec2, "--on", "contig", "--dry-run").stdout
     pb("run", spec2, "--on", "contig", "--wait", "--quiet", timeout=240)

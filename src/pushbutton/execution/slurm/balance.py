@@ -84,9 +84,10 @@ class Predictor:
 
 
 def recorded_times(store, eid: int, name: str, want: set | None = None) -> dict:
-    """Task id -> a recorded duration (the last one read): done attempts from the results' Parquet parts
-    (pb_duration_s), failed ones from the tasks table (t1 - t0). With `want`, the Parquet
-    rows of those ids only, plus a stride of up to SAMPLE others (to fit a Predictor)."""
+    """Task id -> a recorded duration (the last one read): done attempts from the results'
+    Parquet parts (pb_duration_s), failed ones from the tasks table (t1 - t0). With `want`,
+    the Parquet rows of those ids only, plus a stride of up to SAMPLE others (to fit a
+    Predictor). The times only guide the plan: a part that cannot be read is left out."""
     out = {tid: d for tid, d in store.db.execute(
         "SELECT id, t1 - t0 FROM tasks WHERE exp=? AND t0 IS NOT NULL AND t1 IS NOT NULL "
         "AND t1 >= t0 LIMIT ?", (eid, 4 * SAMPLE))}
@@ -101,10 +102,12 @@ def recorded_times(store, eid: int, name: str, want: set | None = None) -> dict:
     from pushbutton.core import names as N
     tables = []
     for f in files:  # ParquetFile, not read_table: that imports pyarrow.dataset (~0.5 s)
-        pf = pq.ParquetFile(f)
-        cols = pf.schema_arrow.names
-        if N.TASK_ID in cols and N.DURATION in cols:
-            tables.append(pf.read(columns=[N.TASK_ID, N.DURATION]))
+        try:
+            pf = pq.ParquetFile(f)
+            if {N.TASK_ID, N.DURATION} <= set(pf.schema_arrow.names):
+                tables.append(pf.read(columns=[N.TASK_ID, N.DURATION]))
+        except (OSError, pa.ArrowException):
+            continue
     if not tables:
         return out
     t = pa.concat_tables(tables, promote_options="default")
