@@ -11,6 +11,7 @@ from pushbutton.spec import model as specmod
 from pushbutton.core.errors import PushbuttonError, SpecError
 from pushbutton.store import location
 from pushbutton.store.database import DIRNAME, Store
+from pushbutton.store.registration import BIG_SPACE, ticker as _ticker
 
 
 def _target_of(fn) -> tuple[str, Path]:
@@ -45,14 +46,21 @@ def _check_param_names(space, spec_file) -> None:
                                                     f"{bad[0][len(PREFIX):] or 'x'!r}")
 
 
-BIG_SPACE = 50_000  # from this many points on, registering a space reports its progress
 
+class _SayRegistering:
+    """The registration of a big space on stderr: a line when it starts, one when it ends."""
 
-def _say_registering(done: int, total: int) -> None:
-    if done == 0:
-        print(f"registering {total:,} tasks ...", file=sys.stderr)
-    elif done >= total:
-        print(f"registered {total:,} tasks", file=sys.stderr)
+    def __init__(self):
+        self.said = self.ended = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.said:
+            self.said = True
+            print(f"registering {total:,} tasks ..." if total is not None else
+                  "registering the tasks ...", file=sys.stderr)
+        elif total is not None and done >= total and not self.ended:
+            self.ended = True
+            print(f"registered {total:,} tasks", file=sys.stderr)
 
 
 class Experiment:
@@ -100,7 +108,8 @@ class Experiment:
         else:
             start = Path(spec_file).resolve().parent if spec_file else Path.cwd()
             self.project = location.root_for(start)[0]
-        self.space_key = ids.id_of_canonical(ids.canonical(space_dict)) + f":{len(space)}" \
+        # the space's identity: its written form (a where filter is counted only when needed)
+        self.space_hash = ids.id_of_canonical(ids.canonical(space_dict)) \
             if space_dict is not None else None
         if self.spec.command:
             used = specmod.placeholders(self.spec.command, spec_file)
@@ -113,6 +122,11 @@ class Experiment:
         self.task_folder = bool(task_folder)
         self._store = None
         self._checked_spec = False
+
+    @property
+    def space_key(self) -> str | None:
+        """What the store records of a registered space: its written form's hash and size."""
+        return f"{self.space_hash}:{len(self.space)}" if self.space_hash else None
 
     preflight_done = False  # True once the function / program was checked (pb run does it)
 
@@ -213,18 +227,53 @@ class Experiment:
         """Expand the space into task rows (idempotent); returns the experiment's id. Writes the
         spec and the schedule: `run()` calls it holding the experiment's lock. `progress(done,
         total)` is called along the way for a space of BIG_SPACE points or more."""
+        eid, reg = self._registration(yes, progress)
+        if reg is not None and not reg.first():
+            tick = _ticker(reg, progress)
+            reg.run_all(on_chunk=tick)
+            if tick:
+                tick()
+        return eid
+
+    def register_streaming(self, yes: bool = False, progress=None):
+        """(experiment id, the registration of the rest or None): the first chunk of the space
+        is registered now; the rest, if any, is for the caller to stream (`reg.stream()`)
+        while the run starts (store/registration.py). A space the store holds as it is now
+        is not registered again; a changed space of an experiment with tasks is registered
+        in full here (one transaction)."""
+        eid, reg = self._registration(yes, progress)
+        if reg is None or reg.first():
+            return eid, None
+        return eid, reg
+
+    def _registration(self, yes, progress):
+        from pushbutton.store.registration import Registration, state
         self.space.check_size(limit=self.run_options.max_tasks, confirm=yes)
         eid = self._exp_id(create=True)
         st = self.store
-        if self.space_key and st.space_key(eid) == self.space_key:
-            return eid  # same space as last time: 10^6 tasks need no re-hashing
+        key = self.space_hash
+        stored = st.space_key(eid)
+        going = state(st.db, eid)
+        if going is None and key and stored and stored.split(":")[0] == key:
+            return eid, None  # same space as last time: 10^6 tasks need no re-hashing
+        if going is not None and key and going[0] == key:
+            return eid, Registration(st, eid, self.space, key, going[1] or 0, self.spec_file)
+        if st.db.execute("SELECT 1 FROM tasks WHERE exp=? LIMIT 1", (eid,)).fetchone() is None:
+            return eid, Registration(st, eid, self.space, key, 0, self.spec_file)
+        self._register_full(st, eid, progress)
+        return eid, None
+
+    def _register_full(self, st, eid, progress) -> None:
+        """A changed space of an experiment that has tasks: one transaction (tasks of the
+        earlier space leave the schedule, those of both keep their state)."""
         canon = ids.canonical
         tid = ids.id_of_canonical
-        total = len(self.space)
-        if total < BIG_SPACE:
+        total = None if self.space._pending() else len(self.space)
+        if total is not None and total < BIG_SPACE:
             progress = None
 
         def rows():
+            n = 0
             for i, p in enumerate(self.space):
                 if progress is not None and i % 20000 == 0:
                     progress(i, total)
@@ -234,11 +283,16 @@ class Experiment:
                     raise SpecError(f"parameter point {i} cannot be written as JSON: {e}",
                                     file=self.spec_file, key="space",
                                     fix="use numbers, strings, bools or lists of them") from None
+                n += 1
                 yield tid(c), i, c
-        st.register_space(eid, rows(), self.space_key)
+            counted.append(n)
+        counted = []
+        st.register_space(eid, rows(), None)
+        if self.space_hash:
+            st.db.execute("UPDATE experiments SET space_key=? WHERE id=?",
+                          (f"{self.space_hash}:{counted[0]}", eid))
         if progress is not None:
-            progress(total, total)
-        return eid
+            progress(counted[0], counted[0])
 
     def run(self, on: str | None = None, *, workers: int | None = None, rerun: bool = False,
             rerun_failed: bool = False, message: str | None = None, yes: bool = False,
@@ -259,7 +313,7 @@ class Experiment:
         summary = running.run(self, on=on or self.run_options.target, workers=workers,
                               rerun=rerun, rerun_failed=rerun_failed, message=message, yes=yes,
                               progress=progress, sbatch=sbatch, wait=wait,
-                              registering=registering or (None if quiet else _say_registering))
+                              registering=registering or (None if quiet else _SayRegistering()))
         if not quiet and "failures" in summary:
             from pushbutton.execution.summary import run_lines
             lines = run_lines(self.name, summary.get("counts"), summary.get("seconds"),

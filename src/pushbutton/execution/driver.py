@@ -25,8 +25,13 @@ class Driver:
     """Schedules one experiment's pending tasks on a backend; the Ingestor records outcomes."""
 
     def __init__(self, store: Store, exp, exp_id: int, backend: Backend, run_id: int,
-                 target: str = "local", on_progress=None, poll_s: float = 0.2):
+                 target: str = "local", on_progress=None, poll_s: float = 0.2, feed=None,
+                 on_registering=None):
+        """feed: the registration of the rest of the space, streaming while this runs
+        (store/registration.py); on_registering(done, total) follows it."""
         self.store, self.exp, self.exp_id = store, exp, exp_id
+        self.feed, self.on_registering = feed, on_registering
+        self._fed, self._feed_over = 0, False
         self.backend, self.run_id, self.target = backend, run_id, target
         self.on_progress = on_progress
         self.poll_s = poll_s
@@ -132,9 +137,14 @@ class Driver:
         self.recover()
         self.ingestor.take_requeued()
         remaining = self.pending_count()
+        if self.feed is not None:  # the rest of the space registers while tasks run
+            self._fed = self.feed.inserted
+            self.feed.stream()
         counts = self.store.counts(self.exp_id)
         self.total = remaining + counts[DONE] + counts[T_FAILED]
         self.already = self.total - remaining
+        if self.feed is not None:  # the space's size while its registration goes on
+            self.total = self.feed.expected
         self.t_start = time.time()
         self._progress()  # first: what was done before this run (a rate counts this run's only)
         old = signal.signal(signal.SIGTERM, self._on_term) if _main_thread() else None
@@ -143,9 +153,11 @@ class Driver:
             status = self._loop(remaining)
         except KeyboardInterrupt:
             status = "interrupted"
+            self._stop_feed()
             self._cancel_all(interrupted=True)
             raise
         finally:
+            self._stop_feed()
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
             self.backend.close()
@@ -160,8 +172,12 @@ class Driver:
         """Submit, poll, hand over what ended, refill; until nothing is active (or a stop)."""
         last_tail = time.time()
         remaining = self.fill(remaining)
-        while self.active:
-            self.backend.wait(self.poll_s)
+        while self.active or self._feeding():
+            if self.active:
+                self.backend.wait(self.poll_s)
+            else:  # every registered task is done: wait for the next chunk
+                self.feed.wait(self.poll_s)
+            remaining += self._take_fed()
             states = self.backend.poll([b.handle for b in self.active.values()])
             # running bundles are tailed once a second (fewer, larger Parquet parts);
             # finished ones are ingested at once by finalize
@@ -177,11 +193,38 @@ class Driver:
             remaining += self.ingestor.take_requeued()
             self.ingestor.compact()
             if self.stop:
+                self._stop_feed()
                 self._cancel_all()
                 return "cancelled"
             remaining = self.fill(remaining)
             self._progress()
         return "finished"
+
+    # -- a registration streaming meanwhile ---------------------------------------------------
+    def _feeding(self) -> bool:
+        return self.feed is not None and not self._feed_over
+
+    def _take_fed(self) -> int:
+        """Tasks the registration added since the last look (all pending); its error, if any,
+        stops the run."""
+        feed = self.feed
+        if feed is None or self._feed_over:
+            return 0
+        if feed.error is not None:  # e.g. a point that is not JSON: the run stops with it
+            self._cancel_all(interrupted=True)
+            feed.check()
+        over = feed.finished.is_set()  # first: its last rows are counted before it is set
+        new, self._fed = feed.inserted - self._fed, feed.inserted
+        if self.on_registering is not None:
+            self.on_registering(feed.next, feed.total)
+        if over:  # every task known: the total as the store counts it
+            self._feed_over = True
+            self.total = sum(self.store.counts(self.exp_id).values())
+        return new
+
+    def _stop_feed(self):
+        if self.feed is not None:
+            self.feed.close()
 
     def _progress(self):
         if self.on_progress:

@@ -46,32 +46,47 @@ def preflight(exp, on: str | None = None, say=None) -> list[str]:
 
 def register_locked(exp, yes: bool = False, registering=None):
     """(experiment id, held lock): the lock is taken before the spec or the schedule is written,
-    so a second `pb run` of a running experiment changes nothing before it says so."""
-    exp.space.check_size(limit=exp.run_options.max_tasks, confirm=yes)
-    store = exp.create_store()  # the first run of a spec creates its store
-    eid = exp.ensure_experiment()  # inserts a new experiment's row; never rewrites one
-    lock = ExperimentLock(store, eid, exp.name).acquire()
+    so a second `pb run` of a running experiment changes nothing before it says so. Registers
+    the space's first chunk; the rest is registered by the run that resumes it."""
+    eid, lock = _lock(exp, yes)
     try:
-        exp.register(yes=yes, progress=registering)
+        exp.register_streaming(yes=yes, progress=registering)
     except BaseException:
         lock.release()
         raise
     return eid, lock
 
 
+def _lock(exp, yes: bool):
+    exp.space.check_size(limit=exp.run_options.max_tasks, confirm=yes)
+    store = exp.create_store()  # the first run of a spec creates its store
+    eid = exp.ensure_experiment()  # inserts a new experiment's row; never rewrites one
+    return eid, ExperimentLock(store, eid, exp.name).acquire()
+
+
 def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=None,
         yes=False, progress=None, sbatch=None, wait=False, registering=None) -> dict:
     """Run every pending task; on a fire-and-forget target (SLURM) submit them and return,
-    or with wait, harvest until every task is over."""
+    or with wait, harvest until every task is over. The space's registration streams: the
+    first tasks start on its first chunk while the rest is registered (store/registration.py;
+    SLURM registers it all before submitting)."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise SpecError(f"workers must be a whole number >= 1, got {workers!r}", key="workers",
                         fix="give e.g. workers=4, or leave it out for one per CPU")
     if not getattr(exp, "preflight_done", False):
         preflight(exp, on)
-    eid, lock = register_locked(exp, yes=yes, registering=registering)
+    eid, lock = _lock(exp, yes)
     store = exp.store
+    backend = feed = None
     try:
+        target = on or "local"
+        backend = factory.backend_for(target, store, workers=workers,
+                                      sbatch=_sbatch_options(exp, sbatch),
+                                      resources=RunPolicy.of(exp))
+        if hasattr(backend, "prestart"):  # its workers start while the space registers
+            backend.prestart()
+        feed = exp.register_streaming(yes=yes, progress=registering)[1]
         liveness.settle(store, eid, lock_is_ours=True)  # runs whose driver died: interrupted
         with store.tx():
             # attempt numbers run on (unique per task); the retry budget starts afresh; a
@@ -83,10 +98,9 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
             elif rerun_failed:
                 store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
                                  "exp=? AND state='failed' AND idx IS NOT NULL", (eid,))
-        target = on or "local"
-        backend = factory.backend_for(target, store, workers=workers,
-                                      sbatch=_sbatch_options(exp, sbatch),
-                                      resources=RunPolicy.of(exp))
+        if feed is not None and backend.fire_and_forget:  # a static plan needs every task
+            _register_rest(exp, feed, registering)
+            feed = None
         prov = provenance.collect(exp.root, message)
         prov["target"] = target
         prov["spec"] = exp.spec.model_dump()
@@ -95,11 +109,15 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         store.event(eid, run_id, "run-start", {"target": target, "pid": os.getpid()})
         _drop_detached_marker(store, eid)  # from now on the lock and the run say it runs
         if backend.fire_and_forget:
-            summary = _submit(backend, exp, eid, run_id, wait, progress)
+            b, backend = backend, None  # _submit closes it
+            summary = _submit(b, exp, eid, run_id, wait, progress)
             if wait:
                 summary["failures"] = top_causes(store, eid)
             return summary
-        drv = Driver(store, exp, eid, backend, run_id, target=target, on_progress=progress)
+        from pushbutton.store.registration import big
+        drv = Driver(store, exp, eid, backend, run_id, target=target, on_progress=progress,
+                     feed=feed, on_registering=registering if feed and big(feed) else None)
+        backend = None  # the driver closes it
         summary = drv.run()
         summary["run"] = run_id
         summary["counts"] = store.counts(eid)
@@ -107,8 +125,21 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         summary["failures"] = top_causes(store, eid)
         return summary
     finally:
+        if feed is not None:
+            feed.close()
+        if backend is not None:
+            backend.close()
         _drop_detached_marker(store, eid)
         lock.release()
+
+
+def _register_rest(exp, feed, registering) -> None:
+    """The rest of a streamed registration, here and now (one transaction)."""
+    from pushbutton.store.registration import ticker
+    tick = ticker(feed, registering)
+    feed.run_all(on_chunk=tick)
+    if tick:
+        tick()
 
 
 def _sbatch_options(exp, sbatch) -> list[str]:

@@ -112,6 +112,13 @@ class Space:
         if not confirm and bound > limit and (not self._pending() or bound > 20 * limit):
             extra = " before where filtering" if self._pending() else ""
             raise err(f"space has {bound} points{extra}, more than {limit}", key, file, fix)
+        if self._pending() and (confirm or bound <= limit):
+            # within the limit however many match: not counted here (registration streams the
+            # filter once); only whether any point matches at all
+            if next(iter(self), None) is None:
+                raise err("empty space: the where filter matches no point", key, file,
+                          "loosen the where expression")
+            return bound
         n = self.size
         if n == 0:
             raise err("empty space: the where filter matches no point", key, file,

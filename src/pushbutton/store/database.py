@@ -27,7 +27,8 @@ DIRNAME = ".pushbutton"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
   id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, spec TEXT NOT NULL, space_key TEXT,
-  n_tasks INTEGER DEFAULT 0, created REAL NOT NULL);
+  n_tasks INTEGER DEFAULT 0, created REAL NOT NULL, reg_key TEXT, reg_next INTEGER,
+  reg_total INTEGER);
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY, exp INTEGER NOT NULL, started REAL NOT NULL, ended REAL,
   message TEXT, target TEXT, code_version TEXT, provenance TEXT, status TEXT, pid INTEGER,
@@ -175,8 +176,8 @@ class Store:
                                ((exp, tid, i, p) for tid, i, p in rows))
             n = db.execute("SELECT count(*) FROM tasks WHERE exp=? AND idx IS NOT NULL",
                            (exp,)).fetchone()[0]
-            db.execute("UPDATE experiments SET space_key=?, n_tasks=? WHERE id=?",
-                       (space_key, n, exp))
+            db.execute("UPDATE experiments SET space_key=?, n_tasks=?, reg_key=NULL, "
+                       "reg_next=NULL, reg_total=NULL WHERE id=?", (space_key, n, exp))
         db.execute("PRAGMA cache_size=-2000")
         return n
 
@@ -270,6 +271,11 @@ _LATER_COLUMNS = (
     ("attempts", "node", "TEXT"),
     # what the last failure was, for grouping (core/causes.py: exception type and place)
     ("tasks", "cause", "TEXT"),
+    # a registration streamed in chunks (store/registration.py): the space it is of, the
+    # points registered so far (in space order), the space's size (NULL: not known yet)
+    ("experiments", "reg_key", "TEXT"),
+    ("experiments", "reg_next", "INTEGER"),
+    ("experiments", "reg_total", "INTEGER"),
 )
 
 

@@ -71,6 +71,11 @@ class LocalBackend(Backend):
         proc = _Proc(self.python, self.log_dir / f"worker-{i}.log", self.threads)
         return proc
 
+    def prestart(self) -> None:
+        """Start every worker now (their interpreters start while the space registers)."""
+        while len(self.procs) < self.n:
+            self.procs.append(self._spawn(len(self.procs)))
+
     def submit(self, bundles: list[BundleRef]) -> list[str]:
         handles = []
         for b in bundles:
