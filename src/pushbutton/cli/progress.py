@@ -27,10 +27,11 @@ def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatc
 
         def progress(done, total, failed, elapsed):  # a line every 10 s in logs
             n, rate = this_run(done, elapsed)
-            if time.time() - last[0] > 10:
+            if time.time() - last[0] > _every():
                 last[0] = time.time()
                 if not quiet:
-                    click.echo(f"{done:,}/{total:,} done ({failed:,} failed) {elapsed:.0f}s"
+                    of = f"{total:,}" if total is not None else "?"
+                    click.echo(f"{done:,}/{of} done ({failed:,} failed) {elapsed:.0f}s"
                                + (f", {rate} this run" if rate else ""), err=True)
         return exp.run(progress=progress, registering=None if quiet else registration_progress(),
                        **options)
@@ -53,25 +54,40 @@ def run_with_progress(exp, on, workers, message, rerun, rerun_failed, yes, sbatc
         return exp.run(progress=progress, registering=registration_progress(bar), **options)
 
 
+def _every() -> float:
+    """Seconds between the plain progress lines written when stderr is not a terminal."""
+    try:
+        return float(os.environ.get("PB_PROGRESS_INTERVAL", 10))
+    except ValueError:
+        return 10.0
+
+
 def registration_progress(bar=None):
     """A callback for the registration of a big space: a line on stderr, then the bar (or a
-    line every 10 s)."""
+    line every 10 s, and one at the end). `total` is None while a where filter is counted."""
     state = {}
 
     def registering(done, total):
         if "t" not in state:
             state["t"] = time.time()
-            click.echo(f"registering {total:,} tasks ...", err=True)
+            click.echo(f"registering {total:,} tasks ..." if total is not None else
+                       "registering the tasks (a where filter: counted as they register) ...",
+                       err=True)
             if bar is not None:
                 state["id"] = bar.add_task("registering", total=total, rate="", failed="")
+        over = total is not None and done >= total
         if bar is not None:
-            bar.update(state["id"], completed=done)
-            if done >= total:
-                bar.remove_task(state["id"])
-        elif done >= total or time.time() - state.get("last", state["t"]) > 10:
+            if "id" in state:
+                bar.update(state["id"], completed=done, total=total)
+                if over:
+                    bar.remove_task(state.pop("id"))
+        elif over and not state.get("over") or \
+                not over and time.time() - state.get("last", state["t"]) > _every():
             state["last"] = time.time()
-            click.echo(f"registered {done:,}/{total:,} tasks "
-                       f"({time.time() - state['t']:.0f}s)", err=True)
+            state["over"] = over
+            of = f"{total:,}" if total is not None else "?"
+            click.echo(f"registered {done:,}/{of} tasks ({time.time() - state['t']:.0f}s)",
+                       err=True)
     return registering
 
 

@@ -40,8 +40,16 @@ def _print_status(s):
         elif v:
             parts.append(f"{k} {v:,}")
     state = "running" if s["active"] else (s["last_run_status"] or "not run")
-    click.echo(f"{s['experiment']}: {s['total']:,} tasks, {100 * s['progress']:.1f}% finished "
-               f"[{state}]")
+    reg = s.get("registering")
+    if reg:  # the tasks registered so far are not the total
+        size = f"{reg['total']:,} tasks" if reg["total"] is not None else \
+            "? tasks (a where filter: counted as they register)"
+        part = f" of {reg['total']:,} points" if reg["total"] is not None else " points"
+        click.echo(f"{s['experiment']}: {size}, registering: {reg['points']:,}{part} so far; "
+                   f"{100 * s['progress']:.1f}% finished [{state}]")
+    else:
+        click.echo(f"{s['experiment']}: {s['total']:,} tasks, {100 * s['progress']:.1f}% "
+                   f"finished [{state}]")
     click.echo("  " + ", ".join(parts or ["no tasks"]))
     if s["rate_per_s"] and c["pending"] + c["running"]:  # a finished one has no rate or ETA
         click.echo(f"  rate {s['rate_per_s']:,.1f} tasks/s, ETA {duration(s['eta_s'])}")
@@ -52,6 +60,8 @@ def _print_status(s):
             click.echo("  " + line)
     if state == "interrupted":
         click.echo("  its driver is gone (killed?); `pb run` resumes it")
+    if reg and reg.get("interrupted"):
+        click.echo("  its registration stopped part way; `pb run` registers the rest")
     if s.get("out_on_slurm") and not s.get("harvester_down"):
         n = s["out_on_slurm"]
         out = f"  {n:,} bundle{'s' * (n != 1)} out on SLURM; "

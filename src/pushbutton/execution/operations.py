@@ -211,6 +211,9 @@ def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:
     check_state(store, eid)
     counts = store.counts(eid)
     total = sum(counts.values())
+    registering = _registering(store, eid, total)
+    if registering:  # the tasks registered so far are not the total: the space's size is
+        total = registering["total"]
     lock = ExperimentLock(store, eid, name)
     starting = detached_alive(store, eid)
     active = lock.held_by_other() or starting
@@ -233,8 +236,12 @@ def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:
     run_status = run[3] if run else None
     if run_status == "running" and run[0] in liveness.dead_runs(store, eid):
         run_status = liveness.INTERRUPTED  # its driver is gone (killed, machine lost)
+    if registering:
+        registering["interrupted"] = not active
     return {"experiment": name, "total": total, "counts": counts,
-            "progress": (counts[DONE] + counts[FAILED]) / total if total else 1.0,
+            "registering": registering,
+            "progress": (counts[DONE] + counts[FAILED]) / total if total else
+            (0.0 if registering else 1.0),
             "driver": lock.holder() if active else None, "active": active,
             "starting": starting,
             "last_run": run[0] if run else None, "last_run_status": run_status,
@@ -246,6 +253,17 @@ def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:
             "started": min(started, counts[RUNNING]),
             "queued": counts[RUNNING] - min(started, counts[RUNNING]),
             "rate_per_s": rate, "eta_s": eta, "failures": top["kinds"], "causes": top}
+
+
+def _registering(store: Store, eid: int, registered: int) -> dict | None:
+    """A registration streamed in chunks that has not finished: the points registered so far
+    (`registered` tasks), the space's size (None while a where filter is uncounted: `bound`
+    points at most)."""
+    from pushbutton.store.registration import state
+    st = state(store.db, eid)
+    if st is None:
+        return None
+    return {"points": st[1] or 0, "tasks": registered, "total": st[2]}
 
 
 def _started(store: Store, eid: int) -> int:

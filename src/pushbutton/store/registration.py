@@ -75,9 +75,11 @@ class _BadPoint(Exception):
 
 
 def _points(space, start: int):
+    """The points from the `start`-th on: the space's own (fast) iteration, skipping a few;
+    computed by index after a long prefix (a resumed registration), unless filtered."""
     if start == 0:
         return iter(space)
-    if not space._pending():
+    if start > 200_000 and not space._pending():
         return map(space._get, range(start, space.size))
     return itertools.islice(iter(space), start, None)
 

@@ -1,0 +1,6 @@
+"""Task functions for the streamed-registration tests: each records when it ran."""
+import time
+
+
+def stamp(i, **_):
+    return {"t": time.time()}
