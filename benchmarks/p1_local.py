@@ -8,6 +8,7 @@ Side by side in one run, each as a whole process (python start-up and imports in
 
     python benchmarks/p1_local.py                 # (a) 10^4 x 10 ms and (b) 10^4 no-op, 3 reps
     python benchmarks/p1_local.py --n 2000 --reps 1   # quicker
+    python benchmarks/p1_local.py --only b        # (b) only: small sweeps start like a script
 Prints medians and ratios against the bare pool measured in the same run.
 """
 from __future__ import annotations
@@ -98,6 +99,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--submitit-n", type=int, default=20)
+    ap.add_argument("--only", choices=("a", "b"), help="run one workload only")
     args = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="pb-p1-"))
     (d / "tasks.py").write_text(TASKS)
@@ -106,6 +108,8 @@ def main():
     py, w = sys.executable, str(args.workers)
     for label, fn, ms in (("(a) %d x %d ms" % (args.n, args.ms), "busy", args.ms),
                           ("(b) %d no-op" % args.n, "noop", 0)):
+        if args.only and not label.startswith(f"({args.only})"):
+            continue
         times = {"bare": [], "joblib": [], "pb": []}
         for _ in range(args.reps):  # interleaved, so load drifts hit every method alike
             times["bare"].append(timed([py, "bare.py", str(args.n), str(ms), w, fn], d))
@@ -117,12 +121,15 @@ def main():
         k = args.submitit_n
         si = timed([py, "si.py", str(k), str(ms), w, fn], d)
         bare = statistics.median(times["bare"])
-        print(f"\nP1 {label}, {args.workers} workers, medians of {args.reps}")
+        print(f"\nP1 {label}, {args.workers} workers, medians of {args.reps} "
+              f"(load average {os.getloadavg()[0]:.2f})")
         print(f"  {'method':<10}{'wall s':>10}{'x bare':>9}{'overhead/task':>16}")
         for m in ("bare", "joblib", "pb"):
             med = statistics.median(times[m])
             print(f"  {m:<10}{med:>10.3f}{med / bare:>9.3f}"
                   f"{1000 * (med - bare) / args.n:>13.3f} ms")
+        jl = statistics.median(times["joblib"])
+        print(f"  pb / joblib {statistics.median(times['pb']) / jl:.2f}   (goal for (b): <= 1.0)")
         est = si / k * args.n
         print(f"  {'submitit':<10}{est:>10.1f}{est / bare:>9.0f}   (measured {si:.2f} s on "
               f"{k} tasks = {1000 * si / k:.0f} ms/task, extrapolated)")

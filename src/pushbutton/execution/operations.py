@@ -74,6 +74,8 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
                                 or workers < 1):
         raise SpecError(f"workers must be a whole number >= 1, got {workers!r}", key="workers",
                         fix="give e.g. workers=4, or leave it out for one per CPU")
+    # what the run's code is (git, file hashes: subprocesses) is found out meanwhile
+    prov_of = _meanwhile(provenance.collect, exp.root, message)
     if not getattr(exp, "preflight_done", False):
         preflight(exp, on)
     eid, lock = _lock(exp, yes)
@@ -101,7 +103,7 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
         if feed is not None and backend.fire_and_forget:  # a static plan needs every task
             _register_rest(exp, feed, registering)
             feed = None
-        prov = provenance.collect(exp.root, message)
+        prov = prov_of()
         prov["target"] = target
         prov["spec"] = exp.spec.model_dump()
         stale = _stale_results(store, eid, prov.get("code_version"), prov.get("code_files"))
@@ -131,6 +133,27 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
             backend.close()
         _drop_detached_marker(store, eid)
         lock.release()
+
+
+def _meanwhile(fn, *args):
+    """fn(*args) in a thread; returns a function that waits for its result (or raises)."""
+    import threading
+    box = {}
+
+    def work():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - raised where the result is needed
+            box["error"] = e
+    t = threading.Thread(target=work, daemon=True, name="pb-provenance")
+    t.start()
+
+    def result():
+        t.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+    return result
 
 
 def _register_rest(exp, feed, registering) -> None:
