@@ -180,10 +180,15 @@ def _dry_run(exp, on, workers, yes, rerun, rerun_failed, sbatch):
 def _detach(path, on, workers, message, rerun, rerun_failed, yes, sbatch, exp):
     import subprocess
     from pushbutton.execution.operations import register_locked
-    # registered now, so that `pb status` knows the tasks at once; under the lock, so that a
-    # running driver's spec and schedule are left alone
+    # the space's first chunk is registered now, under the lock, so that a running driver's
+    # spec and schedule are left alone; the detached run registers the rest as it runs
     from pushbutton.cli.progress import registration_progress
-    register_locked(exp, yes=yes, registering=registration_progress())[1].release()
+    _, lock, rest = register_locked(exp, yes=yes, registering=registration_progress())
+    lock.release()
+    if rest is not None:
+        total = f"{rest.total:,}" if rest.total is not None else "?"
+        click.echo(f"registered {rest.next:,}/{total} tasks; the run registers the rest as it "
+                   "goes (`pb status` says how far)", err=True)
     argv = [sys.executable, "-m", "pushbutton", "run", str(Path(path).resolve()), "--quiet",
             "--checked"]
     for flag, val in (("--on", on), ("-j", workers), ("-m", message), ("--sbatch", sbatch)):

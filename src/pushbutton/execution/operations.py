@@ -45,16 +45,17 @@ def preflight(exp, on: str | None = None, say=None) -> list[str]:
 
 
 def register_locked(exp, yes: bool = False, registering=None):
-    """(experiment id, held lock): the lock is taken before the spec or the schedule is written,
-    so a second `pb run` of a running experiment changes nothing before it says so. Registers
-    the space's first chunk; the rest is registered by the run that resumes it."""
+    """(experiment id, held lock, the registration left or None): the lock is taken before the
+    spec or the schedule is written, so a second `pb run` of a running experiment changes
+    nothing before it says so. Registers the space's first chunk; the rest is registered by
+    the run that resumes it."""
     eid, lock = _lock(exp, yes)
     try:
-        exp.register_streaming(yes=yes, progress=registering)
+        rest = exp.register_streaming(yes=yes, progress=registering)[1]
     except BaseException:
         lock.release()
         raise
-    return eid, lock
+    return eid, lock, rest
 
 
 def _lock(exp, yes: bool):
