@@ -43,7 +43,7 @@ def _expected_ids(points):
     return {ids.task_id(p) for p in points}
 
 
-def _check_complete(project, points):
+def _check_complete(project, points, keyed=True):
     want = _expected_ids(points)
     db = _db(project)
     try:
@@ -55,7 +55,7 @@ def _check_complete(project, points):
     assert len(got) == len(want) and {r[0] for r in got} == want  # each id once, all there
     assert sorted(r[1] for r in got) == sorted(set(r[1] for r in got))  # idx unique
     assert {r[2] for r in got} == {"done"}
-    assert n == len(want) and key and reg is None
+    assert n == len(want) and bool(key) == keyed and reg is None  # (no written form: no key)
     rows = _parquet_rows(project)
     assert len(rows) == len(want) and {r[0] for r in rows} == want  # raw parts: once each
 
@@ -134,3 +134,25 @@ def test_registration_progress_without_a_terminal(project):
             for line in r.stderr.splitlines() if line.startswith("registered ")
             and line.split()[1].endswith("/60,000")]
     assert seen and all(0 < k < 60000 for k in seen), r.stderr
+
+
+def test_python_api_run_streams_too(project, monkeypatch):
+    import sys
+
+    import pushbutton
+    monkeypatch.syspath_prepend(str(project))
+    for k, v in dict(SMALL, PB_TEST_REGISTER_PAUSE="0.3").items():
+        monkeypatch.setenv(k, v)
+    sys.modules.pop("start_tasks", None)
+    import start_tasks
+    exp = pushbutton.Experiment("stream", start_tasks.stamp, space=pushbutton.grid(
+        i=range(4000)), workers=2, project=project)
+    summary = exp.run(quiet=True)
+    assert summary["done"] == 4000
+    db = _db(project)
+    try:
+        (t_reg,), = db.execute("SELECT t FROM events WHERE kind='registered'")
+    finally:
+        db.close()
+    assert min(t for _, t in _parquet_rows(project)) < t_reg
+    _check_complete(project, [{"i": i} for i in range(4000)], keyed=False)
