@@ -75,11 +75,34 @@ def clean(experiment, bundles_only, yes):
     eid, name = experiment_named(store, experiment)
     if not bundles_only and not yes:
         click.confirm(f"delete every task, result and log of '{name}'?", abort=True)
-    n = cl(store, eid, name, bundles_only=bundles_only)
+    n = cl(store, eid, name, bundles_only=bundles_only, progress=_clean_progress())
     if bundles_only:
-        click.echo(f"removed {n} bundle folders of {name}")
+        click.echo(f"removed {n} bundle folders and logs of {name}")
         return
     click.echo(f"deleted experiment {name}")
+
+
+def _clean_progress():
+    """Each step of `pb clean` on stderr: one line updated in place in a terminal, a line per
+    step (and per 10% of a long one) otherwise."""
+    import sys
+    import time
+    tty = sys.stderr.isatty()
+    state = {"step": None, "shown": -1, "t": time.time()}
+
+    def progress(step, done=None, total=None):
+        count = f" {done:,}/{total:,}" if total else ""
+        if tty:
+            end = "\n" if total is None or done == total else ""
+            click.echo(f"\r\033[K{step}{count}", err=True, nl=False)
+            if end:
+                click.echo("", err=True)
+            return
+        tenth = (10 * done // total) if total else None
+        if step != state["step"] or tenth != state["shown"]:
+            state["step"], state["shown"] = step, tenth
+            click.echo(f"{step}{count} ({time.time() - state['t']:.1f}s)", err=True)
+    return progress
 
 
 COMMANDS = [retry, cancel, clean]

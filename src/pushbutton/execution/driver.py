@@ -41,6 +41,8 @@ class Driver:
         self.seq = store.db.execute("SELECT count(*) FROM bundles WHERE exp=?",
                                     (exp_id,)).fetchone()[0]
         self.stop = False
+        self.over: list[str] = []  # finalized bundles whose folders are still there
+        self.t_retire = time.time()
 
     # -- recovery ------------------------------------------------------------------------
     def recover(self):
@@ -163,6 +165,8 @@ class Driver:
             self.backend.close()
             self.store.end_run(self.run_id, status)
             self.ingestor.compact(full=True)
+            self.ingestor.retire()  # this run's and any an earlier, killed run left
+            self.ingestor.checkpoint()
         self._progress()
         ing = self.ingestor
         return {"status": status, "done": ing.done, "failed": ing.failed,
@@ -190,6 +194,10 @@ class Driver:
                     remaining += self.ingestor.finalize(b, st.state == FAILED, st.cause,
                                                         st.kind)
                     del self.active[b.id]
+                    self.over.append(b.id)
+            if len(self.over) >= 32 or (self.over and time.time() - self.t_retire >= 10):
+                self.ingestor.retire(self.over)  # the store does not grow with the run
+                self.over, self.t_retire = [], time.time()
             remaining += self.ingestor.take_requeued()
             self.ingestor.compact()
             if self.stop:

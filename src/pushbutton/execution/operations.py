@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from pushbutton.store import liveness
+from pushbutton.store import bundlelogs, liveness
 from pushbutton.store import provenance
 from pushbutton.store.code_version import PREFIX as CODE_PREFIX, changed_files
 from pushbutton.execution import factory
@@ -360,23 +360,23 @@ def logs(store: Store, eid: int | None, prefix: str) -> dict:
     if t["state"] == "done" and bundle:  # where it ran and its log: in its outcome line
         end = _end_from_outcomes(store.dir / "bundles" / bundle, t["id"]) or {}
         out["host"], out["node"] = end.get("host"), end.get("node")
-        if not end:  # its bundle folder was cleaned: the stored row says
+        if not end:  # its bundle folder was retired or cleaned: the stored row says
             from pushbutton.store.views import where_ran
             name = next(e["name"] for e in store.experiments() if e["id"] == t["exp"])
             out["host"], out["node"] = where_ran(store, name, t["id"], bundle)
+            kept = bundlelogs.end_log(store.dir, bundle, t["id"])
+            if kept is not None:
+                end = {"log": kept}
         if not log and end.get("log"):
             log = json.dumps(end["log"])
     if not (bundle and log and log != "null") and out["attempts"]:
         bundle, log = out["attempts"][-1]["bundle"], out["attempts"][-1]["log"]
     if bundle and log and log != "null":
         o0, o1, e0, e1 = json.loads(log)
-        d = store.dir / "bundles" / bundle
         for name, a, b in (("stdout", o0, o1), ("stderr", e0, e1)):
-            p = d / f"{name}.log"
-            if p.exists():
-                with open(p, "rb") as f:
-                    f.seek(a)
-                    out[name] = f.read(b - a).decode("utf-8", "replace")
+            text = bundlelogs.read_slice(store.dir, bundle, name, a, b)
+            if text is not None:
+                out[name] = text
     return out
 
 
@@ -398,27 +398,9 @@ def _end_from_outcomes(folder, tid: str) -> dict | None:
     return None
 
 
-def clean(store: Store, eid: int, name: str, bundles_only: bool = False) -> int:
-    """Delete an experiment's data, or only its finished bundle folders (and their logs)."""
-    import shutil
-    if bundles_only:
-        rows = store.db.execute("SELECT id, dir FROM bundles WHERE exp=? AND state IN "
-                                "('finished','failed','interrupted','cancelled')",
-                                (eid,)).fetchall()
-        for _, d in rows:
-            shutil.rmtree(d, ignore_errors=True)
-        return len(rows)
-    if ExperimentLock(store, eid, name).held_by_other():
-        raise PushbuttonError(f"'{name}' is running; `pb cancel {name}` first")
-    dirs = [d for (d,) in store.db.execute("SELECT dir FROM bundles WHERE exp=?", (eid,))]
-    with store.tx():
-        store.db.execute("DELETE FROM attempts WHERE task IN (SELECT rowid FROM tasks "
-                         "WHERE exp=?)", (eid,))
-        for table, col in (("tasks", "exp"), ("bundles", "exp"), ("runs", "exp"),
-                           ("events", "exp"), ("experiments", "id")):
-            store.db.execute(f"DELETE FROM {table} WHERE {col}=?", (eid,))
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
-    for sub in ("results", "series", "tasks"):
-        shutil.rmtree(store.dir / sub / name, ignore_errors=True)
-    return len(dirs)
+def clean(store: Store, eid: int, name: str, bundles_only: bool = False,
+          progress=None) -> int:
+    """Delete an experiment's data, or only its finished bundles' folders and kept logs
+    (execution/cleanup.py)."""
+    from pushbutton.execution import cleanup
+    return cleanup.clean(store, eid, name, bundles_only=bundles_only, progress=progress)

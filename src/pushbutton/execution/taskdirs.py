@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pushbutton.store import bundlelogs
+
 
 def _safe_name(name) -> str:
     """worker.py's _safe_name: the experiment's folder name."""
@@ -49,7 +51,7 @@ def task_folder(store, task_id: str) -> dict:
         if root:
             out.update(path=f"{root}/{rel}", target=b[1])
         else:
-            root = _task_root(store.dir / "bundles" / bundle / "bundle.json")
+            root = (bundlelogs.header(store.dir, bundle) or {}).get("task_root")
             if root:
                 out["path"] = str(Path(root) / rel)
     elif b and b[0] == "dask":

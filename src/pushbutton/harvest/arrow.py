@@ -10,26 +10,37 @@ from pushbutton.core import names as N
 
 
 def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
-    """-> (ok_sql, failed records, Arrow table of successes or None, durations) or None.
-    Nothing in `b` changes until every step that may give up (return None) has passed."""
-    started, end_lines = _split(chunk)
-    if not end_lines:
-        b.started.update(t for t in started if t in b.tasks)
-        return [], [], None, []
-    ends = _read_ends(end_lines)
-    if ends is None:
+    """-> (ok_sql, failed records, Arrow table of successes or None, (n, mean duration)) or
+    None. Nothing in `b` changes until every step that may give up (return None) has passed.
+    The whole chunk, start lines too, goes through one Arrow read: splitting the lines in
+    Python first cost as much as the read."""
+    import pyarrow.compute as pc
+    got = _read_lines(chunk)
+    if got is None:
         return None
+    ends, start_ids = got
     names = set(ends.column_names)
-    keep_ok, keep_fail, seen = _first_ends(b, ends, names)
+    kept = _first_ends(b, ends, names)
+    if kept is None:
+        return None
+    keep_ok, keep_fail, seen = kept
+    # only a start without an end in this chunk is worth keeping (finalize asks about those)
+    if len(start_ids):
+        open_ids = start_ids.filter(pc.invert(pc.is_in(start_ids, value_set=ends["id"]))) \
+            if len(ends) else start_ids
+        started = [t for t in open_ids.to_pylist() if t in b.tasks]
+    else:
+        started = []
 
     def commit():
-        b.started.update(t for t in started if t in b.tasks)
+        b.started.update(started)
         b.ended.update(seen)
-    failed = ends.take(keep_fail).to_pylist() if keep_fail else []
-    if not keep_ok:
+    failed = ends.take(keep_fail).to_pylist() if len(keep_fail) else []
+    if not len(keep_ok):
         commit()
-        return [], failed, None, []
-    got = _ok_table(b, ends.take(keep_ok), names, run_id, param_names)
+        return [], failed, None, (0, None)
+    ok_tbl = ends if len(keep_ok) == len(ends) else ends.take(keep_ok)
+    got = _ok_table(b, ok_tbl, names, run_id, param_names)
     if got is None:
         return None
     commit()
@@ -37,44 +48,46 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
     return ok_sql, failed, table, durations
 
 
-def _split(chunk: bytes) -> tuple[list[str], list[bytes]]:
-    """Start lines have a fixed layout (see worker.py): split them off with bytes operations,
-    which halves what the JSON reader has to parse. -> (started task ids, other lines)."""
-    started, end_lines = [], []
-    for line in chunk.split(b"\n"):
-        i = line.find(b'","ev":"start"', 7)
-        if i > 0 and line.startswith(b'{"id":"'):
-            started.append(line[7:i].decode())
-        elif line:
-            end_lines.append(line)
-    return started, end_lines
-
-
-def _read_ends(end_lines: list[bytes]):
-    """The end lines as an Arrow table of end events; None when Arrow cannot read them as
-    outcomes (a torn line, a line that is not an outcome: the line-by-line path decides)."""
+def _read_lines(chunk: bytes):
+    """(end lines as an Arrow table, ids of the start lines); None when Arrow cannot read the
+    lines as outcomes (a torn line, a line that is not an outcome: the line-by-line path
+    decides)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
     try:
-        ends = pj.read_json(io.BytesIO(b"\n".join(end_lines)),
-                            read_options=pj.ReadOptions(block_size=1 << 26))
+        tab = pj.read_json(io.BytesIO(chunk), read_options=pj.ReadOptions(block_size=1 << 26))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
-    names = set(ends.column_names)
+    names = set(tab.column_names)
     if not {"id", "ev"} <= names:
         return None
-    if ends["id"].null_count or ends["ev"].null_count or not all(
-            pa.types.is_string(ends[c].type) for c in ("id", "ev")) or not all(
-            pa.types.is_floating(ends[c].type) or pa.types.is_integer(ends[c].type)
-            or pa.types.is_null(ends[c].type) for c in ("t0", "t1") if c in names):
+    if tab["id"].null_count or tab["ev"].null_count or not all(
+            pa.types.is_string(tab[c].type) for c in ("id", "ev")) or not all(
+            pa.types.is_floating(tab[c].type) or pa.types.is_integer(tab[c].type)
+            or pa.types.is_null(tab[c].type) for c in ("t0", "t1") if c in names):
         return None  # a line that is not an outcome (`null`, `{}`): the line-by-line path
-    return ends.filter(pc.equal(ends["ev"], "end"))
+    start_ids = tab["id"].filter(pc.equal(tab["ev"], "start"))
+    ends = tab.filter(pc.equal(tab["ev"], "end"))
+    drop = [c for c in ("t",) if c in names]
+    return (ends.drop_columns(drop) if drop else ends), start_ids.combine_chunks()
 
 
 def _first_ends(b, ends, names):
     """Row numbers of the successful and the failed ends, one end per task and bundle."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
     ids = ends["id"].to_pylist()
+    seen = set(ids)
+    okt = ends["ok"].type if "ok" in names else pa.null()
+    if len(seen) == len(ids) and seen.isdisjoint(b.ended) and seen <= b.tasks.keys() and (
+            pa.types.is_boolean(okt) or pa.types.is_null(okt)):
+        # the usual chunk: each of its tasks ends once, for the first time
+        if pa.types.is_null(okt):
+            return np.arange(0), np.arange(len(ids)), seen
+        ok = pc.fill_null(ends["ok"], False).to_numpy(zero_copy_only=False)
+        return np.flatnonzero(ok), np.flatnonzero(~ok), seen
     oks = ends["ok"].to_pylist() if "ok" in names else [False] * len(ids)
     keep_ok, keep_fail, seen = [], [], set()
     for i, (tid, ok) in enumerate(zip(ids, oks)):
@@ -95,7 +108,8 @@ def _ok_table(b, ok_tbl, names, run_id: int, param_names):
             or pa.types.is_null(ok_tbl["metrics"].type))):
         return None
     ok_ids = ok_tbl["id"].to_pylist()
-    info = [b.tasks[t] for t in ok_ids]  # (rowid, attempt, params text)
+    tasks = b.tasks
+    info = [tasks[t] for t in ok_ids]  # (rowid, attempt, params text)
     ok_sql = [(att, b.id, run_id, rowid) for rowid, att, _ in info]
     dur = pc.subtract(ok_tbl["t1"], ok_tbl["t0"])
     n = len(ok_ids)
@@ -117,7 +131,8 @@ def _ok_table(b, ok_tbl, names, run_id: int, param_names):
     mcols = _metric_columns(ok_tbl, names, set(pcols), cols)
     meta = {"params": [c for c in pcols if c in ptab.column_names], "metrics": mcols}
     table = pa.table(cols).replace_schema_metadata({"pushbutton": json.dumps(meta)})
-    return ok_sql, table, [d for d in dur.to_pylist() if d is not None]
+    counted = n - dur.null_count
+    return ok_sql, table, (counted, pc.mean(dur).as_py() if counted else None)
 
 
 def _text(tbl, names, key: str, n: int):

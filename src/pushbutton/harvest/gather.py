@@ -25,6 +25,7 @@ from pathlib import Path
 from pushbutton.core import names as N
 from pushbutton.core.errors import PushbuttonError
 from pushbutton.harvest import gather_formats as F
+from pushbutton.store import bundlelogs
 from pushbutton.store import gathered as G
 from pushbutton.store.parts import _typed, columns_meta
 
@@ -80,8 +81,9 @@ class _Roots:
             root = self.default
             row = self.store.db.execute("SELECT dir FROM bundles WHERE id=?", (bundle,)).fetchone()
             try:
-                spec = json.loads((Path(row[0]) / "bundle.json").read_text()) if row and row[0] \
-                    else {}
+                spec = json.loads((Path(row[0]) / "bundle.json").read_text()) \
+                    if row and row[0] and (Path(row[0]) / "bundle.json").exists() \
+                    else (bundlelogs.header(self.store.dir, bundle) or {})
                 if spec.get("task_root") and Path(spec["task_root"]).is_dir():
                     root = Path(spec["task_root"])
             except (OSError, ValueError):

@@ -16,7 +16,7 @@ from pushbutton.core import causes
 from pushbutton.core.files import complete_lines
 from pushbutton.harvest import arrow as ingest_arrow
 from pushbutton.harvest import outcomes as oc
-from pushbutton.store import partset
+from pushbutton.store import bundlelogs, partset
 from pushbutton.store import parts as results
 from pushbutton.store.database import FAILED as T_FAILED, PENDING, Store
 
@@ -204,7 +204,7 @@ class Ingestor:
         got = ingest_arrow.parse(b, chunk, b.run, self.param_names)
         if got is None:  # b is untouched: the line-by-line path starts afresh
             return None
-        oks, failed, table, durs = got
+        oks, failed, table, (n_dur, mean_dur) = got
         batch.ok.extend(oks)
         for rec in failed:
             if not oc.valid_record(rec):
@@ -213,7 +213,7 @@ class Ingestor:
                 self._event(b, "damaged-line", json.dumps(rec, default=str)[:200])
                 continue
             self._fail_record(b, rec, batch)
-        self._measured(len(oks), durs)
+        self._measured(len(oks), [mean_dur] if n_dur else [])
         return table
 
     def _parse(self, b: ActiveBundle, chunk: bytes, batch: _Batch) -> list[dict]:
@@ -353,6 +353,30 @@ class Ingestor:
             db.execute("UPDATE bundles SET state=?, ended=?, cause=? WHERE id=?",
                        (final, time.time(), cause, b.id))
         return len(requeue)
+
+    # -- the folders of bundles that are over -------------------------------------------------
+    def retire(self, bids=None) -> int:
+        """Replace the folders of finalized bundles by their compacted logs (store/bundlelogs);
+        None: every bundle of the experiment that is over and still has a folder (what a killed
+        run left). Never fails a run: a folder left is retired next time."""
+        if bids is None:
+            bids = [r[0] for r in self.store.db.execute(
+                "SELECT id FROM bundles WHERE exp=? AND state NOT IN ('created','submitted')",
+                (self.exp_id,))]
+        try:
+            return bundlelogs.retire(self.store.dir, bids)
+        except OSError as e:
+            self.store.event(self.exp_id, self.run_id, "retire-failed", str(e))
+            return 0
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database and truncate it (the end of a run): a
+        WAL that keeps the size of its largest burst is dead weight in the store."""
+        import sqlite3
+        try:
+            self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # busy (another reader): SQLite checkpoints later anyway
 
     # -- compaction --------------------------------------------------------------------------
     def compact(self, full: bool = False) -> None:

@@ -224,6 +224,7 @@ class _Harvest:
         except PushbuttonError as e:
             self.warnings.append(f"pulling results failed (will resume): {e}")
         good = verified(self.backend, self.store, bids)
+        landed = []
         for h, st in over.items():
             bid, _, d, off, soff, b_run, _ = by_handle[h]
             if bid not in good:
@@ -233,11 +234,13 @@ class _Harvest:
             if st.kind in ("preempted",):
                 b.inherited = True  # not the task's fault: requeue without an attempt
             self.ingestor.finalize(b, st.state == FAILED, st.cause, st.kind)
+            landed.append(bid)
             self.ingested += 1
             self._count_stall(b, st)
             if st.state == FAILED:
                 self.store.event(self.eid, b_run, "bundle-failed",
                                  {"bundle": bid, "cause": st.cause, "kind": st.kind})
+        self.ingestor.retire(landed)  # the harvested copies: compacted logs from now on
         self.ingestor.compact()  # throttled: a long harvest keeps few Parquet files
 
     def _count_stall(self, b, st: BundleState) -> None:
@@ -292,3 +295,5 @@ class _Harvest:
             store.db.execute("UPDATE runs SET status='finished', ended=? WHERE exp=? AND "
                              "status='running' AND id<?", (time.time(), eid, run_id))
         self.ingestor.compact(full=True)
+        self.ingestor.retire()
+        self.ingestor.checkpoint()
