@@ -38,6 +38,12 @@ def clean(store: Store, eid: int, name: str, bundles_only: bool = False, progres
     db = store.db
     bids = [b for (b,) in db.execute("SELECT id FROM bundles WHERE exp=?", (eid,))]
     alone = db.execute("SELECT 1 FROM tasks WHERE exp != ? LIMIT 1", (eid,)).fetchone() is None
+    # files first, rows last: a clean cut short leaves the experiment listed (run it again),
+    # never files that a later experiment of the same name or id would take for its own
+    _remove_bundles(store, bids, say)
+    for sub in ("results", "series", "tasks"):
+        say(f"removing {sub}/{name}")
+        shutil.rmtree(store.dir / sub / name, ignore_errors=True)
     (n,) = db.execute("SELECT count(*) FROM tasks WHERE exp=?", (eid,)).fetchone()
     say(f"deleting {n:,} task rows")
     with store.tx():
@@ -50,10 +56,6 @@ def clean(store: Store, eid: int, name: str, bundles_only: bool = False, progres
             db.execute("DELETE FROM tasks WHERE exp=?", (eid,))
         for table, col in _TABLES:
             db.execute(f"DELETE FROM {table} WHERE {col}=?", (eid,))
-    _remove_bundles(store, bids, say)
-    for sub in ("results", "series", "tasks"):
-        say(f"removing {sub}/{name}")
-        shutil.rmtree(store.dir / sub / name, ignore_errors=True)
     say("compacting the state database")
     compact_database(store)
     return len(bids)

@@ -106,7 +106,7 @@ def _header(folder: Path) -> dict:
 def write_archive(folder: Path, dest: Path) -> None:
     """The zip of a bundle folder (see the module doc), written atomically and synced."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp = dest.with_name(f".{dest.name}.tmp")  # one writer per bundle: its experiment's lock
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
             z.writestr("bundle.json", json.dumps(_header(folder)))
