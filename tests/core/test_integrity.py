@@ -96,7 +96,9 @@ def test_damaged_state_database_is_reported_never_half_read(project):
 # -- item 4: unreadable Parquet parts -------------------------------------------------------
 def test_truncated_part_is_named_and_repaired(project):
     _spec(project, extra="bundle_size = 100")
-    pb("run", "experiment.toml", "--quiet", cwd=project, env=_env(project))
+    # the bundle folders are kept (a run retires them): repair re-ingests from their outcomes
+    pb("run", "experiment.toml", "--quiet", cwd=project,
+       env=dict(_env(project), PB_KEEP_BUNDLES="1"))
     folder = project / ".pushbutton" / "results" / "sq"
     import pyarrow.parquet as pq
     parts = sorted(folder.glob("e*.parquet"))
@@ -326,11 +328,12 @@ def test_compaction_keeps_the_rows_of_earlier_runs(project, monkeypatch):
     assert len(out) == n + 1, out[:3]
 
 
-def test_a_done_tasks_row_is_the_one_of_its_bundle(project):
+def test_a_done_tasks_row_is_the_one_of_its_bundle(project, monkeypatch):
     """After a --rerun, a task whose current row is lost is damaged even though the row of its
     earlier run is still there: that row is not its result."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+    monkeypatch.setenv("PB_KEEP_BUNDLES", "1")  # repair re-ingests from the kept outcomes
     n = 20
     exp = Experiment("rb", function="tasks:counted", space=grid(i=range(n)), workers=1,
                      bundle_size=n)

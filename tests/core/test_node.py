@@ -138,8 +138,9 @@ def _old_store(project):
 
 
 @needs_unshare
-def test_read_only_old_store_reads_without_the_node_column(project):
+def test_read_only_old_store_reads_without_the_node_column(project, monkeypatch):
     """Read-only, an old store's tables cannot be given the node column: readers do without."""
+    monkeypatch.setenv("PB_KEEP_BUNDLES", "1")  # old outcome lines are edited in place
     _old_store(project)
     r, _ = _in_namespace(READ_ONLY, project, "results", "old", "--format", "json")
     assert r.returncode == 0, r.stderr
@@ -156,7 +157,8 @@ def test_read_only_old_store_reads_without_the_node_column(project):
     db.close()
 
 
-def test_stores_written_before_pb_node_still_read(project):
+def test_stores_written_before_pb_node_still_read(project, monkeypatch):
+    monkeypatch.setenv("PB_KEEP_BUNDLES", "1")  # old outcome lines are edited in place
     folder, host = _old_store(project)
     exp = _exp(6)
     df = exp.results()
