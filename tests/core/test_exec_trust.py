@@ -4,6 +4,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,14 +75,17 @@ grid = { kind = ["segv", "exit"] }
 [run]
 workers = 1
 """)
-    r = pb("run", "experiment.toml", check=False)
-    assert r.returncode == 1 and "2 failed" in r.stdout, (r.stdout, r.stderr)
-    rows = json.loads("[" + ",".join(pb("results", "--format", "json").stdout.split()) + "]")
-    assert len(rows) == 2
-    for row in rows:
-        out = pb("logs", row["pb_task_id"]).stdout
-        assert f"last words of {row['kind']}" in out, out
-        assert "on stderr too" in out
+    for keep in ("0", "1"):  # the logs from the retired bundle's zip, then from its folder
+        shutil.rmtree(project / ".pushbutton", ignore_errors=True)
+        r = pb("run", "experiment.toml", check=False, env={"PB_KEEP_BUNDLES": keep})
+        assert r.returncode == 1 and "2 failed" in r.stdout, (r.stdout, r.stderr)
+        rows = json.loads("[" + ",".join(pb("results", "--format", "json").stdout.split())
+                          + "]")
+        assert len(rows) == 2
+        for row in rows:
+            out = pb("logs", row["pb_task_id"]).stdout
+            assert f"last words of {row['kind']}" in out, out
+            assert "on stderr too" in out
     bundles = list((project / ".pushbutton" / "bundles").iterdir())
     umask = os.umask(0)
     os.umask(umask)
