@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 
 
+MAX_TASKS = 50_000  # a bundle's task list is held by the driver (and ingested) at once
+
+
 def guided_size(remaining: int, workers: int, est_task_s: float | None = None,
                 fixed: int = 0, max_bundle_s: float = 30.0, factor: int = 3,
                 min_bundle_s: float = 0.05) -> int:
@@ -25,7 +28,8 @@ def guided_size(remaining: int, workers: int, est_task_s: float | None = None,
         n = max(n, min(remaining, int(min_bundle_s / est_task_s)))
     else:
         n = min(n, 2000)  # unknown cost: learn it from the first bundles
-    return max(1, min(n, remaining))
+    # and bounded in tasks: what the driver holds per bundle does not grow with the space
+    return max(1, min(n, remaining, MAX_TASKS))
 
 
 def static_plan(n_tasks: int, est_task_s: float | None = None, max_bundles: int = 1000,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ MANIFEST = "MANIFEST.json"
 LEVEL0 = 32         # committed small parts before they are merged
 FANOUT = 8          # merged files of one level before they are merged again
 EVERY_S = 2.0       # incremental compaction runs at most this often per folder
+MERGE_MEMORY = "64MB"  # what a merge may hold before DuckDB spills to disk
 GRACE_S = 10.0      # merged-away files stay this long for readers still reading them
 
 _PART = re.compile(r"^(?P<bundle>.+)-(?P<offset>\d{12})\.parquet$")
@@ -162,13 +164,18 @@ def merge(folder, names, out_level: int, newest_per_task: bool = True) -> str:
     if meta is not None:
         options += ", KV_METADATA {pushbutton: '%s'}" % json.dumps(meta).replace("'", "''")
     out = f"compact-L{out_level}-{time.time_ns()}.parquet"
+    spill = folder / ".merge-spill"
     with replacing(folder / out) as tmp:
-        con = duckdb.connect()
+        # a bounded merge: DuckDB spills to disk past MERGE_MEMORY instead of holding the
+        # window of 10^7 rows (its default is most of the machine's memory)
+        con = duckdb.connect(config={"memory_limit": MERGE_MEMORY, "threads": 2,
+                                     "temp_directory": str(spill)})
         try:
             con.execute(f"COPY ({query}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
                         f"({options})")
         finally:
             con.close()
+            shutil.rmtree(spill, ignore_errors=True)
     return out
 
 
