@@ -66,7 +66,8 @@ def cancel(experiment):
 @click.command()
 @click.argument("experiment", required=False)
 @click.option("--bundles", "bundles_only", is_flag=True,
-              help="Only delete finished bundle folders (their per-task logs go too).")
+              help="Only delete the folders and kept logs of finished bundles (the tasks' "
+                   "output goes).")
 @click.option("--yes", is_flag=True, help="Do not ask.")
 def clean(experiment, bundles_only, yes):
     """Delete an experiment's data from the store (or only its finished bundle folders)."""

@@ -18,7 +18,7 @@ from pushbutton.harvest.ingest import RunPolicy
 from pushbutton.store.failures import top_causes
 from pushbutton.store.integrity import check_state
 from pushbutton.store.lock import ExperimentLock
-from pushbutton.core.errors import PushbuttonError, SpecError
+from pushbutton.core.errors import SpecError
 from pushbutton.store.database import DONE, FAILED, PENDING, RUNNING, Store
 
 
