@@ -18,8 +18,9 @@ FLOORS = {
     "report": 6,      # the HTML report
     "clusters": 7,    # clusters pushbutton builds
     "experiment": 8,  # the Python API (pushbutton.Experiment) and pushbutton/__init__
-    "cli": 9,         # the command line
-    "__main__": 10,
+    "ui": 9,          # pb ui: the live web dashboard
+    "cli": 10,        # the command line
+    "__main__": 11,
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from pushbutton.cli import (cluster, doctor, gather, manage, parrun, report, results, run,
-                            status, targets)
+                            status, targets, ui)
 from pushbutton.cli.errors import exit_for
 from pushbutton.cli.help import polish
 
@@ -19,7 +19,7 @@ def cli():
 
 # `pb --help` lists the commands in alphabetical order, whatever the order here
 for _module in (run, status, results, manage, targets, report, parrun, gather, cluster,
-                doctor):
+                doctor, ui):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 polish(cli)  # a one-line example each, defaults shown, no description cut

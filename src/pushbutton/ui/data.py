@@ -1,0 +1,63 @@
+"""What the pages show, read from the store: one Store per server thread (SQLite connections
+are not shared between threads), and the experiments' summaries computed at most once a
+second however many pages follow them (the live channel costs the store one reader)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from pushbutton.store.database import STATES, Store
+
+SUMMARY_TTL = 0.8  # seconds a summary of all experiments is reused
+
+
+class Data:
+    def __init__(self, root):
+        self.root = root
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._summary = (0.0, None)
+
+    def store(self) -> Store:
+        s = getattr(self._local, "store", None)
+        if s is None:
+            s = self._local.store = Store(self.root, create=False)
+        return s
+
+    def experiment(self, name: str) -> dict | None:
+        """The experiment's row (id, name, n_tasks, created, spec) or None."""
+        return next((e for e in self.store().experiments() if e["name"] == name), None)
+
+    def summaries(self) -> list[dict]:
+        """One summary per experiment (see `summary`), newest activity first."""
+        with self._lock:
+            t, rows = self._summary
+            if rows is not None and time.monotonic() - t < SUMMARY_TTL:
+                return rows
+            store = self.store()
+            rows = [summary(store, e) for e in reversed(store.experiments())]
+            self._summary = (time.monotonic(), rows)
+            return rows
+
+
+def summary(store, e: dict) -> dict:
+    """What the experiments page shows of one experiment, from `pb status`'s own function."""
+    from pushbutton.execution.operations import status
+    try:
+        s = status(store, e["id"], e["name"], causes=1)
+    except Exception as err:  # noqa: BLE001 - a damaged store says so on its row
+        return {"name": e["name"], "state": "unreadable", "error": str(err),
+                "counts": dict.fromkeys(STATES, 0), "total": 0, "progress": 0.0,
+                "finished": 0, "rate_per_s": None, "eta_s": None, "failed": 0,
+                "last_run": None, "target": None}
+    runs = store.db.execute("SELECT started, ended, target, status FROM runs WHERE exp=? "
+                            "ORDER BY id DESC LIMIT 1", (e["id"],)).fetchone()
+    c = s["counts"]
+    state = "running" if s["active"] else (s["last_run_status"] or "not run")
+    return {"name": e["name"], "state": state, "counts": c, "total": s["total"],
+            "progress": s["progress"], "finished": c["done"] + c["failed"],
+            "rate_per_s": s["rate_per_s"], "eta_s": s["eta_s"],
+            "failed": c["failed"],
+            "last_run": runs[0] if runs else None,
+            "last_run_ended": runs[1] if runs else None,
+            "target": runs[2] if runs else None, "error": None}
