@@ -31,6 +31,12 @@ def f(x, label, **_):
     if x == 3:
         raise ValueError("bad value " + IMG + " " + QUOTES)
     pushbutton.log(step=1, **{IMG: x})
+    d = pushbutton.current_task().dir
+    (d / "note.txt").write_text("file of " + str(x) + " " + IMG)
+    (d / "sub").mkdir(exist_ok=True)
+    (d / "sub" / "deep.txt").write_text("deep")
+    if not (d / "out-link").exists():
+        (d / "out-link").symlink_to("/etc/hostname")  # points out of the folder
     return {"score": x * 10, IMG: 0.5, "word": END}
 ''' % (HOSTILE, SCRIPT_END, QUOTES)
 

@@ -77,3 +77,135 @@ def test_hostile_experiment_name_is_text_on_the_experiments_page(client):
     html = client.get("/").text
     assert HOSTILE not in html
     assert "&lt;img src=x onerror=window.__pwned=1&gt;" in html
+
+
+# -- the experiment page --------------------------------------------------------------------
+def table_rows(html: str) -> list[list[str]]:
+    """The cells' text of the results table (#pb-results)."""
+    from html.parser import HTMLParser
+    rows, state = [], {"in": False, "depth": 0}
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "table" and a.get("id") == "pb-results":
+                state["in"] = True
+            elif state["in"] and tag == "tr":
+                rows.append([])
+            elif state["in"] and tag == "td":
+                rows[-1].append("")
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                state["in"] = False
+
+        def handle_data(self, data):
+            if state["in"] and rows and rows[-1]:
+                rows[-1][-1] += data
+    P().feed(html)
+    return [[c.strip() for c in r] for r in rows if r]
+
+
+def header(html: str) -> list[str]:
+    import re
+    block = html.split('id="pb-results"')[1].split("</thead>")[0]
+    return re.findall(r'data-col="([^"]*)"', block)
+
+
+def test_results_are_sorted_filtered_and_paged_on_the_server(client):
+    html = client.get("/exp/sweep?sort=x&desc=1").text
+    cols = header(html)
+    rows = table_rows(html)
+    assert len(rows) == 24  # 6 x values x 4 labels
+    xs = [int(r[cols.index("x")]) for r in rows]
+    assert xs == sorted(xs, reverse=True)
+    html = client.get("/exp/sweep", params={"where": "x >= 4 AND pb_status = 'done'",
+                                            "sort": "score"}).text
+    rows = table_rows(html)
+    assert len(rows) == 8 and {r[cols.index("x")] for r in rows} == {"4", "5"}
+    scores = [float(r[cols.index("score")]) for r in rows]
+    assert scores == sorted(scores)
+    html = client.get("/exp/sweep", params={"size": 20, "page": 1}).text
+    assert len(table_rows(html)) == 4 and "page 2 of 2" in html
+    html = client.get("/exp/sweep", params={"col": ["x", "score"]}).text
+    assert header(html) == ["pb_task_id", "x", "score"]
+
+
+def test_a_bad_filter_is_a_message_not_an_error_page(client):
+    for where in ("x >", "1) OR (1", "x = 1; DROP TABLE t", "nope = 3",
+                  "x IN (SELECT 1 FROM read_csv('/etc/passwd'))"):
+        r = client.get("/exp/sweep", params={"where": where})
+        assert r.status_code == 200, where
+        assert 'id="pb-table-error"' in r.text and table_rows(r.text) == [], where
+
+
+def test_failures_are_grouped_by_cause_with_a_task_link(client):
+    html = client.get("/exp/sweep").text
+    causes = html.split('id="pb-causes"')[1].split("</table>")[0]
+    assert "ValueError at uitasks.py" in causes
+    assert ">4<" in causes  # the four labels of x == 3 fail for one cause
+    assert 'href="/task/' in causes
+    assert "&lt;img src=x onerror" in causes and HOSTILE not in html
+
+
+def test_runs_show_provenance_and_the_parameter_space(client):
+    html = client.get("/exp/sweep").text
+    assert 'id="pb-runs"' in html and "provenance" in html and "code_version" in html
+    assert "&#34;x&#34;" in html.split('id="pb-space"')[1]
+
+
+def test_the_results_api_gives_the_same_page_as_json(client):
+    j = client.get("/api/exp/sweep/results", params={"where": "x = 1", "sort": "label"}).json()
+    assert j["total"] == 4 and j["error"] is None
+    labels = [r[j["columns"].index("label")] for r in j["rows"]]
+    assert labels == sorted(labels)
+    assert client.get("/api/exp/nope/results").status_code == 404
+
+
+# -- the task page ----------------------------------------------------------------------------
+def task_ids(client, where):
+    j = client.get("/api/exp/sweep/results", params={"where": where}).json()
+    return [r[0] for r in j["rows"]]
+
+
+def test_a_failed_task_shows_its_traceback_and_cause(client):
+    tid = task_ids(client, "pb_status = 'failed'")[0]
+    html = client.get(f"/task/{tid[:10]}").text  # an id prefix, as `pb logs` takes
+    assert "Traceback (most recent call last)" in html
+    assert "ValueError at uitasks.py" in html
+    assert HOSTILE not in html and "&lt;img src=x onerror" in html
+    assert SCRIPT_END not in html and "&lt;/script&gt;" in html
+    assert client.get("/task/ffffffffffffffff").status_code == 404
+
+
+def test_a_done_task_shows_parameters_metrics_logs_and_files(client):
+    tid = task_ids(client, "x = 2 AND pb_status = 'done'")[0]
+    html = client.get(f"/task/{tid}").text
+    metrics = html.split('id="pb-metrics"')[1].split("</table>")[0]
+    assert "score" in metrics and "20" in metrics
+    assert "stdout of 2" in html.split('id="pb-stdout"')[1]
+    assert "stderr says" in html.split('id="pb-stderr"')[1]
+    files = html.split('id="pb-files"')[1].split("</table>")[0]
+    assert f'href="/task/{tid}/file/note.txt"' in files
+    assert "sub/deep.txt" in files and "not served" in files  # the link out is only listed
+    assert client.get(f"/task/{tid}/file/note.txt").text.startswith("file of 2")
+    assert client.get(f"/task/{tid}/file/sub/deep.txt").text == "deep"
+    r = client.get(f"/task/{tid}/file/note.txt")
+    assert r.headers["content-type"].startswith("text/plain")
+
+
+def test_task_files_cannot_leave_the_folder(client):
+    tid = task_ids(client, "x = 2 AND pb_status = 'done'")[0]
+    for rel in ("out-link", "..%2F..%2F..%2F..%2Fexperiment.toml", "%2Fetc%2Fhostname",
+                "sub%2F..%2F..%2Fnote.txt", "%2E%2E/%2E%2E/%2E%2E/%2E%2E/experiment.toml", "sub/..%2F..%2F..%2F..%2F..%2Fstate.sqlite"):
+        r = client.get(f"/task/{tid}/file/{rel}")
+        assert r.status_code in (403, 404), rel
+        assert "file of" not in r.text and "uitasks" not in r.text and "SQLite" not in r.text
+
+
+# -- actions -----------------------------------------------------------------------------------
+def test_actions_need_the_token_and_a_post(client):
+    assert client.get("/exp/sweep/cancel").status_code == 405
+    assert client.post("/exp/sweep/retry").status_code == 403  # cookie only
+    r = client.post("/exp/sweep/retry", headers={"X-PB-Token": "nope"})
+    assert r.status_code == 403

@@ -161,8 +161,9 @@ def templates() -> Jinja2Templates:
                              autoescape=True, undefined=jinja2.StrictUndefined)
     t = Jinja2Templates(env=env)
     t.env.globals["nav"] = NAV
-    from pushbutton.ui.fmt import FILTERS
+    from pushbutton.ui.fmt import FILTERS, table_url
     t.env.filters.update(FILTERS)
+    t.env.globals["table_url"] = table_url
     t.env.globals["has_static"] = lambda name: (STATIC / name).is_file()
     return t
 

@@ -17,12 +17,19 @@ class Data:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._summary = (0.0, None)
+        from pushbutton.ui.results import Tables
+        self.tables = Tables()
 
     def store(self) -> Store:
         s = getattr(self._local, "store", None)
         if s is None:
             s = self._local.store = Store(self.root, create=False)
         return s
+
+    def forget(self) -> None:
+        """After an action: the next summary is read afresh."""
+        with self._lock:
+            self._summary = (0.0, None)
 
     def experiment(self, name: str) -> dict | None:
         """The experiment's row (id, name, n_tasks, created, spec) or None."""
@@ -38,6 +45,14 @@ class Data:
             rows = [summary(store, e) for e in reversed(store.experiments())]
             self._summary = (time.monotonic(), rows)
             return rows
+
+
+def exp_or_404(data: Data, name: str) -> dict:
+    from starlette.exceptions import HTTPException
+    e = data.experiment(name)
+    if e is None:
+        raise HTTPException(404, f"no experiment {name!r} in this store")
+    return e
 
 
 def summary(store, e: dict) -> dict:

@@ -55,3 +55,29 @@ def cell(v) -> str:
 
 
 FILTERS = {"duration": duration, "utc": utc, "rate": rate, "count": count, "cell": cell}
+
+
+def plain(v):
+    """A value JSON can carry (NaN and inf as their names, numpy scalars as Python's)."""
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def table_url(path: str, args: dict, **change) -> str:
+    """The address of the results table with `change` applied (sort, page, ...)."""
+    from urllib.parse import urlencode
+    a = {**args, **change}
+    pairs = [(k, a[k]) for k in ("where", "sort") if a.get(k)]
+    if a.get("desc"):
+        pairs.append(("desc", "1"))
+    if a.get("page"):
+        pairs.append(("page", str(a["page"])))
+    if a.get("size") and a["size"] != 50:
+        pairs.append(("size", str(a["size"])))
+    pairs += [("col", c) for c in a.get("cols") or []]
+    return path + ("?" + urlencode(pairs) if pairs else "") + "#results"
