@@ -1,7 +1,12 @@
 """Fixtures for the report tests (data builders live in _report_data, importable by name)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))  # _chromium_cdp, shared with ui/
 
 from _report_data import make_context
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from conftest import HOSTILE, QUOTES, SCRIPT_END
+from _ui_data import HOSTILE, SCRIPT_END, make_project, pb
 
 
 def fresh(app_client):
@@ -209,3 +209,46 @@ def test_actions_need_the_token_and_a_post(client):
     assert client.post("/exp/sweep/retry").status_code == 403  # cookie only
     r = client.post("/exp/sweep/retry", headers={"X-PB-Token": "nope"})
     assert r.status_code == 403
+
+
+def test_the_hostile_named_experiment_has_a_page_with_its_name_as_text(client):
+    from urllib.parse import quote
+    assert 'href="/exp/%3Cimg' in client.get("/").text
+    r = client.get(f"/exp/{quote(HOSTILE, safe='')}")
+    assert r.status_code == 200
+    assert HOSTILE not in r.text and SCRIPT_END not in r.text
+    assert "&lt;img src=x onerror=window.__pwned=1&gt;" in r.text
+    for tag, attrs, text in elements(r.text):
+        assert tag != "img" and not any(a.startswith("on") for a in attrs)
+
+
+def test_make_the_report_and_serve_it_with_only_its_own_script_allowed(client):
+    r = client.post("/exp/sweep/report", data={"token": client.token}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/exp/sweep/report/"
+    r = client.get("/exp/sweep/report/")
+    assert r.status_code == 200 and "<html" in r.text.lower()
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'sha256-" in csp and "unsafe-inline" not in csp.split(";")[1]
+    assert "sandbox" in csp
+    assert client.get("/exp/sweep/report/..%2F..%2Fstate.sqlite").status_code == 403
+    assert client.get("/exp/sweep/report/aggregated.csv").status_code in (200, 404)
+
+
+def test_retry_runs_the_failed_tasks_again_in_the_background(tmp_path):
+    from pushbutton.store.database import Store
+    from pushbutton.ui.app import create_app
+    import time
+    root = make_project(tmp_path / "p", name="again", xs=[2, 3])
+    pb("run", "experiment.toml", cwd=root, check=False)
+    c = TestClient(create_app(root, "tok"), base_url="http://127.0.0.1")
+    r = c.post("/exp/again/retry", headers={"X-PB-Token": "tok"}, follow_redirects=False)
+    assert r.status_code == 303 and "did=retry" in r.headers["location"]
+    store = Store(root, create=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # x == 3 fails again: a second attempt is recorded
+        n = store.db.execute("SELECT max(attempts) FROM tasks WHERE state='failed'").fetchone()[0]
+        if n == 2:
+            break
+        time.sleep(0.3)
+    assert n == 2
+    assert "retrying 4 failed tasks" in (root / ".pushbutton/logs/ui-retry-1.log").read_text()
