@@ -70,11 +70,11 @@ def make_project(root: Path, name: str = "sweep", xs=range(6), sleep: float = 0.
 class UiServer:
     """`pb ui --port 0` in a subprocess, as a user starts it; `url` is what it printed."""
 
-    def __init__(self, root: Path, timeout: float = 60):
+    def __init__(self, root: Path, *args: str, timeout: float = 60):
         import re
         import select
         import time
-        self.proc = subprocess.Popen([sys.executable, "-m", "pushbutton", "ui", "--port", "0"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "pushbutton", "ui", "--port", "0", *args],
                                      cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         deadline = time.monotonic() + timeout
@@ -86,6 +86,7 @@ class UiServer:
                 m = re.search(r"(http://127\.0\.0\.1:(\d+))/\?token=(\S+)", line)
                 if m:
                     self.url, self.base, self.token = m.group(0), m.group(1), m.group(3)
+                    self.port = int(m.group(2))
                     return
             if self.proc.poll() is not None:
                 break

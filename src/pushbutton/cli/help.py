@@ -24,6 +24,7 @@ EXAMPLES = {
     "cancel": "pb cancel sweep",
     "clean": "pb clean sweep --bundles",
     "report": "pb report sweep --open",
+    "ui": "pb ui --open   (--port 0: a free port; --store PROJECT: another project)",
     "parrun": "pb parrun sweep.py -j 4 --timeout 10m",
     "gather": "pb gather results.csv parrun-sweep --format csv -o all.csv",
     "doctor": "pb doctor",

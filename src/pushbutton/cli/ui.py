@@ -19,8 +19,6 @@ def ui(port, host, open_browser, store_path):
 
     Prints its address with a token (http://127.0.0.1:PORT/?token=...); every request needs
     the token, actions (cancel, retry, report) are POSTs checked against it.
-
-    Example: pb ui --port 0 --open
     """
     from pathlib import Path
 
