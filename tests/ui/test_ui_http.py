@@ -144,7 +144,7 @@ def test_failures_are_grouped_by_cause_with_a_task_link(client):
     causes = html.split('id="pb-causes"')[1].split("</table>")[0]
     assert "ValueError at uitasks.py" in causes
     assert ">4<" in causes  # the four labels of x == 3 fail for one cause
-    assert 'href="/task/' in causes
+    assert 'href="/exp/sweep/task/' in causes
     assert "&lt;img src=x onerror" in causes and HOSTILE not in html
 
 
@@ -165,32 +165,34 @@ def test_the_results_api_gives_the_same_page_as_json(client):
 # -- the task page ----------------------------------------------------------------------------
 def task_ids(client, where):
     j = client.get("/api/exp/sweep/results", params={"where": where}).json()
-    return [r[0] for r in j["rows"]]
+    return ["/exp/sweep/task/" + r[0] for r in j["rows"]]
 
 
 def test_a_failed_task_shows_its_traceback_and_cause(client):
-    tid = task_ids(client, "pb_status = 'failed'")[0]
-    html = client.get(f"/task/{tid[:10]}").text  # an id prefix, as `pb logs` takes
+    url = task_ids(client, "pb_status = 'failed'")[0]
+    html = client.get(url[:-10]).text  # an id prefix, as `pb logs` takes
     assert "Traceback (most recent call last)" in html
     assert "ValueError at uitasks.py" in html
     assert HOSTILE not in html and "&lt;img src=x onerror" in html
     assert SCRIPT_END not in html and "&lt;/script&gt;" in html
+    assert client.get("/exp/sweep/task/ffffffffffffffff").status_code == 404
     assert client.get("/task/ffffffffffffffff").status_code == 404
-
+    r = client.get("/task/" + url.rsplit("/", 1)[1], follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == url  # found by id alone
 
 def test_a_done_task_shows_parameters_metrics_logs_and_files(client):
     tid = task_ids(client, "x = 2 AND pb_status = 'done'")[0]
-    html = client.get(f"/task/{tid}").text
+    html = client.get(tid).text
     metrics = html.split('id="pb-metrics"')[1].split("</table>")[0]
     assert "score" in metrics and "20" in metrics
     assert "stdout of 2" in html.split('id="pb-stdout"')[1]
     assert "stderr says" in html.split('id="pb-stderr"')[1]
     files = html.split('id="pb-files"')[1].split("</table>")[0]
-    assert f'href="/task/{tid}/file/note.txt"' in files
+    assert f'href="{tid}/file/note.txt"' in files
     assert "sub/deep.txt" in files and "not served" in files  # the link out is only listed
-    assert client.get(f"/task/{tid}/file/note.txt").text.startswith("file of 2")
-    assert client.get(f"/task/{tid}/file/sub/deep.txt").text == "deep"
-    r = client.get(f"/task/{tid}/file/note.txt")
+    assert client.get(f"{tid}/file/note.txt").text.startswith("file of 2")
+    assert client.get(f"{tid}/file/sub/deep.txt").text == "deep"
+    r = client.get(f"{tid}/file/note.txt")
     assert r.headers["content-type"].startswith("text/plain")
 
 
@@ -198,7 +200,7 @@ def test_task_files_cannot_leave_the_folder(client):
     tid = task_ids(client, "x = 2 AND pb_status = 'done'")[0]
     for rel in ("out-link", "..%2F..%2F..%2F..%2Fexperiment.toml", "%2Fetc%2Fhostname",
                 "sub%2F..%2F..%2Fnote.txt", "%2E%2E/%2E%2E/%2E%2E/%2E%2E/experiment.toml", "sub/..%2F..%2F..%2F..%2F..%2Fstate.sqlite"):
-        r = client.get(f"/task/{tid}/file/{rel}")
+        r = client.get(f"{tid}/file/{rel}")
         assert r.status_code in (403, 404), rel
         assert "file of" not in r.text and "uitasks" not in r.text and "SQLite" not in r.text
 
@@ -252,3 +254,21 @@ def test_retry_runs_the_failed_tasks_again_in_the_background(tmp_path):
         time.sleep(0.3)
     assert n == 2
     assert "retrying 4 failed tasks" in (root / ".pushbutton/logs/ui-retry-1.log").read_text()
+
+
+def test_two_experiments_sharing_a_task_id_each_show_their_own_task(tmp_path):
+    """Task ids are hashes of the parameters: two experiments over one space share them."""
+    from pushbutton.ui.app import create_app
+    root = make_project(tmp_path / "p", name="one", xs=[2])
+    pb("run", "experiment.toml", cwd=root)
+    (root / "two.toml").write_text((root / "experiment.toml").read_text()
+                                   .replace('name = "one"', 'name = "two"'))
+    pb("run", "two.toml", cwd=root)
+    c = TestClient(create_app(root, "tok"), base_url="http://127.0.0.1")
+    c.get("/?token=tok", headers={"Accept": "text/html"})
+    tid = c.get("/api/exp/two/results").json()["rows"][0][0]
+    assert tid in c.get("/api/exp/one/results").text
+    r = c.get(f"/task/{tid}")
+    assert r.status_code == 200 and "/exp/one/task/" in r.text and "/exp/two/task/" in r.text
+    html = c.get(f"/exp/two/task/{tid}").text
+    assert 'href="/exp/two"' in html and "/exp/two/task/" + tid + "/file/note.txt" in html

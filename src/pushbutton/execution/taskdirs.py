@@ -29,11 +29,14 @@ def _task_root(spec_file: Path) -> str | None:
         return None
 
 
-def task_folder(store, task_id: str) -> dict:
+def task_folder(store, task_id: str, exp: int | None = None) -> dict:
     """{"path", "target" (None: this machine), "host" (a Dask host, else None), "exists" (on
-    this machine; None when elsewhere)} of a task's current folder (its generation's)."""
+    this machine; None when elsewhere)} of a task's current folder (its generation's). `exp`:
+    the experiment's id (two experiments with the same parameters share task ids)."""
     row = store.db.execute("SELECT t.rowid, t.gen, t.bundle, e.name FROM tasks t JOIN "
-                           "experiments e ON e.id = t.exp WHERE t.id = ?", (task_id,)).fetchone()
+                           "experiments e ON e.id = t.exp WHERE t.id = ?"
+                           + (" AND t.exp = ?" if exp is not None else ""),
+                           (task_id,) + ((exp,) if exp is not None else ())).fetchone()
     if row is None:
         raise KeyError(task_id)
     rowid, gen, bundle, name = row

@@ -13,10 +13,10 @@ class Refused(Exception):
     pass
 
 
-def folder_of(store, task_id: str) -> Path | None:
+def folder_of(store, task_id: str, exp: int) -> Path | None:
     """The task's folder on this machine, if it exists and is inside the store."""
     from pushbutton.execution.taskdirs import task_folder
-    f = task_folder(store, task_id)
+    f = task_folder(store, task_id, exp)
     if f["target"] is not None or not f["exists"]:
         return None
     p = Path(f["path"]).resolve()

@@ -54,7 +54,14 @@ def cell(v) -> str:
     return str(v)
 
 
-FILTERS = {"duration": duration, "utc": utc, "rate": rate, "count": count, "cell": cell}
+def seg(v) -> str:
+    """A value as one segment of a URL path ('/' escaped too)."""
+    from urllib.parse import quote
+    return quote(str(v), safe="")
+
+
+FILTERS = {"duration": duration, "utc": utc, "rate": rate, "count": count, "cell": cell,
+           "seg": seg}
 
 
 def plain(v):
