@@ -243,7 +243,14 @@ def test_retry_runs_the_failed_tasks_again_in_the_background(tmp_path):
     root = make_project(tmp_path / "p", name="again", xs=[2, 3])
     pb("run", "experiment.toml", cwd=root, check=False)
     c = TestClient(create_app(root, "tok"), base_url="http://127.0.0.1")
-    r = c.post("/exp/again/retry", headers={"X-PB-Token": "tok"}, follow_redirects=False)
+    h = {"X-PB-Token": "tok"}
+    c.get("/?token=tok", headers={"Accept": "text/html"})  # the cookie
+    where = {"where": "x = 3", "col": ["pb_attempts"]}
+
+    def attempts():
+        return {r[1] for r in c.get("/api/exp/again/results", params=where).json()["rows"]}
+    assert attempts() == {1}  # the table is made (and kept) before the retry
+    r = c.post("/exp/again/retry", headers=h, follow_redirects=False)
     assert r.status_code == 303 and "did=retry" in r.headers["location"]
     store = Store(root, create=False)
     deadline = time.monotonic() + 60
@@ -253,6 +260,10 @@ def test_retry_runs_the_failed_tasks_again_in_the_background(tmp_path):
             break
         time.sleep(0.3)
     assert n == 2
+    deadline = time.monotonic() + 20  # the table follows the store (a refresh, then the new copy)
+    while attempts() != {2} and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert attempts() == {2}
     assert "retrying 4 failed tasks" in (root / ".pushbutton/logs/ui-retry-1.log").read_text()
 
 

@@ -1,102 +1,137 @@
 """The results table of the experiment page: server-side sorting, filtering (the `where`
 language of `pb results`), paging and column choice over the store's results view.
 
-Each experiment's table is copied once into an in-memory DuckDB table (from
-`store.views.connect`, the one definition of a task's current result) and queried there, so a
-page of a 10^6-row table is one indexed-free scan, not a rebuild of the view. The copy is
-refreshed when the store changed (counts, runs, the results manifest) and is older than
-`FRESH_S`; a copy that took long to build is refreshed in the background and the old one is
-served meanwhile (the page says how old it is). At most `KEEP` copies are kept."""
+Each experiment's table is written once to a Parquet file by a child process
+(ui/snapshot.py, from `store.views.connect`: the one definition of a task's current result)
+and every page is a DuckDB query over that file, in a connection limited in memory and
+sandboxed like `pb sql`'s (it reads that file and nothing else). A 10^6-row table is thus one
+columnar scan per page, and the server never holds the table's rows in Python. The file is
+re-made when the store changed (counts, runs, the results manifest) and it is older than
+`FRESH_S`; while a new one is made the old one is served (the page says how old it is), except
+when there is none yet."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections import OrderedDict
+from pathlib import Path
 
 from pushbutton.core import names as N
 from pushbutton.core.errors import PushbuttonError
 
 FRESH_S = 2.0       # a copy younger than this is used as it is
-SLOW_BUILD_S = 0.5  # a copy that took longer is refreshed in the background
-KEEP = 2            # copies kept (experiments whose tables were looked at last)
 PAGE_SIZES = (20, 50, 100, 500)
 HIDDEN = (N.ERROR, N.HOST, N.NODE, N.RUN_ID, N.FINISHED_AT)  # what `pb results` hides too
 TABLE = "pb_ui_results"
+MEMORY = "160MB"    # DuckDB's limit in the server (it spills to its temporary folder beyond)
+BUILD_TIMEOUT_S = 600
+ROW = "_pb_ui_row"  # the space order: the file's row number
 
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 class Snapshot:
-    def __init__(self, con, columns: list, key, built: float, took: float):
+    def __init__(self, con, columns: list, key, built: float, took: float, path: Path):
         self.con, self.columns, self.key = con, columns, key
-        self.built, self.took = built, took
+        self.built, self.took, self.path = built, took, path
         self.lock = threading.Lock()  # one query at a time on a DuckDB connection
 
 
 class Tables:
-    """The copies of the experiments' results tables, shared by the server's threads."""
+    """The experiments' results files and a connection over each, shared by the threads."""
 
     def __init__(self):
-        self._snaps: OrderedDict = OrderedDict()
+        self._snaps: dict = {}
         self._lock = threading.Lock()
-        self._building: set = set()
+        self._building: dict = {}  # name -> threading.Event set when its build ends
+        self._errors: dict = {}    # name -> why its last build failed
+        self.dir = Path(tempfile.mkdtemp(prefix="pb-ui-"))
+        import atexit
+        atexit.register(self.close)
+
+    def close(self):
+        import shutil
+        for snap in list(self._snaps.values()):
+            snap.con.close()
+        self._snaps.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def get(self, store, eid: int, name: str) -> Snapshot:
         key = change_key(store, eid, name)
-        with self._lock:
-            snap = self._snaps.get(name)
-            if snap is not None:
-                self._snaps.move_to_end(name)
+        snap = self._snaps.get(name)
         if snap is not None and (snap.key == key or time.time() - snap.built < FRESH_S):
             return snap
-        if snap is not None and snap.took > SLOW_BUILD_S:
-            self._refresh_later(store.root, eid, name)
-            return snap
-        return self._build(store, eid, name, key)
+        done = self._start(store.root, eid, name, key)
+        if snap is not None:
+            return snap  # the new one is on its way
+        done.wait(BUILD_TIMEOUT_S)
+        snap = self._snaps.get(name)
+        if snap is None:
+            raise PushbuttonError(self._errors.get(name, "the results table could not be read"))
+        return snap
 
-    def _build(self, store, eid, name, key) -> Snapshot:
-        from pushbutton.store.views import connect
-        t0 = time.time()
-        con = connect(store, name)
-        con.execute(f"CREATE TEMP TABLE {TABLE} AS SELECT * FROM results")
-        columns = [r[0] for r in con.execute(f"DESCRIBE {TABLE}").fetchall()]
-        snap = Snapshot(con, columns, key, t0, time.time() - t0)
+    def _start(self, root, eid, name, key) -> threading.Event:
         with self._lock:
-            old = self._snaps.pop(name, None)
+            ev = self._building.get(name)
+            if ev is not None:
+                return ev
+            ev = self._building[name] = threading.Event()
+
+        def work():
+            try:
+                self._build(root, name, key)
+            finally:
+                with self._lock:
+                    self._building.pop(name, None)
+                ev.set()
+        threading.Thread(target=work, daemon=True, name="pb-ui-results").start()
+        return ev
+
+    def _build(self, root, name, key):
+        import duckdb
+        t0 = time.time()
+        n = len(list(self.dir.glob("*.parquet")))
+        path = self.dir / f"t{n}-{os.getpid()}-{int(t0 * 1000)}.parquet"
+        r = subprocess.run([sys.executable, "-m", "pushbutton.ui.snapshot", str(root), name,
+                            str(path)], capture_output=True, text=True,
+                           timeout=BUILD_TIMEOUT_S)
+        if r.returncode != 0:
+            self._errors[name] = (r.stderr.strip().splitlines() or ["?"])[-1]
+            return
+        con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                     "autoload_known_extensions": False,
+                                     "memory_limit": MEMORY, "threads": 2})
+        con.execute(f"SET temp_directory = {_lit(str(self.dir / 'spill'))}")
+        con.execute(f"SET allowed_directories = [{_lit(str(self.dir) + os.sep)}]")
+        con.execute("SET enable_external_access = false")
+        con.execute(f"CREATE VIEW {TABLE} AS SELECT * EXCLUDE (file_row_number), "
+                    f"file_row_number AS {ROW} FROM read_parquet({_lit(str(path))}, "
+                    "file_row_number = true)")
+        con.execute("SET lock_configuration = true")
+        columns = [r[0] for r in con.execute(f"DESCRIBE {TABLE}").fetchall() if r[0] != ROW]
+        snap = Snapshot(con, columns, key, t0, time.time() - t0, path)
+        self._errors.pop(name, None)
+        with self._lock:
+            old = self._snaps.get(name)
             self._snaps[name] = snap
-            while len(self._snaps) > KEEP:
-                self._snaps.popitem(last=False)[1].con.close()
         if old is not None:
             with old.lock:
                 old.con.close()
-        return snap
-
-    def _refresh_later(self, root, eid, name):
-        with self._lock:
-            if name in self._building:
-                return
-            self._building.add(name)
-
-        def work():
-            from pushbutton.store.database import Store
-            store = Store(root, create=False)
-            try:
-                self._build(store, eid, name, change_key(store, eid, name))
-            except Exception:  # noqa: BLE001 - the next request builds (and reports) it
-                pass
-            finally:
-                store.close()
-                with self._lock:
-                    self._building.discard(name)
-        threading.Thread(target=work, daemon=True, name=f"pb-ui-results-{name}").start()
+            old.path.unlink(missing_ok=True)
 
 
 def change_key(store, eid: int, name: str):
     """What changes whenever the results view would: the counts per state, the last run, the
     results folder's manifest."""
-    import os
     c = store.counts(eid)
     run = store.db.execute("SELECT max(id), max(coalesce(ended, 0)) FROM runs WHERE exp=?",
                            (eid,)).fetchone()
@@ -136,8 +171,8 @@ def query(snap: Snapshot, where: str | None = None, sort: str | None = None,
             out["error"] = str(e)
             return out
         cond = f" WHERE ({where})"
-    order = (f" ORDER BY {_q(sort)} {'DESC' if desc else 'ASC'} NULLS LAST, rowid" if sort
-             else " ORDER BY rowid")
+    order = (f" ORDER BY {_q(sort)} {'DESC' if desc else 'ASC'} NULLS LAST, {ROW}" if sort
+             else f" ORDER BY {ROW}")
     sel = ", ".join(_q(c) for c in shown)
     with snap.lock:
         try:
@@ -157,7 +192,8 @@ def query(snap: Snapshot, where: str | None = None, sort: str | None = None,
 def row(snap: Snapshot, task_id: str) -> dict:
     """The task's row of the table ({} when it is not in the current space)."""
     with snap.lock:
-        cur = snap.con.execute(f"SELECT * FROM {TABLE} WHERE {N.TASK_ID} = ?", [task_id])
+        cur = snap.con.execute(f"SELECT * EXCLUDE ({ROW}) FROM {TABLE} WHERE {N.TASK_ID} = ?",
+                               [task_id])
         r = cur.fetchone()
         names = [d[0] for d in cur.description]
     return dict(zip(names, r)) if r else {}
