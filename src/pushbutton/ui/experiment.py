@@ -55,7 +55,9 @@ async def page(request):
                                                if k not in PROVENANCE_SKIP},
                                               indent=2, default=str, ensure_ascii=False)
         spec = e["spec"]
-        return {"e": e, "s": summary(store, e), "failures": top_causes(store, e["id"], 0),
+        # the summary the live channel shares (at most SUMMARY_TTL old), else a fresh one
+        s = next((r for r in data.summaries() if r["name"] == name), None) or summary(store, e)
+        return {"e": e, "s": s, "failures": top_causes(store, e["id"], 0),
                 "runs": list(reversed(runs)),
                 "space_text": json.dumps(spec.get("space"), default=str,
                                          ensure_ascii=False) if spec.get("space") else "",
