@@ -74,7 +74,8 @@ class UiServer:
         import re
         import select
         import time
-        self.proc = subprocess.Popen([sys.executable, "-m", "pushbutton", "ui", "--port", "0", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "pushbutton", "ui", "--port", "0",
+                                      *args],
                                      cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         deadline = time.monotonic() + timeout

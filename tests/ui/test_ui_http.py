@@ -199,7 +199,8 @@ def test_a_done_task_shows_parameters_metrics_logs_and_files(client):
 def test_task_files_cannot_leave_the_folder(client):
     tid = task_ids(client, "x = 2 AND pb_status = 'done'")[0]
     for rel in ("out-link", "..%2F..%2F..%2F..%2Fexperiment.toml", "%2Fetc%2Fhostname",
-                "sub%2F..%2F..%2Fnote.txt", "%2E%2E/%2E%2E/%2E%2E/%2E%2E/experiment.toml", "sub/..%2F..%2F..%2F..%2F..%2Fstate.sqlite"):
+                "sub%2F..%2F..%2Fnote.txt", "%2E%2E/%2E%2E/%2E%2E/%2E%2E/experiment.toml",
+                "sub/..%2F..%2F..%2F..%2F..%2Fstate.sqlite"):
         r = client.get(f"{tid}/file/{rel}")
         assert r.status_code in (403, 404), rel
         assert "file of" not in r.text and "uitasks" not in r.text and "SQLite" not in r.text

@@ -1,5 +1,5 @@
 """What the pages show, read from the store: one Store per server thread (SQLite connections
-are not shared between threads), and the experiments' summaries computed at most once a
+are not used by two threads at once), and the experiments' summaries computed at most once a
 second however many pages follow them (the live channel costs the store one reader)."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pushbutton.store.database import STATES, Store
 
 SUMMARY_TTL = 0.8  # seconds a summary of all experiments is reused
+STALE_S = 3.0      # ... and answered at once while a fresh one is made
 
 
 class Data:
@@ -17,6 +18,7 @@ class Data:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._summary = (0.0, None)
+        self._summary_store = None
         from pushbutton.ui.results import Tables
         self.tables = Tables()
 
@@ -36,15 +38,37 @@ class Data:
         return next((e for e in self.store().experiments() if e["name"] == name), None)
 
     def summaries(self) -> list[dict]:
-        """One summary per experiment (see `summary`), newest activity first."""
+        """One summary per experiment (see `summary`), newest activity first. Computed at
+        most once per SUMMARY_TTL whoever asks; a copy up to STALE_S old is answered at once
+        while a fresh one is computed in the background (the live channel brings it)."""
+        t, rows = self._summary
+        age = time.monotonic() - t
+        if rows is not None and age < SUMMARY_TTL:
+            return rows
+        if rows is not None and age < STALE_S:
+            if self._lock.acquire(blocking=False):  # one refresh at a time
+                threading.Thread(target=self._refresh, args=(True,), daemon=True,
+                                 name="pb-ui-summary").start()
+            return rows
         with self._lock:
             t, rows = self._summary
             if rows is not None and time.monotonic() - t < SUMMARY_TTL:
-                return rows
-            store = self.store()
+                return rows  # made while this one waited
+            return self._refresh(False)
+
+    def _refresh(self, release: bool) -> list[dict]:
+        """(Holding self._lock) a new summary of every experiment, read through one Store
+        kept for this (only ever used under the lock, from whichever thread)."""
+        try:
+            if self._summary_store is None:
+                self._summary_store = Store(self.root, create=False)
+            store = self._summary_store
             rows = [summary(store, e) for e in reversed(store.experiments())]
             self._summary = (time.monotonic(), rows)
             return rows
+        finally:
+            if release:
+                self._lock.release()
 
 
 def exp_or_404(data: Data, name: str) -> dict:
