@@ -5,13 +5,14 @@
     address = "tcp://scheduler.example.org:8786"   # or "local": a LocalCluster for this run
     workers = 8                                    # LocalCluster size (address = "local")
 
-No shared filesystem is assumed, and nothing but Python and dask is needed on the workers:
-each call carries the bundle.json text, worker.py's source and a zip of the experiment folder's
-.py files. On the Dask worker the bundle runs as `python worker.py FOLDER` (a subprocess, so a
-task that segfaults or is killed takes down only that subprocess) in a fresh temporary folder;
-the call returns the folder's output files as bytes with the subprocess's exit status. The
-driver's poll writes them into the local bundle folder (outcomes.jsonl last, each file by
-temp + rename), so the normal ingest applies unchanged.
+No shared filesystem is assumed, and nothing but Python and dask is needed on the workers. The
+project's code (a zip of the experiment folder's .py files, and worker.py's source) reaches each
+worker once, in a worker plugin (dask_remote.py), and each call carries only the bundle.json
+text. On the Dask worker the bundle runs in a persistent `python worker.py --serve` process (a
+task that segfaults or is killed takes down only that process) in a fresh temporary folder; the
+call returns the folder's output files as bytes with the process's exit status. The driver's
+poll writes them into the local bundle folder (outcomes.jsonl last, each file by temp + rename),
+so the normal ingest applies unchanged.
 
 If a Dask worker process dies, the scheduler re-runs its bundles elsewhere (nothing reached the
 driver, so nothing is counted twice); a bundle that keeps killing workers ends as
@@ -21,194 +22,24 @@ KilledWorker: its task that was running (as last reported by the worker) is char
 from __future__ import annotations
 
 import asyncio
-import builtins
-import json
+import hashlib
 import os
 import time
-import types
 from pathlib import Path
 
 from pushbutton.core.errors import PushbuttonError, SpecError
 from pushbutton.core.files import THREAD_VARS, atomic_write, project_files, signal_name
 from pushbutton.execution.backends.base import (FAILED, FINISHED, RUNNING, Backend, BundleRef,
                                                 BundleState)
+from pushbutton.execution.backends.dask_remote import _run_bundle, code_plugin
 
 WORKER = Path(__file__).resolve().parent.parent / "worker.py"
 OUTPUTS = ("stdout.log", "stderr.log", "series.jsonl", "done.json", "outcomes.jsonl")
 TOPIC = "pushbutton-running"   # worker -> client events: which task a bundle is running
 MAX_INFRA_ERRORS = 3           # bundles failing for the cluster's reasons, in a row
-
-
-def _remote_run_bundle(bundle_text, worker_src, code_zip, env_extra, report_every,
-                       thread_vars=()):
-    """Runs ON a Dask worker. It is shipped by value (see _run_bundle below), so it may use
-    only the stdlib and no module-level names: its helpers are nested functions (their code
-    travels inside this function's), which is also why it is longer than the house's 60 lines.
-    """
-    import io
-    import json
-    import os
-    import shutil
-    import socket
-    import subprocess
-    import sys
-    import tempfile
-    import time
-    import zipfile
-
-    def unpack(base, spec):
-        """The code zip into base/code, and bundle.json with the paths moved there."""
-        old_root = (spec.get("root") or "").rstrip("/")
-        code = os.path.join(base, "code")
-        os.makedirs(code)
-        if code_zip:
-            with zipfile.ZipFile(io.BytesIO(code_zip)) as z:
-                z.extractall(code)
-
-        def moved(p):
-            if old_root and (p == old_root or p.startswith(old_root + "/")):
-                return code + p[len(old_root):]
-            return p
-
-        spec["root"] = code
-        spec["sys_path"] = [moved(p) for p in spec.get("sys_path") or []]
-        # a task's folder is stable across retries on the same host (no shared filesystem);
-        # one per project (worker.py adds the experiment and task), so two projects with an
-        # experiment of the same name on one host do not share folders
-        import hashlib
-        project = hashlib.blake2b(old_root.encode(), digest_size=6).hexdigest()
-        spec["task_root"] = os.path.join(tempfile.gettempdir(), "pushbutton-dask-tasks", project)
-        folder = os.path.join(base, "bundle")
-        os.makedirs(folder)
-        with open(os.path.join(folder, "bundle.json"), "w") as f:
-            json.dump(spec, f)
-        worker = os.path.join(base, "worker.py")
-        with open(worker, "w") as f:
-            f.write(worker_src)
-        return code, folder, worker
-
-    def start(base, code, folder, worker, node):
-        """worker.py on the bundle, in its own session, dying with this Dask worker (Linux):
-        no orphan keeps running tasks that the scheduler is about to re-run elsewhere. `node`
-        (this Dask worker's address) is what worker.py records as the tasks' pb_node."""
-        env = dict(os.environ)
-        for v in thread_vars:  # one BLAS thread per task, unless the worker's setting says
-            env.setdefault(v, "1")
-        env.update(env_extra or {})
-        if node:
-            env["PB_NODE"] = node
-        err_path = os.path.join(base, "worker-stderr.log")
-        with open(err_path, "wb") as err:
-            boot = ("import ctypes, os, runpy, sys\n"
-                    "try:\n    ctypes.CDLL(None).prctl(1, 9)\nexcept Exception:\n    pass\n"
-                    "if os.getppid() != int(sys.argv[3]):\n    sys.exit(75)\n"
-                    "sys.argv = sys.argv[1:3]\n"
-                    "runpy.run_path(sys.argv[0], run_name='__main__')\n")
-            p = subprocess.Popen([sys.executable, "-c", boot, worker, folder, str(os.getpid())],
-                                 cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=err,
-                                 stderr=err, start_new_session=True)
-        return p, err_path
-
-    def running_task(outcomes):
-        """The task the bundle is running: its last start line without an end."""
-        running = None
-        try:
-            with open(outcomes, "rb") as f:
-                f.seek(max(0, os.path.getsize(outcomes) - 4096))
-                for line in f.read().splitlines():
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    if not isinstance(rec, dict):
-                        continue
-                    if rec.get("ev") == "start":
-                        running = rec.get("id")
-                    elif rec.get("ev") == "end" and rec.get("id") == running:
-                        running = None
-        except OSError:
-            pass
-        return running
-
-    def cancelled(dw, key):
-        """The client cancelled the bundle or went away."""
-        try:
-            ts = dw.state.tasks.get(key)
-            return ts is None or ts.state in ("cancelled", "released", "forgotten")
-        except Exception:
-            return False
-
-    def stop(p):
-        try:
-            os.killpg(p.pid, 9)  # worker.py's guard then kills its command tasks
-        except OSError:
-            pass
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def outputs(folder, err_path):
-        files = {}
-        for name in ("stdout.log", "stderr.log", "series.jsonl", "done.json", "outcomes.jsonl"):
-            path = os.path.join(folder, name)
-            if os.path.exists(path):
-                with open(path, "rb") as f:
-                    files[name] = f.read()
-        with open(err_path, "rb") as f:
-            f.seek(max(0, os.path.getsize(err_path) - 2000))
-            return files, f.read().decode("utf-8", "replace")
-
-    base = tempfile.mkdtemp(prefix="pb-dask-")
-    try:
-        spec = json.loads(bundle_text)
-        code, folder, worker = unpack(base, spec)
-        try:  # who we are, to notice a cancel and to report the running task
-            from distributed import get_worker
-            from distributed.worker import thread_state
-            dw, key = get_worker(), thread_state.key
-        except Exception:
-            dw = key = None
-        node = None
-        try:
-            node = str(dw.address) if dw is not None else None
-        except Exception:
-            pass
-        p, err_path = start(base, code, folder, worker, node)
-        outcomes = os.path.join(folder, "outcomes.jsonl")
-        last_report, reported = 0.0, None
-        while True:
-            try:
-                rc = p.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if dw is None:
-                continue
-            if cancelled(dw, key):
-                stop(p)
-                return {"exit": None, "files": {}, "cancelled": True}
-            if time.time() - last_report >= report_every:
-                last_report = time.time()
-                running = running_task(outcomes)
-                if running != reported:
-                    reported = running
-                    try:
-                        dw.log_event(spec.get("_topic") or "pushbutton-running",
-                                     {"key": key, "task": running})
-                    except Exception:
-                        pass
-        files, tail = outputs(folder, err_path)
-        return {"exit": rc, "files": files, "host": socket.gethostname(), "stderr": tail}
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-# a copy whose module cannot be imported on the workers, so it is pickled by value: a cluster
-# needs neither pushbutton nor this project installed
-_run_bundle = types.FunctionType(_remote_run_bundle.__code__,
-                                 {"__builtins__": builtins, "__name__": "__pushbutton_remote__"},
-                                 "_run_bundle")
+# bundles in flight per worker thread: one running, one waiting on the worker, so a worker
+# does not idle while the driver ingests the bundle it just finished
+IN_FLIGHT_PER_THREAD = 2
 
 
 def code_zip(root: str | os.PathLike, max_mb: float = 20) -> bytes:
@@ -222,7 +53,10 @@ def code_zip(root: str | os.PathLike, max_mb: float = 20) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for rel in project_files(root, suffixes=(".py",)):
             p = root / rel
-            z.write(p, rel.as_posix())
+            # fixed dates: the zip, hence the content hash, depends on the files' content
+            info = zipfile.ZipInfo(rel.as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (p.stat().st_mode & 0o777) << 16
+            z.writestr(info, p.read_bytes(), zipfile.ZIP_DEFLATED)
             sizes.append((p.stat().st_size, p))
             if buf.tell() > max_mb * 1e6:
                 big = ", ".join(f"{q.relative_to(root)} ({s / 1e6:.1f} MB)"
@@ -234,6 +68,17 @@ def code_zip(root: str | os.PathLike, max_mb: float = 20) -> bytes:
                         "folder (or into a hidden or venv folder), or run from a "
                         "smaller folder")
     return buf.getvalue()
+
+
+def _root_of(bundle_text: str) -> str:
+    """bundle.json's "root", read without parsing the task list (it comes first: the driver
+    writes the spec's fields before the tasks)."""
+    import json
+    head = bundle_text[:bundle_text.find(', "tasks": [')]
+    try:
+        return json.loads(head + "}").get("root") or ""
+    except ValueError:
+        return json.loads(bundle_text).get("root") or ""
 
 
 def _error(message: str, fix: str) -> PushbuttonError:
@@ -293,7 +138,7 @@ class DaskBackend(Backend):
         self.refs: dict[str, BundleRef] = {}
         self.states: dict[str, BundleState] = {}  # handles that are over
         self.running_task: dict[str, str | None] = {}  # key -> task id reported by the worker
-        self.zips: dict[str, bytes] = {}
+        self.plugins: dict[str, str] = {}        # project root -> its code plugin's name
         self.worker_src = WORKER.read_text()
         self.infra_errors = 0
         self._cap, self._cap_t = None, 0.0
@@ -304,7 +149,8 @@ class DaskBackend(Backend):
 
     # -- capacity ----------------------------------------------------------------------------
     def capacity(self) -> int:
-        """Total worker threads (refreshed every few seconds; waits for a first worker)."""
+        """Bundles in flight: IN_FLIGHT_PER_THREAD per worker thread (the thread count is
+        refreshed every few seconds; waits for a first worker)."""
         now = time.time()
         if self._cap is None or now - self._cap_t > 5:
             n = self._threads()
@@ -316,7 +162,7 @@ class DaskBackend(Backend):
                                  fix="start workers: `dask worker "
                                      f"{self.address}`") from None
                 n = self._threads()
-            self._cap, self._cap_t = max(1, n), now
+            self._cap, self._cap_t = IN_FLIGHT_PER_THREAD * max(1, n), now
         return self._cap
 
     def _threads(self) -> int:
@@ -327,23 +173,30 @@ class DaskBackend(Backend):
         return sum(int(w.get("nthreads") or 1) for w in info.get("workers", {}).values())
 
     # -- submit / poll -----------------------------------------------------------------------
-    def _zip_for(self, root: str) -> bytes:
-        if root not in self.zips:
-            self.zips[root] = code_zip(root, self.max_code_mb) if root and \
-                os.path.isdir(root) else b""
-        return self.zips[root]
+    def _plugin_for(self, root: str) -> str:
+        """The name of the worker plugin carrying this project's code, registered once per
+        run. It is named by this client's token (close() removes it) and the code's content
+        hash, under which workers keep the unpacked code (reused by later runs of the same
+        code; a changed file is a new hash, so a new folder)."""
+        if root not in self.plugins:
+            data = code_zip(root, self.max_code_mb) if root and os.path.isdir(root) else b""
+            digest = hashlib.blake2b(data + b"\0" + self.worker_src.encode(),
+                                     digest_size=12).hexdigest()
+            name = f"pushbutton-code-{self.token}-{digest}"
+            self.client.register_plugin(code_plugin(digest, data, self.worker_src), name=name)
+            self.plugins[root] = name
+        return self.plugins[root]
 
     def submit(self, bundles: list[BundleRef]) -> list[str]:
         handles = []
         for b in bundles:
             text = (Path(b.dir) / "bundle.json").read_text()
-            spec = json.loads(text)
-            spec["_topic"] = self.topic
+            root = _root_of(text)
             # the token keeps two projects' equal bundle ids apart on a shared scheduler
             key = f"pb-{b.id}-{self.token}"
-            fut = self.client.submit(_run_bundle, json.dumps(spec), self.worker_src,
-                                     self._zip_for(spec.get("root") or ""), self.env,
-                                     self.report_every, THREAD_VARS, pure=False, key=key)
+            fut = self.client.submit(_run_bundle, self._plugin_for(root), text, self.env,
+                                     self.report_every, THREAD_VARS, self.topic, pure=False,
+                                     key=key)
             self.futures[key] = fut
             self.refs[key] = b
             handles.append(key)
@@ -470,6 +323,12 @@ class DaskBackend(Backend):
         except Exception:
             pass
         self.futures.clear()
+        for name in self.plugins.values():  # ends this run's serve processes on the workers
+            try:
+                self.client.unregister_worker_plugin(name)
+            except Exception:
+                pass
+        self.plugins.clear()
         try:
             self.client.close()
         finally:
