@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +82,16 @@ def _root_of(bundle_text: str) -> str:
         return json.loads(bundle_text).get("root") or ""
 
 
+def _warm_ingest() -> None:
+    try:  # pandas too: Arrow imports it when it builds the first table from Python objects
+        import pandas  # noqa: F401
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.json  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except Exception:
+        pass
+
+
 def _error(message: str, fix: str) -> PushbuttonError:
     return PushbuttonError(f"{message}\n  fix: {fix}")
 
@@ -114,6 +125,10 @@ class DaskBackend(Backend):
         except ImportError:
             raise _error("the dask backend needs dask.distributed",
                          fix='pip install "dask[distributed]"') from None
+        # the first ingest imports Arrow (a second on a busy machine): meanwhile the driver
+        # would submit nothing and the first bundles' workers would idle; import it now,
+        # while the cluster starts and the client connects
+        threading.Thread(target=_warm_ingest, daemon=True, name="pb-warm-ingest").start()
         self.cluster = None
         if address == "local":
             n = max(1, int(workers or os.cpu_count() or 1))
