@@ -208,7 +208,13 @@ class _OnWorker:
         import json
         import os
         import tempfile
-        spec = json.loads(bundle_text)
+        # only the fields before the task list change: it is kept as the text it is (the
+        # driver writes it last), not parsed and written again
+        cut = bundle_text.find(', "tasks": [')
+        try:
+            spec, rest = json.loads(bundle_text[:cut] + "}"), bundle_text[cut:]
+        except ValueError:
+            spec, rest = json.loads(bundle_text), None
         old_root = (spec.get("root") or "").rstrip("/")
         code = self.code_dir
 
@@ -227,7 +233,7 @@ class _OnWorker:
         folder = os.path.join(base, "bundle")
         os.makedirs(folder)
         with open(os.path.join(folder, "bundle.json"), "w") as f:
-            json.dump(spec, f)
+            f.write(json.dumps(spec) if rest is None else json.dumps(spec)[:-1] + rest)
         return folder
 
     def wait_done(self, p, folder, key, report_every, topic):
