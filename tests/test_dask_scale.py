@@ -191,3 +191,18 @@ grid = { s = [0.05, 0.1, 0.15, 0.2, 0.25], i = { range = [0, 12] } }
     span, ideal, latency, rows = makespan_vs_ideal(tmp_path, 2)
     assert len({r[2] for r in rows}) == 2                 # both workers ran tasks
     assert span <= 1.15 * ideal + latency, (span, ideal, latency)
+
+
+def test_code_plugin_is_shipped_by_value():
+    """The plugin that carries the code unpickles where neither pushbutton nor the project is
+    importable, and is a WorkerPlugin there."""
+    from pushbutton.execution.backends.dask_remote import code_plugin
+    data = dumps(code_plugin("d1", b"", "print('w')\n"))
+    assert b"pushbutton.execution" not in data
+    code = ("import sys, pickle; sys.modules['pushbutton'] = None; "
+            "from distributed.diagnostics.plugin import WorkerPlugin; "
+            "p = pickle.loads(sys.stdin.buffer.read()); "
+            "print(isinstance(p, WorkerPlugin), p.digest, p.idempotent)")
+    r = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,
+                       cwd="/", timeout=60)
+    assert r.stdout.split() == [b"True", b"d1", b"True"], r.stderr
