@@ -206,3 +206,14 @@ def test_code_plugin_is_shipped_by_value():
     r = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,
                        cwd="/", timeout=60)
     assert r.stdout.split() == [b"True", b"d1", b"True"], r.stderr
+
+
+def test_code_zip_depends_on_content_only(tmp_path):
+    """The archive (hence the hash that names the workers' copy) is the same for the same
+    files, whatever their dates, and differs when a file changes."""
+    (tmp_path / "a.py").write_text("x = 1\n")
+    first = code_zip(tmp_path)
+    os.utime(tmp_path / "a.py", (1_000_000_000, 1_000_000_000))
+    assert code_zip(tmp_path) == first
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_zip(tmp_path) != first
