@@ -184,7 +184,7 @@ def test_skewed_durations_finish_balanced(tmp_path, cluster):
 name = "skew"
 function = "tasks:work"
 [space]
-grid = { s = [0.05, 0.1, 0.15, 0.2, 0.25], i = { range = [0, 12] } }
+grid = { s = [0.1, 0.2, 0.3, 0.4, 0.5], i = { range = [0, 12] } }
 ''')
     r = pb("run", "experiment.toml", "--on", "dc", "--quiet", cwd=tmp_path)
     assert "60 done, 0 failed" in r.stdout, r.stdout + r.stderr
