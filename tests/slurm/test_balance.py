@@ -183,7 +183,8 @@ def test_second_run_deals_longest_first_from_the_first_runs_times(slurm, project
     s = [round(0.01 + 0.1 * x / (n - 1), 4) for x in xs]
     p = project / "lpt.toml"
     p.write_text('name = "lpt"\nfunction = "slurm_tasks:nap"\n[space]\n'
-                 f'zip = {{ x = {xs}, s = {s} }}\n')
+                 f'zip = {{ x = {xs}, s = {s} }}\n'
+                 '[run]\nbundle_size = 12\n')  # two bundles both times: the deal is tested
     pb("run", p, "--on", "local-slurm", "--wait", "--quiet", timeout=240)
     dry = pb("run", p, "--on", "local-slurm", "--dry-run", "--rerun").stdout
     assert "longest-expected first" in dry and f"from {n} recorded task times" in dry, dry
@@ -203,6 +204,34 @@ def test_second_run_deals_longest_first_from_the_first_runs_times(slurm, project
     assert max(loads) - min(loads) < 0.15, loads  # dealt by the first run's times
     busy = _busy(project, "lpt", second)  # and the work recorded in the second run balances
     assert max(busy.values()) / min(busy.values()) < 1.15, busy
+
+
+@pytest.mark.slurm
+def test_second_run_bundle_sizes_follow_the_first_runs_measured_times(slurm, project):
+    """A done task's time is recorded in the Parquet results only (not the tasks table's
+    t0/t1): the bundle sizing reads it there, so a second run is sized by the first one's
+    measured times instead of planned as a first run again."""
+    from pushbutton.execution.slurm import submit
+    from pushbutton.store.database import Store
+    n = 24
+    spec = _spec(project, "sized", n)  # 0.02 .. 0.1 s each: about 1.4 s of work in all
+    pb("run", spec, "--on", "local-slurm", "--wait", "--quiet", timeout=240)
+    db = _db(project)
+    assert [k for (k,) in db.execute("SELECT n_tasks FROM bundles")] == [12, 12]  # unknown
+    rows = _parts(project, "sized")
+    mean = sum(r["pb_duration_s"] for r in rows) / len(rows)
+    assert len(rows) == n and 0.015 < mean < 1.0, mean
+    store = Store(project, create=False)
+    assert submit.mean_duration(store, store.experiment("sized")) == pytest.approx(mean)
+    dry = pb("run", spec, "--on", "local-slurm", "--dry-run", "--rerun").stdout
+    assert f"tasks took {mean:.3g} s on average so far" in dry, dry
+    assert "1 bundle of 24 tasks" in dry, dry
+    pb("run", spec, "--on", "local-slurm", "--rerun", "--wait", "--quiet", timeout=240)
+    (run2,) = db.execute("SELECT max(id) FROM runs").fetchone()
+    # 24 x the measured mean is under the 5 s of work a bundle is given: one bundle, not one
+    # per CPU as for tasks of unknown length
+    assert [k for (k,) in db.execute("SELECT n_tasks FROM bundles WHERE run=?", (run2,))] == [n]
+    assert db.execute("SELECT count(*) FROM tasks WHERE state='done'").fetchone()[0] == n
 
 
 def test_unknown_plan_is_a_clear_error(project):

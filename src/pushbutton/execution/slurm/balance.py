@@ -20,8 +20,10 @@ import heapq
 import json
 import math
 
+from pushbutton.execution.slurm import recorded
+
 PLANS = ("balanced", "contiguous")
-SAMPLE = 20_000  # task times read to fit the predictor (a stride over the experiment's tasks)
+SAMPLE = recorded.SAMPLE
 
 
 class Predictor:
@@ -83,45 +85,10 @@ class Predictor:
         return cls(samples) if samples else None
 
 
-def recorded_times(store, eid: int, name: str, want: set | None = None) -> dict:
-    """Task id -> a recorded duration (the last one read): done attempts from the results'
-    Parquet parts (pb_duration_s), failed ones from the tasks table (t1 - t0). With `want`,
-    the Parquet rows of those ids only, plus a stride of up to SAMPLE others (to fit a
-    Predictor). The times only guide the plan: a part that cannot be read is left out."""
-    out = {tid: d for tid, d in store.db.execute(
-        "SELECT id, t1 - t0 FROM tasks WHERE exp=? AND t0 IS NOT NULL AND t1 IS NOT NULL "
-        "AND t1 >= t0 LIMIT ?", (eid, 4 * SAMPLE))}
-    from pushbutton.store import parts
-    files = parts.parts(store.dir / "results" / name) if (store.dir / "results" /
-                                                          name).is_dir() else []
-    if not files:
-        return out
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-    from pushbutton.core import names as N
-    tables = []
-    for f in files:  # ParquetFile, not read_table: that imports pyarrow.dataset (~0.5 s)
-        try:
-            pf = pq.ParquetFile(f)
-            if {N.TASK_ID, N.DURATION} <= set(pf.schema_arrow.names):
-                tables.append(pf.read(columns=[N.TASK_ID, N.DURATION]))
-        except (OSError, pa.ArrowException):
-            continue
-    if not tables:
-        return out
-    t = pa.concat_tables(tables, promote_options="default")
-    t = t.filter(pc.is_valid(t[N.DURATION]))
-    if want is not None and t.num_rows > SAMPLE:
-        import numpy as np
-        keep = pc.is_in(t[N.TASK_ID], value_set=pa.array(list(want), pa.string()))
-        every = pa.array(np.arange(t.num_rows) % math.ceil(t.num_rows / SAMPLE) == 0)
-        t = t.filter(pc.or_(keep, every))
-    out.update(zip(t[N.TASK_ID].to_pylist(), t[N.DURATION].to_pylist()))
-    return out
-
-
-def _key(v) -> str:
+def _key(v):
+    t = type(v)
+    if t is str or t is int or t is float or t is bool or v is None:
+        return t, v  # 1, 1.0 and True stay apart, as in JSON (json.dumps costs ~25 us)
     return json.dumps(v, sort_keys=True, default=str)
 
 
@@ -144,7 +111,13 @@ def deal(rows: list, per: int, plan: str = "balanced", predicted: list[float] | 
             rnd, pos = divmod(i, k)
             groups[pos if rnd % 2 == 0 else k - 1 - pos].append(r)
         return groups
-    order = sorted(range(len(rows)), key=lambda i: -predicted[i])
+    return _lpt(rows, k, predicted)[0]
+
+
+def _lpt(rows: list, k: int, predicted: list[float]) -> tuple[list[list], list[float]]:
+    """Longest first, each to the least-loaded of k bundles: (groups, predicted work of
+    each), the busiest first."""
+    order = sorted(range(len(rows)), key=predicted.__getitem__, reverse=True)
     heap = [(0.0, b) for b in range(k)]  # (predicted work, bundle)
     groups = [[] for _ in range(k)]
     loads = [0.0] * k
@@ -153,32 +126,54 @@ def deal(rows: list, per: int, plan: str = "balanced", predicted: list[float] | 
         groups[b].append(rows[i])
         loads[b] = load + predicted[i]
         heapq.heappush(heap, (loads[b], b))
-    ranked = sorted(range(k), key=lambda b: -loads[b])
-    return [groups[b] for b in ranked if groups[b]]
+    ranked = [b for b in sorted(range(k), key=lambda b: -loads[b]) if groups[b]]
+    return [groups[b] for b in ranked], [loads[b] for b in ranked]
 
 
-def predictions(predictor: "Predictor | None", rows: list, times: dict) -> list[float] | None:
+def predictions(predictor: "Predictor | None", rows: list, times) -> list[float] | None:
     """A predicted duration per row (task id at index 1, parameters' JSON at 2): its own
-    recorded time when there is one, else the predictor's; None without a predictor."""
+    recorded time when there is one (times: a recorded.Recorded, or task id -> seconds),
+    else the predictor's; None without a predictor."""
     if predictor is None:
         return None
-    return [times[r[1]] if r[1] in times else predictor(json.loads(r[2])) for r in rows]
+    ids = [r[1] for r in rows]
+    own = (times.own(ids) if isinstance(times, recorded.Recorded)
+           else [times.get(t) for t in ids])
+    return [predictor(json.loads(r[2])) if o is None else o for r, o in zip(rows, own)]
 
 
-def plan(store, eid: int, name: str, rows: list, per: int, how: str = "balanced"):
+def plan(store, eid: int, name: str, rows: list, per: int, how: str = "balanced",
+         rec: "recorded.Recorded | None" = None):
     """The rows (rowid, id, params, ...) dealt to bundles: (groups, predictor or None,
-    predicted work per group or None)."""
+    predicted work per group or None). rec: the recorded times, when the caller read them
+    already (once per submit round: submit_pending)."""
     if how == "contiguous" or not rows:
         return deal(rows, per, "contiguous"), None, None
-    times = recorded_times(store, eid, name, {r[1] for r in rows})
-    pred = Predictor.fit(store.db, eid, times)
-    est = predictions(pred, rows, times)
-    groups = deal(rows, per, how, est)
-    loads = None
-    if est is not None:
-        at = {r[1]: d for r, d in zip(rows, est)}
-        loads = [sum(at[r[1]] for r in g) for g in groups]
+    if rec is None:
+        rec = recorded.read(store, eid, name)
+    pred = _fitted(store, eid, rec)
+    est = predictions(pred, rows, rec)
+    if est is None:
+        return deal(rows, per, how), None, None
+    groups, loads = _lpt(rows, math.ceil(len(rows) / max(1, per)), est)
     return groups, pred, loads
+
+
+_FITS: dict = {}  # (store folder, experiment) -> (recorded times it was fitted on, Predictor)
+REFIT = 1.25  # a harvest's retry rounds refit once the recorded times grew by a quarter
+
+
+def _fitted(store, eid: int, rec) -> "Predictor | None":
+    """The predictor of these recorded times: fitted once per process, again when the
+    experiment recorded REFIT times as many (or fewer: a reset) as the last fit saw."""
+    if not rec.n:
+        return None
+    key = (str(store.dir), eid)
+    n0, pred = _FITS.get(key, (0, None))
+    if pred is None or not n0 <= rec.n < n0 * REFIT:
+        pred = Predictor.fit(store.db, eid, rec.sample())
+        _FITS[key] = (rec.n, pred)
+    return pred
 
 
 def describe(plan: str, predictor: "Predictor | None", loads: list[float] | None,

@@ -16,7 +16,7 @@ from pushbutton.core.errors import PushbuttonError
 from pushbutton.core.files import atomic_write, cache_dir, rsync_excludes, write_json
 from pushbutton.execution import bundling, factory, targets
 from pushbutton.execution.backends.base import BundleRef
-from pushbutton.execution.slurm import balance
+from pushbutton.execution.slurm import balance, recorded
 from pushbutton.execution.slurm.adopt import adopt_unsent
 from pushbutton.execution.slurm.backend import WORKER
 from pushbutton.execution.slurm.runs import (auto_harvest, load_meta, out_on_slurm, safe_name,
@@ -174,16 +174,16 @@ def _remote_spec(spec: dict, backend, meta: dict) -> dict:
     return s
 
 
-def _sizes(backend, store: Store, eid: int, n: int, meta: dict, quota: int) -> int:
+def _sizes(backend, store: Store, eid: int, n: int, meta: dict, quota: int,
+           est: float | None) -> int:
     """Tasks per bundle: few enough jobs for the site limits, enough to fill the partition."""
-    return bundle_size(backend.limits(), mean_duration(store, eid), n, meta["cpus"],
-                       meta["bundle_size"], quota)
+    return bundle_size(backend.limits(), est, n, meta["cpus"], meta["bundle_size"], quota)
 
 
 def mean_duration(store: Store, eid: int) -> float | None:
-    """The mean duration of the experiment's done tasks (None before the first one)."""
-    return store.db.execute("SELECT avg(t1 - t0) FROM tasks WHERE exp=? AND state='done' AND "
-                            "t1 IS NOT NULL AND t0 IS NOT NULL", (eid,)).fetchone()[0]
+    """The mean recorded duration of the experiment's done tasks (None before the first one):
+    from the results' Parquet parts, where done attempts keep their times (recorded.py)."""
+    return recorded.mean_duration(store, eid)
 
 
 def bundle_size(lim: dict, est: float | None, n: int, cpus: int, fixed: int, quota: int) -> int:
@@ -214,11 +214,14 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
     quota = max(0, backend.capacity() - out_on_slurm(store, eid))
     if quota == 0:
         return 0, 0, []
-    per = _sizes(backend, store, eid, n_pending, meta, quota)
+    how = backend.target.plan
+    # read once per round: the measured duration sizes the bundles, the times deal them
+    rec = recorded.read(store, eid, meta["name"], ids=how != "contiguous")
+    per = _sizes(backend, store, eid, n_pending, meta, quota, rec.mean)
     rows = db.execute("SELECT rowid, id, params, attempts, attempt0, gen FROM tasks WHERE "
                       "exp=? AND state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
                       (eid, per * quota)).fetchall()
-    groups = balance.plan(store, eid, meta["name"], rows, per, backend.target.plan)[0]
+    groups = balance.plan(store, eid, meta["name"], rows, per, how, rec)[0]
     made = _stage_bundles(backend, store, eid, run_id, meta, groups)
     refs = [ref for ref, _ in made]
     label = f"pb-{meta['name']}"
