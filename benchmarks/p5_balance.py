@@ -17,6 +17,16 @@ Goal: balanced and known <= 1.15x the ideal.
     python benchmarks/p5_balance.py --tasks 200 --base 0.01        # small scale, ~20 s
 
 Results go to benchmarks/out/p5_balance.json as well as stdout.
+
+Planning cost (`--planning N`, no SLURM needed): a store with N recorded tasks made by a real
+local no-op run (or `--store DIR`, a project folder with one experiment whose results are in),
+then the planner called directly, each step in a fresh process: the recorded times read once
+(execution/slurm/recorded.py) + the plan of a retry round (100 pending tasks) and of a `--rerun`
+of all N, against the reference of the same run: pyarrow reading just the two columns
+(pb_task_id, pb_duration_s) of the Parquet parts. Peak RSS over the process's RSS before it.
+
+    python benchmarks/p5_balance.py --planning 100000                 # ~1 minute
+    python benchmarks/p5_balance.py --planning 1000000 --store DIR    # reuse a store
 """
 from __future__ import annotations
 
@@ -103,6 +113,89 @@ def measure(d: Path, name: str, target: str, cpus: int, rerun: bool = False) -> 
             "plan": [ln.strip() for ln in dry.splitlines() if "dealt" in ln]}
 
 
+PLAN_STEP = r"""
+import json, resource, sys, time
+def rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from pathlib import Path
+what, root, name, k = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+from pushbutton.store.database import Store
+from pushbutton.store import parts
+import pyarrow.compute, pyarrow.parquet as pq, numpy  # imported in a harvest process anyway
+st = Store(root, create=False, peek=True)
+eid = st.experiment(name)
+rows = st.db.execute("SELECT rowid, id, params, attempts, attempt0, gen FROM tasks WHERE exp=? "
+                     "ORDER BY idx LIMIT ?", (eid, k)).fetchall() if k else []
+r0 = rss()
+t = time.perf_counter()
+if what == "reference":
+    n = sum(pq.ParquetFile(f).read(columns=["pb_task_id", "pb_duration_s"]).num_rows
+            for f in parts.parts(st.dir / "results" / name))
+    out = {"rows": n}
+else:
+    from pushbutton.execution.slurm import balance, recorded
+    rec = recorded.read(st, eid, name)
+    t_read = time.perf_counter() - t
+    groups, pred, loads = balance.plan(st, eid, name, rows, max(1, -(-len(rows) // 2)),
+                                       rec=rec)
+    out = {"read_s": t_read, "mean_s": rec.mean, "recorded": rec.n, "bundles": len(groups),
+           "fitted_on": pred.n if pred else 0}
+out.update(seconds=time.perf_counter() - t, rss_before_mb=r0, rss_peak_mb=rss())
+print(json.dumps(out))
+"""
+
+
+def planning(a) -> None:
+    """The planner's cost at N recorded tasks (see the module's doc)."""
+    base = None
+    if a.store:
+        root = Path(a.store).resolve()
+    else:
+        base = Path(tempfile.mkdtemp(prefix="pb-p5p-"))
+        root = base / "plan"
+        root.mkdir()
+        side = max(1, round(a.planning ** 0.5))
+        (root / "tasks.py").write_text("def noop(a, b):\n    return {'y': a + b}\n")
+        (root / "experiment.toml").write_text(
+            'name = "plan"\nfunction = "tasks:noop"\n[space]\n'
+            f'grid = {{ a = {{ range = [0, {side}] }}, b = {{ range = [0, '
+            f'{-(-a.planning // side)}] }} }}\n[run]\nmax_tasks = 100000000\n')
+        t = time.time()
+        pb(["run", "experiment.toml", "--yes", "--quiet"], root, timeout=7200)
+        print(f"store built by a local no-op run in {time.time() - t:.1f} s")
+    try:
+        db = sqlite3.connect(root / ".pushbutton" / "state.sqlite")
+        (name, n), = db.execute("SELECT e.name, count(*) FROM experiments e JOIN tasks t ON "
+                                "t.exp = e.id GROUP BY e.id ORDER BY count(*) DESC LIMIT 1")
+        db.close()
+        res = {"recorded_tasks": n, "load_before": os.getloadavg()}
+        for key, what, k in (("reference", "reference", 0), ("retry", "plan", 100),
+                             ("rerun", "plan", n)):
+            r = subprocess.run([sys.executable, "-c", PLAN_STEP, what, str(root), name, str(k)],
+                               capture_output=True, text=True, timeout=3600)
+            if r.returncode:
+                raise SystemExit(r.stderr)
+            res[key] = json.loads(r.stdout.strip().splitlines()[-1])
+        res["load_after"] = os.getloadavg()
+    finally:
+        if base:
+            shutil.rmtree(base, ignore_errors=True)
+    ref = res["reference"]["seconds"]
+    print(f"P5 planning at {n:,} recorded tasks (load {res['load_before'][0]:.2f} before, "
+          f"{res['load_after'][0]:.2f} after)")
+    print(f"  reference: pyarrow reads pb_task_id + pb_duration_s  {ref:7.3f} s  peak "
+          f"+{res['reference']['rss_peak_mb'] - res['reference']['rss_before_mb']:.0f} MB")
+    for key, label in (("retry", "retry round, 100 pending"), ("rerun", f"--rerun, {n:,} pending")):
+        m = res[key]
+        print(f"  {label:<28} read {m['read_s']:7.3f} s  read + plan {m['seconds']:7.3f} s "
+              f"(ratio read / reference {m['read_s'] / ref:.2f}, whole / reference "
+              f"{m['seconds'] / ref:.2f})  peak +{m['rss_peak_mb'] - m['rss_before_mb']:.0f} MB "
+              f"(process {m['rss_peak_mb']:.0f} MB)  {m['bundles']} bundles, fitted on "
+              f"{m['fitted_on']:,} task times")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).with_name("p5_planning.json").write_text(json.dumps(res, indent=1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,7 +204,13 @@ def main():
     ap.add_argument("--base", type=float, default=0.027,
                     help="seconds of the shortest task (the longest is 5x); default 0.027")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "p5_balance.json"))
+    ap.add_argument("--planning", type=int, metavar="N",
+                    help="measure the planner's cost at N recorded tasks instead (no SLURM)")
+    ap.add_argument("--store", metavar="DIR",
+                    help="with --planning: a project folder whose results are in (reused)")
     a = ap.parse_args()
+    if a.planning or a.store:
+        return planning(a)
     if not os.environ.get("SLURM_CONF") and not Path("/etc/slurm/slurm.conf").exists():
         raise SystemExit("no SLURM here: run scripts/setup.d/20-slurm.sh and source "
                          ".services/env.sh")
