@@ -64,6 +64,51 @@ def test_predictor_uses_own_times_then_main_effects_of_the_parameters(balance):
     assert balance.predictions(None, rows, {}) is None
 
 
+def test_recorded_times_last_one_wins_and_a_retry_round_reads_no_task_ids(project, monkeypatch):
+    """The planner's reading (execution/slurm/recorded.py) on a store made by real local runs:
+    the mean and each task's own time from the raw Parquet rows (the later run's row wins);
+    a harvest's later retry round (predictor fitted, tasks never done) reads the duration
+    column only, once, and the first round reads the task ids once."""
+    import pyarrow.parquet as pq
+    from pushbutton.execution.slurm import balance, recorded
+    from pushbutton.store.database import Store
+    spec = _spec(project, "rec", 12)
+    pb("run", spec, "--quiet")
+    pb("run", spec, "--rerun", "--quiet")  # two Parquet rows per task
+    rows = _parts(project, "rec")
+    assert len(rows) == 24
+    last = {}
+    for r in sorted(rows, key=lambda r: r["pb_finished_at"]):
+        last[r["pb_task_id"]] = r["pb_duration_s"]
+    store = Store(project, create=False)
+    eid = store.experiment("rec")
+    reads = []
+    real = pq.ParquetFile.read
+    monkeypatch.setattr(pq.ParquetFile, "read",
+                        lambda self, columns=None, **kw: reads.append(tuple(columns)) or
+                        real(self, columns=columns, **kw))
+    rec = recorded.read(store, eid, "rec")
+    assert rec.mean == pytest.approx(sum(r["pb_duration_s"] for r in rows) / 24)
+    ids = sorted(last)
+    assert rec.own(ids) == [last[t] for t in ids]  # the rerun's times, not the first run's
+    assert rec.own(ids, [False] * 12) == [None] * 12  # never done before: not looked up
+    assert rec.own(["nope"]) == [None]
+    tasks = store.db.execute("SELECT rowid, id, params, attempts, 0, gen FROM tasks WHERE "
+                             "exp=? ORDER BY idx", (eid,)).fetchall()  # as retries: attempt0=0
+    from pushbutton.store import parts
+    f = len(parts.parts(project / ".pushbutton" / "results" / "rec"))
+    dur = [("pb_duration_s",)] * f
+    both = [("pb_task_id", "pb_duration_s", "pb_finished_at")] * f
+    assert f >= 1 and reads == dur + both, reads  # the ids once, when first asked for
+    reads.clear()
+    balance._FITS.clear()
+    for _ in range(3):  # three submit rounds of one harvest process
+        rec = recorded.read(store, eid, "rec")  # what submit_pending reads, once a round
+        groups, pred, loads = balance.plan(store, eid, "rec", tasks[:4], 2, rec=rec)
+        assert pred is not None and pred.n == 12 and len(groups) == 2
+    assert reads == dur + both + dur + dur, reads  # the ids for the first round's fit only
+
+
 # -- on the test cluster ----------------------------------------------------------------------
 def _spec(proj: Path, name: str, n: int, fn: str = "nap", retries: int = 0,
           extra: str = "") -> Path:

@@ -122,10 +122,11 @@ def _lpt(rows: list, k: int, predicted: list[float]) -> tuple[list[list], list[f
     groups = [[] for _ in range(k)]
     loads = [0.0] * k
     for i in order:  # longest first, each to the least-loaded bundle: in-bundle order too
-        load, b = heapq.heappop(heap)
+        load, b = heap[0]
         groups[b].append(rows[i])
-        loads[b] = load + predicted[i]
-        heapq.heappush(heap, (loads[b], b))
+        heapq.heapreplace(heap, (load + predicted[i], b))
+    for load, b in heap:
+        loads[b] = load
     ranked = [b for b in sorted(range(k), key=lambda b: -loads[b]) if groups[b]]
     return [groups[b] for b in ranked], [loads[b] for b in ranked]
 
@@ -137,8 +138,10 @@ def predictions(predictor: "Predictor | None", rows: list, times) -> list[float]
     if predictor is None:
         return None
     ids = [r[1] for r in rows]
-    own = (times.own(ids) if isinstance(times, recorded.Recorded)
-           else [times.get(t) for t in ids])
+    if isinstance(times, recorded.Recorded):  # a done attempt only where it was reset
+        own = times.own(ids, [bool(r[4]) for r in rows] if rows and len(rows[0]) > 4 else None)
+    else:
+        own = [times.get(t) for t in ids]
     return [predictor(json.loads(r[2])) if o is None else o for r, o in zip(rows, own)]
 
 

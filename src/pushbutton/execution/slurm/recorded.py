@@ -3,12 +3,12 @@
 
 A done attempt's duration lives only in the results' Parquet parts (pb_duration_s: the tasks
 table keeps t0/t1 of failed attempts, not of done ones); a failed attempt's in the tasks table
-(t1 - t0). Only the two columns pb_task_id and pb_duration_s are read (column projection,
-ParquetFile: no pyarrow.dataset), and they stay Arrow arrays (about 30 bytes a recorded task at
-10^6, no Python object per task); what the plan needs is drawn from them vectorised: the mean,
-a stride sample of up to SAMPLE tasks to fit the predictor, and the own time of each task about
-to be planned (`pc.index_in`). The times only guide the plan: a part that cannot be read is
-left out.
+(t1 - t0). Only pb_duration_s is read at once, and pb_task_id + pb_finished_at when the plan
+needs them (column projection, ParquetFile: no pyarrow.dataset); they stay Arrow arrays (about
+40 bytes a recorded task, no Python object per task), and what the plan needs is drawn from them
+vectorised: the mean, a stride sample of up to SAMPLE tasks to fit the predictor, and the own
+time of each task about to be planned (`pc.index_in`). The times only guide the plan: a part
+that cannot be read is left out.
 """
 from __future__ import annotations
 
@@ -18,50 +18,104 @@ SAMPLE = 20_000  # task times read to fit the predictor (a stride over the exper
 
 
 class Recorded:
-    """What the store recorded of an experiment's task durations (see the module's doc)."""
+    """What the store recorded of an experiment's task durations (see the module's doc). The
+    durations are read at once (8 bytes a task); the task ids (about 25 bytes a task, most of
+    the reading) only when asked for: a harvest's retry round, whose predictor is fitted
+    already and whose tasks never had a done attempt, reads none."""
 
-    def __init__(self, ids=None, durations=None, failed: dict | None = None):
-        self.ids, self.durations = ids, durations  # Arrow arrays (done attempts), or None
-        self.failed = failed or {}  # task id -> t1 - t0 of a failed attempt (up to 4 * SAMPLE)
-        self.done = 0 if durations is None else len(durations)
+    def __init__(self, files: list, failed: dict):
+        self.files = files
+        self.failed = failed  # task id -> t1 - t0 of a failed attempt (up to 4 * SAMPLE)
+        self._ids = self._finished = None
+        self.durations = self._load(False)[1]
+        self.done = 0 if self.durations is None else len(self.durations)
         self.n = self.done + len(self.failed)
-        self._mean = None
+        self.mean = None  # the mean duration of the done attempts (None before the first)
         if self.done:
             import pyarrow.compute as pc
-            self._mean = pc.mean(durations).as_py()
+            self.mean = pc.mean(self.durations).as_py()
 
     @property
-    def mean(self) -> float | None:
-        """The mean duration of the done attempts recorded (None before the first one)."""
-        return self._mean
+    def ids(self):
+        """The task ids of `durations`, row for row (read on first use)."""
+        if self._ids is None and self.done:
+            self._ids, self.durations, self._finished = self._load(True)
+        return self._ids
+
+    def _load(self, ids: bool):
+        """(ids or None, durations, finish times or None) of the done attempts: Arrow arrays
+        (or all None)."""
+        if not self.files:
+            return None, None, None
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        from pushbutton.core import names as N
+        cols = [N.TASK_ID, N.DURATION]  # both must be there, whichever are read
+        tables = []
+        for f in self.files:
+            try:
+                pf = pq.ParquetFile(f)
+                have = pf.schema_arrow.names
+                if set(cols) <= set(have):
+                    tables.append(pf.read(columns=cols + [N.FINISHED_AT] * (
+                        N.FINISHED_AT in have) if ids else cols[1:]))
+            except (OSError, pa.ArrowException):
+                continue  # the times only guide the plan
+        if not tables:
+            return None, None, None
+        t = pa.concat_tables(tables, promote_options="default")
+        if t[N.DURATION].null_count:
+            t = t.filter(pc.is_valid(t[N.DURATION]))
+        if not t.num_rows:
+            return None, None, None
+        if not ids:
+            return None, _one(t[N.DURATION], pa.float64()), None
+        fin = (_one(t[N.FINISHED_AT], pa.float64()) if N.FINISHED_AT in t.column_names
+               else None)
+        return _one(t[N.TASK_ID], pa.string()), _one(t[N.DURATION], pa.float64()), fin
 
     def sample(self, k: int = SAMPLE) -> dict:
         """Task id -> seconds of up to about k recorded tasks, a stride over the results (the
         last one recorded of a task wins), plus the failed attempts' times."""
         out = dict(self.failed)
-        if self.done:
-            step = max(1, math.ceil(self.done / k))
-            out.update(zip(self.ids[::step].to_pylist(), self.durations[::step].to_pylist()))
+        ids = self.ids
+        if ids is not None:
+            step = max(1, math.ceil(len(ids) / k))
+            out.update(zip(ids[::step].to_pylist(), self.durations[::step].to_pylist()))
         return out
 
-    def own(self, ids: list[str]) -> list:
-        """The last recorded time of each of these tasks (None where there is none): the
-        Parquet row of a done attempt, else a failed attempt's time. One vectorised pass
-        over the recorded ids (a hash of the wanted ones), whatever their number."""
+    def own(self, ids: list[str], done_before: list[bool] | None = None) -> list:
+        """The latest recorded time of each of these tasks (None where there is none): the
+        Parquet row of its last done attempt (by pb_finished_at; the parts are in no time
+        order), else a failed attempt's time. One vectorised pass
+        over the recorded ids (a hash of the wanted ones), whatever their number.
+        done_before: per task, whether it can have a done attempt (one that was reset for a
+        rerun, attempt0 > 0); the Parquet rows are looked up for those only."""
         got = [None] * len(ids)
-        if self.done and ids:
+        look = ids if done_before is None else [t for t, d in zip(ids, done_before) if d]
+        if self.done and look:
             import pyarrow.compute as pc
-            pos = pc.index_in(self.ids, value_set=_strings(ids))
+            pos = pc.index_in(self.ids, value_set=_strings(look))
             hit = pc.is_valid(pos)  # the recorded rows of wanted tasks, in recorded order
-            for i, v in zip(pos.filter(hit).to_pylist(), self.durations.filter(hit).to_pylist()):
-                got[i] = v  # a later row of the same task wins
+            at = (range(len(ids)) if done_before is None
+                  else [i for i, d in enumerate(done_before) if d])
+            fin = ([0.0] * len(look) if self._finished is None
+                   else self._finished.filter(hit).to_pylist())
+            when = [None] * len(ids)
+            for i, v, f in zip(pos.filter(hit).to_pylist(),
+                               self.durations.filter(hit).to_pylist(), fin):
+                j = at[i]
+                if when[j] is None or (f or 0.0) >= when[j]:  # the later attempt wins
+                    got[j], when[j] = v, f or 0.0
         if self.failed:
             got = [self.failed.get(t) if g is None else g for t, g in zip(ids, got)]
         return got
 
 
 def read(store, eid: int, name: str, ids: bool = True) -> Recorded:
-    """The experiment's recorded times; ids=False: the durations only (the mean)."""
+    """The experiment's recorded times; ids=False: for the mean only (no failed attempts'
+    times, and `ids` is not to be asked for)."""
     failed = {}
     if ids:
         failed = dict(store.db.execute(  # not 'done' (the index on state: no 10^6-row scan)
@@ -70,31 +124,7 @@ def read(store, eid: int, name: str, ids: bool = True) -> Recorded:
             "LIMIT ?", (eid, 4 * SAMPLE)))
     d = store.dir / "results" / name
     from pushbutton.store import parts
-    files = parts.parts(d) if d.is_dir() else []
-    if not files:
-        return Recorded(failed=failed)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-    from pushbutton.core import names as N
-    cols = [N.TASK_ID, N.DURATION] if ids else [N.DURATION]
-    tables = []
-    for f in files:
-        try:
-            pf = pq.ParquetFile(f)
-            if set(cols) <= set(pf.schema_arrow.names):
-                tables.append(pf.read(columns=cols))
-        except (OSError, pa.ArrowException):
-            continue
-    if not tables:
-        return Recorded(failed=failed)
-    t = pa.concat_tables(tables, promote_options="default")
-    if t[N.DURATION].null_count:
-        t = t.filter(pc.is_valid(t[N.DURATION]))
-    if not t.num_rows:
-        return Recorded(failed=failed)
-    dur = _one(t[N.DURATION], pa.float64())
-    return Recorded(_one(t[N.TASK_ID], pa.string()) if ids else None, dur, failed)
+    return Recorded(parts.parts(d) if d.is_dir() else [], failed)
 
 
 def _strings(xs: list[str]):
