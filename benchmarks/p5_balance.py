@@ -24,7 +24,8 @@ then the planner called directly as submit_pending calls it (execution/slurm/rec
 once + balance.plan), each case in a fresh process: a retry round of 100 pending tasks (the
 first in a process, which fits the predictor, and a later one), and a `--rerun` of all N (own
 times looked up), against the reference of the same run: pyarrow reading just the columns
-(pb_task_id, pb_duration_s, pb_finished_at) of the Parquet parts. Peak RSS over the process's RSS before it.
+(pb_task_id, pb_duration_s, pb_finished_at) of the Parquet parts. Peak RSS over the process's
+RSS before it.
 
     python benchmarks/p5_balance.py --planning 100000                 # ~1 minute
     python benchmarks/p5_balance.py --planning 1000000 --store DIR    # reuse a store

@@ -133,10 +133,15 @@ def _strings(xs: list[str]):
     import itertools
     from array import array
     import pyarrow as pa
-    data = [x.encode() for x in xs]
-    ends = array("q", itertools.accumulate(map(len, data), initial=0))
+    joined = "".join(xs)
+    if joined.isascii():  # task ids: one bytes object, not one per id
+        data, lens = joined.encode(), map(len, xs)
+    else:
+        parts = [x.encode() for x in xs]
+        data, lens = b"".join(parts), map(len, parts)
+    ends = array("q", itertools.accumulate(lens, initial=0))
     return pa.LargeStringArray.from_buffers(len(xs), pa.py_buffer(ends),
-                                            pa.py_buffer(b"".join(data))).cast(pa.string())
+                                            pa.py_buffer(data)).cast(pa.string())
 
 
 def _one(col, typ):
