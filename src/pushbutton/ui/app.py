@@ -29,11 +29,13 @@ PAGE_MODULES = [
     "pushbutton.ui.experiment",
     "pushbutton.ui.task",
     "pushbutton.ui.actions",
+    "pushbutton.ui.charts_routes", "pushbutton.ui.clusters",
 ]
 
 # the nav of base.html: (label, path)
 NAV = [
     ("Experiments", "/"),
+    ("Clusters", "/clusters"),
 ]
 
 CSP = ("default-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "

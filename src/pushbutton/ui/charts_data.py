@@ -1,0 +1,262 @@
+"""What the chart endpoints serve, read from the store and cached: the spec's figures and the
+throughput chart of an experiment (computed together from one read of its results table), and
+per-step series of chosen tasks.
+
+Cheap to poll: a request first computes the experiment's *version* (its task counts per state,
+its spec, and the size and time of its results' and series' manifests: a few index reads and two
+stat calls). The same version is answered from the cache; a new one is recomputed, but not more
+often than every `min_age` seconds (and at least ten times the last computation's duration
+apart), so a page polling a 10^6-task run that ingests every second does not keep a core busy:
+between recomputations it gets the last figures, a few seconds old.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from pushbutton.core import names as N
+from pushbutton.core.errors import PushbuttonError
+from pushbutton.ui import charts as C
+
+MAX_SERIES_TASKS = 12  # tasks one series request may ask for
+DEFAULT_SERIES_TASKS = 5  # shown when none is chosen
+BUCKETS = 80  # points of the throughput chart
+
+
+class ChartData:
+    """Figures, throughput and series of the experiments of one store.
+
+    open_store: a callable returning a fresh read connection to the store (a `Store`); it is
+    closed after each use, so nothing is held between requests."""
+
+    def __init__(self, open_store: Callable, min_age: float = 3.0):
+        self.open_store = open_store
+        self.min_age = min_age
+        self._cache: dict[str, dict] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # -- the experiment and its version -----------------------------------------------------
+    @staticmethod
+    def _eid(store, name: str) -> int:
+        eid = store.experiment(name)
+        if eid is None:
+            raise LookupError(f"no experiment {name!r}")
+        return eid
+
+    @staticmethod
+    def version(store, eid: int, name: str) -> str:
+        h = hashlib.blake2b(digest_size=10)
+        h.update(json.dumps(store.counts(eid), sort_keys=True).encode())
+        row = store.db.execute("SELECT spec FROM experiments WHERE id=?", (eid,)).fetchone()
+        h.update((row[0] if row else "").encode())
+        for sub in ("results", "series"):
+            m = store.dir / sub / name / "MANIFEST.json"
+            try:
+                st = m.stat()
+                h.update(f"{sub}:{st.st_size}:{st.st_mtime_ns}".encode())
+            except OSError:
+                h.update(f"{sub}:-".encode())
+        return h.hexdigest()
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    # -- figures and throughput --------------------------------------------------------------
+    def snapshot(self, name: str) -> dict:
+        """{"version", "figures": {...}, "throughput": {...}} of the experiment (cached)."""
+        with self._lock(name):
+            hit = self._cache.get(name)
+            now = time.monotonic()
+            if hit and now - hit["at"] < max(self.min_age, 10 * hit["took"]):
+                return hit["payload"]
+            store = self.open_store()
+            try:
+                eid = self._eid(store, name)
+                version = self.version(store, eid, name)
+                if hit and hit["payload"]["version"] == version:
+                    hit["at"] = now
+                    return hit["payload"]
+                t0 = time.monotonic()
+                payload = compute(store, eid, name, version)
+                took = time.monotonic() - t0
+            finally:
+                store.close()
+            self._cache[name] = {"at": time.monotonic(), "took": took, "payload": payload}
+            return payload
+
+    # -- per-step series ---------------------------------------------------------------------
+    def series(self, name: str, tasks: list[str]) -> dict:
+        store = self.open_store()
+        try:
+            eid = self._eid(store, name)
+            return series_payload(store, eid, name, tasks)
+        finally:
+            store.close()
+
+
+def compute(store, eid: int, name: str, version: str) -> dict:
+    """Figures and throughput from one read of the table (what the static report reads)."""
+    from pushbutton.report.html import context_from_store
+    ctx = context_from_store(store, eid, name)
+    df, series = ctx["results_df"], ctx["series_df"]
+    try:
+        figs = C.figures(df, series, ctx["figures"], ctx["units"], file=ctx.get("spec_file"))
+    except PushbuttonError as e:  # a bad declaration: said on the page, as in the report
+        figs = {"figures": [], "problems": [str(e)]}
+    return {"version": version, "figures": figs,
+            "throughput": throughput(df, ctx["counts"])}
+
+
+# --------------------------------------------------------------------------- throughput
+def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS) -> dict:
+    """Counts per state over time, from the recorded end time of every finished task (a done
+    task's result row, a failed task's last attempt) and its duration: done and failed so far
+    at each moment, and how many of the finished tasks were running then (end - duration ...
+    end; a task still running counts once it ends). The tasks running and pending now are
+    `counts` (the state database)."""
+    title = "tasks over time"
+    notes = ["Done and failed: tasks finished by each moment, from their recorded end times "
+             "(a done task's result, a failed task's last attempt; a retried task counts once, "
+             "in its final state). Running: finished tasks that were running at that moment "
+             "(from end time and duration); tasks running now count once they end."]
+    now = {k: int(v) for k, v in (counts or {}).items()}
+    total = sum(now.values())
+    empty = {"title": title, "notes": notes, "now": now, "total": total,
+             "plotly": C._empty(title, "no task has finished yet")}
+    if df is None or not len(df) or N.STATUS not in df.columns or N.FINISHED_AT not in df:
+        return empty
+    from pushbutton.analysis.stats import _to_seconds
+    st = df[N.STATUS].to_numpy()
+    end = _to_seconds(df[N.FINISHED_AT]).to_numpy(float)
+    dur = pd.to_numeric(df[N.DURATION], errors="coerce").to_numpy(float) \
+        if N.DURATION in df.columns else np.zeros(len(df))
+    fin = np.isin(st, ["done", "failed"]) & np.isfinite(end)
+    if not fin.any():
+        return empty
+    start = end - np.where(np.isfinite(dur), dur, 0.0)
+    lo, hi = float(np.min(start[fin])), float(np.max(end[fin]))
+    if hi <= lo:
+        hi = lo + 1.0
+    t = np.linspace(lo, hi, buckets + 1)
+    series = {}
+    for state in ("done", "failed"):
+        ends = np.sort(end[fin & (st == state)])
+        series[state] = np.searchsorted(ends, t, side="right")
+    starts, ends = np.sort(start[fin]), np.sort(end[fin])
+    series["running"] = np.searchsorted(starts, t, side="right") - \
+        np.searchsorted(ends, t, side="right")
+    stamps = pd.to_datetime(t, unit="s", utc=True).strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3]
+    colors = {"done": "#2ca02c", "failed": "#d62728", "running": "#1f77b4"}
+    data = [{"type": "scatter", "mode": "lines", "name": s, "x": list(stamps),
+             "y": [int(v) for v in series[s]], "line": {"color": colors[s], "width": 2,
+                                                        "shape": "hv" if s == "running"
+                                                        else "linear"},
+             "hovertemplate": f"%{{x}} UTC<br>{s}: %{{y}}<extra></extra>"}
+            for s in ("done", "failed", "running")]
+    span = hi - lo
+    rate = int(fin.sum()) / span if span > 0 else math.nan
+    sub = (f"{int(fin.sum())} of {total} finished; {rate:.3g} tasks/s on average"
+           if math.isfinite(rate) else None)
+    layout = C._layout(title, {"title": {"text": "time (UTC)"}, "type": "date"},
+                       {"title": {"text": "tasks"}, "rangemode": "tozero"}, sub,
+                       legend={"orientation": "h", "y": -0.25}, height=300)
+    return {"title": title, "notes": notes, "now": now, "total": total,
+            "plotly": {"data": data, "layout": layout}}
+
+
+# --------------------------------------------------------------------------- series
+def _series_files(store, name: str) -> list[str]:
+    from pushbutton.store import parts as R
+    return R.parts(store.dir / "series" / name)
+
+
+def resolve_tasks(store, eid: int, given: list[str]) -> list[str]:
+    """Task ids from (prefixes of) ids, as `pb show` takes them; a bad one is an error."""
+    out = []
+    for g in given:
+        g = g.strip()
+        if not g:
+            continue
+        if not all(c.isalnum() or c in "-_" for c in g) or len(g) > 64:
+            raise ValueError(f"task {g!r}: a task id has letters and digits only")
+        try:
+            out.append(store.find_task(eid, g)["id"])
+        except PushbuttonError as e:
+            raise ValueError(f"task {g!r}: {e}") from None
+    if len(out) > MAX_SERIES_TASKS:
+        raise ValueError(f"at most {MAX_SERIES_TASKS} tasks at once, got {len(out)}")
+    return list(dict.fromkeys(out))
+
+
+def series_payload(store, eid: int, name: str, given: list[str]) -> dict:
+    """Per-step series of the chosen tasks (default: the first few that logged any), one
+    figure per metric, one line per task."""
+    import duckdb
+    tasks = resolve_tasks(store, eid, given)
+    files = _series_files(store, name)
+    base = {"tasks": tasks, "chosen": bool(tasks), "figures": [], "notes": []}
+    if not files:
+        base["notes"].append("No task has logged a per-step series yet (pushbutton.log).")
+        return base
+    con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False})
+    rel = "read_parquet($files, union_by_name=true)"
+    if not tasks:
+        rows = con.execute(f"SELECT DISTINCT {N.TASK_ID} FROM {rel} ORDER BY 1 LIMIT "
+                           f"{DEFAULT_SERIES_TASKS}", {"files": files}).fetchall()
+        tasks = [r[0] for r in rows]
+        base["tasks"] = tasks
+        base["notes"].append(f"The first {len(tasks)} tasks (by id) that logged a series; "
+                             "choose others by id.")
+    if not tasks:
+        return base
+    s = con.execute(f"SELECT * FROM {rel} WHERE {N.TASK_ID} IN (SELECT unnest($ids)) "
+                    f"ORDER BY {N.TASK_ID}, {N.STEP}", {"files": files, "ids": tasks}).df()
+    con.close()
+    params = _params_of(store, eid, tasks)
+    metrics = [c for c in s.columns if not N.reserved(c)
+               and pd.api.types.is_numeric_dtype(s[c])]
+    missing = [t for t in tasks if t not in set(s[N.TASK_ID])]
+    if missing:
+        base["notes"].append(f"No series logged by {', '.join(missing)}.")
+    for m in metrics:
+        data = []
+        for i, (tid, part) in enumerate(s.groupby(N.TASK_ID, sort=False)):
+            part = part.dropna(subset=[m])
+            if not len(part):
+                continue
+            label = f"{tid[:10]} ({params.get(tid, '')})"
+            data.append({"type": "scatter", "mode": "lines", "name": C.esc(label),
+                         "x": C._num(part[N.STEP]), "y": C._num(part[m]),
+                         "line": {"color": C.PALETTE[i % len(C.PALETTE)]},
+                         "hovertemplate": f"{C.esc(label)}<br>step %{{x}}<br>{C.esc(m)} = "
+                                          "%{y:.4g}<extra></extra>"})
+        title = f"{m} per step"
+        base["figures"].append({
+            "name": f"series-{m}", "title": title, "notes": [],
+            "plotly": {"data": data, "layout": C._layout(
+                title, C._axis("step", True), C._axis(m, True),
+                legend={"orientation": "h", "y": -0.25}, height=320)}})
+    return base
+
+
+def _params_of(store, eid: int, tasks: list[str]) -> dict:
+    """task id -> "a=1, b=x" (for the legend)."""
+    out = {}
+    q = "SELECT id, params FROM tasks WHERE exp=? AND id IN (%s)" % ",".join("?" * len(tasks))
+    for tid, params in store.db.execute(q, (eid, *tasks)):
+        try:
+            p = json.loads(params)
+        except ValueError:
+            p = {}
+        out[tid] = ", ".join(f"{k}={v}" for k, v in p.items())
+    return out
