@@ -44,8 +44,7 @@ def _check_line(fig, out):
         np.testing.assert_allclose([c[0] for c in tr["customdata"]], segs[:, 0, 1], rtol=1e-9)
     assert out["plotly"]["layout"]["yaxis"]["type"] == "log"  # logy = true
     # the legend names the hostile hue value escaped (Plotly shows it as text)
-    assert "method = &lt;script&gt;window.__pwned=1&lt;/script&gt;" in \
-        [t["name"] for t in traces]
+    assert C.esc(f"method = {PAYLOAD}") in [t["name"] for t in traces]
 
 
 def _check_heatmap(fig, out):
@@ -119,10 +118,10 @@ def test_hostile_names_are_escaped_in_every_plotly_string():
     out = C.render({"kind": "line", "x": "method", "y": IMG, "name": "l"}, df)
     text = json.dumps(out["plotly"])
     assert "<img" not in text and "<script" not in text
-    assert "&lt;img src=x onerror=&quot;window.__pwned=3&quot;&gt;" in text
+    assert C.esc(IMG) in text and C.esc(IMG) == "&#60;img src=x onerror=&#34;window.__pwned=3&#34;&#62;"
     # categories on x: escaped values, in a category axis
     assert out["plotly"]["layout"]["xaxis"]["type"] == "category"
-    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in out["plotly"]["data"][0]["x"]
+    assert C.esc(PAYLOAD) in out["plotly"]["data"][0]["x"]
     # plain text for the page (set with textContent there)
     assert out["title"].startswith('<img src=x onerror="window.')
 
@@ -143,7 +142,7 @@ def test_categorical_heatmap_matches_the_report():
     fig, out = FS.render(d, df), C.render(d, df)
     tr = out["plotly"]["data"][0]
     assert out["plotly"]["layout"]["xaxis"]["type"] == "category"
-    assert tr["x"] == ["lasso", "&lt;script&gt;window.__pwned=1&lt;/script&gt;"]
+    assert tr["x"] == ["lasso", C.esc(PAYLOAD)]
     mesh = fig.axes[0].collections[0]
     z = np.ma.filled(mesh.get_array().astype(float), np.nan).ravel()
     np.testing.assert_allclose(_f(np.ravel(tr["z"])), z, equal_nan=True)
@@ -152,4 +151,4 @@ def test_categorical_heatmap_matches_the_report():
     np.testing.assert_allclose(_f([r["y"] for r in out["boundary"]["rows"]]),
                                b["rho"].to_numpy(float), equal_nan=True)
     # hover text names the cell's point, escaped
-    assert "method = &lt;script&gt;" in tr["text"][0][1]
+    assert "method = " + C.esc(PAYLOAD) in tr["text"][0][1]

@@ -7,12 +7,11 @@ Pure functions: a results table, its series and the `[[figures]]` declarations i
 out. Each figure is `{"name", "kind", "title", "caption", "notes", "plotly": {"data",
 "layout"}, "boundary"?}`. `title`, `caption` and `notes` are plain text (the page puts them in
 with textContent); every user string inside `plotly` is HTML-escaped, because Plotly renders
-trace names, axis titles, tick labels and hover text as a small HTML subset (it turns `&lt;`
+trace names, axis titles, tick labels and hover text as a small HTML subset (it turns `&#60;`
 back into `<` as text, so an escaped name reads as written and can inject nothing).
 """
 from __future__ import annotations
 
-import html
 import math
 from typing import Sequence
 
@@ -33,9 +32,13 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 FAILED_COLOR, NO_VALUE_COLOR = "#cccccc", "#efefef"
 
 
+_ESCAPES = str.maketrans({"&": "&#38;", "<": "&#60;", ">": "&#62;", '"': "&#34;", "'": "&#39;"})
+
+
 def esc(v) -> str:
-    """A user string as Plotly text: shown as written, never markup."""
-    return html.escape(str(v), quote=True)
+    """A user string as Plotly text: shown as written, never markup. Numeric character
+    references, because Plotly decodes those and only a few named ones (not &quot;)."""
+    return str(v).translate(_ESCAPES)
 
 
 class _Notes:

@@ -245,7 +245,7 @@ def series_payload(store, eid: int, name: str, given: list[str]) -> dict:
             "name": f"series-{m}", "title": title, "notes": [],
             "plotly": {"data": data, "layout": C._layout(
                 title, C._axis("step", True), C._axis(m, True),
-                legend={"orientation": "h", "y": -0.25}, height=320)}})
+                legend={"orientation": "h", "y": -0.25}, showlegend=True, height=320)}})
     return base
 
 
