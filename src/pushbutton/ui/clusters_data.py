@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 TTL = 5.0  # seconds an answer is reused before the next poll starts
 TIMEOUT = 15.0  # seconds a poll of one target may take
 MAX_JOBS = 200  # queue lines kept per target
+STATUS_KEYS = ("reachable", "why", "seconds", "queue", "jobs", "by_state", "queue_error",
+               "nodes", "nodes_error")
 
 _SCRIPT = ("echo '@@squeue'; squeue -h -u \"$(id -un)\" -o '%i|%j|%T|%M|%D|%R' 2>&1; "
            "echo \"@@rc=$?\"; echo '@@sinfo'; sinfo -h -N -o '%N|%T|%c|%m|%E' 2>&1; "
@@ -80,6 +82,8 @@ def poll_slurm(t) -> dict:
         out["nodes"] = _rows(si, ("node", "state", "cpus", "memory", "reason"))
     else:
         out["nodes_error"] = si.strip()[-300:] or f"sinfo exited {si_rc}"
+    if sq_rc != 0 and si_rc != 0:
+        out["why"] = "the host answers, SLURM does not (see squeue and sinfo)"
     return out
 
 
@@ -193,6 +197,8 @@ class Poller:
         rows = []
         for n, t in targets.items():
             value, age = self._answer(f"target:{n}")
+            if value is not None:  # every key there (the page's template is strict)
+                value = {**dict.fromkeys(STATUS_KEYS), **value}
             rows.append({**describe(t), "status": value,
                          "age": None if age is None else round(age, 1)})
         clusters, age = self._answer("clusters")
