@@ -67,3 +67,16 @@ def make_project(root: Path):
     finally:
         os.chdir(old)
     return exp
+
+
+def grow(root: Path):
+    """A third replicate: 12 more tasks, all done (the results the open page must pick up)."""
+    import pushbutton as pb
+    spec = root / "experiment.toml"
+    spec.write_text(SPEC.replace("reps = 2", "reps = 3"))
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        pb.load(spec, project=root).run(message="more", yes=True)
+    finally:
+        os.chdir(old)

@@ -17,7 +17,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "report"))
-from _charts_project import HOSTILE, METRIC, make_project  # noqa: E402
+from _charts_project import HOSTILE, METRIC, grow, make_project  # noqa: E402
 from _chromium_cdp import Browser, find_chromium  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -42,7 +42,14 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("charts-browser")
+    make_project(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(root):
     """pb ui's app under uvicorn on a free port of 127.0.0.1, in a thread."""
     import asyncio
 
@@ -50,8 +57,6 @@ def server(tmp_path_factory):
 
     from pushbutton.ui.app import create_app
     from pushbutton.ui.server import bind
-    root = tmp_path_factory.mktemp("charts-browser")
-    make_project(root)
     sock = bind("127.0.0.1", 0)
     config = uvicorn.Config(create_app(root, TOKEN), log_level="warning", access_log=False,
                             lifespan="off", ws="none")
@@ -138,4 +143,23 @@ def test_choosing_a_task_draws_its_series(page):
                             "'#pb-series .legendtext')).map(e => e.textContent); "
                             "return t.length === 1 ? t : null; })()")
     assert legend[0].startswith(tid[:10])
+    assert page.errors() == []
+
+
+def test_new_results_redraw_the_open_page(page, root):
+    """No reload: the page's polling picks up a run that adds 12 done tasks."""
+    before = page.eval("document.querySelector('#pb-fig-01-heatmap-success .pb-plot')"
+                       ".querySelector('.heatmaplayer image').getAttribute('href')")
+    grow(root)
+    wait_for(page, "document.querySelector('#pb-throughput .pb-now').textContent"
+                   ".startsWith('now: 32 done, 4 failed')", timeout=30)
+    n = wait_for(page, "(() => { const gd = document.querySelector("
+                       "'[data-name=\"02-line-b_loss__b\"] .pb-plot'); "
+                       "const c = gd.data[0].customdata.map(d => d[2]); "
+                       "return c[0] === 6 ? c : null; })()", timeout=30)
+    assert n == [6, 6, 4]  # 2 deltas x 3 reps per point now (rep 0 fails at rho = 1)
+    after = page.eval("document.querySelector('#pb-fig-01-heatmap-success .pb-plot')"
+                      ".querySelector('.heatmaplayer image').getAttribute('href')")
+    assert before and after  # redrawn in place, the figure kept
+    assert page.eval("document.querySelectorAll('#pb-figures figure').length") == 3
     assert page.errors() == []
