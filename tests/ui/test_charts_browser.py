@@ -7,18 +7,13 @@ Skipped when Chromium or websocket-client is missing, except under CI=true (then
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "report"))
-from _charts_project import HOSTILE, METRIC, grow, make_project  # noqa: E402
-from _chromium_cdp import Browser, find_chromium  # noqa: E402
+from _charts_project import HOSTILE, METRIC, grow, make_project
+from _chromium_cdp import Browser, find_chromium  # tests/shared (conftest.py)
 
 pytestmark = pytest.mark.browser
 CI = os.environ.get("CI", "").lower() == "true"

@@ -4,14 +4,12 @@ that makes polling cheap, Plotly served locally, and 403 without the token."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _charts_project import HOSTILE, METRIC, make_project  # noqa: E402
+from _charts_project import HOSTILE, METRIC, make_project
 
 TOKEN = "charts-token-1"
 API = ("/api/exp/phase/figures", "/api/exp/phase/throughput", "/api/exp/phase/series",
