@@ -97,6 +97,8 @@ def test_figures_render_under_the_csp_offline(page, server):
     assert page.eval("document.querySelectorAll('#pb-figures .scatterlayer .point').length") >= 6
     assert page.eval("document.querySelector('#pb-throughput').textContent")\
         .count("20 done, 4 failed") == 1
+    assert "task time " in page.eval("document.querySelector('#pb-throughput .pb-timing')"
+                                     ".textContent")
     assert page.errors() == []  # CSP violations are console errors too
     # (Plotly draws a heatmap's cells as a data: image: no request leaves the page)
     outside = [u for u in page.requests() if not u.startswith((server + "/", "data:"))]

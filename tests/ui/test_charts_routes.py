@@ -88,6 +88,17 @@ def test_throughput_counts_every_finished_task(charts_client):
     assert body["notes"] and "end times" in body["notes"][0]
 
 
+def test_throughput_says_the_reports_task_time(charts_project, charts_client):
+    from pushbutton.report.html import _timing, context_from_store
+    from pushbutton.store.database import Store
+    store = Store(charts_project, create=False)
+    ctx = context_from_store(store, store.experiment("phase"), "phase")
+    store.close()
+    want = _timing(ctx["results_df"], ctx["cpus"])
+    got = charts_client.get("/api/exp/phase/throughput").json()["timing"]
+    assert got == {k: want[k] for k in got} and got["failure_rate"] == "16.7%"
+
+
 def test_series_of_chosen_tasks(charts_project, charts_client):
     default = charts_client.get("/api/exp/phase/series").json()
     assert len(default["tasks"]) == 5 and not default["chosen"]

@@ -112,8 +112,21 @@ def compute(store, eid: int, name: str, version: str) -> dict:
         figs = C.figures(df, series, ctx["figures"], ctx["units"], file=ctx.get("spec_file"))
     except PushbuttonError as e:  # a bad declaration: said on the page, as in the report
         figs = {"figures": [], "problems": [str(e)]}
-    return {"version": version, "figures": figs,
-            "throughput": throughput(df, ctx["counts"])}
+    thr = throughput(df, ctx["counts"])
+    thr["timing"] = timing(df, ctx.get("cpus"))
+    return {"version": version, "figures": figs, "throughput": thr}
+
+
+TIMING_KEYS = ("task_time", "cpu_time", "wall", "mean", "median", "p90", "failure_rate",
+               "retried")
+
+
+def timing(df, cpus=None) -> dict | None:
+    """The report's timing figures, as it words them (task time: the sum of the tasks'
+    durations; CPU time only when each task's CPUs are known)."""
+    from pushbutton.report.html import _timing
+    t = _timing(df, cpus)
+    return None if t is None else {k: t[k] for k in TIMING_KEYS}
 
 
 # --------------------------------------------------------------------------- throughput

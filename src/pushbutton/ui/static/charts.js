@@ -112,6 +112,13 @@
       now.textContent = "now: " + ["done", "failed", "running", "pending", "cancelled"]
         .map(function (s) { return (c[s] || 0) + " " + s; }).join(", ") +
         " (of " + body.total + ")";
+      var t = body.timing;
+      var tline = f.querySelector(".pb-timing") || f.insertBefore(el("p", "pb-timing"),
+                                                                   f.querySelector(".pb-caption"));
+      tline.textContent = !t ? "" : "task time " + t.task_time +
+        (t.cpu_time ? " (CPU time " + t.cpu_time + ")" : "") + " over " + t.wall +
+        " wall · per done task: mean " + t.mean + ", median " + t.median + ", p90 " + t.p90 +
+        " · failure rate " + t.failure_rate + (t.retried ? " · " + t.retried + " retried" : "");
     });
   }
 
