@@ -128,3 +128,21 @@ def test_the_experiment_page_loads_the_charts(charts_client):
     page = charts_client.get("/exp/phase").text
     assert '<script src="/static/charts.js"></script>' in page
     assert charts_client.get("/static/charts.js").status_code == 200
+
+
+def test_a_stored_name_that_is_no_folder_name_gets_no_charts(charts_project, charts_client):
+    """A name in the store that could leave its folder (results/NAME) is never used as a path."""
+    import sqlite3
+    import time
+    db = sqlite3.connect(charts_project / ".pushbutton" / "state.sqlite")
+    db.execute("INSERT INTO experiments(name, spec, created) VALUES (?,?,?)",
+               ("..", "{}", time.time()))
+    db.commit()
+    db.close()
+    from pushbutton.store.database import Store
+    from pushbutton.ui.charts_data import ChartData
+    cd = ChartData(lambda: Store(charts_project, create=False))
+    with pytest.raises(LookupError, match="not a folder name"):
+        cd.snapshot("..")
+    with pytest.raises(LookupError):
+        cd.series("..", [])

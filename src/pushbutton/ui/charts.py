@@ -21,7 +21,7 @@ import pandas as pd
 from pushbutton.analysis import figure_specs as FS
 from pushbutton.analysis import stats as A
 from pushbutton.analysis.figure_base import (_fmt, _numeric_col, _units, averaged_over,
-                                             hue_scale, label, log_worthy)
+                                             hue_scale, label)
 from pushbutton.analysis.figures import (_bars, _continuous, _default_err, _err_label,
                                          _err_sentence, _hue_groups, _say_undrawn)
 from pushbutton.analysis.phase import _Axis, _cell_counts, _marks_said
@@ -424,4 +424,4 @@ def figures(df: pd.DataFrame | None, series: pd.DataFrame | None, decls: Sequenc
 
 
 __all__ = ["figures", "render", "line", "heatmap", "learning_curves", "histogram", "esc",
-           "colorscale", "log_worthy"]
+           "colorscale"]

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pushbutton.core import names as N
+from pushbutton.core import pathnames
 from pushbutton.core.errors import PushbuttonError
 from pushbutton.ui import charts as C
 
@@ -46,6 +47,11 @@ class ChartData:
     # -- the experiment and its version -----------------------------------------------------
     @staticmethod
     def _eid(store, name: str) -> int:
+        # the name becomes a path below the store (results/NAME): only one that cannot leave it
+        # (a store is not trusted to hold only such names)
+        if pathnames.problem(name, max_len=1000) is not None:
+            raise LookupError(f"no experiment {name!r} with charts (its name is not a folder "
+                              "name)")
         eid = store.experiment(name)
         if eid is None:
             raise LookupError(f"no experiment {name!r}")
