@@ -1,6 +1,7 @@
 // The experiment page's charts: the spec's figures, the throughput chart and per-step series,
 // drawn with Plotly (served by pb ui itself, /static/vendor/plotly.min.js) from the JSON of
-// /api/exp/NAME/{figures,throughput,series}. Polls every few seconds with If-None-Match: while
+// /api/exp/NAME/{figures,throughput,series}; each of the three divs is optional (a task's
+// page can hold just <div id="pb-series" data-exp="NAME" data-task="ID">). Polls every few seconds with If-None-Match: while
 // nothing changed the server answers an empty 304 and nothing is redrawn. Every text from the
 // server goes in with textContent; the strings inside the Plotly figures arrive escaped.
 (function () {
@@ -132,6 +133,8 @@
     serInput.name = "task";
     serInput.size = 50;
     serInput.placeholder = "e.g. 3fa2 91c0";
+    // a page about one task (data-task="ID") shows that task's series
+    serInput.value = serDiv.getAttribute("data-task") || "";
     lab.appendChild(serInput);
     form.appendChild(lab);
     var btn = el("button", null, "show");
