@@ -1,9 +1,10 @@
 // The experiment page's charts: the spec's figures, the throughput chart and per-step series,
 // drawn with Plotly (served by pb ui itself, /static/vendor/plotly.min.js) from the JSON of
 // /api/exp/NAME/{figures,throughput,series}; each of the three divs is optional (a task's
-// page can hold just <div id="pb-series" data-exp="NAME" data-task="ID">). Polls every few seconds with If-None-Match: while
-// nothing changed the server answers an empty 304 and nothing is redrawn. Every text from the
-// server goes in with textContent; the strings inside the Plotly figures arrive escaped.
+// page can hold just <div id="pb-series" data-exp="NAME" data-task="ID">). Polls every few
+// seconds with If-None-Match: while nothing changed the server answers an empty 304 and
+// nothing is redrawn. Every text from the server goes in with textContent; the strings inside
+// the Plotly figures arrive escaped.
 (function () {
   "use strict";
   var POLL_MS = 4000;
