@@ -111,11 +111,20 @@ def line(df: pd.DataFrame, x: str, y: str, hue: str | None = None, err: str | No
     """analysis.figures.line as Plotly: means with error bars, one trace per hue value."""
     err = _default_err(df, y, err)
     units = _units(df, units)
-    notes = _Notes()
     agg = A.aggregate(df, by=[x] + ([hue] if hue else []), metrics=[y], ci=ci, quantiles=(),
                       status=status)
     interval = agg.attrs["intervals"][y]
     agg = agg.dropna(subset=[f"{y}_mean"])
+    return line_figure(agg, interval, x, y, hue, err, ci, units, title, logx, logy,
+                       undrawn=lambda notes: _say_undrawn(notes, df, agg, x, hue),
+                       over=averaged_over(A._done(df, status), [x, hue]))
+
+
+def line_figure(agg: pd.DataFrame, interval: str, x: str, y: str, hue, err: str, ci: float,
+                units: dict, title, logx: bool, logy: bool, undrawn, over) -> dict:
+    """The line figure from its aggregate (`stats.aggregate`'s rows with a mean), what the
+    caption says of undrawn points (`undrawn(notes)`) and what it averaged over."""
+    notes = _Notes()
     numeric_x = len(agg) == 0 or _numeric_col(agg[x])
     groups = _hue_groups(agg, hue)
     data = []
@@ -146,8 +155,8 @@ def line(df: pd.DataFrame, x: str, y: str, hue: str | None = None, err: str | No
                               + "<br>n = %{customdata[2]}"),
         })
     notes.pb_notes.append(_err_sentence(err, ci, interval))
-    _say_undrawn(notes, df, agg, x, hue)
-    sub = _averaged_note(notes, averaged_over(A._done(df, status), [x, hue]))
+    undrawn(notes)
+    sub = _averaged_note(notes, over)
     title = title or f"{label(y)} vs {label(x)} ({_err_label(err, ci, interval)})"
     if agg.empty:
         fig = _empty(title)
@@ -235,10 +244,17 @@ def histogram(df: pd.DataFrame, column: str, hue: str | None = None, bins="auto"
         return {"title": title, "notes": [], "plotly": _empty(title)}
     edges = np.histogram_bin_edges(v_all.to_numpy(float), bins=bins)
     groups = _hue_groups(data_rows, hue)
+    counts = [np.histogram(pd.to_numeric(part[column], errors="coerce").dropna()
+                           .to_numpy(float), bins=edges)[0] for _, part in groups]
+    return histogram_figure(edges, groups, counts, data_rows, column, hue, units, title, logy)
+
+
+def histogram_figure(edges, groups: list, counts: list, hue_frame: pd.DataFrame, column: str,
+                     hue, units: dict, title: str, logy: bool) -> dict:
+    """The histogram from its bin edges and each hue group's counts (groups: (key, part) as
+    `_hue_groups` gives them; hue_frame: a frame with the hue column, for its colours)."""
     data = []
-    for (key, part), color in zip(groups, _group_colors(groups, hue, data_rows)):
-        v = pd.to_numeric(part[column], errors="coerce").dropna().to_numpy(float)
-        counts, _ = np.histogram(v, bins=edges)
+    for (key, _), color, counts in zip(groups, _group_colors(groups, hue, hue_frame), counts):
         data.append({"type": "bar", "x": _num((edges[:-1] + edges[1:]) / 2),
                      "width": _num(np.diff(edges)), "y": [int(c) for c in counts],
                      "customdata": [[a, b] for a, b in zip(_num(edges[:-1]), _num(edges[1:]))],
@@ -261,7 +277,6 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary=None,
     """analysis.phase.heatmap as Plotly: cell means (numeric axes to scale, categories evenly),
     marked cells where every task failed or no value is there yet, and the boundary line."""
     units = _units(df, units)
-    notes = _Notes()
     title = title or f"{label(value)} over {label(x)} × {label(y)}"
     data_rows = A._done(df, status)
     vals = data_rows[[x, y]].copy()
@@ -274,12 +289,26 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary=None,
     nval = surf["count"].unstack(x).reindex(index=ya.levels, columns=xa.levels) \
         .fillna(0).to_numpy(float) if len(surf) else np.zeros_like(z)
     counts = _cell_counts(df, x, y, ya.levels, xa.levels)
+    return heatmap_figure(xa, ya, z, nval, counts, A.is_binary(vals["_v"]), x, y, value,
+                          boundary, units, title, cmap, vmin, vmax,
+                          bound=lambda level: A.boundary(df, x, y, rate=value, level=level,
+                                                         status=status),
+                          over=averaged_over(data_rows, [x, y]))
+
+
+def heatmap_figure(xa: _Axis, ya: _Axis, z, nval, counts: dict, binary: bool, x: str, y: str,
+                   value: str, boundary, units: dict, title: str, cmap: str, vmin, vmax,
+                   bound, over) -> dict:
+    """The heatmap from its axes, cell means `z` and value counts `nval` (y rows, x columns),
+    the cells' task and failure counts, whether the value is 0/1, `bound(level)` (the
+    boundary's table) and what it averaged over."""
+    notes = _Notes()
     empty = np.isnan(z) & (counts["total"] > 0)
     all_failed = empty & (counts["failed"] == counts["total"])
     no_value = empty & ~all_failed
     if z.size == 0 or (np.isnan(z).all() and not all_failed.any()):
         return {"title": title, "notes": [], "plotly": _empty(title)}
-    if A.is_binary(vals["_v"]) and vmin is None and vmax is None:
+    if binary and vmin is None and vmax is None:
         vmin, vmax = 0.0, 1.0  # a rate: the same colours mean the same in every figure
     xs = _num(xa.edges) if xa.numeric else [esc(_fmt(v)) for v in xa.levels]
     ys = _num(ya.edges) if ya.numeric else [esc(_fmt(v)) for v in ya.levels]
@@ -305,7 +334,7 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary=None,
             notes.pb_notes.append(f"No boundary drawn: it is interpolated along y, and {y!r} "
                                   "is not numeric.")
         else:
-            b = A.boundary(df, x, y, rate=value, level=level, status=status)
+            b = bound(level)
             notes.pb_notes.append(f"Line: where the mean of {value} crosses {level:g}, "
                                   f"interpolated linearly in {y} between grid points (the "
                                   f"table lists it per {x}).")
@@ -323,7 +352,7 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, boundary=None,
                              "line": {"color": "black", "width": 2}, "marker": {"size": 5},
                              "hovertemplate": f"boundary: {esc(y)} = %{{y:.4g}} at "
                                               f"{esc(x)} = %{{x}}<extra></extra>"})
-    sub = _averaged_note(notes, averaged_over(data_rows, [x, y]))
+    sub = _averaged_note(notes, over)
     xaxis = _axis(label(x, units), xa.numeric, xa.log)
     yaxis = _axis(label(y, units), ya.numeric, ya.log)
     for ax, a in ((xaxis, xa), (yaxis, ya)):

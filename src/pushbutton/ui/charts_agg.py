@@ -1,0 +1,379 @@
+"""The live figures from aggregates computed in DuckDB over the results table, so that a
+figures request costs a few GROUP BY scans of a columnar table, not 10^6 rows in pandas.
+
+Per figure only small frames come out of DuckDB: a line plot's groups (x, hue) with each
+group's row count and the metric's count, mean, sample standard deviation and sum (its
+successes for a 0/1 metric: the sufficient statistics of the Wilson and Student t intervals),
+a heatmap's cells with the value's mean and count and the tasks and failures per cell, a
+histogram's counts per bin (the bins numpy's `histogram_bin_edges` picks, from the column's
+count, range and quartiles). Those go to the analysis layer (`stats.aggregate_stats`,
+`stats.boundary_of_means`) and to the very drawing functions of charts.py, so the numbers are
+those of the report (tests/ui/test_charts_agg.py compares with the full-frame path).
+
+A figure whose value is an expression (`value = "err < 0.1"`: the safe expression language
+is evaluated in pandas) or whose histogram bins are not "auto" or a number is drawn by the
+full-frame path on only the columns it names. Learning curves read the series table, as before.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from pushbutton.analysis import figure_specs as FS
+from pushbutton.analysis import stats as A
+from pushbutton.analysis.figure_base import _numeric_col, _units, label
+from pushbutton.analysis.figures import _default_err
+from pushbutton.analysis.phase import _Axis
+from pushbutton.core import names as N
+from pushbutton.ui import charts as C
+
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+            "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL")
+DONE = f"{N.STATUS} = 'done'"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Table:
+    """The results table as a DuckDB relation: `con` (one query at a time, under `lock` when
+    given), `name` (a table or view with the columns of `exp.results()` plus `row`, its space
+    order), and the parameter and metric names of the experiment."""
+
+    def __init__(self, con, name: str, params: list, metrics: list, row: str, lock=None):
+        self.con, self.name, self.row, self.lock = con, name, row, lock
+        self.types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+        self.columns = [c for c in self.types if c != row]
+        self.params = [c for c in params if c in self.types]
+        known = set(self.params) | set(metrics)
+        self.params += [c for c in self.columns if c not in known and not N.reserved(c)]
+        self.metrics = [c for c in metrics if c in self.types and c not in self.params]
+        self._schema = None
+
+    # -- SQL pieces ----------------------------------------------------------------------
+    def numeric(self, c: str) -> bool:
+        t = self.types.get(c, "")
+        return t in _NUMERIC or t.startswith("DECIMAL")
+
+    def value(self, c: str) -> str:
+        """c as a float with NaN as NULL (pandas leaves NaN out; DuckDB would average it)."""
+        t = self.types.get(c, "")
+        v = f"TRY_CAST({_q(c)} AS DOUBLE)"
+        return v if t == "BOOLEAN" or not (t in ("FLOAT", "DOUBLE", "REAL") or t == "VARCHAR") \
+            else f"CASE WHEN isnan({v}) THEN NULL ELSE {v} END"
+
+    def df(self, sql: str, params=None) -> pd.DataFrame:
+        if self.lock is None:
+            out = self.con.execute(sql, params).df()
+        else:
+            with self.lock:
+                out = self.con.execute(sql, params).df()
+        for c in out.columns:  # as `exp.results()` reads parameters (store.views._infer)
+            if c in self.params and out[c].dtype == object:
+                from pushbutton.store.views import _infer
+                out[c] = _infer(out[c])
+        return out
+
+    def binary(self, c: str, where: str = DONE, as_float: bool = False) -> bool:
+        """stats.is_binary of the column over the rows `where` (as_float: of its values as
+        floats, as a heatmap's value: booleans then need both 0 and 1)."""
+        t = self.types.get(c, "")
+        if not (self.numeric(c) or t == "BOOLEAN"):
+            return False
+        v = self.value(c)
+        r = self.df(f"SELECT count({v}) AS n, count(*) FILTER ({v} NOT IN (0, 1)) AS other, "
+                    f"count(*) FILTER ({v} = 0) AS zeros, count(*) FILTER ({v} = 1) AS ones "
+                    f"FROM {self.name} WHERE {where}").iloc[0]
+        if t == "BOOLEAN" and not as_float:
+            return int(r["n"]) > 0
+        return int(r["n"]) > 0 and int(r["other"]) == 0 and r["zeros"] > 0 and r["ones"] > 0
+
+    def schema(self) -> pd.DataFrame:
+        """A frame with the table's columns (one row of each parameter's values, typed as the
+        table reads them), for checking declarations: only names and types are looked at."""
+        if self._schema is None:
+            cols = ", ".join(_q(c) for c in self.columns)
+            s = self.df(f"SELECT {cols} FROM {self.name} LIMIT 0")
+            s.attrs["params"], s.attrs["metrics"] = list(self.params), list(self.metrics)
+            self._schema = s
+        return self._schema
+
+    def frame(self, cols: list) -> pd.DataFrame:
+        """The table with only these columns (and the state), in space order."""
+        cols = list(dict.fromkeys([c for c in cols if c in self.types] + [N.STATUS]))
+        out = self.df(f"SELECT {', '.join(_q(c) for c in cols)} FROM {self.name} "
+                      f"ORDER BY {_q(self.row)}")
+        out.attrs["params"] = [c for c in self.params if c in out.columns]
+        out.attrs["metrics"] = [c for c in self.metrics if c in out.columns]
+        return out
+
+    def levels(self, c: str) -> pd.Series:
+        """The distinct values of c (not NULL) in the order first seen (the space's)."""
+        return self.df(f"SELECT {_q(c)} FROM {self.name} WHERE {_q(c)} IS NOT NULL "
+                       f"GROUP BY {_q(c)} ORDER BY min({_q(self.row)})")[c]
+
+    def averaged_over(self, shown: list, where: str = DONE) -> list[tuple[str, int]]:
+        """figure_base.averaged_over of the rows `where`, by GROUP BY."""
+        keys = [c for c in shown if c is not None and c in self.types]
+        params = [p for p in self.params if p not in shown and p not in A.REPLICATE]
+        if not params or not int(self.df(f"SELECT count(*) AS n FROM {self.name} "
+                                         f"WHERE {where}")["n"][0]):
+            return []
+
+        def nunique(p):  # nunique(dropna=False): NULL is one value more
+            return f"count(DISTINCT {_q(p)}) + max(({_q(p)} IS NULL)::INT)"
+        inner = ", ".join(f"{nunique(p)} AS w{i}" for i, p in enumerate(params))
+        group = f" GROUP BY {', '.join(_q(k) for k in keys)}" if keys else ""
+        within = self.df(f"SELECT {', '.join(f'max(w{i}) AS w{i}' for i in range(len(params)))}"
+                         f" FROM (SELECT {inner} FROM {self.name} WHERE {where}{group})").iloc[0]
+        total = self.df(f"SELECT {', '.join(f'{nunique(p)} AS w{i}' for i, p in enumerate(params))}"
+                        f" FROM {self.name} WHERE {where}").iloc[0]
+        return [(p, int(total[f"w{i}"])) for i, p in enumerate(params)
+                if int(within[f"w{i}"]) > 1]
+
+
+# --------------------------------------------------------------------------- figures
+def line(t: Table, x: str, y: str, hue: str | None = None, err: str | None = None,
+         ci: float = 0.95, units: dict | None = None, title: str | None = None,
+         logx: bool = False, logy: bool = False) -> dict:
+    keys = [x] + ([hue] if hue else [])
+    binary = t.binary(y)
+    if err is None:
+        err = "ci" if binary else "sem"
+    else:
+        err = _default_err(None, y, err)
+    units = _units(t.schema(), units)
+    v, k = t.value(y), ", ".join(_q(c) for c in keys)
+    stats = t.df(f"SELECT {k}, count(*) AS {N.N}, count(v) AS m_count, avg(v) AS m_mean, "
+                 f"stddev_samp(v) AS m_std, sum(v) AS m_sum FROM (SELECT {k}, {v} AS v FROM "
+                 f"{t.name} WHERE {DONE}) GROUP BY {k}")
+    stats = stats.rename(columns={f"m_{s}": f"{y}_{s}" for s in ("count", "mean", "std", "sum")})
+    agg = A.aggregate_stats(stats, keys, [y], ci, binary={y} if binary else ())
+    interval = agg.attrs["intervals"][y]
+    agg = agg.dropna(subset=[f"{y}_mean"])
+    points = t.df(f"SELECT {k} FROM {t.name} GROUP BY ALL ORDER BY min({_q(t.row)})")
+
+    def undrawn(notes):
+        from pushbutton.analysis.figures import _say_undrawn
+        _say_undrawn(notes, points.assign(**{N.STATUS: "?"}), agg, x, hue)
+    return C.line_figure(agg, interval, x, y, hue, err, ci, units, title, logx, logy,
+                         undrawn=undrawn, over=t.averaged_over(keys))
+
+
+def heatmap(t: Table, x: str, y: str, value: str, boundary=None, units: dict | None = None,
+            title: str | None = None, cmap: str = "viridis", vmin: float | None = None,
+            vmax: float | None = None, logx: bool | None = None,
+            logy: bool | None = None) -> dict:
+    units = _units(t.schema(), units)
+    title = title or f"{label(value)} over {label(x)} × {label(y)}"
+    xa, ya = _Axis(t.levels(x), logx), _Axis(t.levels(y), logy)
+    qx, qy, v = _q(x), _q(y), t.value(value)
+    surf = t.df(f"SELECT {qy}, {qx}, avg(v) AS mean, count(v) AS count FROM (SELECT {qx}, "
+                f"{qy}, {v} AS v FROM {t.name} WHERE {DONE}) GROUP BY {qy}, {qx}")
+    cells = t.df(f"SELECT {qy}, {qx}, count(*) AS total, count(*) FILTER ({N.STATUS} = "
+                 f"'failed') AS failed FROM {t.name} GROUP BY {qy}, {qx}")
+
+    def grid(frame, col, fill):
+        if not len(frame):
+            return np.full((len(ya.levels), len(xa.levels)), fill, dtype=float)
+        g = frame.set_index([y, x])[col].astype(float).unstack(x)
+        return g.reindex(index=ya.levels, columns=xa.levels).fillna(fill).to_numpy(float) \
+            if not np.isnan(fill) else \
+            g.reindex(index=ya.levels, columns=xa.levels).to_numpy(float)
+    z, nval = grid(surf, "mean", np.nan), grid(surf, "count", 0.0)
+    counts = {"total": grid(cells, "total", 0.0), "failed": grid(cells, "failed", 0.0)}
+
+    def bound(level):
+        s = surf[[x, y, "mean"]]
+        return A.boundary_of_means(s, x, y, "mean", level=level)
+    return C.heatmap_figure(xa, ya, z, nval, counts, t.binary(value, as_float=True), x, y,
+                            value, boundary, units, title, cmap, vmin, vmax, bound=bound,
+                            over=t.averaged_over([x, y]))
+
+
+def histogram(t: Table, column: str, hue: str | None = None, bins="auto",
+              units: dict | None = None, title: str | None = None, logy: bool = False) -> dict:
+    units = _units(t.schema(), units)
+    title = title or f"distribution of {label(column)}"
+    v = t.value(column)
+    s = t.df(f"SELECT count(v) AS n, min(v) AS lo, max(v) AS hi, quantile_cont(v, 0.25) AS "
+             f"q1, quantile_cont(v, 0.75) AS q3 FROM (SELECT {v} AS v FROM {t.name} "
+             f"WHERE {DONE})").iloc[0]
+    n = int(s["n"])
+    if n == 0:
+        return {"title": title, "notes": [], "plotly": C._empty(title)}
+    edges = bin_edges(n, float(s["lo"]), float(s["hi"]), float(s["q1"]), float(s["q3"]), bins)
+    nb = len(edges) - 1
+    first, last = float(edges[0]), float(edges[-1])
+    hk = f"{_q(hue)}, " if hue else ""
+    # numpy's binning of uniform bins: the index from the position, corrected by the edges
+    # themselves (a value on an edge goes right; the last bin holds its upper edge)
+    sql = (f"SELECT {hk}i0 - (v < ($e)[i0 + 1])::INT + (v >= ($e)[i0 + 2] AND i0 < {nb - 1})::INT "
+           f"AS bin, count(*) AS c FROM (SELECT {hk}v, least(greatest(CAST(floor((v - "
+           f"{first!r}) * {nb / (last - first)!r}) AS BIGINT), 0), {nb - 1}) AS i0 FROM "
+           f"(SELECT {hk}{v} AS v FROM {t.name} WHERE {DONE}) WHERE v IS NOT NULL) "
+           f"GROUP BY ALL")
+    binned = t.df(sql, {"e": [float(e) for e in edges]})
+    hues = t.df(f"SELECT DISTINCT {_q(hue)} FROM {t.name} WHERE {DONE}") if hue else None
+    groups = _hue_groups(hues, hue)
+    counts = []
+    for key, _ in groups:
+        part = binned if hue is None else binned[_match(binned[hue], key)]
+        c = np.zeros(nb, dtype=np.int64)
+        np.add.at(c, part["bin"].to_numpy(np.int64), part["c"].to_numpy(np.int64))
+        counts.append(c)
+    return C.histogram_figure(edges, groups, counts, hues if hue else t.schema(), column, hue,
+                              units, title, logy)
+
+
+def _hue_groups(hues, hue) -> list:
+    """(key, rows) as figures._hue_groups gives them (sorted, NaN last), from the distinct
+    values."""
+    if hue is None:
+        return [(None, None)]
+    return list(hues.groupby(hue, sort=True, dropna=False))
+
+
+def _match(col: pd.Series, key) -> pd.Series:
+    return col.isna() if pd.isna(key) else col == key
+
+
+def bin_edges(n: int, lo: float, hi: float, q1: float, q3: float, bins) -> np.ndarray:
+    """np.histogram_bin_edges(a, bins) from a's size, range and quartiles, for bins "auto"
+    (the smaller of the Freedman-Diaconis and Sturges widths) or a number of bins."""
+    first, last = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+    if isinstance(bins, str):
+        width = _auto_width(n, hi - lo, q3 - q1, _relaxed_fd())
+        nb = int(np.ceil((last - first) / width)) if width else 1
+    else:
+        nb = int(bins)
+    return np.linspace(first, last, nb + 1, endpoint=True)
+
+
+def _auto_width(n: int, ptp: float, iqr: float, relaxed: bool) -> float:
+    sturges = ptp / (np.log2(n) + 1.0)
+    fd = 2.0 * iqr * n ** (-1.0 / 3.0)
+    if relaxed:  # numpy >= 2.1: FD no narrower than half the square-root rule's width
+        return min(max(fd, ptp / np.sqrt(n) / 2), sturges)
+    return min(fd, sturges) if fd else sturges
+
+
+_RELAXED: list = []
+
+
+def _relaxed_fd() -> bool:
+    """Which "auto" rule this numpy has (it changed in numpy 2.1), told by its own answer on
+    data where the two differ."""
+    if not _RELAXED:
+        a = np.arange(10.0)
+        a[-1] = 1000.0
+        q1, q3 = np.percentile(a, [25, 75])
+        got = len(np.histogram_bin_edges(a, bins="auto")) - 1
+        widths = {r: _auto_width(len(a), float(np.ptp(a)), q3 - q1, r) for r in (True, False)}
+        _RELAXED.append(got == int(np.ceil(np.ptp(a) / widths[True])))
+    return _RELAXED[0]
+
+
+# --------------------------------------------------------------------------- the spec's figures
+def _columns_of(decl: dict, t: Table) -> list:
+    """The columns a declaration names (an expression's too: every column named in it)."""
+    cols = [decl[k] for k in ("x", "y", "hue", "column") if decl.get(k)]
+    if decl.get("value"):
+        cols += [c for c in t.columns if re.search(r"(?<![\w.])" + re.escape(c) + r"(?![\w])",
+                                                   decl["value"])]
+    return cols
+
+
+def _aggregable(decl: dict, t: Table) -> bool:
+    kind = decl["kind"]
+    if kind == "heatmap":
+        return decl["value"] in t.types
+    if kind == "histogram":
+        b = decl.get("bins", "auto")
+        return b == "auto" or (isinstance(b, int) and not isinstance(b, bool) and b > 0)
+    return kind == "line"
+
+
+_KINDS = {"line": line, "heatmap": heatmap, "histogram": histogram}
+
+
+def render(decl: dict, t: Table, series: pd.DataFrame | None, units: dict | None) -> dict:
+    """One validated declaration -> figure dict, as charts.render draws it from the full
+    table."""
+    kind = decl["kind"]
+    if kind == "learning_curves":
+        return C.render(decl, t.schema(), series, units)
+    missing = [decl[k] for k in ("x", "y", "hue", "column") if k in decl
+               and decl[k] not in t.types]
+    if "value" in decl and decl["value"] not in t.types \
+            and not FS._is_expression(decl["value"], t.schema()):
+        missing.append(decl["value"])
+    if missing or not _aggregable(decl, t):  # (a missing column: charts.render says so)
+        # (the parameters too: the figure says which of them it averaged over)
+        return C.render(decl, t.frame(_columns_of(decl, t) + t.params), series, units)
+    u = dict(units or {})
+    u.update(decl.get("units") or {})
+    kw = {k: v for k, v in decl.items() if k not in FS._COMMON}
+    kw["units"], kw["title"] = u, decl.get("title")
+    base = {"name": decl["name"], "kind": kind, "caption": decl.get("caption", "")}
+    return {**base, **_KINDS[kind](t, **kw)}
+
+
+def auto_declarations(t: Table, series: pd.DataFrame | None = None,
+                      max_figures: int = 6) -> list[dict]:
+    """figure_specs.auto_declarations of the table, from its distinct counts."""
+    n = int(t.df(f"SELECT count(*) AS n FROM {t.name}")["n"][0])
+    if n == 0:
+        return []
+    schema = t.schema()
+    params = [p for p in t.params if p not in A.REPLICATE]
+    metrics = [m for m in t.metrics if t.numeric(m) or t.types[m] == "BOOLEAN"]
+    nuniq = {}
+    if params:
+        r = t.df("SELECT " + ", ".join(f"count(DISTINCT {_q(p)}) AS u{i}"
+                                       for i, p in enumerate(params)) + f" FROM {t.name}")
+        nuniq = {p: int(r[f"u{i}"][0]) for i, p in enumerate(params)}
+    varied = [p for p in params if nuniq[p] > 1 and _numeric_col(schema[p])]
+    others = [p for p in params if p not in varied[:1] and 1 < nuniq[p] <= 8]
+    decls: list[dict] = []
+    for m in metrics[:3]:
+        if len(varied) >= 2:
+            decls.append({"kind": "heatmap", "x": varied[0], "y": varied[1], "value": m,
+                          **({"boundary": 0.5} if t.binary(m, where="true") else {})})
+        elif varied:
+            decls.append({"kind": "line", "x": varied[0], "y": m,
+                          **({"hue": others[0]} if others else {})})
+    if series is not None and len(series):
+        smet = [c for c in series.columns if not N.reserved(c) and c not in params
+                and A._is_numeric(series[c])]
+        for m in smet[:2]:
+            decls.append({"kind": "learning_curves", "metric": m,
+                          **({"hue": varied[0]} if varied and varied[0] in series.columns
+                             and series[varied[0]].nunique() <= 8 else {})})
+    if N.DURATION in t.types and int(t.df(f"SELECT count({N.DURATION}) AS n FROM "
+                                          f"{t.name}")["n"][0]):
+        decls.append({"kind": "histogram", "column": N.DURATION,
+                      "title": "task run time (finished tasks)"})
+    return decls[:max_figures]
+
+
+def figures(t: Table, series: pd.DataFrame | None, decls, units: dict | None = None,
+            file: str | None = None) -> dict:
+    """charts.figures over the DuckDB table: `{"figures": [...], "problems": [...]}`."""
+    declared = decls is not None
+    if decls is None:
+        decls = auto_declarations(t, series)
+    finished = int(t.df(f"SELECT count(*) AS n FROM {t.name} WHERE {DONE}")["n"][0]) > 0
+    valid = FS.validate(decls, t.schema(), series, file=file, check_columns=finished)
+    out, problems = [], []
+    for i, d in enumerate(valid):
+        try:
+            out.append(render(d, t, series, units))
+        except Exception as e:  # noqa: BLE001 - one figure must not sink the page
+            where = f"figures[{i}]" if declared else "automatic"
+            problems.append(f"figure {d['name']!r} ({d['kind']}, {where}) could not be drawn: "
+                            f"{type(e).__name__}: {e}")
+    return {"figures": out, "problems": problems}
