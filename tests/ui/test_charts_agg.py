@@ -128,3 +128,31 @@ def test_bin_edges_are_numpys():
             np.testing.assert_array_equal(
                 G.bin_edges(len(a), a.min(), a.max(), q1, q3, bins),
                 np.histogram_bin_edges(a, bins=bins))
+
+
+def test_a_real_store_gets_the_same_payload_from_the_aggregates(tmp_path):
+    """On a real run (failures, a hostile name, series): the figures and throughput computed
+    over the DuckDB table the pages read equal those of the full table (`compute`)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _charts_project import make_project
+
+    from pushbutton.store.database import Store
+    from pushbutton.ui import charts_data as D
+    from pushbutton.ui.results import Tables
+    make_project(tmp_path)
+    store, tables = Store(tmp_path, create=False), Tables()
+    try:
+        eid = store.experiment("phase")
+        snap = tables.get(store, eid, "phase")
+        a = D.compute_from_table(store, eid, "phase", "v", snap)
+        b = D.compute(store, eid, "phase", "v")
+        assert a["figures"]["problems"] == [] and len(a["figures"]["figures"]) == 3
+        same(a, b, "payload")
+        # and the served one is this (ChartData over the same tables)
+        cd = D.ChartData(lambda: Store(tmp_path, create=False), tables=tables)
+        served = cd.snapshot("phase")
+        same(served["figures"], b["figures"], "served")
+        assert served["throughput"]["timing"] == b["throughput"]["timing"]
+    finally:
+        store.close()
+        tables.close()

@@ -16,6 +16,7 @@ import json
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -37,9 +38,13 @@ class ChartData:
     open_store: a callable returning a fresh read connection to the store (a `Store`); it is
     closed after each use, so nothing is held between requests."""
 
-    def __init__(self, open_store: Callable, min_age: float = 3.0):
+    def __init__(self, open_store: Callable, min_age: float = 3.0, tables=None):
         self.open_store = open_store
         self.min_age = min_age
+        if tables is None:
+            from pushbutton.ui.results import Tables
+            tables = Tables()
+        self.tables = tables  # the results tables in DuckDB (ui/results.py), shared with the pages
         self._cache: dict[str, dict] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -58,8 +63,9 @@ class ChartData:
         return eid
 
     @staticmethod
-    def version(store, eid: int, name: str) -> str:
+    def version(store, eid: int, name: str, table: str = "") -> str:
         h = hashlib.blake2b(digest_size=10)
+        h.update(table.encode())
         h.update(json.dumps(store.counts(eid), sort_keys=True).encode())
         row = store.db.execute("SELECT spec FROM experiments WHERE id=?", (eid,)).fetchone()
         h.update((row[0] if row else "").encode())
@@ -87,12 +93,15 @@ class ChartData:
             store = self.open_store()
             try:
                 eid = self._eid(store, name)
-                version = self.version(store, eid, name)
+                # the table read (while a newer one is made, the last one): its file is part of
+                # the version, so the figures of a newer table are never taken for these
+                snap = self.tables.get(store, eid, name)
+                version = self.version(store, eid, name, snap.path.name)
                 if hit and hit["payload"]["version"] == version:
                     hit["at"] = now
                     return hit["payload"]
                 t0 = time.monotonic()
-                payload = compute(store, eid, name, version)
+                payload = compute_from_table(store, eid, name, version, snap)
                 took = time.monotonic() - t0
             finally:
                 store.close()
@@ -121,6 +130,45 @@ def compute(store, eid: int, name: str, version: str) -> dict:
     thr = throughput(df, ctx["counts"])
     thr["timing"] = timing(df, ctx.get("cpus"))
     return {"version": version, "figures": figs, "throughput": thr}
+
+
+def compute_from_table(store, eid: int, name: str, version: str, snap) -> dict:
+    """`compute`'s figures and throughput from the results table in DuckDB (ui/results.py's
+    snapshot of it): aggregated there (ui/charts_agg.py); of the rows only the four columns of
+    the throughput and timing come out."""
+    from pushbutton.store import parts as R
+    from pushbutton.store import views as table
+    from pushbutton.ui import charts_agg as G
+    from pushbutton.ui import results as U
+    stored = next((e["spec"] for e in store.experiments() if e["id"] == eid), {}) or {}
+    spec = {k: v for k, v in stored.items() if not k.startswith("_")}
+    meta = R.columns_meta(store.dir / "results" / name)
+    t = G.Table(snap.con, U.TABLE, meta["params"], meta["metrics"], U.ROW, lock=snap.lock)
+    series = table.series(store, eid, name)
+    series.attrs["params"] = [c for c in t.params if c in series.columns]
+    spec_file = stored.get("_spec_file")
+    try:
+        figs = G.figures(t, series, spec.get("figures") or None, spec.get("units") or {},
+                         file=Path(spec_file).name if spec_file else "")
+    except PushbuttonError as e:  # a bad declaration: said on the page, as in the report
+        figs = {"figures": [], "problems": [str(e)]}
+    df = _timing_frame(t)
+    counts = store.counts(eid)
+    thr = throughput(df, counts)
+    thr["timing"] = timing(df, (spec.get("resources") or {}).get("cpus"))
+    return {"version": version, "figures": figs, "throughput": thr}
+
+
+def _timing_frame(t) -> pd.DataFrame:
+    """The columns throughput and timing read, every row (the state as a category)."""
+    from pushbutton.ui.charts_agg import _q
+    cols = [c for c in (N.DURATION, N.FINISHED_AT, N.ATTEMPTS) if c in t.types]
+    states = t.df(f"SELECT DISTINCT {N.STATUS} FROM {t.name} WHERE {N.STATUS} IS NOT NULL "
+                  "ORDER BY 1")[N.STATUS].tolist()
+    enum = "ENUM (" + ", ".join("'" + s.replace("'", "''") + "'" for s in states) + ")" \
+        if states else "VARCHAR"
+    sel = [f"CAST({N.STATUS} AS {enum}) AS {N.STATUS}"] + [_q(c) for c in cols]
+    return t.df(f"SELECT {', '.join(sel)} FROM {t.name}")
 
 
 TIMING_KEYS = ("task_time", "cpu_time", "wall", "mean", "median", "p90", "failure_rate",
@@ -154,11 +202,11 @@ def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS) -> dict:
     if df is None or not len(df) or N.STATUS not in df.columns or N.FINISHED_AT not in df:
         return empty
     from pushbutton.analysis.stats import _to_seconds
-    st = df[N.STATUS].to_numpy()
+    st = df[N.STATUS]
     end = _to_seconds(df[N.FINISHED_AT]).to_numpy(float)
     dur = pd.to_numeric(df[N.DURATION], errors="coerce").to_numpy(float) \
         if N.DURATION in df.columns else np.zeros(len(df))
-    fin = np.isin(st, ["done", "failed"]) & np.isfinite(end)
+    fin = st.isin(["done", "failed"]).to_numpy() & np.isfinite(end)
     if not fin.any():
         return empty
     start = end - np.where(np.isfinite(dur), dur, 0.0)
@@ -168,7 +216,7 @@ def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS) -> dict:
     t = np.linspace(lo, hi, buckets + 1)
     series = {}
     for state in ("done", "failed"):
-        ends = np.sort(end[fin & (st == state)])
+        ends = np.sort(end[fin & (st == state).to_numpy()])
         series[state] = np.searchsorted(ends, t, side="right")
     starts, ends = np.sort(start[fin]), np.sort(end[fin])
     series["running"] = np.searchsorted(starts, t, side="right") - \

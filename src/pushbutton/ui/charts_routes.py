@@ -32,7 +32,9 @@ def chart_data(app):
         from pushbutton.store.database import Store
         from pushbutton.ui.charts_data import ChartData
         root = app.state.store_root
-        cd = app.state.charts = ChartData(lambda: Store(root, create=False))
+        data = getattr(app.state, "data", None)
+        cd = app.state.charts = ChartData(lambda: Store(root, create=False),
+                                          tables=getattr(data, "tables", None))
     return cd
 
 
