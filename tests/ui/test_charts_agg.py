@@ -96,6 +96,13 @@ def test_aggregated_figures_are_the_full_frame_figures(states):
     auto = G.auto_declarations(t, series)
     assert auto == FS.auto_declarations(full, series) and auto
     same(G.figures(t, series, None), C.figures(full, series, None), "auto")
+    # throughput and timing from the table's aggregates, as from every row
+    from pushbutton.ui import charts_data as D
+    counts = full["pb_status"].value_counts().to_dict()
+    same(D.throughput_from_table(t, counts, buckets=37), D.throughput(full, counts, buckets=37),
+         "throughput")
+    for cpus in (None, 4):
+        assert D.timing_from_table(t, cpus) == D.timing(full, cpus)
 
 
 def test_the_aggregates_are_those_of_aggregate_and_boundary():

@@ -52,6 +52,7 @@ class Table:
         self.params += [c for c in self.columns if c not in known and not N.reserved(c)]
         self.metrics = [c for c in metrics if c in self.types and c not in self.params]
         self._schema = None
+        self._profile = None
 
     # -- SQL pieces ----------------------------------------------------------------------
     def numeric(self, c: str) -> bool:
@@ -77,19 +78,77 @@ class Table:
                 out[c] = _infer(out[c])
         return out
 
-    def binary(self, c: str, where: str = DONE, as_float: bool = False) -> bool:
-        """stats.is_binary of the column over the rows `where` (as_float: of its values as
-        floats, as a heatmap's value: booleans then need both 0 and 1)."""
-        t = self.types.get(c, "")
-        if not (self.numeric(c) or t == "BOOLEAN"):
+    def profile(self) -> dict:
+        """One scan for what every figure asks of whole columns: row counts, each numeric
+        column's 0/1 counts (done rows and all rows), each parameter's distinct values (all
+        rows; done rows with NULL as one value), and the run-time statistics of `timing`."""
+        if self._profile is not None:
+            return self._profile
+        cols = [c for c in self.columns if self.numeric(c) or self.types[c] == "BOOLEAN"]
+        sel = ["count(*) AS n", f"count(*) FILTER ({DONE}) AS n_done"]
+        for i, c in enumerate(cols):
+            v = self.value(c)
+            for w, cond in (("d", f" AND {DONE}"), ("a", "")):
+                sel += [f"count(*) FILTER ({v} IS NOT NULL{cond}) AS b{i}{w}_n",
+                        f"count(*) FILTER ({v} NOT IN (0, 1){cond}) AS b{i}{w}_o",
+                        f"count(*) FILTER ({v} = 0{cond}) AS b{i}{w}_z",
+                        f"count(*) FILTER ({v} = 1{cond}) AS b{i}{w}_1"]
+        for i, p in enumerate(self.params):
+            sel += [f"count(DISTINCT {_q(p)}) AS u{i}",
+                    f"count(DISTINCT {_q(p)}) FILTER ({DONE}) + coalesce(max(({_q(p)} IS NULL)"
+                    f"::INT) FILTER ({DONE}), 0) AS ud{i}"]
+        timing = self.numeric(N.FINISHED_AT) and self.numeric(N.DURATION)
+        if timing:
+            dur, end = self.value(N.DURATION), self.value(N.FINISHED_AT)
+            fin = f"{N.STATUS} IN ('done', 'failed') AND {end} IS NOT NULL AND isfinite({end})"
+            sel += [f"count(*) FILTER ({N.STATUS} = 'failed') AS n_failed",
+                    f"count(*) FILTER ({fin}) AS n_fin",
+                    f"min({end} - coalesce(CASE WHEN isfinite({dur}) THEN {dur} END, 0)) "
+                    f"FILTER ({fin}) AS t_lo", f"max({end}) FILTER ({fin}) AS t_hi",
+                    f"sum({dur}) AS dur_sum", f"count({dur}) AS dur_n",
+                    f"avg({dur}) FILTER ({DONE}) AS dur_mean",
+                    f"quantile_cont({dur}, 0.5) FILTER ({DONE}) AS dur_median",
+                    f"quantile_cont({dur}, 0.9) FILTER ({DONE}) AS dur_p90",
+                    f"max({dur}) FILTER ({DONE}) AS dur_max",
+                    f"max({end}) AS end_max", f"min({end} - coalesce({dur}, 0)) AS start_min"]
+            if N.ATTEMPTS in self.types:
+                sel.append(f"count(*) FILTER (TRY_CAST({_q(N.ATTEMPTS)} AS DOUBLE) > 1) "
+                           "AS retried")
+        r = self.df(f"SELECT {', '.join(sel)} FROM {self.name}").iloc[0].to_dict()
+        r["binary"] = {c: {w: tuple(int(r[f"b{i}{w}_{k}"]) for k in "noz1") for w in "da"}
+                       for i, c in enumerate(cols)}
+        r["nunique"] = {p: int(r[f"u{i}"]) for i, p in enumerate(self.params)}
+        r["nunique_done"] = {p: int(r[f"ud{i}"]) for i, p in enumerate(self.params)}
+        r["timing"] = timing
+        self._profile = r
+        return r
+
+    def binary(self, c: str, done: bool = True, as_float: bool = False) -> bool:
+        """stats.is_binary of the column over the done rows (or all rows) (as_float: of its
+        values as floats, as a heatmap's value: booleans then need both 0 and 1)."""
+        b = self.profile()["binary"].get(c)
+        if b is None:
             return False
-        v = self.value(c)
-        r = self.df(f"SELECT count({v}) AS n, count(*) FILTER ({v} NOT IN (0, 1)) AS other, "
-                    f"count(*) FILTER ({v} = 0) AS zeros, count(*) FILTER ({v} = 1) AS ones "
-                    f"FROM {self.name} WHERE {where}").iloc[0]
-        if t == "BOOLEAN" and not as_float:
-            return int(r["n"]) > 0
-        return int(r["n"]) > 0 and int(r["other"]) == 0 and r["zeros"] > 0 and r["ones"] > 0
+        n, other, zeros, ones = b["d" if done else "a"]
+        if self.types[c] == "BOOLEAN" and not as_float:
+            return n > 0
+        return n > 0 and other == 0 and zeros > 0 and ones > 0
+
+    def _within(self, params: list) -> list:
+        """SELECT items: per parameter, its distinct values among a group's done rows."""
+        return [f"count(DISTINCT {_q(p)}) FILTER ({DONE}) + coalesce(max(({_q(p)} IS NULL)"
+                f"::INT) FILTER ({DONE}), 0) AS w{i}" for i, p in enumerate(params)]
+
+    def _averaged(self, shown: list, groups: pd.DataFrame) -> list[tuple[str, int]]:
+        """figure_base.averaged_over of the done rows, from the groups' `w` columns."""
+        if not self.profile()["n_done"]:
+            return []
+        return [(p, self.profile()["nunique_done"][p])
+                for i, p in enumerate(self._others(shown))
+                if len(groups) and groups[f"w{i}"].max() > 1]
+
+    def _others(self, shown: list) -> list:
+        return [p for p in self.params if p not in shown and p not in A.REPLICATE]
 
     def schema(self) -> pd.DataFrame:
         """A frame with the table's columns (one row of each parameter's values, typed as the
@@ -110,92 +169,78 @@ class Table:
         out.attrs["metrics"] = [c for c in self.metrics if c in out.columns]
         return out
 
-    def levels(self, c: str) -> pd.Series:
-        """The distinct values of c (not NULL) in the order first seen (the space's)."""
-        return self.df(f"SELECT {_q(c)} FROM {self.name} WHERE {_q(c)} IS NOT NULL "
-                       f"GROUP BY {_q(c)} ORDER BY min({_q(self.row)})")[c]
-
-    def averaged_over(self, shown: list, where: str = DONE) -> list[tuple[str, int]]:
-        """figure_base.averaged_over of the rows `where`, by GROUP BY."""
-        keys = [c for c in shown if c is not None and c in self.types]
-        params = [p for p in self.params if p not in shown and p not in A.REPLICATE]
-        if not params or not int(self.df(f"SELECT count(*) AS n FROM {self.name} "
-                                         f"WHERE {where}")["n"][0]):
-            return []
-
-        def nunique(p):  # nunique(dropna=False): NULL is one value more
-            return f"count(DISTINCT {_q(p)}) + max(({_q(p)} IS NULL)::INT)"
-        inner = ", ".join(f"{nunique(p)} AS w{i}" for i, p in enumerate(params))
-        group = f" GROUP BY {', '.join(_q(k) for k in keys)}" if keys else ""
-        within = self.df(f"SELECT {', '.join(f'max(w{i}) AS w{i}' for i in range(len(params)))}"
-                         f" FROM (SELECT {inner} FROM {self.name} WHERE {where}{group})").iloc[0]
-        total = self.df(f"SELECT {', '.join(f'{nunique(p)} AS w{i}' for i, p in enumerate(params))}"
-                        f" FROM {self.name} WHERE {where}").iloc[0]
-        return [(p, int(total[f"w{i}"])) for i, p in enumerate(params)
-                if int(within[f"w{i}"]) > 1]
-
-
 # --------------------------------------------------------------------------- figures
 def line(t: Table, x: str, y: str, hue: str | None = None, err: str | None = None,
          ci: float = 0.95, units: dict | None = None, title: str | None = None,
          logx: bool = False, logy: bool = False) -> dict:
+    """charts.line from one GROUP BY (x, hue) over every row: the done rows' statistics of
+    y, the points in the space's order, the other parameters' values within each point."""
     keys = [x] + ([hue] if hue else [])
     binary = t.binary(y)
-    if err is None:
-        err = "ci" if binary else "sem"
-    else:
-        err = _default_err(None, y, err)
+    err = ("ci" if binary else "sem") if err is None else _default_err(None, y, err)
     units = _units(t.schema(), units)
     v, k = t.value(y), ", ".join(_q(c) for c in keys)
-    stats = t.df(f"SELECT {k}, count(*) AS {N.N}, count(v) AS m_count, avg(v) AS m_mean, "
-                 f"stddev_samp(v) AS m_std, sum(v) AS m_sum FROM (SELECT {k}, {v} AS v FROM "
-                 f"{t.name} WHERE {DONE}) GROUP BY {k}")
-    stats = stats.rename(columns={f"m_{s}": f"{y}_{s}" for s in ("count", "mean", "std", "sum")})
+    others = t._others(keys)
+    groups = t.df(f"SELECT {k}, count(*) FILTER ({DONE}) AS {N.N}, count(v) FILTER ({DONE}) "
+                  f"AS m_count, avg(v) FILTER ({DONE}) AS m_mean, stddev_samp(v) FILTER "
+                  f"({DONE}) AS m_std, sum(v) FILTER ({DONE}) AS m_sum, min({_q(t.row)}) AS "
+                  f"pb_first{''.join(', ' + w for w in t._within(others))} FROM (SELECT *, {v} "
+                  f"AS v FROM {t.name}) GROUP BY {k} ORDER BY pb_first")
+    stats = groups[groups[N.N] > 0].rename(
+        columns={f"m_{s}": f"{y}_{s}" for s in ("count", "mean", "std", "sum")})
     agg = A.aggregate_stats(stats, keys, [y], ci, binary={y} if binary else ())
     interval = agg.attrs["intervals"][y]
     agg = agg.dropna(subset=[f"{y}_mean"])
-    points = t.df(f"SELECT {k} FROM {t.name} GROUP BY ALL ORDER BY min({_q(t.row)})")
+    points = groups[keys]
 
     def undrawn(notes):
         from pushbutton.analysis.figures import _say_undrawn
         _say_undrawn(notes, points.assign(**{N.STATUS: "?"}), agg, x, hue)
     return C.line_figure(agg, interval, x, y, hue, err, ci, units, title, logx, logy,
-                         undrawn=undrawn, over=t.averaged_over(keys))
+                         undrawn=undrawn, over=t._averaged(keys, groups))
 
 
 def heatmap(t: Table, x: str, y: str, value: str, boundary=None, units: dict | None = None,
             title: str | None = None, cmap: str = "viridis", vmin: float | None = None,
             vmax: float | None = None, logx: bool | None = None,
             logy: bool | None = None) -> dict:
+    """charts.heatmap from one GROUP BY (y, x) over every row: the cells' tasks and failures,
+    the done rows' mean and count of the value, the other parameters' values per cell."""
     units = _units(t.schema(), units)
     title = title or f"{label(value)} over {label(x)} × {label(y)}"
-    xa, ya = _Axis(t.levels(x), logx), _Axis(t.levels(y), logy)
     qx, qy, v = _q(x), _q(y), t.value(value)
-    surf = t.df(f"SELECT {qy}, {qx}, avg(v) AS mean, count(v) AS count FROM (SELECT {qx}, "
-                f"{qy}, {v} AS v FROM {t.name} WHERE {DONE}) GROUP BY {qy}, {qx}")
+    others = t._others([x, y])
     cells = t.df(f"SELECT {qy}, {qx}, count(*) AS total, count(*) FILTER ({N.STATUS} = "
-                 f"'failed') AS failed FROM {t.name} GROUP BY {qy}, {qx}")
+                 f"'failed') AS failed, avg(v) FILTER ({DONE}) AS mean, count(v) FILTER "
+                 f"({DONE}) AS count, min({_q(t.row)}) AS pb_first"
+                 f"{''.join(', ' + w for w in t._within(others))} FROM (SELECT *, {v} AS v "
+                 f"FROM {t.name}) GROUP BY {qy}, {qx} ORDER BY pb_first")
 
-    def grid(frame, col, fill):
-        if not len(frame):
+    def levels(c):  # the values in the order first seen (numbers get sorted by _Axis)
+        col = cells.dropna(subset=[c]).drop_duplicates(subset=[c])[c]
+        return col.reset_index(drop=True)
+    xa, ya = _Axis(levels(x), logx), _Axis(levels(y), logy)
+
+    def grid(col, fill):
+        if not len(cells):
             return np.full((len(ya.levels), len(xa.levels)), fill, dtype=float)
-        g = frame.set_index([y, x])[col].astype(float).unstack(x)
-        return g.reindex(index=ya.levels, columns=xa.levels).fillna(fill).to_numpy(float) \
-            if not np.isnan(fill) else \
-            g.reindex(index=ya.levels, columns=xa.levels).to_numpy(float)
-    z, nval = grid(surf, "mean", np.nan), grid(surf, "count", 0.0)
-    counts = {"total": grid(cells, "total", 0.0), "failed": grid(cells, "failed", 0.0)}
+        g = cells.set_index([y, x])[col].astype(float).unstack(x) \
+            .reindex(index=ya.levels, columns=xa.levels)
+        return (g if np.isnan(fill) else g.fillna(fill)).to_numpy(float)
+    z, nval = grid("mean", np.nan), grid("count", 0.0)
+    counts = {"total": grid("total", 0.0), "failed": grid("failed", 0.0)}
 
     def bound(level):
-        s = surf[[x, y, "mean"]]
-        return A.boundary_of_means(s, x, y, "mean", level=level)
+        return A.boundary_of_means(cells[[x, y, "mean"]], x, y, "mean", level=level)
     return C.heatmap_figure(xa, ya, z, nval, counts, t.binary(value, as_float=True), x, y,
                             value, boundary, units, title, cmap, vmin, vmax, bound=bound,
-                            over=t.averaged_over([x, y]))
+                            over=t._averaged([x, y], cells))
 
 
 def histogram(t: Table, column: str, hue: str | None = None, bins="auto",
               units: dict | None = None, title: str | None = None, logy: bool = False) -> dict:
+    """charts.histogram from two scans: the done values' count, range and quartiles (numpy's
+    bins), then the counts per (hue, bin)."""
     units = _units(t.schema(), units)
     title = title or f"distribution of {label(column)}"
     v = t.value(column)
@@ -210,18 +255,19 @@ def histogram(t: Table, column: str, hue: str | None = None, bins="auto",
     first, last = float(edges[0]), float(edges[-1])
     hk = f"{_q(hue)}, " if hue else ""
     # numpy's binning of uniform bins: the index from the position, corrected by the edges
-    # themselves (a value on an edge goes right; the last bin holds its upper edge)
-    sql = (f"SELECT {hk}i0 - (v < ($e)[i0 + 1])::INT + (v >= ($e)[i0 + 2] AND i0 < {nb - 1})::INT "
-           f"AS bin, count(*) AS c FROM (SELECT {hk}v, least(greatest(CAST(floor((v - "
+    # themselves (a value on an edge goes right; the last bin holds its upper edge); a hue
+    # value whose done rows have no value is a group with no counts
+    sql = (f"SELECT {hk}i0 - (v < ($e)[i0 + 1])::INT + (v >= ($e)[i0 + 2] AND i0 < {nb - 1})"
+           f"::INT AS bin, count(*) AS c FROM (SELECT {hk}v, least(greatest(CAST(floor((v - "
            f"{first!r}) * {nb / (last - first)!r}) AS BIGINT), 0), {nb - 1}) AS i0 FROM "
-           f"(SELECT {hk}{v} AS v FROM {t.name} WHERE {DONE}) WHERE v IS NOT NULL) "
-           f"GROUP BY ALL")
+           f"(SELECT {hk}{v} AS v FROM {t.name} WHERE {DONE})) GROUP BY ALL")
     binned = t.df(sql, {"e": [float(e) for e in edges]})
-    hues = t.df(f"SELECT DISTINCT {_q(hue)} FROM {t.name} WHERE {DONE}") if hue else None
+    hues = binned[[hue]].drop_duplicates() if hue else None
     groups = _hue_groups(hues, hue)
     counts = []
     for key, _ in groups:
         part = binned if hue is None else binned[_match(binned[hue], key)]
+        part = part.dropna(subset=["bin"])
         c = np.zeros(nb, dtype=np.int64)
         np.add.at(c, part["bin"].to_numpy(np.int64), part["c"].to_numpy(np.int64))
         counts.append(c)
@@ -324,25 +370,21 @@ def render(decl: dict, t: Table, series: pd.DataFrame | None, units: dict | None
 
 def auto_declarations(t: Table, series: pd.DataFrame | None = None,
                       max_figures: int = 6) -> list[dict]:
-    """figure_specs.auto_declarations of the table, from its distinct counts."""
-    n = int(t.df(f"SELECT count(*) AS n FROM {t.name}")["n"][0])
-    if n == 0:
+    """figure_specs.auto_declarations of the table, from its profile."""
+    prof = t.profile()
+    if int(prof["n"]) == 0:
         return []
     schema = t.schema()
     params = [p for p in t.params if p not in A.REPLICATE]
     metrics = [m for m in t.metrics if t.numeric(m) or t.types[m] == "BOOLEAN"]
-    nuniq = {}
-    if params:
-        r = t.df("SELECT " + ", ".join(f"count(DISTINCT {_q(p)}) AS u{i}"
-                                       for i, p in enumerate(params)) + f" FROM {t.name}")
-        nuniq = {p: int(r[f"u{i}"][0]) for i, p in enumerate(params)}
+    nuniq = prof["nunique"]
     varied = [p for p in params if nuniq[p] > 1 and _numeric_col(schema[p])]
     others = [p for p in params if p not in varied[:1] and 1 < nuniq[p] <= 8]
     decls: list[dict] = []
     for m in metrics[:3]:
         if len(varied) >= 2:
             decls.append({"kind": "heatmap", "x": varied[0], "y": varied[1], "value": m,
-                          **({"boundary": 0.5} if t.binary(m, where="true") else {})})
+                          **({"boundary": 0.5} if t.binary(m, done=False) else {})})
         elif varied:
             decls.append({"kind": "line", "x": varied[0], "y": m,
                           **({"hue": others[0]} if others else {})})
@@ -353,8 +395,8 @@ def auto_declarations(t: Table, series: pd.DataFrame | None = None,
             decls.append({"kind": "learning_curves", "metric": m,
                           **({"hue": varied[0]} if varied and varied[0] in series.columns
                              and series[varied[0]].nunique() <= 8 else {})})
-    if N.DURATION in t.types and int(t.df(f"SELECT count({N.DURATION}) AS n FROM "
-                                          f"{t.name}")["n"][0]):
+    dur = prof["binary"].get(N.DURATION)
+    if dur is not None and dur["a"][0] > 0:
         decls.append({"kind": "histogram", "column": N.DURATION,
                       "title": "task run time (finished tasks)"})
     return decls[:max_figures]
@@ -366,7 +408,7 @@ def figures(t: Table, series: pd.DataFrame | None, decls, units: dict | None = N
     declared = decls is not None
     if decls is None:
         decls = auto_declarations(t, series)
-    finished = int(t.df(f"SELECT count(*) AS n FROM {t.name} WHERE {DONE}")["n"][0]) > 0
+    finished = int(t.profile()["n_done"]) > 0
     valid = FS.validate(decls, t.schema(), series, file=file, check_columns=finished)
     out, problems = [], []
     for i, d in enumerate(valid):

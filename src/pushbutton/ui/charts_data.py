@@ -152,11 +152,73 @@ def compute_from_table(store, eid: int, name: str, version: str, snap) -> dict:
                          file=Path(spec_file).name if spec_file else "")
     except PushbuttonError as e:  # a bad declaration: said on the page, as in the report
         figs = {"figures": [], "problems": [str(e)]}
-    df = _timing_frame(t)
-    counts = store.counts(eid)
-    thr = throughput(df, counts)
-    thr["timing"] = timing(df, (spec.get("resources") or {}).get("cpus"))
+    counts, cpus = store.counts(eid), (spec.get("resources") or {}).get("cpus")
+    if t.profile()["timing"]:
+        thr = throughput_from_table(t, counts)
+        thr["timing"] = timing_from_table(t, cpus)
+    else:  # end times that are not numbers: the four columns into pandas
+        df = _timing_frame(t)
+        thr = throughput(df, counts)
+        thr["timing"] = timing(df, cpus)
     return {"version": version, "figures": figs, "throughput": thr}
+
+
+def throughput_from_table(t, counts: dict, buckets: int = BUCKETS) -> dict:
+    """`throughput` from one GROUP BY: each finished task's end and start as the index of the
+    first of the chart's moments at or after it (the moments as numpy spaces them, compared
+    exactly), counted; the counts at each moment are the running sums."""
+    prof = t.profile()
+    if not prof["n_fin"]:
+        return _throughput_chart(counts)
+    lo, hi = float(prof["t_lo"]), float(prof["t_hi"])
+    if hi <= lo:
+        hi = lo + 1.0
+    moments = np.linspace(lo, hi, buckets + 1)
+    end, dur = t.value(N.FINISHED_AT), t.value(N.DURATION)
+    start = f"({end} - coalesce(CASE WHEN isfinite({dur}) THEN {dur} END, 0))"
+    fin = f"{N.STATUS} IN ('done', 'failed') AND {end} IS NOT NULL AND isfinite({end})"
+    step = buckets / (hi - lo)
+
+    def first_at_or_after(v):  # k with moments[k-1] < v <= moments[k]
+        k0 = f"least(greatest(CAST(ceil(({v} - {lo!r}) * {step!r}) AS BIGINT), 0), {buckets})"
+        return (f"{k0} - ({k0} > 0 AND ($t)[{k0}] >= {v})::INT "
+                f"+ (({v}) > ($t)[{k0} + 1])::INT")
+    rows = t.df(f"SELECT {N.STATUS} AS s, {first_at_or_after(end)} AS ke, "
+                f"{first_at_or_after(start)} AS ks, count(*) AS c FROM {t.name} WHERE {fin} "
+                "GROUP BY ALL", {"t": [float(x) for x in moments]})
+
+    def running_sum(mask, col):
+        c = np.zeros(buckets + 1, dtype=np.int64)
+        np.add.at(c, rows.loc[mask, col].to_numpy(np.int64), rows.loc[mask, "c"].to_numpy(
+            np.int64))
+        return np.cumsum(c)
+    every = np.ones(len(rows), dtype=bool)
+    series = {s: running_sum((rows["s"] == s).to_numpy(), "ke") for s in ("done", "failed")}
+    series["running"] = running_sum(every, "ks") - running_sum(every, "ke")
+    return _throughput_chart(counts, moments, series, int(prof["n_fin"]), lo, hi)
+
+
+def timing_from_table(t, cpus=None) -> dict | None:
+    """`timing` from the table's profile (one scan): the report's figures, as it words
+    them (report/html.py's _timing of stats.timing)."""
+    from pushbutton.report.html import _duration
+    p = t.profile()
+    if not int(p["n"]):
+        return None
+
+    def num(k):
+        v = p.get(k)
+        return math.nan if v is None or pd.isna(v) else float(v)
+    done, failed = int(p["n_done"]), int(p["n_failed"])
+    task_s = num("dur_sum") if int(p["dur_n"]) else 0.0
+    wall = num("end_max") - num("start_min")
+    cpus = cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 1 else None
+    return {"task_time": _duration(task_s),
+            "cpu_time": _duration(task_s * cpus) if cpus else None,
+            "wall": _duration(wall), "mean": _duration(num("dur_mean")),
+            "median": _duration(num("dur_median")), "p90": _duration(num("dur_p90")),
+            "failure_rate": f"{failed / (done + failed):.1%}" if done + failed else "–",
+            "retried": int(p.get("retried", 0) or 0)}
 
 
 def _timing_frame(t) -> pd.DataFrame:
@@ -190,15 +252,7 @@ def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS) -> dict:
     at each moment, and how many of the finished tasks were running then (end - duration ...
     end; a task still running counts once it ends). The tasks running and pending now are
     `counts` (the state database)."""
-    title = "tasks over time"
-    notes = ["Done and failed: tasks finished by each moment, from their recorded end times "
-             "(a done task's result, a failed task's last attempt; a retried task counts once, "
-             "in its final state). Running: finished tasks that were running at that moment "
-             "(from end time and duration); tasks running now count once they end."]
-    now = {k: int(v) for k, v in (counts or {}).items()}
-    total = sum(now.values())
-    empty = {"title": title, "notes": notes, "now": now, "total": total,
-             "plotly": C._empty(title, "no task has finished yet")}
+    empty = _throughput_chart(counts)
     if df is None or not len(df) or N.STATUS not in df.columns or N.FINISHED_AT not in df:
         return empty
     from pushbutton.analysis.stats import _to_seconds
@@ -221,6 +275,27 @@ def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS) -> dict:
     starts, ends = np.sort(start[fin]), np.sort(end[fin])
     series["running"] = np.searchsorted(starts, t, side="right") - \
         np.searchsorted(ends, t, side="right")
+    return _throughput_chart(counts, t, series, int(fin.sum()), lo, hi)
+
+
+THROUGHPUT_TITLE = "tasks over time"
+THROUGHPUT_NOTES = [
+    "Done and failed: tasks finished by each moment, from their recorded end times (a done "
+    "task's result, a failed task's last attempt; a retried task counts once, in its final "
+    "state). Running: finished tasks that were running at that moment (from end time and "
+    "duration); tasks running now count once they end."]
+
+
+def _throughput_chart(counts: dict, t=None, series: dict | None = None, n_fin: int = 0,
+                      lo: float = 0.0, hi: float = 0.0) -> dict:
+    """The throughput chart from the moments `t` and the counts at each (series: done,
+    failed, running); without them, the chart of no finished task."""
+    title, notes = THROUGHPUT_TITLE, list(THROUGHPUT_NOTES)
+    now = {k: int(v) for k, v in (counts or {}).items()}
+    total = sum(now.values())
+    if series is None:
+        return {"title": title, "notes": notes, "now": now, "total": total,
+                "plotly": C._empty(title, "no task has finished yet")}
     stamps = pd.to_datetime(t, unit="s", utc=True).strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3]
     colors = {"done": "#2ca02c", "failed": "#d62728", "running": "#1f77b4"}
     data = [{"type": "scatter", "mode": "lines", "name": s, "x": list(stamps),
@@ -230,8 +305,8 @@ def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS) -> dict:
              "hovertemplate": f"%{{x}} UTC<br>{s}: %{{y}}<extra></extra>"}
             for s in ("done", "failed", "running")]
     span = hi - lo
-    rate = int(fin.sum()) / span if span > 0 else math.nan
-    sub = (f"{int(fin.sum())} of {total} finished; {rate:.3g} tasks/s on average"
+    rate = n_fin / span if span > 0 else math.nan
+    sub = (f"{n_fin} of {total} finished; {rate:.3g} tasks/s on average"
            if math.isfinite(rate) else None)
     layout = C._layout(title, {"title": {"text": "time (UTC)"}, "type": "date"},
                        {"title": {"text": "tasks"}, "rangemode": "tozero"}, sub,
