@@ -53,6 +53,7 @@ class Table:
         self.metrics = [c for c in metrics if c in self.types and c not in self.params]
         self._schema = None
         self._profile = None
+        self._nunique = None
 
     # -- SQL pieces ----------------------------------------------------------------------
     def numeric(self, c: str) -> bool:
@@ -61,10 +62,13 @@ class Table:
 
     def value(self, c: str) -> str:
         """c as a float with NaN as NULL (pandas leaves NaN out; DuckDB would average it)."""
-        t = self.types.get(c, "")
-        v = f"TRY_CAST({_q(c)} AS DOUBLE)"
-        return v if t == "BOOLEAN" or not (t in ("FLOAT", "DOUBLE", "REAL") or t == "VARCHAR") \
-            else f"CASE WHEN isnan({v}) THEN NULL ELSE {v} END"
+        t, q = self.types.get(c, ""), _q(c)
+        if t in ("FLOAT", "DOUBLE", "REAL"):
+            return f"CASE WHEN isnan({q}) THEN NULL ELSE CAST({q} AS DOUBLE) END"
+        if self.numeric(c) or t == "BOOLEAN":
+            return f"CAST({q} AS DOUBLE)"
+        v = f"TRY_CAST({q} AS DOUBLE)"  # text: what pandas' to_numeric(errors="coerce") reads
+        return f"CASE WHEN isnan({v}) THEN NULL ELSE {v} END"
 
     def df(self, sql: str, params=None) -> pd.DataFrame:
         if self.lock is None:
@@ -84,19 +88,8 @@ class Table:
         rows; done rows with NULL as one value), and the run-time statistics of `timing`."""
         if self._profile is not None:
             return self._profile
-        cols = [c for c in self.columns if self.numeric(c) or self.types[c] == "BOOLEAN"]
         sel = ["count(*) AS n", f"count(*) FILTER ({DONE}) AS n_done"]
-        for i, c in enumerate(cols):
-            v = self.value(c)
-            for w, cond in (("d", f" AND {DONE}"), ("a", "")):
-                sel += [f"count(*) FILTER ({v} IS NOT NULL{cond}) AS b{i}{w}_n",
-                        f"count(*) FILTER ({v} NOT IN (0, 1){cond}) AS b{i}{w}_o",
-                        f"count(*) FILTER ({v} = 0{cond}) AS b{i}{w}_z",
-                        f"count(*) FILTER ({v} = 1{cond}) AS b{i}{w}_1"]
-        for i, p in enumerate(self.params):
-            sel += [f"count(DISTINCT {_q(p)}) AS u{i}",
-                    f"count(DISTINCT {_q(p)}) FILTER ({DONE}) + coalesce(max(({_q(p)} IS NULL)"
-                    f"::INT) FILTER ({DONE}), 0) AS ud{i}"]
+        cols = self._binary_columns(self.metrics + [N.DURATION], sel)
         timing = self.numeric(N.FINISHED_AT) and self.numeric(N.DURATION)
         if timing:
             dur, end = self.value(N.DURATION), self.value(N.FINISHED_AT)
@@ -115,20 +108,60 @@ class Table:
                 sel.append(f"count(*) FILTER (TRY_CAST({_q(N.ATTEMPTS)} AS DOUBLE) > 1) "
                            "AS retried")
         r = self.df(f"SELECT {', '.join(sel)} FROM {self.name}").iloc[0].to_dict()
-        r["binary"] = {c: {w: tuple(int(r[f"b{i}{w}_{k}"]) for k in "noz1") for w in "da"}
-                       for i, c in enumerate(cols)}
-        r["nunique"] = {p: int(r[f"u{i}"]) for i, p in enumerate(self.params)}
-        r["nunique_done"] = {p: int(r[f"ud{i}"]) for i, p in enumerate(self.params)}
+        r["binary"] = self._binary_read(cols, r)
         r["timing"] = timing
         self._profile = r
         return r
+
+    def _binary_columns(self, cols: list, sel: list) -> list:
+        """Adds to `sel` the counts of values, zeros and ones of each numeric or boolean
+        column of `cols` (done rows, all rows); returns those columns."""
+        cols = [c for c in dict.fromkeys(cols)
+                if c in self.types and (self.numeric(c) or self.types[c] == "BOOLEAN")]
+        for i, c in enumerate(cols):
+            v = self.value(c)
+            for w, cond in (("d", f" AND {DONE}"), ("a", "")):
+                sel += [f"count(*) FILTER ({v} IS NOT NULL{cond}) AS b{i}{w}_n",
+                        f"count(*) FILTER ({v} = 0{cond}) AS b{i}{w}_z",
+                        f"count(*) FILTER ({v} = 1{cond}) AS b{i}{w}_1"]
+        return cols
+
+    @staticmethod
+    def _binary_read(cols: list, r: dict) -> dict:
+        out = {}
+        for i, c in enumerate(cols):
+            out[c] = {}
+            for w in "da":
+                n, z, o = (int(r[f"b{i}{w}_{k}"]) for k in "nz1")
+                out[c][w] = (n, n - z - o, z, o)
+        return out
+
+    def nunique(self) -> dict:
+        """Each parameter's distinct values: {"all": over all rows, "done": over the done
+        rows, NULL counted as one value}."""
+        if self._nunique is None:
+            sel = []
+            for i, p in enumerate(self.params):
+                sel += [f"count(DISTINCT {_q(p)}) AS u{i}",
+                        f"count(DISTINCT {_q(p)}) FILTER ({DONE}) + coalesce(max(({_q(p)} IS "
+                        f"NULL)::INT) FILTER ({DONE}), 0) AS ud{i}"]
+            r = self.df(f"SELECT {', '.join(sel)} FROM {self.name}").iloc[0] if sel else {}
+            self._nunique = {"all": {p: int(r[f"u{i}"]) for i, p in enumerate(self.params)},
+                             "done": {p: int(r[f"ud{i}"]) for i, p in enumerate(self.params)}}
+        return self._nunique
 
     def binary(self, c: str, done: bool = True, as_float: bool = False) -> bool:
         """stats.is_binary of the column over the done rows (or all rows) (as_float: of its
         values as floats, as a heatmap's value: booleans then need both 0 and 1)."""
         b = self.profile()["binary"].get(c)
-        if b is None:
-            return False
+        if b is None:  # a column no figure asks of often (a parameter, say): its own scan
+            sel: list = []
+            cols = self._binary_columns([c], sel)
+            if not cols:
+                return False
+            b = self._binary_read(cols, self.df(f"SELECT {', '.join(sel)} FROM "
+                                                f"{self.name}").iloc[0].to_dict())[c]
+            self.profile()["binary"][c] = b
         n, other, zeros, ones = b["d" if done else "a"]
         if self.types[c] == "BOOLEAN" and not as_float:
             return n > 0
@@ -143,9 +176,9 @@ class Table:
         """figure_base.averaged_over of the done rows, from the groups' `w` columns."""
         if not self.profile()["n_done"]:
             return []
-        return [(p, self.profile()["nunique_done"][p])
-                for i, p in enumerate(self._others(shown))
-                if len(groups) and groups[f"w{i}"].max() > 1]
+        varied = [p for i, p in enumerate(self._others(shown))
+                  if len(groups) and groups[f"w{i}"].max() > 1]
+        return [(p, self.nunique()["done"][p]) for p in varied]
 
     def _others(self, shown: list) -> list:
         return [p for p in self.params if p not in shown and p not in A.REPLICATE]
@@ -377,7 +410,7 @@ def auto_declarations(t: Table, series: pd.DataFrame | None = None,
     schema = t.schema()
     params = [p for p in t.params if p not in A.REPLICATE]
     metrics = [m for m in t.metrics if t.numeric(m) or t.types[m] == "BOOLEAN"]
-    nuniq = prof["nunique"]
+    nuniq = t.nunique()["all"]
     varied = [p for p in params if nuniq[p] > 1 and _numeric_col(schema[p])]
     others = [p for p in params if p not in varied[:1] and 1 < nuniq[p] <= 8]
     decls: list[dict] = []
