@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
 from _report_data import make_context  # noqa: E402
 
 from pushbutton.analysis import figure_specs as FS  # noqa: E402
+from pushbutton.analysis import grouped as G2  # noqa: E402
 from pushbutton.analysis import stats as A  # noqa: E402
 from pushbutton.ui import charts as C  # noqa: E402
 from pushbutton.ui import charts_agg as G  # noqa: E402
@@ -114,14 +115,14 @@ def test_the_aggregates_are_those_of_aggregate_and_boundary():
         pb_n=("score", "size"), score_count=("score", "count"), score_mean=("score", "mean"),
         score_std=("score", "std"), score_sum=("score", "sum"), hit_count=("hit", "count"),
         hit_mean=("hit", "mean"), hit_std=("hit", "std"), hit_sum=("hit", "sum")).reset_index()
-    mine = A.aggregate_stats(stats, ["rho", "method"], ["score", "hit"], binary={"hit"})
+    mine = G2.aggregate_stats(stats, ["rho", "method"], ["score", "hit"], binary={"hit"})
     assert list(mine.columns) == list(agg.columns) and mine.attrs == agg.attrs
     pd.testing.assert_frame_equal(mine, agg, check_dtype=False, rtol=1e-12)
     assert agg.attrs["intervals"] == {"score": "t", "hit": "wilson"}
     b = A.boundary(full, "delta", "rho", rate="success", level=0.5)
     surf = full[full["pb_status"] == "done"].assign(
         m=lambda d: d["success"].astype(float)).groupby(["delta", "rho"])["m"].mean()
-    pd.testing.assert_frame_equal(A.boundary_of_means(surf.reset_index(), "delta", "rho", "m"),
+    pd.testing.assert_frame_equal(G2.boundary_of_means(surf.reset_index(), "delta", "rho", "m"),
                                   b)
     assert out["plotly"]["data"] and out["notes"]
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pushbutton.analysis import figure_specs as FS
+from pushbutton.analysis import grouped as G2
 from pushbutton.analysis import stats as A
 from pushbutton.analysis.figure_base import _numeric_col, _units, label
 from pushbutton.analysis.figures import _default_err
@@ -221,7 +222,7 @@ def line(t: Table, x: str, y: str, hue: str | None = None, err: str | None = Non
                   f"AS v FROM {t.name}) GROUP BY {k} ORDER BY pb_first")
     stats = groups[groups[N.N] > 0].rename(
         columns={f"m_{s}": f"{y}_{s}" for s in ("count", "mean", "std", "sum")})
-    agg = A.aggregate_stats(stats, keys, [y], ci, binary={y} if binary else ())
+    agg = G2.aggregate_stats(stats, keys, [y], ci, binary={y} if binary else ())
     interval = agg.attrs["intervals"][y]
     agg = agg.dropna(subset=[f"{y}_mean"])
     points = groups[keys]
@@ -264,7 +265,7 @@ def heatmap(t: Table, x: str, y: str, value: str, boundary=None, units: dict | N
     counts = {"total": grid("total", 0.0), "failed": grid("failed", 0.0)}
 
     def bound(level):
-        return A.boundary_of_means(cells[[x, y, "mean"]], x, y, "mean", level=level)
+        return G2.boundary_of_means(cells[[x, y, "mean"]], x, y, "mean", level=level)
     return C.heatmap_figure(xa, ya, z, nval, counts, t.binary(value, as_float=True), x, y,
                             value, boundary, units, title, cmap, vmin, vmax, bound=bound,
                             over=t._averaged([x, y], cells))
