@@ -1,6 +1,6 @@
 """What the chart endpoints serve, read from the store and cached: the spec's figures and the
-throughput chart of an experiment (computed together from one read of its results table), and
-per-step series of chosen tasks.
+throughput chart of an experiment (aggregated together in DuckDB over the results table the
+pages read: ui/charts_agg.py), and per-step series of chosen tasks.
 
 Cheap to poll: a request first computes the experiment's *version* (its task counts per state,
 its spec, and the size and time of its results' and series' manifests: a few index reads and two
