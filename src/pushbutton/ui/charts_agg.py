@@ -32,7 +32,7 @@ from pushbutton.ui import charts as C
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
             "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL")
-DONE = f"{N.STATUS} = 'done'"
+DONE, FAILED = "_pb_d", "_pb_f"  # the state's tests, computed once per row (Table.src)
 
 
 def _q(name: str) -> str:
@@ -52,6 +52,9 @@ class Table:
         known = set(self.params) | set(metrics)
         self.params += [c for c in self.columns if c not in known and not N.reserved(c)]
         self.metrics = [c for c in metrics if c in self.types and c not in self.params]
+        # the relation the queries read: the table with the state's tests computed once a row
+        self.src = (f"(SELECT *, {N.STATUS} = 'done' AS {DONE}, {N.STATUS} = 'failed' AS "
+                    f"{FAILED} FROM {name})")
         self._schema = None
         self._profile = None
         self._nunique = None
@@ -95,20 +98,23 @@ class Table:
         if timing:
             dur, end = self.value(N.DURATION), self.value(N.FINISHED_AT)
             fin = f"{N.STATUS} IN ('done', 'failed') AND {end} IS NOT NULL AND isfinite({end})"
-            sel += [f"count(*) FILTER ({N.STATUS} = 'failed') AS n_failed",
+            sel += [f"count(*) FILTER ({FAILED}) AS n_failed",
                     f"count(*) FILTER ({fin}) AS n_fin",
                     f"min({end} - coalesce(CASE WHEN isfinite({dur}) THEN {dur} END, 0)) "
                     f"FILTER ({fin}) AS t_lo", f"max({end}) FILTER ({fin}) AS t_hi",
                     f"sum({dur}) AS dur_sum", f"count({dur}) AS dur_n",
                     f"avg({dur}) FILTER ({DONE}) AS dur_mean",
-                    f"quantile_cont({dur}, 0.5) FILTER ({DONE}) AS dur_median",
-                    f"quantile_cont({dur}, 0.9) FILTER ({DONE}) AS dur_p90",
+                    f"quantile_cont({dur}, [0.5, 0.9]) FILTER ({DONE}) AS dur_q",
                     f"max({dur}) FILTER ({DONE}) AS dur_max",
                     f"max({end}) AS end_max", f"min({end} - coalesce({dur}, 0)) AS start_min"]
             if N.ATTEMPTS in self.types:
                 sel.append(f"count(*) FILTER (TRY_CAST({_q(N.ATTEMPTS)} AS DOUBLE) > 1) "
                            "AS retried")
-        r = self.df(f"SELECT {', '.join(sel)} FROM {self.name}").iloc[0].to_dict()
+        r = self.df(f"SELECT {', '.join(sel)} FROM {self.src}").iloc[0].to_dict()
+        q = r.pop("dur_q", None)
+        if timing:
+            r["dur_median"], r["dur_p90"] = (None, None) if q is None or \
+                not isinstance(q, (list, tuple, np.ndarray)) else (q[0], q[1])
         r["binary"] = self._binary_read(cols, r)
         r["timing"] = timing
         self._profile = r
@@ -146,7 +152,7 @@ class Table:
                 sel += [f"count(DISTINCT {_q(p)}) AS u{i}",
                         f"count(DISTINCT {_q(p)}) FILTER ({DONE}) + coalesce(max(({_q(p)} IS "
                         f"NULL)::INT) FILTER ({DONE}), 0) AS ud{i}"]
-            r = self.df(f"SELECT {', '.join(sel)} FROM {self.name}").iloc[0] if sel else {}
+            r = self.df(f"SELECT {', '.join(sel)} FROM {self.src}").iloc[0] if sel else {}
             self._nunique = {"all": {p: int(r[f"u{i}"]) for i, p in enumerate(self.params)},
                              "done": {p: int(r[f"ud{i}"]) for i, p in enumerate(self.params)}}
         return self._nunique
@@ -161,7 +167,7 @@ class Table:
             if not cols:
                 return False
             b = self._binary_read(cols, self.df(f"SELECT {', '.join(sel)} FROM "
-                                                f"{self.name}").iloc[0].to_dict())[c]
+                                                f"{self.src}").iloc[0].to_dict())[c]
             self.profile()["binary"][c] = b
         n, other, zeros, ones = b["d" if done else "a"]
         if self.types[c] == "BOOLEAN" and not as_float:
@@ -169,9 +175,12 @@ class Table:
         return n > 0 and other == 0 and zeros > 0 and ones > 0
 
     def _within(self, params: list) -> list:
-        """SELECT items: per parameter, its distinct values among a group's done rows."""
-        return [f"count(DISTINCT {_q(p)}) FILTER ({DONE}) + coalesce(max(({_q(p)} IS NULL)"
-                f"::INT) FILTER ({DONE}), 0) AS w{i}" for i, p in enumerate(params)]
+        """SELECT items: per parameter, 2 if it has several values among a group's done rows
+        (what averaged_over asks), else 0."""
+        # more than one value (NULL being one) <=> min != max, or NULL beside a value
+        return [f"(min({_q(p)}) FILTER ({DONE}) <> max({_q(p)}) FILTER ({DONE}) OR (bool_or("
+                f"{_q(p)} IS NULL) FILTER ({DONE}) AND count({_q(p)}) FILTER ({DONE}) > 0))"
+                f"::INT * 2 AS w{i}" for i, p in enumerate(params)]
 
     def _averaged(self, shown: list, groups: pd.DataFrame) -> list[tuple[str, int]]:
         """figure_base.averaged_over of the done rows, from the groups' `w` columns."""
@@ -189,7 +198,7 @@ class Table:
         table reads them), for checking declarations: only names and types are looked at."""
         if self._schema is None:
             cols = ", ".join(_q(c) for c in self.columns)
-            s = self.df(f"SELECT {cols} FROM {self.name} LIMIT 0")
+            s = self.df(f"SELECT {cols} FROM {self.src} LIMIT 0")
             s.attrs["params"], s.attrs["metrics"] = list(self.params), list(self.metrics)
             self._schema = s
         return self._schema
@@ -197,7 +206,7 @@ class Table:
     def frame(self, cols: list) -> pd.DataFrame:
         """The table with only these columns (and the state), in space order."""
         cols = list(dict.fromkeys([c for c in cols if c in self.types] + [N.STATUS]))
-        out = self.df(f"SELECT {', '.join(_q(c) for c in cols)} FROM {self.name} "
+        out = self.df(f"SELECT {', '.join(_q(c) for c in cols)} FROM {self.src} "
                       f"ORDER BY {_q(self.row)}")
         out.attrs["params"] = [c for c in self.params if c in out.columns]
         out.attrs["metrics"] = [c for c in self.metrics if c in out.columns]
@@ -219,7 +228,7 @@ def line(t: Table, x: str, y: str, hue: str | None = None, err: str | None = Non
                   f"AS m_count, avg(v) FILTER ({DONE}) AS m_mean, stddev_samp(v) FILTER "
                   f"({DONE}) AS m_std, sum(v) FILTER ({DONE}) AS m_sum, min({_q(t.row)}) AS "
                   f"pb_first{''.join(', ' + w for w in t._within(others))} FROM (SELECT *, {v} "
-                  f"AS v FROM {t.name}) GROUP BY {k} ORDER BY pb_first")
+                  f"AS v FROM {t.src}) GROUP BY {k} ORDER BY pb_first")
     stats = groups[groups[N.N] > 0].rename(
         columns={f"m_{s}": f"{y}_{s}" for s in ("count", "mean", "std", "sum")})
     agg = G2.aggregate_stats(stats, keys, [y], ci, binary={y} if binary else ())
@@ -244,11 +253,11 @@ def heatmap(t: Table, x: str, y: str, value: str, boundary=None, units: dict | N
     title = title or f"{label(value)} over {label(x)} × {label(y)}"
     qx, qy, v = _q(x), _q(y), t.value(value)
     others = t._others([x, y])
-    cells = t.df(f"SELECT {qy}, {qx}, count(*) AS total, count(*) FILTER ({N.STATUS} = "
-                 f"'failed') AS failed, avg(v) FILTER ({DONE}) AS mean, count(v) FILTER "
+    cells = t.df(f"SELECT {qy}, {qx}, count(*) AS total, count(*) FILTER ({FAILED}) "
+                 f"AS failed, avg(v) FILTER ({DONE}) AS mean, count(v) FILTER "
                  f"({DONE}) AS count, min({_q(t.row)}) AS pb_first"
                  f"{''.join(', ' + w for w in t._within(others))} FROM (SELECT *, {v} AS v "
-                 f"FROM {t.name}) GROUP BY {qy}, {qx} ORDER BY pb_first")
+                 f"FROM {t.src}) GROUP BY {qy}, {qx} ORDER BY pb_first")
 
     def levels(c):  # the values in the order first seen (numbers get sorted by _Axis)
         col = cells.dropna(subset=[c]).drop_duplicates(subset=[c])[c]
@@ -279,7 +288,7 @@ def histogram(t: Table, column: str, hue: str | None = None, bins="auto",
     title = title or f"distribution of {label(column)}"
     v = t.value(column)
     s = t.df(f"SELECT count(v) AS n, min(v) AS lo, max(v) AS hi, quantile_cont(v, 0.25) AS "
-             f"q1, quantile_cont(v, 0.75) AS q3 FROM (SELECT {v} AS v FROM {t.name} "
+             f"q1, quantile_cont(v, 0.75) AS q3 FROM (SELECT {v} AS v FROM {t.src} "
              f"WHERE {DONE})").iloc[0]
     n = int(s["n"])
     if n == 0:
@@ -294,7 +303,7 @@ def histogram(t: Table, column: str, hue: str | None = None, bins="auto",
     sql = (f"SELECT {hk}i0 - (v < ($e)[i0 + 1])::INT + (v >= ($e)[i0 + 2] AND i0 < {nb - 1})"
            f"::INT AS bin, count(*) AS c FROM (SELECT {hk}v, least(greatest(CAST(floor((v - "
            f"{first!r}) * {nb / (last - first)!r}) AS BIGINT), 0), {nb - 1}) AS i0 FROM "
-           f"(SELECT {hk}{v} AS v FROM {t.name} WHERE {DONE})) GROUP BY ALL")
+           f"(SELECT {hk}{v} AS v FROM {t.src} WHERE {DONE})) GROUP BY ALL")
     binned = t.df(sql, {"e": [float(e) for e in edges]})
     hues = binned[[hue]].drop_duplicates() if hue else None
     groups = _hue_groups(hues, hue)
