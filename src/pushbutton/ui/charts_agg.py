@@ -87,34 +87,37 @@ class Table:
         return out
 
     def profile(self) -> dict:
-        """One scan for what every figure asks of whole columns: row counts, each numeric
-        column's 0/1 counts (done rows and all rows), each parameter's distinct values (all
-        rows; done rows with NULL as one value), and the run-time statistics of `timing`."""
+        """Two scans for what every figure asks of whole columns: row counts and the metrics'
+        0/1 counts (done rows and all rows); the run-time statistics of the timing line and
+        the throughput chart's span."""
         if self._profile is not None:
             return self._profile
         sel = ["count(*) AS n", f"count(*) FILTER ({DONE}) AS n_done"]
         cols = self._binary_columns(self.metrics + [N.DURATION], sel)
+        r = self.df(f"SELECT {', '.join(sel)} FROM {self.src}").iloc[0].to_dict()
         timing = self.numeric(N.FINISHED_AT) and self.numeric(N.DURATION)
-        if timing:
+        if timing:  # a scan of its own: DuckDB runs one with many aggregates slower
             dur, end = self.value(N.DURATION), self.value(N.FINISHED_AT)
             fin = f"{N.STATUS} IN ('done', 'failed') AND {end} IS NOT NULL AND isfinite({end})"
-            sel += [f"count(*) FILTER ({FAILED}) AS n_failed",
-                    f"count(*) FILTER ({fin}) AS n_fin",
-                    f"min({end} - coalesce(CASE WHEN isfinite({dur}) THEN {dur} END, 0)) "
-                    f"FILTER ({fin}) AS t_lo", f"max({end}) FILTER ({fin}) AS t_hi",
-                    f"sum({dur}) AS dur_sum", f"count({dur}) AS dur_n",
-                    f"avg({dur}) FILTER ({DONE}) AS dur_mean",
-                    f"quantile_cont({dur}, [0.5, 0.9]) FILTER ({DONE}) AS dur_q",
-                    f"max({dur}) FILTER ({DONE}) AS dur_max",
-                    f"max({end}) AS end_max", f"min({end} - coalesce({dur}, 0)) AS start_min"]
+            sel = [f"count(*) FILTER ({FAILED}) AS n_failed",
+                   f"count(*) FILTER ({fin}) AS n_fin",
+                   f"min({end} - coalesce(CASE WHEN isfinite({dur}) THEN {dur} END, 0)) "
+                   f"FILTER ({fin}) AS t_lo", f"max({end}) FILTER ({fin}) AS t_hi",
+                   f"sum({dur}) AS dur_sum", f"count({dur}) AS dur_n",
+                   f"avg({dur}) FILTER ({DONE}) AS dur_mean",
+                   f"quantile_cont({dur}, [0.25, 0.5, 0.75, 0.9]) FILTER ({DONE}) AS dur_q",
+                   f"max({dur}) FILTER ({DONE}) AS dur_max",
+                   f"min({dur}) FILTER ({DONE}) AS dur_min",
+                   f"count({dur}) FILTER ({DONE}) AS dur_n_done",
+                   f"max({end}) AS end_max", f"min({end} - coalesce({dur}, 0)) AS start_min"]
             if N.ATTEMPTS in self.types:
                 sel.append(f"count(*) FILTER (TRY_CAST({_q(N.ATTEMPTS)} AS DOUBLE) > 1) "
                            "AS retried")
-        r = self.df(f"SELECT {', '.join(sel)} FROM {self.src}").iloc[0].to_dict()
+            r.update(self.df(f"SELECT {', '.join(sel)} FROM {self.src}").iloc[0].to_dict())
         q = r.pop("dur_q", None)
         if timing:
-            r["dur_median"], r["dur_p90"] = (None, None) if q is None or \
-                not isinstance(q, (list, tuple, np.ndarray)) else (q[0], q[1])
+            q = list(q) if isinstance(q, (list, tuple, np.ndarray)) else [None] * 4
+            r["dur_q1"], r["dur_median"], r["dur_q3"], r["dur_p90"] = q
         r["binary"] = self._binary_read(cols, r)
         r["timing"] = timing
         self._profile = r
@@ -287,9 +290,14 @@ def histogram(t: Table, column: str, hue: str | None = None, bins="auto",
     units = _units(t.schema(), units)
     title = title or f"distribution of {label(column)}"
     v = t.value(column)
-    s = t.df(f"SELECT count(v) AS n, min(v) AS lo, max(v) AS hi, quantile_cont(v, 0.25) AS "
-             f"q1, quantile_cont(v, 0.75) AS q3 FROM (SELECT {v} AS v FROM {t.src} "
-             f"WHERE {DONE})").iloc[0]
+    prof = t.profile()
+    if column == N.DURATION and prof["timing"]:  # (the timing line's scan has them)
+        s = {"n": prof["dur_n_done"], "lo": prof["dur_min"], "hi": prof["dur_max"],
+             "q1": prof["dur_q1"], "q3": prof["dur_q3"]}
+    else:
+        s = t.df(f"SELECT count(v) AS n, min(v) AS lo, max(v) AS hi, quantile_cont(v, 0.25) "
+                 f"AS q1, quantile_cont(v, 0.75) AS q3 FROM (SELECT {v} AS v FROM {t.src} "
+                 f"WHERE {DONE})").iloc[0]
     n = int(s["n"])
     if n == 0:
         return {"title": title, "notes": [], "plotly": C._empty(title)}
