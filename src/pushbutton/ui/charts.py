@@ -312,9 +312,14 @@ def heatmap_figure(xa: _Axis, ya: _Axis, z, nval, counts: dict, binary: bool, x:
         vmin, vmax = 0.0, 1.0  # a rate: the same colours mean the same in every figure
     xs = _num(xa.edges) if xa.numeric else [esc(_fmt(v)) for v in xa.levels]
     ys = _num(ya.edges) if ya.numeric else [esc(_fmt(v)) for v in ya.levels]
-    text = [[_cell_text(x, y, value, xv, yv, z[i, j], nval[i, j], counts["total"][i, j],
-                        counts["failed"][i, j]) for j, xv in enumerate(xa.levels)]
-            for i, yv in enumerate(ya.levels)]
+    # (each axis value's line made once: a 100 x 100 grid has 10^4 cells)
+    xl = [f"{esc(x)} = {esc(_fmt(v))}" for v in xa.levels]
+    yl = [f"{esc(y)} = {esc(_fmt(v))}" for v in ya.levels]
+    mean_of = f"mean {esc(value)}: "
+    total, failed = counts["total"].tolist(), counts["failed"].tolist()
+    zl, nl = z.tolist(), nval.tolist()
+    text = [[_cell_lines(xl[j], yl[i], mean_of, zl[i][j], nl[i][j], total[i][j], failed[i][j])
+             for j in range(len(xl))] for i in range(len(yl))]
     data = [{"type": "heatmap", "x": xs, "y": ys, "z": [_num(r) for r in z], "text": text,
              "hovertemplate": "%{text}<extra></extra>", "colorscale": colorscale(cmap),
              "zmin": vmin, "zmax": vmax, "name": esc(value),
@@ -371,12 +376,14 @@ def heatmap_figure(xa: _Axis, ya: _Axis, z, nval, counts: dict, binary: bool, x:
 
 
 def _cell_text(x, y, value, xv, yv, mean, n, total, failed) -> str:
-    lines = [f"{esc(x)} = {esc(_fmt(xv))}", f"{esc(y)} = {esc(_fmt(yv))}"]
-    lines.append(f"mean {esc(value)}: " + ("–" if math.isnan(mean) else f"{mean:.4g}")
-                 + f" (n = {int(n)})")
-    lines.append(f"{int(total)} tasks, {int(failed)} failed" if total else
-                 "no task here (outside the space)")
-    return "<br>".join(lines)
+    return _cell_lines(f"{esc(x)} = {esc(_fmt(xv))}", f"{esc(y)} = {esc(_fmt(yv))}",
+                       f"mean {esc(value)}: ", mean, n, total, failed)
+
+
+def _cell_lines(xline: str, yline: str, mean_of: str, mean, n, total, failed) -> str:
+    return "<br>".join((xline, yline, mean_of + ("–" if math.isnan(mean) else f"{mean:.4g}")
+                        + f" (n = {int(n)})", f"{int(total)} tasks, {int(failed)} failed"
+                        if total else "no task here (outside the space)"))
 
 
 def _json_value(v):
