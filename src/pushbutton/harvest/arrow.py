@@ -7,6 +7,7 @@ import io
 import json
 
 from pushbutton.core import names as N
+from pushbutton.core.arrays import bools, ints, strings
 
 
 def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
@@ -35,11 +36,11 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
     def commit():
         b.started.update(started)
         b.ended.update(seen)
-    failed = ends.take(keep_fail).to_pylist() if len(keep_fail) else []
+    failed = ends.take(ints(keep_fail)).to_pylist() if len(keep_fail) else []
     if not len(keep_ok):
         commit()
         return [], failed, None, (0, None)
-    ok_tbl = ends if len(keep_ok) == len(ends) else ends.take(keep_ok)
+    ok_tbl = ends if len(keep_ok) == len(ends) else ends.take(ints(keep_ok))
     got = _ok_table(b, ok_tbl, names, run_id, param_names)
     if got is None:
         return None
@@ -67,8 +68,8 @@ def _read_lines(chunk: bytes):
             pa.types.is_floating(tab[c].type) or pa.types.is_integer(tab[c].type)
             or pa.types.is_null(tab[c].type) for c in ("t0", "t1") if c in names):
         return None  # a line that is not an outcome (`null`, `{}`): the line-by-line path
-    start_ids = tab["id"].filter(pc.equal(tab["ev"], "start"))
-    ends = tab.filter(pc.equal(tab["ev"], "end"))
+    start_ids = tab["id"].filter(pc.equal(tab["ev"], strings(["start"])[0]))
+    ends = tab.filter(pc.equal(tab["ev"], strings(["end"])[0]))
     drop = [c for c in ("t",) if c in names]
     return (ends.drop_columns(drop) if drop else ends), start_ids.combine_chunks()
 
@@ -86,7 +87,7 @@ def _first_ends(b, ends, names):
         # the usual chunk: each of its tasks ends once, for the first time
         if pa.types.is_null(okt):
             return np.arange(0), np.arange(len(ids)), seen
-        ok = pc.fill_null(ends["ok"], False).to_numpy(zero_copy_only=False)
+        ok = pc.fill_null(ends["ok"], bools([False])[0]).to_numpy(zero_copy_only=False)
         return np.flatnonzero(ok), np.flatnonzero(~ok), seen
     oks = ends["ok"].to_pylist() if "ok" in names else [False] * len(ids)
     keep_ok, keep_fail, seen = [], [], set()
@@ -116,9 +117,8 @@ def _ok_table(b, ok_tbl, names, run_id: int, param_names):
     host, node = _text(ok_tbl, names, "host", n), _text(ok_tbl, names, "node", n)
     if host is None or node is None:  # not text: the line-by-line path marks them damaged
         return None
-    cols = {N.TASK_ID: ok_tbl["id"], N.BUNDLE: pa.array([b.id] * n, pa.string()),
-            N.RUN_ID: pa.array([run_id] * n, pa.int64()),
-            N.ATTEMPTS: pa.array([a for _, a, _ in info], pa.int64()),
+    cols = {N.TASK_ID: ok_tbl["id"], N.BUNDLE: pa.repeat(strings([b.id])[0], n),
+            N.RUN_ID: ints([run_id] * n), N.ATTEMPTS: ints([a for _, a, _ in info]),
             N.DURATION: dur, N.HOST: host, N.NODE: node, N.FINISHED_AT: ok_tbl["t1"]}
     try:
         ptab = pj.read_json(io.BytesIO("\n".join(p for _, _, p in info).encode()))
@@ -164,9 +164,8 @@ def _plain(col):
     import pyarrow as pa
     t = col.type
     if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_null(t):
-        vals = col.to_pylist()
         if pa.types.is_null(t):
-            return pa.array(vals, pa.float64())
-        return pa.array([None if v is None else json.dumps(v, sort_keys=True) for v in vals],
-                        pa.string())
+            return pa.nulls(len(col), pa.float64())
+        return strings([None if v is None else json.dumps(v, sort_keys=True)
+                        for v in col.to_pylist()])
     return col

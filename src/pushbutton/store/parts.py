@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from pushbutton.core import names as N
+from pushbutton.core.arrays import array as to_arrow, strings
 from pushbutton.core.files import replacing
 
 META = [N.TASK_ID, N.BUNDLE, N.RUN_ID, N.ATTEMPTS, N.DURATION, N.HOST, N.NODE, N.FINISHED_AT]
@@ -24,8 +25,8 @@ _TEXT = {N.HOST, N.NODE}  # text even where every value is missing (a part of ol
 
 def _typed(values):
     import pyarrow as pa
-    try:  # Arrow's own inference (C++) handles the common cases fast
-        arr = pa.array(values)
+    try:  # one type for the whole column handles the common cases fast (no pandas: arrays.py)
+        arr = to_arrow(values)
         if not (pa.types.is_struct(arr.type) or pa.types.is_null(arr.type)
                 or pa.types.is_list(arr.type)):  # nested values are stored as JSON text
             return arr
@@ -48,20 +49,20 @@ def _typed(values):
         if len(kinds) > 1 and not kinds <= {"i", "f"}:
             break
     if not kinds:
-        return pa.array(values, type=pa.float64())
+        return to_arrow(values, type=pa.float64())
     if kinds == {"b"}:
-        return pa.array(values, type=pa.bool_())
+        return to_arrow(values, type=pa.bool_())
     if kinds == {"i"}:
         try:
-            return pa.array(values, type=pa.int64())
+            return to_arrow(values, type=pa.int64())
         except (OverflowError, pa.ArrowInvalid):
-            return pa.array([None if v is None else float(v) for v in values], pa.float64())
+            return to_arrow([None if v is None else float(v) for v in values], pa.float64())
     if kinds <= {"i", "f"}:
-        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+        return to_arrow([None if v is None else float(v) for v in values], pa.float64())
     if kinds == {"s"}:
-        return pa.array(values, type=pa.string())
-    return pa.array([None if v is None else (v if isinstance(v, str) else
-                                               json.dumps(v, sort_keys=True)) for v in values],
+        return to_arrow(values, type=pa.string())
+    return to_arrow([None if v is None else (v if isinstance(v, str) else
+                                             json.dumps(v, sort_keys=True)) for v in values],
                     type=pa.string())
 
 
@@ -91,7 +92,7 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
     arrays, names = [], []
     for c, k in zip(META, _ROW_KEYS):
         vals = [r.get(k) for r in rows]
-        arrays.append(pa.array(vals, pa.string()) if c in _TEXT else _typed(vals))
+        arrays.append(strings(vals) if c in _TEXT else _typed(vals))
         names.append(c)
     for c in pcols:
         arrays.append(_typed([r["params"].get(c) for r in rows]))
