@@ -77,6 +77,7 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
                         fix="give e.g. workers=4, or leave it out for one per CPU")
     # what the run's code is (git, file hashes: subprocesses) is found out meanwhile
     prov_of = _meanwhile(provenance.collect, exp.root, message)
+    _meanwhile(_harvest_imports)  # ingest's imports (pyarrow: 0.4 s) load while this waits
     if not getattr(exp, "preflight_done", False):
         preflight(exp, on)
     eid, lock = _lock(exp, yes)
@@ -134,6 +135,15 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
             backend.close()
         _drop_detached_marker(store, eid)
         lock.release()
+
+
+def _harvest_imports() -> None:
+    """What ingest imports on its first chunk: the main thread mostly waits (the preflight, the
+    first bundles) while this thread imports it."""
+    import pyarrow  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.json  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
 
 
 def _meanwhile(fn, *args):
