@@ -129,6 +129,7 @@ class Experiment:
         return f"{self.space_hash}:{len(self.space)}" if self.space_hash else None
 
     preflight_done = False  # True once the function / program was checked (pb run does it)
+    preflight_started = None  # the check's probe, started early (pb run: preflight.start)
 
     # -- what the driver needs -------------------------------------------------------------
     name = property(lambda self: self.spec.name)

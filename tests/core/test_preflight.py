@@ -153,3 +153,20 @@ def test_remote_target_import_failure_is_a_warning(project):
     exp = Experiment("r", function="sim:simulate", space=grid(n=[1], nosie=[1]), root=project)
     with pytest.raises(SpecError, match="nosie"):
         preflight.check(exp, remote=True)
+
+
+def test_probe_started_early_is_the_one_checked(project, monkeypatch):
+    """`pb run` starts the import check before it imports its own machinery (preflight.start)
+    and collects it later: the same clear error, from that one probe, none started twice."""
+    from pushbutton.execution import preflight as pf
+    write(project / "slowsim.py", "import time\ntime.sleep(0.5)\n" + SIM)
+    exp = Experiment("early", function="slowsim:simulate", space=grid(n=[1], nosie=[0.5]),
+                     root=project)
+    started = pf.start(exp)
+    argv, proc, _ = started
+    assert proc.poll() is None  # still importing: the caller goes on meanwhile
+    monkeypatch.setattr(pf, "_spawn", lambda exp: pytest.fail("a second probe"))
+    with pytest.raises(SpecError, match="takes no parameter 'nosie'"):
+        pf.check(exp, started=started)
+    assert proc.poll() is not None
+    assert pf.start(Experiment("cmd", command=["true"], space=grid(n=[1]), root=project)) is None

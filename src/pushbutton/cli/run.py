@@ -47,6 +47,9 @@ def run(spec, on, workers, message, rerun, rerun_failed, dry_run, detach, yes, s
     from pushbutton.experiment import load
     path = spec_path(spec)
     exp = load(path)  # its store: at or above the spec's folder (created by the run if none)
+    if not (checked or dry_run or detach):  # its import check runs while the run sets up
+        from pushbutton.execution import preflight as pf
+        exp.preflight_started = pf.start(exp)
     _say_store(exp, dry_run)
     for w in [] if checked else exp.figure_warnings():  # columns: known only in part before
         click.secho(f"warning: {w}", fg="yellow", err=True)

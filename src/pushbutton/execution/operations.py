@@ -34,14 +34,14 @@ def is_remote(exp, on: str | None) -> bool:
     return bool(t.remote or t.scheduler == "dask")
 
 
-def preflight(exp, on: str | None = None, say=None) -> list[str]:
+def preflight(exp, on: str | None = None, say=None, started=None) -> list[str]:
     """Check that the function / program exists and takes the space's parameters (SpecError
-    if not) before anything is registered; returns warnings."""
+    if not) before anything is registered; returns warnings. `started`: preflight.start(exp)."""
     from pushbutton.execution import preflight as pf
     if say is None:
         def say(w):
             print(f"warning: {w}", file=sys.stderr)
-    return pf.check(exp, remote=is_remote(exp, on), say=say)
+    return pf.check(exp, remote=is_remote(exp, on), say=say, started=started)
 
 
 def register_locked(exp, yes: bool = False, registering=None):
@@ -78,8 +78,9 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
     # what the run's code is (git, file hashes: subprocesses) is found out meanwhile
     prov_of = _meanwhile(provenance.collect, exp.root, message)
     _meanwhile(_harvest_imports)  # ingest's imports (pyarrow: 0.4 s) load while this waits
+    started, exp.preflight_started = getattr(exp, "preflight_started", None), None
     if not getattr(exp, "preflight_done", False):
-        preflight(exp, on)
+        preflight(exp, on, started=started)
     eid, lock = _lock(exp, yes)
     store = exp.store
     backend = feed = None

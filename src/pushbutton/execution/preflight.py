@@ -71,13 +71,21 @@ os._exit(0)
 '''
 
 
-def check(exp, remote: bool = False, timeout: float | None = None, say=None) -> list[str]:
+def start(exp):
+    """Start the import check of a function now (its subprocess); `check(exp, started=...)`
+    collects it, so what the caller does meanwhile (`pb run` imports its machinery) overlaps the
+    probe's interpreter start and import. None for a command."""
+    return _spawn(exp) if exp.spec.function else None
+
+
+def check(exp, remote: bool = False, timeout: float | None = None, say=None,
+          started=None) -> list[str]:
     """Raise SpecError if `exp` cannot run at all; returns warnings (also passed to `say`).
     `remote`: tasks run on another machine, whose environment may differ from this one's, so
-    what cannot be checked here is a warning."""
+    what cannot be checked here is a warning. `started`: what start(exp) returned."""
     warnings: list[str] = []
     if exp.spec.function:
-        _check_function(exp, remote, timeout, warnings)
+        _check_function(exp, remote, timeout, warnings, started)
     else:
         _check_command(exp, remote, warnings)
     for w in warnings:
@@ -87,23 +95,37 @@ def check(exp, remote: bool = False, timeout: float | None = None, say=None) -> 
 
 
 # -- functions --------------------------------------------------------------------------------
-def _check_function(exp, remote, timeout, warnings):
-    target, file = exp.spec.function, exp.spec_file
-    if timeout is None:
-        timeout = float(os.environ.get("PB_PREFLIGHT_TIMEOUT") or DEFAULT_TIMEOUT)
+def _spawn(exp):
+    """(argv, the probe's Popen, its atexit cleanup), or the OSError that kept it from
+    starting."""
+    import atexit
+    import functools
     from pushbutton.execution import worker
     # a check leaves no file behind (no __pycache__ in the project: `pb run --dry-run` writes
     # nothing); the run's workers write bytecode as usual
     env = dict(os.environ, PB_WORKER="1", PB_PREFLIGHT="1", PYTHONDONTWRITEBYTECODE="1")
-    argv = [sys.executable, "-c", _PROBE, target, str(exp.root), json.dumps(exp.sys_path),
-            str(Path(worker.__file__).resolve().parent)]
+    argv = [sys.executable, "-c", _PROBE, exp.spec.function, str(exp.root),
+            json.dumps(exp.sys_path), str(Path(worker.__file__).resolve().parent)]
     try:
         p = subprocess.Popen(argv, cwd=str(exp.root), env=env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True)
     except OSError as e:
-        warnings.append(f"could not check {target} before the run: {e}")
+        return e
+    kill = functools.partial(_kill_group, p)
+    atexit.register(kill)  # a probe started but never collected (an error in between)
+    return argv, p, kill
+
+
+def _check_function(exp, remote, timeout, warnings, started=None):
+    target, file = exp.spec.function, exp.spec_file
+    if timeout is None:
+        timeout = float(os.environ.get("PB_PREFLIGHT_TIMEOUT") or DEFAULT_TIMEOUT)
+    started = started or _spawn(exp)
+    if isinstance(started, OSError):
+        warnings.append(f"could not check {target} before the run: {started}")
         return
+    argv, p, kill = started
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -113,6 +135,8 @@ def _check_function(exp, remote, timeout, warnings):
         return
     finally:
         _kill_group(p)  # whatever the import started in the background goes too
+        import atexit
+        atexit.unregister(kill)
     r = subprocess.CompletedProcess(argv, p.returncode, out, err)
     text = r.stdout.decode("utf-8", "replace")
     mark = text.rfind("@@pb-preflight@@")
