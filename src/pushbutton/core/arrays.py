@@ -32,6 +32,8 @@ def strings(values) -> "pa.Array":
 def ints(values) -> "pa.Array":
     """An int64 array of `values` (int or None); OverflowError past 64 bits."""
     import pyarrow as pa
+    if isinstance(values, pa.Array):  # row numbers from a compute function
+        return values.cast(pa.int64())
     if hasattr(values, "dtype"):  # a numpy array (row numbers): its buffer, not its items
         import numpy as np
         data = np.ascontiguousarray(values, dtype=np.int64)

@@ -87,8 +87,8 @@ def _first_ends(b, ends, names):
         # the usual chunk: each of its tasks ends once, for the first time
         if pa.types.is_null(okt):
             return np.arange(0), np.arange(len(ids)), seen
-        ok = pc.fill_null(ends["ok"], bools([False])[0]).to_numpy(zero_copy_only=False)
-        return np.flatnonzero(ok), np.flatnonzero(~ok), seen
+        ok = pc.fill_null(ends["ok"], bools([False])[0])  # (to_numpy would import pandas)
+        return pc.indices_nonzero(ok), pc.indices_nonzero(pc.invert(ok)), seen
     oks = ends["ok"].to_pylist() if "ok" in names else [False] * len(ids)
     keep_ok, keep_fail, seen = [], [], set()
     for i, (tid, ok) in enumerate(zip(ids, oks)):
