@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import array as _array
 import itertools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def strings(values) -> "pa.Array":
