@@ -55,6 +55,9 @@ def test_arrays_match_pyarrow_conversion():
         assert arrays.array(values).equals(pa.array(values)), values
     assert arrays.strings(["x"] * 3).equals(pa.array(["x"] * 3, pa.string()))
     assert arrays.floats([1, None]).equals(pa.array([1.0, None], pa.float64()))
+    import numpy as np
+    assert arrays.ints(np.arange(3)).equals(pa.array([0, 1, 2], pa.int64()))  # row numbers
+    assert arrays.ints(pa.array([0, 2], pa.uint64())).equals(pa.array([0, 2], pa.int64()))
     for mixed in ([1, "a"], [True, 1], [[1], None], [{"a": 1}]):
         with pytest.raises(pa.ArrowInvalid):
             arrays.array(mixed)
