@@ -20,7 +20,7 @@ done
 # shellcheck disable=SC1091
 . .services/env.sh
 set +e
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+"$PY" -m pytest -q -p no:cacheprovider --durations=25 "$@"
 rc=$?
 for s in scripts/teardown.d/*.sh; do [ -e "$s" ] && bash "$s"; done
 exit $rc

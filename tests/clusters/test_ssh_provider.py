@@ -1,7 +1,8 @@
 """The `ssh` provider against real sshd: the suite's loopback sshd as a one-machine cluster, and
-three network-namespace machines, each with its own sshd, hostname and address, as a real
-multi-node cluster (slurmctld on the first, slurmd on all). Real munged, slurmctld, slurmd,
-sbatch and `pb run --on`. Without sshd/SLURM the tests skip, except under CI=true.
+a throwaway non-root user. Real munged, slurmctld, slurmd, sbatch and `pb run --on`. Without
+sshd/SLURM the tests skip, except under CI=true. The provider on three network-namespace
+machines, each with its own sshd, hostname and address (a real multi-node cluster: slurmctld
+on the first, slurmd on all), is tested in test_wire.py, on the machines its CLI test uses.
 
 Installing packages cannot happen here (munge and slurm-wlm are installed on this host, which
 every namespace machine shares): the install path is tested through its decisions (which
@@ -28,7 +29,6 @@ from pushbutton.clusters.providers.ssh import SSHProvider, node_name, validate
 from pushbutton.clusters.remote_conf import Layout, conf_ports, gres_conf, slurm_conf
 from pushbutton.clusters.remote_lib import Remote
 
-from .conftest import ip, sshd_machines
 
 CI = os.environ.get("CI") == "true"
 TASKS = '''import socket, time
@@ -331,98 +331,9 @@ def test_failing_setup_command_names_node_step_command_and_fix(loop_ssh, tmp_pat
     assert not (tmp_path / "clusters" / name).exists()
 
 
-# -- three machines: network namespaces, each with its own sshd ------------------------------
-NS = ["pbs-n1", "pbs-n2", "pbs-n3"]
-
-
-def _ip(*args, check=True):
-    return ip(*args, check=check)
-
-
-@pytest.fixture(scope="module")
-def netns_machines(tmp_path_factory):
-    """Three machines pbs-n1..3: a namespace each (own address on bridge pbs-br, own hostname,
-    own sshd on port 22 there), reached from here through an ssh config (conftest)."""
-    _need_slurm_programs()
-    with sshd_machines(tmp_path_factory.mktemp("pbs-netns"), "pbs", len(NS)) as m:
-        yield m
-
-
-@pytest.mark.slow
-def test_three_namespace_machines_up_run_down_twice(netns_machines, tmp_path):
-    """Head pbs-n1 runs slurmctld, every machine a slurmd; sinfo shows three idle nodes; a sweep
-    through `pb run --on` spreads over the three hostnames; down leaves nothing; all of it twice
-    (the second `up` finds the packages, and starts from nothing again)."""
-    ssh = {k: netns_machines[k] for k in ("hosts", "ssh_config")}
-    name = f"pbs-multi-{secrets.token_hex(3)}"
-    figures = []
-    for round_ in (1, 2):
-        p = provider(name, workdir=str(tmp_path / "remote"),
-                     cluster_dir=str(tmp_path / "clusters"), **ssh)
-        nodes = p.nodes_for_hosts(cpus=1, memory=500)
-        p.state.nodes = nodes
-        lay = None
-        try:
-            t0 = time.time()
-            p.check()
-            p.create(nodes)
-            p.setup(nodes)
-            p.start(nodes)
-            t_up = time.time() - t0
-            head = nodes[0]
-            assert p.controller() == "pbs-n1"
-            lay = Layout.from_json(head.extra["pb"]["layout"])
-            # each node's address is the one its sshd answered on (SSH_CONNECTION there)
-            assert [n.addr for n in nodes] == netns_machines["addrs"]
-            states = rs.node_states(head, p.setup_options())
-            assert states == {ns: "idle" for ns in NS}, states
-            # the second setup changes nothing
-            again = rs.setup_nodes(nodes, head, None, None, p.setup_options(conf_nodes=nodes),
-                                   say=lambda s: None)
-            for node, lines in again.items():
-                for ln in lines:
-                    assert "already" in ln or ": ok (" in ln, (node, ln)
-            assert any("shared with the head" in ln for ln in again["pbs-n2"])
-            proj = run_project(tmp_path, f"multi{round_}",
-                               dict(p.target_fields(nodes), poll_interval=0.5), n=6, s=1.5)
-            t0 = time.time()
-            pb("run", "exp.toml", "--on", name, "--wait", cwd=proj)
-            t_run = time.time() - t0
-            rows = results(proj, f"multi{round_}")
-            assert sorted(r["x"] for r in rows) == list(range(6))
-            assert {r["pb_status"] for r in rows} == {"done"}
-            assert {r["node"] for r in rows} == set(NS), [r["node"] for r in rows]
-            figures.append((t_up, t_run))
-            if round_ == 2:  # shrink to the head alone, then grow back
-                p.destroy(nodes[1:])
-                p.state.nodes = nodes[:1]
-                assert rs.node_states(head, p.setup_options()) == {"pbs-n1": "idle"}
-                conf = Path(lay.conf).read_text()
-                assert "NodeName=pbs-n2" not in conf and "Nodes=pbs-n1 " in conf
-                assert not Path(lay.pidfile("slurmd", "pbs-n2")).exists()
-                back = p.nodes_for_hosts(cpus=1, memory=500)[1:]
-                p.state.nodes = nodes[:1] + back
-                p.create(back)
-                p.setup(back)
-                p.start(back)
-                assert rs.node_states(head, p.setup_options()) == {ns: "idle" for ns in NS}
-                # the head's slurmd runs with the new slurm.conf (restarted by setup)
-                rec = Path(lay.record("slurmd", "pbs-n1")).read_text().strip()
-                assert rec == steps.sha(Path(lay.conf).read_text())
-                nodes = nodes[:1] + back
-        finally:
-            p.destroy(nodes)
-        if lay is not None:
-            assert not Path(lay.root).exists() and not Path(lay.run).exists()
-            assert leftovers(lay.root, lay.run) == []
-        for ns in NS:  # nothing of the cluster runs in any machine, only its sshd
-            pids = _ip("netns", "pids", ns).stdout.split()
-            comms = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in pids
-                     if Path(f"/proc/{pid}/comm").exists()}
-            assert comms <= {"sshd"}, (ns, comms)
-    print("\n3 namespace machines: " + "; ".join(
-        f"round {i}: up {u:.1f}s, 6-task sweep {r:.1f}s" for i, (u, r) in
-        enumerate(figures, 1)))
+# -- three machines, each a network namespace with its own sshd: test_wire.py's
+# test_ssh_cluster_of_three_machines_cli_round_then_provider_round (one set of machines, one
+# CLI round and one round through this provider's API) ---------------------------------------
 
 
 # -- a user who is not root: the daemons run as that user -------------------------------------

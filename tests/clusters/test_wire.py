@@ -3,7 +3,8 @@
 * ssh: three machines, each a network namespace with its own sshd, address and hostname
   (conftest.sshd_machines, prefix "pbw"): `pb cluster up ssh NAME --host ...` -> `pb run SPEC
   --on NAME --wait` -> results from three hostnames -> status, ssh, resize by --host -> `pb
-  cluster down NAME --delete` -> nothing left; twice. Real sshd, munged, slurmctld, slurmd.
+  cluster down NAME --delete` -> nothing left; then up -> run -> shrink/grow -> down once more
+  through the ssh provider's API on the same machines. Real sshd, munged, slurmctld, slurmd.
 * cloud through the CLI: `--dry-run` with a template file prints the plan and the price; bad
   templates and credentials give file, key and fix, never a traceback.
 * cloud through the framework (`lifecycle.up`/`down`) with libcloud's dummy driver (the
@@ -84,10 +85,25 @@ def _user_targets() -> str:
     return p.read_text() if p.exists() else ""
 
 
-# -- ssh: the CLI, real machines ----------------------------------------------------------------
+# -- ssh: the CLI and the provider's API, real machines --------------------------------------
 @pytest.mark.slow
-def test_ssh_cluster_through_the_cli_up_run_down_twice(machines, project, tmp_path):
+def test_ssh_cluster_of_three_machines_cli_round_then_provider_round(machines, project,
+                                                                     tmp_path):
+    """One cluster name on the same three machines, up -> run -> down twice: first through the
+    CLI (a setup step fails, `up` resumes; status, list, target, ssh, a sweep over the three
+    hostnames, resize by --host, down --delete leaves nothing), then through the ssh
+    provider's API (check/create/setup/start from nothing again, slurmctld on the first,
+    slurmd on all, a second setup changes nothing, a sweep, shrink to the head and grow back,
+    destroy leaves nothing). Real sshd, munged, slurmctld, slurmd."""
     name = f"pbw-lab-{secrets.token_hex(2)}"
+    t_cli = _cli_round(machines, project, tmp_path, name)
+    t_api = _provider_round(machines, tmp_path, name)
+    print("\nssh cluster of 3 namespace machines: " + "; ".join(
+        f"{how}: up {u:.1f}s, 6-task sweep {r:.1f}s" for how, (u, r) in
+        (("through the CLI", t_cli), ("through the provider", t_api))))
+
+
+def _cli_round(machines, project, tmp_path, name) -> tuple[float, float]:
     hosts = [a for h in NS for a in ("--host", h)]
     opts = ["--option", f"ssh_config={machines['ssh_config']}",
             "--option", f"workdir={tmp_path / 'remote'}",
@@ -97,104 +113,178 @@ def test_ssh_cluster_through_the_cli_up_run_down_twice(machines, project, tmp_pa
     marker = tmp_path / "provisioned"
     (project / "pushbutton-clusters.toml").write_text(
         f'[templates.ssh]\nsetup = [["test", "-e", "{marker}"]]\n')
-    figures = []
-    for round_ in (1, 2):
+    t0 = time.time()
+    r = pb("cluster", "up", "ssh", name, *hosts, *opts, "--memory", "500", timeout=600,
+           check=False)
+    out = r.stdout
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "node 'pbw-n1', step 'setup': the command failed (exit status 1)" in \
+        r.stderr and f"`pb cluster up {name}` resumes" in r.stderr, r.stderr
+    st = _status(name)
+    assert st["state"] == "partial" and {n["stage"] for n in st["nodes"]} == {"created"}
+    marker.touch()
+    r = pb("cluster", "up", name, timeout=600)
+    assert "steps done before: prepare, create, controller" in r.stdout, r.stdout
+    assert "pbw-n1: setup: ran 1 setup command" in r.stdout, r.stdout
+    out += r.stdout
+    t_up = time.time() - t0
+    assert f"cluster '{name}': template ssh ({project / 'pushbutton-clusters.toml'}), " \
+        "provider ssh, 3 node(s)" in out, out
+    assert "pbw-n1: munge key: wrote munge key (new)" in out, out
+    assert "pbw-n1: slurmctld: started slurmctld" in out, out
+    assert f"cluster '{name}' is up (pbw-n1 idle, pbw-n2 idle, pbw-n3 idle)" in out, out
+    st = _status(name)
+    assert st["state"] == "up" and st["provider"] == "ssh" and st["ready"] == 3
+    assert [(n["name"], n["stage"], n["slurm"]) for n in st["nodes"]] == \
+        [(h, "running", "idle") for h in NS]
+    assert [n["addr"] for n in st["nodes"]] == machines["addrs"]
+    assert st["remote"]["head"] == "pbw-n1" and st["remote"]["host"] == "pbw-n1"
+    conf = st["remote"]["conf"]
+    assert conf == str(tmp_path / "clusters" / name / "slurm.conf")
+    human = pb("cluster", "status", name).stdout
+    assert "slurmctld on pbw-n1 (ssh pbw-n1)" in human and f"conf: {conf} on pbw-n1" in human
+    row = next(x for x in json.loads(pb("cluster", "list", "--json").stdout)
+               if x["name"] == name)
+    assert (row["state"], row["nodes"], row["ready"], row["target"]) == ("up", 3, 3, name)
+    # the target: ssh to the head, SLURM_CONF there (not this host's)
+    targets = _user_targets()
+    assert f"[targets.{name}]" in targets and 'host = "pbw-n1"' in targets
+    assert f'SLURM_CONF = "{conf}"' in targets
+    # again: nothing to do
+    r = pb("cluster", "up", name)
+    assert "nothing to do" in r.stdout, r.stdout
+    # a command on a node, and on the head with the cluster's SLURM_CONF
+    assert pb("cluster", "ssh", name, "pbw-n2", "--", "hostname").stdout.strip() == "pbw-n2"
+    r = pb("cluster", "ssh", name, "-", "--", "sinfo", "-h", "-N", "-o", "%N")
+    assert r.stdout.split() == NS, r.stdout + r.stderr
+    assert "ssh" in pb("cluster", "ssh", name, "--print").stdout
+
+    # a sweep through the registered target spreads over the three machines
+    exp = "spread1"
+    _experiment(project, exp, n=6, s=1.5)
+    t0 = time.time()
+    r = pb("run", f"{exp}.toml", "--on", name, "--wait", timeout=600)
+    t_run = time.time() - t0
+    assert f"{exp}: 6 done, 0 failed" in r.stdout, r.stdout + r.stderr
+    rows = _results(exp)
+    assert sorted(x["x"] for x in rows) == list(range(6))
+    assert {x["pb_status"] for x in rows} == {"done"}
+    assert {x["node"] for x in rows} == set(NS), [x["node"] for x in rows]
+
+    # machines leave and join by --host (the head stays)
+    r = pb("cluster", "resize", name, "--host", "pbw-n1", "--host", "pbw-n2", timeout=600)
+    assert "removing pbw-n3 (pbw-n3)" in r.stdout and "now has 2 machine(s)" in \
+        r.stdout, r.stdout
+    st = _status(name)
+    assert [(n["name"], n["slurm"]) for n in st["nodes"]] == \
+        [("pbw-n1", "idle"), ("pbw-n2", "idle")]
+    assert "NodeName=pbw-n3" not in Path(conf).read_text()
+    assert _cluster_procs(["pbw-n3"]) == {"pbw-n3": set()}
+    r = pb("cluster", "resize", name, "+1", check=False)
+    assert r.returncode == 2 and "--host pbw-n1 --host pbw-n2 --host NEWHOST" in \
+        r.stderr and "Traceback" not in r.stderr
+    r = pb("cluster", "resize", name, "--host", "pbw-n2", check=False)
+    assert r.returncode == 2 and "pbw-n1 runs slurmctld" in r.stderr
+    r = pb("cluster", "resize", name, *hosts, timeout=600)
+    assert "adding pbw-n3 (pbw-n3)" in r.stdout, r.stdout
+    st = _status(name)
+    assert [(n["name"], n["slurm"]) for n in st["nodes"]] == \
+        [(h, "idle") for h in NS] and st["state"] == "up"
+    # up with the flags of another set of machines says how to get there
+    r = pb("cluster", "up", "ssh", name, "--host", "pbw-n1", *opts, check=False)
+    assert r.returncode == 2 and f"pb cluster resize {name} --host pbw-n1" in r.stderr
+
+    r = pb("cluster", "down", name, "--delete", timeout=300)
+    assert f"cluster '{name}' is down" in r.stdout and f"and target '{name}'" in r.stdout
+    assert _cluster_procs(NS) == {ns: set() for ns in NS}
+    assert not (tmp_path / "clusters" / name).exists()
+    assert not list((tmp_path / "clusters").glob("*")) if (tmp_path / "clusters").exists() \
+        else True
+    assert f"[targets.{name}]" not in _user_targets()
+    assert name not in pb("cluster", "list").stdout
+    assert not list(Path("/tmp").glob(f"pbc-*/{name}*"))
+    return t_up, t_run
+
+
+def _provider_round(machines, tmp_path, name) -> tuple[float, float]:
+    """The ssh provider's API on the machines the CLI round left empty: the cluster starts
+    from nothing again (a new munge key, slurmctld started anew)."""
+    from pushbutton.clusters import remote_setup as rs
+    from pushbutton.clusters import remote_steps as steps
+    from pushbutton.clusters.remote_conf import Layout
+
+    from .test_ssh_provider import leftovers, provider, results, run_project
+    ssh = {k: machines[k] for k in ("hosts", "ssh_config")}
+    p = provider(name, workdir=str(tmp_path / "remote"),
+                 cluster_dir=str(tmp_path / "clusters"), **ssh)
+    nodes = p.nodes_for_hosts(cpus=1, memory=500)
+    p.state.nodes = nodes
+    lay = None
+    try:
         t0 = time.time()
-        r = pb("cluster", "up", "ssh", name, *hosts, *opts, "--memory", "500", timeout=600,
-               check=round_ == 2)
-        out = r.stdout
-        if round_ == 1:
-            assert r.returncode == 2 and "Traceback" not in r.stderr
-            assert "node 'pbw-n1', step 'setup': the command failed (exit status 1)" in \
-                r.stderr and f"`pb cluster up {name}` resumes" in r.stderr, r.stderr
-            st = _status(name)
-            assert st["state"] == "partial" and {n["stage"] for n in st["nodes"]} == {"created"}
-            marker.touch()
-            r = pb("cluster", "up", name, timeout=600)
-            assert "steps done before: prepare, create, controller" in r.stdout, r.stdout
-            assert "pbw-n1: setup: ran 1 setup command" in r.stdout, r.stdout
-            out += r.stdout
+        p.check()
+        p.create(nodes)
+        said: list[str] = []
+        p.say = said.append
+        p.setup(nodes)
+        p.say = lambda line: None
+        assert any(ln.startswith("pbw-n1") and "munge key: wrote munge key (new)" in ln
+                   for ln in said), said
+        p.start(nodes)
         t_up = time.time() - t0
-        assert f"cluster '{name}': template ssh ({project / 'pushbutton-clusters.toml'}), " \
-            "provider ssh, 3 node(s)" in out, out
-        assert "pbw-n1: munge key: wrote munge key (new)" in out, out
-        assert "pbw-n1: slurmctld: started slurmctld" in out, out
-        assert f"cluster '{name}' is up (pbw-n1 idle, pbw-n2 idle, pbw-n3 idle)" in out, out
-        st = _status(name)
-        assert st["state"] == "up" and st["provider"] == "ssh" and st["ready"] == 3
-        assert [(n["name"], n["stage"], n["slurm"]) for n in st["nodes"]] == \
-            [(h, "running", "idle") for h in NS]
-        assert [n["addr"] for n in st["nodes"]] == machines["addrs"]
-        assert st["remote"]["head"] == "pbw-n1" and st["remote"]["host"] == "pbw-n1"
-        conf = st["remote"]["conf"]
-        assert conf == str(tmp_path / "clusters" / name / "slurm.conf")
-        human = pb("cluster", "status", name).stdout
-        assert "slurmctld on pbw-n1 (ssh pbw-n1)" in human and f"conf: {conf} on pbw-n1" in human
-        row = next(x for x in json.loads(pb("cluster", "list", "--json").stdout)
-                   if x["name"] == name)
-        assert (row["state"], row["nodes"], row["ready"], row["target"]) == ("up", 3, 3, name)
-        # the target: ssh to the head, SLURM_CONF there (not this host's)
-        targets = _user_targets()
-        assert f"[targets.{name}]" in targets and 'host = "pbw-n1"' in targets
-        assert f'SLURM_CONF = "{conf}"' in targets
-        # again: nothing to do
-        r = pb("cluster", "up", name)
-        assert "nothing to do" in r.stdout, r.stdout
-        # a command on a node, and on the head with the cluster's SLURM_CONF
-        assert pb("cluster", "ssh", name, "pbw-n2", "--", "hostname").stdout.strip() == "pbw-n2"
-        r = pb("cluster", "ssh", name, "-", "--", "sinfo", "-h", "-N", "-o", "%N")
-        assert r.stdout.split() == NS, r.stdout + r.stderr
-        assert "ssh" in pb("cluster", "ssh", name, "--print").stdout
-
-        # a sweep through the registered target spreads over the three machines
-        exp = f"spread{round_}"
-        _experiment(project, exp, n=6, s=1.5)
+        head = nodes[0]
+        assert p.controller() == "pbw-n1"
+        lay = Layout.from_json(head.extra["pb"]["layout"])
+        # each node's address is the one its sshd answered on (SSH_CONNECTION there)
+        assert [n.addr for n in nodes] == machines["addrs"]
+        states = rs.node_states(head, p.setup_options())
+        assert states == {ns: "idle" for ns in NS}, states
+        # the second setup changes nothing
+        again = rs.setup_nodes(nodes, head, None, None, p.setup_options(conf_nodes=nodes),
+                               say=lambda s: None)
+        for node, lines in again.items():
+            for ln in lines:
+                assert "already" in ln or ": ok (" in ln, (node, ln)
+        assert any("shared with the head" in ln for ln in again["pbw-n2"])
+        proj = run_project(tmp_path, "multi2", dict(p.target_fields(nodes), poll_interval=0.5),
+                           n=6, s=1.5)
         t0 = time.time()
-        r = pb("run", f"{exp}.toml", "--on", name, "--wait", timeout=600)
+        pb_in(proj, "run", "exp.toml", "--on", name, "--wait")
         t_run = time.time() - t0
-        assert f"{exp}: 6 done, 0 failed" in r.stdout, r.stdout + r.stderr
-        rows = _results(exp)
-        assert sorted(x["x"] for x in rows) == list(range(6))
-        assert {x["pb_status"] for x in rows} == {"done"}
-        assert {x["node"] for x in rows} == set(NS), [x["node"] for x in rows]
-        figures.append((t_up, t_run))
+        rows = results(proj, "multi2")
+        assert sorted(r["x"] for r in rows) == list(range(6))
+        assert {r["pb_status"] for r in rows} == {"done"}
+        assert {r["node"] for r in rows} == set(NS), [r["node"] for r in rows]
+        # shrink to the head alone, then grow back
+        p.destroy(nodes[1:])
+        p.state.nodes = nodes[:1]
+        assert rs.node_states(head, p.setup_options()) == {"pbw-n1": "idle"}
+        conf = Path(lay.conf).read_text()
+        assert "NodeName=pbw-n2" not in conf and "Nodes=pbw-n1 " in conf
+        assert not Path(lay.pidfile("slurmd", "pbw-n2")).exists()
+        back = p.nodes_for_hosts(cpus=1, memory=500)[1:]
+        p.state.nodes = nodes[:1] + back
+        p.create(back)
+        p.setup(back)
+        p.start(back)
+        assert rs.node_states(head, p.setup_options()) == {ns: "idle" for ns in NS}
+        # the head's slurmd runs with the new slurm.conf (restarted by setup)
+        rec = Path(lay.record("slurmd", "pbw-n1")).read_text().strip()
+        assert rec == steps.sha(Path(lay.conf).read_text())
+        nodes = nodes[:1] + back
+    finally:
+        p.destroy(nodes)
+    assert lay is not None
+    assert not Path(lay.root).exists() and not Path(lay.run).exists()
+    assert leftovers(lay.root, lay.run) == []
+    # nothing of the cluster runs in any machine, only its sshd
+    assert _cluster_procs(NS) == {ns: set() for ns in NS}
+    return t_up, t_run
 
-        if round_ == 2:  # machines leave and join by --host (the head stays)
-            r = pb("cluster", "resize", name, "--host", "pbw-n1", "--host", "pbw-n2",
-                   timeout=600)
-            assert "removing pbw-n3 (pbw-n3)" in r.stdout and "now has 2 machine(s)" in \
-                r.stdout, r.stdout
-            st = _status(name)
-            assert [(n["name"], n["slurm"]) for n in st["nodes"]] == \
-                [("pbw-n1", "idle"), ("pbw-n2", "idle")]
-            assert "NodeName=pbw-n3" not in Path(conf).read_text()
-            assert _cluster_procs(["pbw-n3"]) == {"pbw-n3": set()}
-            r = pb("cluster", "resize", name, "+1", check=False)
-            assert r.returncode == 2 and "--host pbw-n1 --host pbw-n2 --host NEWHOST" in \
-                r.stderr and "Traceback" not in r.stderr
-            r = pb("cluster", "resize", name, "--host", "pbw-n2", check=False)
-            assert r.returncode == 2 and "pbw-n1 runs slurmctld" in r.stderr
-            r = pb("cluster", "resize", name, *hosts, timeout=600)
-            assert "adding pbw-n3 (pbw-n3)" in r.stdout, r.stdout
-            st = _status(name)
-            assert [(n["name"], n["slurm"]) for n in st["nodes"]] == \
-                [(h, "idle") for h in NS] and st["state"] == "up"
-            # up with the flags of another set of machines says how to get there
-            r = pb("cluster", "up", "ssh", name, "--host", "pbw-n1", *opts, check=False)
-            assert r.returncode == 2 and f"pb cluster resize {name} --host pbw-n1" in r.stderr
 
-        r = pb("cluster", "down", name, "--delete", timeout=300)
-        assert f"cluster '{name}' is down" in r.stdout and f"and target '{name}'" in r.stdout
-        assert _cluster_procs(NS) == {ns: set() for ns in NS}
-        assert not (tmp_path / "clusters" / name).exists()
-        assert not list((tmp_path / "clusters").glob("*")) if (tmp_path / "clusters").exists() \
-            else True
-        assert f"[targets.{name}]" not in _user_targets()
-        assert name not in pb("cluster", "list").stdout
-        assert not list(Path("/tmp").glob(f"pbc-*/{name}*"))
-    print("\nssh cluster of 3 namespace machines through the CLI: " + "; ".join(
-        f"round {i}: up {u:.1f}s, 6-task sweep {r:.1f}s" for i, (u, r) in
-        enumerate(figures, 1)))
+def pb_in(cwd: Path, *args):
+    from .test_ssh_provider import pb as pb_cwd
+    return pb_cwd(*args, cwd=cwd)
 
 
 def test_ssh_cli_errors_name_the_fix(project):
