@@ -7,7 +7,7 @@ import pytest
 from pushbutton import Experiment, grid
 from pushbutton.core.errors import PushbuttonError, SpecError
 
-from .conftest import pb, write
+from .conftest import HERE, pb, write
 
 SPEC = """
 name = "sq"
@@ -27,16 +27,53 @@ def _state_hash(project):
         con.close()
 
 
+def _store(root, other: bool):
+    """A project whose store holds experiment sq (run by the CLI), and `other` too when asked;
+    made once per module: the tests below only read it (and check that it stays as it was)."""
+    import shutil
+    for f in (HERE / "tasks").iterdir():
+        if f.suffix == ".py":
+            shutil.copy(f, root / f.name)
+    write(root / "experiment.toml", SPEC)
+    pb("run", "experiment.toml", cwd=root)
+    if other:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(root)
+            Experiment("other", function="tasks:square", space=grid(x=[1])).run()
+    return root
+
+
+@pytest.fixture(scope="module")
+def _sq_store(tmp_path_factory):
+    return _store(tmp_path_factory.mktemp("sq"), other=False)
+
+
+@pytest.fixture(scope="module")
+def _sq_other_store(tmp_path_factory):
+    return _store(tmp_path_factory.mktemp("sq-other"), other=True)
+
+
+@pytest.fixture
+def sq_project(_sq_store, monkeypatch):
+    monkeypatch.chdir(_sq_store)
+    return _sq_store
+
+
+@pytest.fixture
+def sq_other_project(_sq_other_store, monkeypatch):
+    monkeypatch.chdir(_sq_other_store)
+    return _sq_other_store
+
+
 @pytest.mark.parametrize("where", [
     "true; COPY (SELECT 42) TO '{out}'",
     "true) ; COPY (SELECT 42) TO '{out}'; SELECT (1",
     "true) UNION ALL SELECT * FROM read_csv('{secret}') --",
     "x IN (SELECT 1 FROM read_csv('{secret}'))",
 ])
-def test_where_is_one_expression(project, where):
-    write(project / "experiment.toml", SPEC)
-    pb("run", "experiment.toml")
-    out = project / "x.csv"
+def test_where_is_one_expression(sq_project, tmp_path, where):
+    project = sq_project
+    out = tmp_path / "x.csv"
     secret = write(project / "secret.csv", "a\n1\n")
     text = where.format(out=out, secret=secret)
     r = pb("results", "--format", "csv", "--where", text, check=False)
@@ -64,14 +101,12 @@ def test_where_is_one_expression(project, where):
     ("SELECT * FROM read_csv('{secret}')", "reads only"),
     ("SELECT * FROM read_parquet('{other}/*.parquet')", "reads only"),
 ])
-def test_sql_is_read_only(project, query, words):
-    write(project / "experiment.toml", SPEC)
-    pb("run", "experiment.toml")
-    Experiment("other", function="tasks:square", space=grid(x=[1])).run()
+def test_sql_is_read_only(sq_other_project, tmp_path, query, words):
+    project = sq_other_project
     before = _state_hash(project)
     res = project / ".pushbutton" / "results" / "sq"
     n_parts = len(list(res.iterdir()))
-    out = project / "x.csv"
+    out = tmp_path / "x.csv"
     q = query.format(out=out, res=res, state=project / ".pushbutton" / "state.sqlite",
                      secret=write(project / "secret.csv", "a\n1\n"),
                      other=project / ".pushbutton" / "results" / "other")
