@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from .conftest import pb, write
+from .conftest import HERE, pb, write
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
@@ -190,9 +190,27 @@ grid = { a_long_parameter_name = [1, 2, 3], b = [7, 8] }
 """
 
 
-def test_results_table_reads_at_80_columns(project):
-    write(project / "e.toml", WIDE)
-    pb("run", "e.toml")
+@pytest.fixture(scope="module")
+def _wide_store(tmp_path_factory):
+    """A project whose store holds experiment wide, run once by the CLI; the tests that use it
+    only read it."""
+    import shutil
+    root = tmp_path_factory.mktemp("wide")
+    for f in (HERE / "tasks").iterdir():
+        if f.suffix == ".py":
+            shutil.copy(f, root / f.name)
+    write(root / "e.toml", WIDE)
+    pb("run", "e.toml", cwd=root)
+    return root
+
+
+@pytest.fixture
+def wide_project(_wide_store, monkeypatch):
+    monkeypatch.chdir(_wide_store)
+    return _wide_store
+
+
+def test_results_table_reads_at_80_columns(wide_project):
     env = {"COLUMNS": "80"}
     out = pb("results", env=env).stdout
     lines = out.splitlines()
@@ -207,9 +225,7 @@ def test_results_table_reads_at_80_columns(project):
     assert not re.search(r"\b1\.8\d{8}e\+09\b", full)  # no epoch floats
 
 
-def test_sql_shows_every_selected_column_and_its_experiment(project):
-    write(project / "e.toml", WIDE)
-    pb("run", "e.toml")
+def test_sql_shows_every_selected_column_and_its_experiment(wide_project):
     out = pb("sql", "SELECT pb_task_id, pb_host, pb_finished_at, pb_run_id FROM results",
              env={"COLUMNS": "80"}).stdout
     header = "\n".join(out.splitlines()[:4])
@@ -220,16 +236,14 @@ def test_sql_shows_every_selected_column_and_its_experiment(project):
     assert ISO.fullmatch(csv[1]), csv
 
 
-def test_limit_applies_to_every_format_and_times_are_iso(project):
-    write(project / "e.toml", WIDE)
-    pb("run", "e.toml")
+def test_limit_applies_to_every_format_and_times_are_iso(wide_project, tmp_path):
     assert len(pb("results", "--format", "csv", "--limit", "2").stdout.splitlines()) == 3
     js = pb("results", "--format", "json", "--limit", "4").stdout.splitlines()
     assert len(js) == 4 and ISO.fullmatch(json.loads(js[0])["pb_finished_at"])
     assert len(pb("results", "--format", "csv").stdout.splitlines()) == 7  # default: all
-    pb("results", "--format", "parquet", "-o", "r.parquet", "--limit", "5")
+    pb("results", "--format", "parquet", "-o", tmp_path / "r.parquet", "--limit", "5")
     import pandas as pd
-    df = pd.read_parquet(project / "r.parquet")
+    df = pd.read_parquet(tmp_path / "r.parquet")
     assert len(df) == 5 and str(df["pb_finished_at"].dtype).startswith("datetime64")
     assert len(pb("sql", "SELECT * FROM results", "--format", "csv", "--limit", "3")
                .stdout.splitlines()) == 4
