@@ -87,6 +87,7 @@ def _user_targets() -> str:
 
 # -- ssh: the CLI and the provider's API, real machines --------------------------------------
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two up -> run -> down rounds; on a loaded 2-core host ~2-5 min
 def test_ssh_cluster_of_three_machines_cli_round_then_provider_round(machines, project,
                                                                      tmp_path):
     """One cluster name on the same three machines, up -> run -> down twice: first through the
