@@ -10,11 +10,24 @@ from .conftest import pb, write
 
 SPEC = """
 name = "locked"
-function = "tasks:slow"
+function = "gate_tasks:wait"
 [space]
-grid = {{ i = {{ range = [0, {n}] }}, t = [{t}] }}
+grid = {{ i = {{ range = [0, {n}] }}, gate = ["{gate}"] }}
 [run]
 workers = 2
+"""
+# the first run's tasks wait for the gate file, so that run holds the lock for as long as the
+# test needs it (however slow the machine), then ends at once
+GATE_TASKS = """
+import time
+from pathlib import Path
+
+
+def wait(i, gate, **_):
+    deadline = time.time() + 120
+    while not Path(gate).exists() and time.time() < deadline:
+        time.sleep(0.02)
+    return {"i2": i * i}
 """
 
 
@@ -29,7 +42,9 @@ def _stored(project):
 
 
 def test_second_run_with_an_edited_spec_changes_nothing(project):
-    write(project / "e.toml", SPEC.format(n=40, t=0.05))
+    gate = project / "gate"
+    write(project / "gate_tasks.py", GATE_TASKS)
+    write(project / "e.toml", SPEC.format(n=40, gate=gate))
     first = subprocess.Popen([sys.executable, "-m", "pushbutton", "run", "e.toml", "--quiet"],
                              cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
@@ -43,13 +58,14 @@ def test_second_run_with_an_edited_spec_changes_nothing(project):
         else:
             raise AssertionError("the first run never started")
         before = _stored(project)
-        write(project / "e.toml", SPEC.format(n=7, t=0.01))  # a different grid
+        write(project / "e.toml", SPEC.format(n=7, gate=gate))  # a different grid
         r = pb("run", "e.toml", check=False)
         assert r.returncode == 2 and "already being run" in r.stderr, r.stderr
         assert _stored(project) == before  # spec, space key, n_tasks and schedule untouched
         r = pb("run", "e.toml", "--detach", check=False)
         assert r.returncode == 2 and "already being run" in r.stderr, r.stderr
         assert _stored(project) == before
+        gate.touch()
         out, err = first.communicate(timeout=120)
     finally:
         if first.poll() is None:
