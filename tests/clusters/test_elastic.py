@@ -29,15 +29,19 @@ max = {max}
 cpus = 1
 memory = 500
 [templates.{name}.elastic]
-suspend_time = 5
+suspend_time = {suspend_time}
 resume_timeout = {resume_timeout}
 suspend_timeout = 5
 '''
 
 
+SUSPEND_S = 2  # SLURM's SuspendTime: short, so the tests wait little for nodes to go
+
+
 def _template(project, name, min_, max_, setup="", resume_timeout=40):
     (project / "pushbutton-clusters.toml").write_text(TEMPLATE.format(
-        name=name, min=min_, max=max_, setup=setup, resume_timeout=resume_timeout))
+        name=name, min=min_, max=max_, setup=setup, resume_timeout=resume_timeout,
+        suspend_time=SUSPEND_S))
 
 
 def _nodes(name):
@@ -227,7 +231,7 @@ def test_elastic_sweep_starts_nodes_and_slurm_suspends_them(netns_clusters, proj
         assert nodes[n]["slurmd_pid"] is None and nodes[n]["stage"] == "planned"
     assert sorted(leftovers("pbee")["netns"]) == ["pbee-n1"]  # no machine for n2, n3
     out = pb("cluster", "status", "pbee").stdout
-    assert "POWER" in out and "always on" in out and "stops them after 5s idle" in out, out
+    assert "POWER" in out and "always on" in out and f"stops them after {SUSPEND_S}s idle" in out, out
     # the programs need nothing from slurmctld's environment: run one with none at all
     power = cl.dir / "power"
     assert subprocess.run(["env", "-i", str(power / "suspend"), "n1"], timeout=60).returncode == 0
