@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from pushbutton.core import memory
 from pushbutton.execution import bundling
 from pushbutton.execution.backends.base import FAILED, FINISHED, Backend, BundleRef
 from pushbutton.harvest.ingest import ActiveBundle, Ingestor, RunPolicy
@@ -29,6 +30,7 @@ class Driver:
                  on_registering=None):
         """feed: the registration of the rest of the space, streaming while this runs
         (store/registration.py); on_registering(done, total) follows it."""
+        memory.tame()  # before the run's threads: Arrow on malloc, two arenas (core/memory)
         self.store, self.exp, self.exp_id = store, exp, exp_id
         self.feed, self.on_registering = feed, on_registering
         self._fed, self._feed_over = 0, False

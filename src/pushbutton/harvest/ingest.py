@@ -12,13 +12,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pushbutton.core import causes
+from pushbutton.core import causes, memory
 from pushbutton.core.files import complete_lines
 from pushbutton.harvest import arrow as ingest_arrow
 from pushbutton.harvest import outcomes as oc
 from pushbutton.store import bundlelogs, partset
 from pushbutton.store import parts as results
 from pushbutton.store.database import FAILED as T_FAILED, PENDING, Store
+
+RELEASE_BYTES = 1 << 20  # an ingest that read this much hands its freed pages back (core/memory)
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,10 @@ class Ingestor:
     def _ingest(self, bundles) -> None:
         batch = _Batch()
         offsets, series_offsets, parts, series_parts = [], [], [], []
+        read = 0
         for b in bundles:
             chunk = complete_lines(b.dir / "outcomes.jsonl", b.offset)
+            read += len(chunk or b"")
             if chunk:
                 rows = self._parse_fast(b, chunk, batch)
                 if rows is None:
@@ -174,6 +178,8 @@ class Ingestor:
         partset.publish(self.ser_dir, series_parts)
         self.new_parts += len(parts) + len(series_parts)
         self._commit(batch, offsets, series_offsets)
+        if read >= RELEASE_BYTES:  # what Arrow and the Parquet writer freed goes back
+            memory.release()
 
     def _commit(self, batch: _Batch, offsets, series_offsets) -> None:
         db = self.store.db
@@ -393,3 +399,4 @@ class Ingestor:
                             committed=partset.committed_filter(db, "series_ingested"))
         except Exception as e:  # compaction is an optimisation; never lose a run over it
             self.store.event(self.exp_id, self.run_id, "compact-failed", str(e))
+        memory.release()  # DuckDB's merge and the Parquet reads: their freed pages go back

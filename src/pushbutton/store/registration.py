@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 
-from pushbutton.core import ids
+from pushbutton.core import ids, memory
 from pushbutton.core.errors import PushbuttonError, SpecError
 
 FIRST = 2_000        # points registered before the run starts (a few ms)
@@ -205,6 +205,7 @@ class Registration:
 
     def stream(self, on_chunk=None) -> None:
         """Register the rest in a thread of its own (its own SQLite connection)."""
+        memory.tame()  # before the thread: it shares the driver's arenas (core/memory)
         self._thread = threading.Thread(target=self._run, args=(on_chunk,), daemon=True,
                                         name="pb-register")
         self._thread.start()

@@ -1,0 +1,65 @@
+"""The driver's resident memory: what allocators keep after a big phase, handed back.
+
+A run's driver reads outcome chunks with Arrow, writes Parquet parts and merges them with DuckDB;
+its Python heap stays small, but the allocators under those keep what a phase freed: Arrow's
+default mimalloc pool holds freed pages for reuse, and glibc gives every thread that allocates
+its own arena (the registration thread, Arrow's and DuckDB's workers), each keeping its free
+chunks. Measured at 10^5 tasks, these were ~70 MB of a 310 MB peak. `tame()` (once, at the
+start of a run) routes Arrow through the system allocator and caps glibc's arenas at two;
+`release()` (after an ingest of a big chunk and after a merge) hands free pages back to the
+system. Neither changes what is computed; both are no-ops where the platform lacks them.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_ARENA_MAX = -8
+ARENAS = 2
+
+_libc = None
+_tamed = False
+
+
+def _glibc():
+    global _libc
+    if _libc is None:
+        _libc = False
+        if sys.platform.startswith("linux"):
+            try:
+                lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                lib.mallopt, lib.malloc_trim  # glibc only (musl has neither)
+                _libc = lib
+            except (OSError, AttributeError):
+                pass
+    return _libc or None
+
+
+def tame() -> None:
+    """Arrow on the system allocator (its freed buffers go where malloc_trim reaches them) and
+    at most ARENAS glibc arenas. Idempotent; call before the run's threads start."""
+    global _tamed
+    if _tamed:
+        return
+    _tamed = True
+    lib = _glibc()
+    if lib is not None:
+        lib.mallopt(M_ARENA_MAX, ARENAS)
+    try:
+        import pyarrow as pa
+        pa.set_memory_pool(pa.system_memory_pool())
+    except Exception:  # an Arrow built without it: its default pool stays
+        pass
+
+
+def release() -> None:
+    """Hand the free pages of every arena (and Arrow's pool) back to the system."""
+    if "pyarrow" in sys.modules:
+        try:
+            sys.modules["pyarrow"].default_memory_pool().release_unused()
+        except Exception:
+            pass
+    lib = _glibc()
+    if lib is not None:
+        lib.malloc_trim(0)
