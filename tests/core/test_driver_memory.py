@@ -2,11 +2,11 @@
 
 A run's Python heap is small; what grew its RSS were the allocators under Arrow and DuckDB
 keeping freed pages (Arrow's mimalloc pool, one glibc arena per allocating thread). The child
-below runs a 27,000-task no-op sweep end to end and prints its ru_maxrss. Measured: 257-277 MB
-before core/memory.py, 209-210 MB with it (about 108 MB of either is shared-library text, the
-same in both). The bound sits between the two, ~25 MB above the new figure and ~20 MB below the
-old one: the same run's peak varies by a few MB (when ingests meet the workers' writes, when a
-merge runs), far less than the gap."""
+below runs a 27,000-task no-op sweep end to end in bundles of 500 (54 Parquet parts, so DuckDB's
+merges run every time: with guided bundles whether a merge runs varies from run to run, and with
+it ~50 MB) and prints its ru_maxrss. Measured, four runs each: 186-189 MB before core/memory.py,
+170-171 MB with it; the same run's peak varied by < 3 MB. The bound sits between the two, ~9 MB
+from each."""
 import json
 import subprocess
 import sys
@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-BOUND_MB = 235
+BOUND_MB = 180
 
 CHILD = textwrap.dedent("""
     import json, resource
@@ -33,6 +33,7 @@ function = "tasks:noop3"
 grid = { a = { range = [0, 30] }, b = { range = [0, 30] }, i = { range = [0, 30] } }
 [run]
 max_tasks = 100000000
+bundle_size = 500
 """
 
 

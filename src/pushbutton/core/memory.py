@@ -4,7 +4,7 @@ A run's driver reads outcome chunks with Arrow, writes Parquet parts and merges 
 its Python heap stays small, but the allocators under those keep what a phase freed: Arrow's
 default mimalloc pool holds freed pages for reuse, and glibc gives every thread that allocates
 its own arena (the registration thread, Arrow's and DuckDB's workers), each keeping its free
-chunks. Measured at 10^5 tasks, these were ~70 MB of a 310 MB peak. `tame()` (once, at the
+chunks. Measured at 10^5 tasks, these were 35-55 MB of a 257-278 MB peak. `tame()` (once, at the
 start of a run) routes Arrow through the system allocator and caps glibc's arenas at two;
 `release()` (after an ingest of a big chunk and after a merge) hands free pages back to the
 system. Neither changes what is computed; both are no-ops where the platform lacks them.
@@ -46,8 +46,8 @@ def tame() -> None:
     lib = _glibc()
     if lib is not None:
         lib.mallopt(M_ARENA_MAX, ARENAS)
-    try:
-        import pyarrow as pa
+    try:  # Arrow reads ARROW_DEFAULT_MEMORY_POOL too early for a setting here; a run writes
+        import pyarrow as pa  # Parquet anyway, so its import only comes sooner
         pa.set_memory_pool(pa.system_memory_pool())
     except Exception:  # an Arrow built without it: its default pool stays
         pass
