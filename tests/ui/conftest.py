@@ -12,6 +12,18 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "shared"))  # _chromium_cdp
 from _ui_data import add_hostile_experiment, make_project, pb  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _pages_wait_for_the_first_copy():
+    """The pages of these tests wait for an experiment's first results copy (under load it can
+    take longer than the second a page waits before saying it is being made);
+    test_ui_copy.py sets its own wait."""
+    from pushbutton.ui import results
+    before = results.__dict__.get("FIRST_WAIT_S", 1.0)
+    results.FIRST_WAIT_S = 120.0
+    yield
+    results.FIRST_WAIT_S = before
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A project whose sweep has run (done and failed tasks, hostile text in its parameters,

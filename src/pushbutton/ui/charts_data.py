@@ -26,6 +26,7 @@ from pushbutton.core import names as N
 from pushbutton.core import pathnames
 from pushbutton.core.errors import PushbuttonError
 from pushbutton.ui import charts as C
+from pushbutton.ui.results import NotReady
 
 MAX_SERIES_TASKS = 12  # tasks one series request may ask for
 DEFAULT_SERIES_TASKS = 5  # shown when none is chosen
@@ -45,6 +46,8 @@ class ChartData:
             from pushbutton.ui.results import Tables
             tables = Tables()
         self.tables = tables  # the results tables in DuckDB (ui/results.py), shared with the pages
+        if tables.warm is None:
+            tables.warm = warm  # each new copy's figures computed as soon as it is made
         self._cache: dict[str, dict] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -94,18 +97,20 @@ class ChartData:
             store = self.open_store()
             try:
                 eid = self._eid(store, name)
+                counts = store.counts(eid)  # (read once: at 10^6 tasks it costs 0.1 s)
                 # the table read (while a newer one is made, the last one): its file is part of
                 # the version, so the figures of a newer table are never taken for these
-                snap = self.tables.get(store, eid, name)
-                counts = store.counts(eid)  # (read once: at 10^6 tasks it costs 0.1 s)
+                try:
+                    snap = self.tables.get(store, eid, name, wait=self.tables.page_wait,
+                                           counts=counts)
+                except NotReady as e:  # its first copy: said in place of the figures
+                    return pending(counts, str(e))
                 version = self.version(store, eid, name, snap.path.name, counts)
                 if hit and hit["payload"]["version"] == version:
                     hit["at"] = now
                     return hit["payload"]
-                t0 = time.monotonic()
-                payload = compute_from_table(store, eid, name, version, snap,
-                                             counts=counts)
-                took = time.monotonic() - t0
+                payload, took = from_copy(snap, version, lambda: compute_from_table(
+                    store, eid, name, version, snap, counts=counts))
             finally:
                 store.close()
             self._cache[name] = {"at": time.monotonic(), "took": took, "payload": payload}
@@ -119,6 +124,47 @@ class ChartData:
             return series_payload(store, eid, name, tasks)
         finally:
             store.close()
+
+
+def from_copy(snap, version: str, make: Callable) -> tuple:
+    """(payload, seconds it took) of the copy `snap` at `version`: made once per copy and
+    version (by `warm` in the copy's thread, or by the first request), then shared by every
+    request and every ChartData over the same tables; only the last version is kept."""
+    with snap.cache_lock:
+        hit = snap.cache.get(("figures", version))
+        if hit is None:
+            t0 = time.monotonic()
+            payload = make()
+            snap.cache.clear()
+            hit = snap.cache[("figures", version)] = (payload, time.monotonic() - t0)
+        return hit
+
+
+def warm(root, name: str, snap) -> None:
+    """The figures of a copy just made (ui/results.py calls this in the copy's thread), so that
+    the request after a change finds them computed."""
+    from pushbutton.store.database import Store
+    store = Store(root, create=False)
+    try:
+        eid = store.experiment(name)
+        if eid is None:
+            return
+        counts = store.counts(eid)
+        version = ChartData.version(store, eid, name, snap.path.name, counts)
+        from_copy(snap, version, lambda: compute_from_table(store, eid, name, version, snap,
+                                                            counts=counts))
+    finally:
+        store.close()
+
+
+def pending(counts: dict, message: str) -> dict:
+    """What the figures say while the experiment's first copy is being made (not cached)."""
+    h = hashlib.blake2b(json.dumps(counts, sort_keys=True).encode(), digest_size=8)
+    thr = _throughput_chart(counts)
+    thr["plotly"] = C._empty(THROUGHPUT_TITLE, "the results table is being copied")
+    thr["timing"] = None
+    return {"version": "pending-" + h.hexdigest(), "pending": True,
+            "figures": {"figures": [], "problems": [message]}, "throughput": thr}
 
 
 def compute(store, eid: int, name: str, version: str) -> dict:

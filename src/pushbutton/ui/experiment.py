@@ -32,9 +32,20 @@ def table_args(request) -> dict:
 
 
 def table(data, e: dict, args: dict) -> dict:
+    """The table's page; while a newer copy is made, `updating`; while the first one is made,
+    `pending` (its message) and no rows."""
     from pushbutton.ui import results
-    snap = data.tables.get(data.store(), e["id"], e["name"])
-    return results.query(snap, **args)
+    try:
+        snap = data.tables.get(data.store(), e["id"], e["name"],
+                               wait=data.tables.page_wait)
+    except results.NotReady as err:
+        return {"columns": [], "rows": [], "total": 0, "page": 0, "pages": 1,
+                "size": args.get("size") or 50, "sort": None, "desc": False,
+                "where": args.get("where") or "", "error": None, "as_of": None,
+                "all_columns": [], "pending": str(err), "updating": True}
+    out = results.query(snap, **args)
+    out.update(pending=None, updating=data.tables.updating(e["name"]))
+    return out
 
 
 async def page(request):

@@ -7,8 +7,10 @@ and every page is a DuckDB query over that file, in a connection limited in memo
 sandboxed like `pb sql`'s (it reads that file and nothing else). A 10^6-row table is thus one
 columnar scan per page, and the server never holds the table's rows in Python. The file is
 re-made when the store changed (counts, runs, the results manifest) and it is older than
-`FRESH_S`; while a new one is made the old one is served (the page says how old it is), except
-when there is none yet."""
+`FRESH_S`; while a new one is made the old one is served (the page says how old it is and that
+a newer one is on its way). The first copy of an experiment is waited for `first_wait_s` at
+most: past that the page says it is being made (`NotReady`) instead of hanging for the 10-15 s
+a 10^6-row copy takes."""
 from __future__ import annotations
 
 import os
@@ -28,6 +30,7 @@ HIDDEN = (N.ERROR, N.HOST, N.NODE, N.RUN_ID, N.FINISHED_AT)  # what `pb results`
 TABLE = "pb_ui_results"
 MEMORY = "160MB"    # DuckDB's limit in the server (it spills to its temporary folder beyond)
 BUILD_TIMEOUT_S = 600
+FIRST_WAIT_S = 1.0  # how long a page waits for an experiment's first copy before saying so
 ROW = "_pb_ui_row"  # the space order: the file's row number
 
 
@@ -44,12 +47,21 @@ class Snapshot:
         self.con, self.columns, self.key = con, columns, key
         self.built, self.took, self.path = built, took, path
         self.lock = threading.Lock()  # one query at a time on a DuckDB connection
+        self.cache: dict = {}  # what is computed from this copy (the figures, by version)
+        self.cache_lock = threading.Lock()
+        self.warmed = threading.Event()  # set once Tables.warm has run on it
+
+
+class NotReady(PushbuttonError):
+    """The experiment's first copy is still being made."""
 
 
 class Tables:
     """The experiments' results files and a connection over each, shared by the threads."""
 
-    def __init__(self):
+    def __init__(self, first_wait_s: float | None = None):
+        self.first_wait_s = first_wait_s  # None: FIRST_WAIT_S
+        self.warm = None  # called as warm(root, name, snapshot) in the build's thread, after it
         self._snaps: dict = {}
         self._lock = threading.Lock()
         self._building: dict = {}  # name -> threading.Event set when its build ends
@@ -65,15 +77,30 @@ class Tables:
         self._snaps.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def get(self, store, eid: int, name: str) -> Snapshot:
-        key = change_key(store, eid, name)
+    def updating(self, name: str) -> bool:
+        """Whether a newer copy of the experiment is being made."""
+        return name in self._building
+
+    @property
+    def page_wait(self) -> float:
+        """How long a page waits for an experiment's first copy."""
+        return FIRST_WAIT_S if self.first_wait_s is None else self.first_wait_s
+
+    def get(self, store, eid: int, name: str, wait: float = BUILD_TIMEOUT_S,
+            counts: dict | None = None) -> Snapshot:
+        """The experiment's copy (the last one while a newer is made); its first copy is
+        waited for `wait` seconds (the pages: `page_wait`), then NotReady."""
+        key = change_key(store, eid, name, counts)
         snap = self._snaps.get(name)
         if snap is not None and (snap.key == key or time.time() - snap.built < FRESH_S):
             return snap
         done = self._start(store.root, eid, name, key)
         if snap is not None:
             return snap  # the new one is on its way
-        done.wait(BUILD_TIMEOUT_S)
+        if not done.wait(wait):
+            n = sum((store.counts(eid) if counts is None else counts).values())
+            raise NotReady(f"the results table of {name!r} is being copied for the pages "
+                           f"({n} tasks; 10^6 take about 15 s): shown when it is ready")
         snap = self._snaps.get(name)
         if snap is None:
             raise PushbuttonError(self._errors.get(name, "the results table could not be read"))
@@ -87,12 +114,21 @@ class Tables:
             ev = self._building[name] = threading.Event()
 
         def work():
+            snap = None
             try:
-                self._build(root, name, key)
+                snap = self._build(root, name, key)
             finally:
                 with self._lock:
                     self._building.pop(name, None)
                 ev.set()
+            if snap is not None:
+                try:  # what the figures request will ask of this copy, made before it asks
+                    if self.warm is not None:
+                        self.warm(root, name, snap)
+                except Exception:  # noqa: BLE001 - the request computes (and reports) it then
+                    pass
+                finally:
+                    snap.warmed.set()
         threading.Thread(target=work, daemon=True, name="pb-ui-results").start()
         return ev
 
@@ -106,7 +142,7 @@ class Tables:
                            timeout=BUILD_TIMEOUT_S)
         if r.returncode != 0:
             self._errors[name] = (r.stderr.strip().splitlines() or ["?"])[-1]
-            return
+            return None
         con = duckdb.connect(config={"autoinstall_known_extensions": False,
                                      "autoload_known_extensions": False,
                                      "memory_limit": MEMORY, "threads": 2})
@@ -127,12 +163,13 @@ class Tables:
             with old.lock:
                 old.con.close()
             old.path.unlink(missing_ok=True)
+        return snap
 
 
-def change_key(store, eid: int, name: str):
+def change_key(store, eid: int, name: str, counts: dict | None = None):
     """What changes whenever the results view would: the counts per state, the last run, the
     results folder's manifest."""
-    c = store.counts(eid)
+    c = store.counts(eid) if counts is None else counts
     run = store.db.execute("SELECT max(id), max(coalesce(ended, 0)) FROM runs WHERE exp=?",
                            (eid,)).fetchone()
     try:

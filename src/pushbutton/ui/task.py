@@ -41,7 +41,12 @@ async def page(request):
         store = data.store()
         e = exp_or_404(data, name)
         t = _task(store, e["id"], tid)
-        r = row(data.tables.get(store, e["id"], name), t["task"])
+        from pushbutton.ui.results import NotReady
+        try:
+            r, pending = row(data.tables.get(store, e["id"], name,
+                                    wait=data.tables.page_wait), t["task"]), None
+        except NotReady as err:  # the first copy of the table: said instead of waited for
+            r, pending = {}, str(err)
         params = set(t["params"])
         metrics = {k: v for k, v in r.items() if k not in params and not N.reserved(k)
                    and not _missing(v)}
@@ -53,7 +58,7 @@ async def page(request):
         return {"t": t, "exp": name, "metrics": metrics, "facts": facts,
                 "folder": task_folder(store, t["task"], e["id"])["path"],
                 "files": files.listing(folder) if folder else None,
-                "base": task_url(name, t["task"])}
+                "base": task_url(name, t["task"]), "pending": pending}
     ctx = await run_in_threadpool(load)
     return render(request, "task.html", title=f"task {ctx['t']['task'][:12]}", **ctx)
 

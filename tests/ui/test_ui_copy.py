@@ -1,0 +1,115 @@
+"""pb ui while the results table's copy (ui/results.py) is being made: the first copy is said
+on the page instead of waited for, a newer one is served as the previous with an "updating"
+note, and a copy's figures are computed once, in its thread, for every request after it."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from starlette.testclient import TestClient
+
+TOKEN = "copy-token"
+
+
+def _client(root, first_wait_s):
+    from pushbutton.ui.app import create_app
+    c = TestClient(create_app(root, TOKEN), base_url="http://127.0.0.1")
+    c.get(f"/?token={TOKEN}", headers={"Accept": "text/html"})
+    c.app.state.data.tables.first_wait_s = first_wait_s
+    return c
+
+
+def _ready(tables, name, timeout=120):
+    t = time.monotonic()
+    while (name not in tables._snaps or tables.updating(name)) and \
+            time.monotonic() - t < timeout:
+        time.sleep(0.05)
+    assert name in tables._snaps and not tables.updating(name)
+
+
+def _rows(html):
+    """The results table's part of the page."""
+    return html.split('id="pb-results"')[1].split("</tbody>")[0].count("<tr><td>")
+
+
+def test_the_first_copy_is_said_not_waited_for(finished):
+    c = _client(finished, 0.0)
+    try:
+        t = time.monotonic()
+        r = c.get("/exp/sweep")
+        took = time.monotonic() - t
+        assert r.status_code == 200
+        assert 'id="pb-table-pending"' in r.text and "being copied" in r.text
+        assert 'http-equiv="refresh"' in r.text  # the page reloads itself
+        assert _rows(r.text) == 0
+        assert took < 5  # (the copy, a child process, is far from done in 0 s)
+        api = c.get("/api/exp/sweep/results").json()
+        assert api["rows"] == [] and "being copied" in api["pending"]
+        fig = c.get("/api/exp/sweep/figures").json()
+        assert fig["figures"] == [] and fig["version"].startswith("pending-")
+        assert "being copied" in fig["problems"][0]
+        _ready(c.app.state.data.tables, "sweep")
+        r = c.get("/exp/sweep")
+        assert "pb-table-pending" not in r.text and _rows(r.text) > 0
+        assert "pb-table-updating" not in r.text and 'http-equiv="refresh"' not in r.text
+        fig = c.get("/api/exp/sweep/figures").json()
+        assert not fig["version"].startswith("pending-") and fig["figures"]
+    finally:
+        c.app.state.data.tables.close()
+
+
+def test_a_change_serves_the_previous_copy_with_an_updating_note(finished, monkeypatch):
+    from pushbutton.ui import results as U
+    c = _client(finished, 120.0)
+    tables = c.app.state.data.tables
+    try:
+        first = c.get("/api/exp/sweep/results").json()
+        assert first["rows"] and not first["updating"] and first["pending"] is None
+        snap = tables._snaps["sweep"]
+        # a change the copy's key sees (the results manifest), the copy older than FRESH_S
+        manifest = finished / ".pushbutton" / "results" / "sweep" / "MANIFEST.json"
+        st = manifest.stat()
+        os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        snap.built -= 2 * U.FRESH_S
+        t = time.monotonic()
+        r = c.get("/exp/sweep")
+        assert time.monotonic() - t < 5
+        assert 'id="pb-table-updating"' in r.text and _rows(r.text) > 0
+        assert c.get("/api/exp/sweep/results").json()["rows"] == first["rows"]
+        _ready(tables, "sweep")
+        assert tables._snaps["sweep"] is not snap
+        again = c.get("/api/exp/sweep/results").json()
+        assert again["rows"] == first["rows"] and not again["updating"]
+        assert "pb-table-updating" not in c.get("/exp/sweep").text
+    finally:
+        tables.close()
+
+
+def test_a_copys_figures_are_computed_once_in_its_thread(finished, monkeypatch):
+    """The figures of a new copy are made as it is made; a request (of any ChartData over the
+    same tables, e.g. a new one) finds them, equal to a computation of its own."""
+    from pushbutton.store.database import Store
+    from pushbutton.ui import charts_data as D
+    from pushbutton.ui.results import Tables
+    tables = Tables()
+    store = Store(finished, create=False)
+    try:
+        D.ChartData(lambda: Store(finished, create=False), tables=tables)
+        assert tables.warm is D.warm
+        snap = tables.get(store, store.experiment("sweep"), "sweep")
+        assert snap.warmed.wait(120)
+        with snap.cache_lock:  # the copy's thread has computed them
+            (key, (made, _)), = snap.cache.items()
+        calls = []
+        real = D.compute_from_table
+        monkeypatch.setattr(D, "compute_from_table",
+                            lambda *a, **k: calls.append(1) or real(*a, **k))
+        served = D.ChartData(lambda: Store(finished, create=False), tables=tables)\
+            .snapshot("sweep")
+        assert calls == [] and served is made and key == ("figures", served["version"])
+        own = real(store, store.experiment("sweep"), "sweep", served["version"], snap)
+        assert json.dumps(own, default=str) == json.dumps(served, default=str)
+    finally:
+        store.close()
+        tables.close()
