@@ -91,8 +91,8 @@ def test_a_copys_figures_are_computed_once_in_its_thread(finished, monkeypatch):
     same tables, e.g. a new one) finds them, equal to a computation of its own."""
     from pushbutton.store.database import Store
     from pushbutton.ui import charts_data as D
-    from pushbutton.ui.results import Tables
-    tables = Tables()
+    from pushbutton.ui import results as U
+    tables = U.Tables()
     store = Store(finished, create=False)
     try:
         D.ChartData(lambda: Store(finished, create=False), tables=tables)
@@ -100,16 +100,33 @@ def test_a_copys_figures_are_computed_once_in_its_thread(finished, monkeypatch):
         snap = tables.get(store, store.experiment("sweep"), "sweep")
         assert snap.warmed.wait(120)
         with snap.cache_lock:  # the copy's thread has computed them
-            (key, (made, _)), = snap.cache.items()
+            (made, _, _), = snap.cache.values()
         calls = []
         real = D.compute_from_table
         monkeypatch.setattr(D, "compute_from_table",
                             lambda *a, **k: calls.append(1) or real(*a, **k))
         served = D.ChartData(lambda: Store(finished, create=False), tables=tables)\
             .snapshot("sweep")
-        assert calls == [] and served is made and key == ("figures", served["version"])
+        assert calls == [] and served is made
         own = real(store, store.experiment("sweep"), "sweep", served["version"], snap)
-        assert json.dumps(own, default=str) == json.dumps(served, default=str)
+        for part in ("figures", "throughput"):
+            assert json.dumps(own[part]) == json.dumps(served[part])
+
+        # counts that changed since (a run going on; the same copy): the figures are the
+        # copy's, the throughput chart is redrawn with the counts now, nothing recomputed
+        now = dict(store.counts(store.experiment("sweep")))
+        now["pending"] = now.get("pending", 0) + 5
+        monkeypatch.setattr(store.__class__, "counts", lambda self, eid: now)
+        monkeypatch.setattr(U, "FRESH_S", 1e9)  # (no newer copy started: the same copy)
+        served2 = D.ChartData(lambda: Store(finished, create=False), tables=tables)\
+            .snapshot("sweep")
+        assert calls == [] and served2["version"] != served["version"]
+        assert served2["figures"] is made["figures"]
+        assert served2["throughput"]["now"] == now
+        assert served2["throughput"]["total"] == served["throughput"]["total"] + 5
+        own2 = real(store, store.experiment("sweep"), "sweep", served2["version"], snap,
+                    counts=now)
+        assert json.dumps(own2["throughput"]) == json.dumps(served2["throughput"])
     finally:
         store.close()
         tables.close()

@@ -109,8 +109,11 @@ class ChartData:
                 if hit and hit["payload"]["version"] == version:
                     hit["at"] = now
                     return hit["payload"]
-                payload, took = from_copy(snap, version, lambda: compute_from_table(
-                    store, eid, name, version, snap, counts=counts))
+                # the figures of the copy whatever the counts now (they read only the copy)
+                of_copy = self.version(store, eid, name, snap.path.name, {})
+                made = from_copy(snap, of_copy, lambda r: compute_from_table(
+                    store, eid, name, version, snap, counts=counts, redraw=r))
+                payload, took = with_counts(made, version, counts), made[1]
             finally:
                 store.close()
             self._cache[name] = {"at": time.monotonic(), "took": took, "payload": payload}
@@ -127,16 +130,19 @@ class ChartData:
 
 
 def from_copy(snap, version: str, make: Callable) -> tuple:
-    """(payload, seconds it took) of the copy `snap` at `version`: made once per copy and
-    version (by `warm` in the copy's thread, or by the first request), then shared by every
-    request and every ChartData over the same tables; only the last version is kept."""
+    """(payload, seconds it took, its throughput redrawn: compute_from_table's `redraw`) of the copy `snap` at `version` (the spec's and manifests',
+    not the counts': `with_counts`): made once per copy and version (by `warm` in the copy's
+    thread, or by the first request), then shared by every request and every ChartData over
+    the same tables; only the last version is kept."""
     with snap.cache_lock:
         hit = snap.cache.get(("figures", version))
         if hit is None:
             t0 = time.monotonic()
-            payload = make()
+            redraw: list = []
+            payload = make(redraw)
             snap.cache.clear()
-            hit = snap.cache[("figures", version)] = (payload, time.monotonic() - t0)
+            hit = snap.cache[("figures", version)] = (payload, time.monotonic() - t0,
+                                                      redraw[0])
         return hit
 
 
@@ -151,8 +157,9 @@ def warm(root, name: str, snap) -> None:
             return
         counts = store.counts(eid)
         version = ChartData.version(store, eid, name, snap.path.name, counts)
-        from_copy(snap, version, lambda: compute_from_table(store, eid, name, version, snap,
-                                                            counts=counts))
+        of_copy = ChartData.version(store, eid, name, snap.path.name, {})
+        from_copy(snap, of_copy, lambda r: compute_from_table(store, eid, name, version, snap,
+                                                              counts=counts, redraw=r))
     finally:
         store.close()
 
@@ -182,10 +189,11 @@ def compute(store, eid: int, name: str, version: str) -> dict:
 
 
 def compute_from_table(store, eid: int, name: str, version: str, snap,
-                       counts: dict | None = None) -> dict:
+                       counts: dict | None = None, redraw: list | None = None) -> dict:
     """`compute`'s figures and throughput from the results table in DuckDB (ui/results.py's
     snapshot of it): aggregated there (ui/charts_agg.py); of the rows only the four columns of
-    the throughput and timing come out."""
+    the throughput and timing come out. `redraw` (a list) gets a function of other counts now
+    giving the throughput with them."""
     from pushbutton.store import parts as R
     from pushbutton.store import views as table
     from pushbutton.ui import charts_agg as G
@@ -204,23 +212,40 @@ def compute_from_table(store, eid: int, name: str, version: str, snap,
         figs = {"figures": [], "problems": [str(e)]}
     counts = store.counts(eid) if counts is None else counts
     cpus = (spec.get("resources") or {}).get("cpus")
+    drawn = []  # the throughput chart's moments and counts: redrawn with other counts now
+
+    def chart(now, *args):
+        drawn[:] = args
+        return _throughput_chart(now, *args)
     if t.profile()["timing"]:
-        thr = throughput_from_table(t, counts)
+        thr = throughput_from_table(t, counts, chart=chart)
         thr["timing"] = timing_from_table(t, cpus)
     else:  # end times that are not numbers: the four columns into pandas
         df = _timing_frame(t)
-        thr = throughput(df, counts)
+        thr = throughput(df, counts, chart=chart)
         thr["timing"] = timing(df, cpus)
+    if redraw is not None:
+        redraw.append(lambda now: dict(_throughput_chart(now, *drawn), timing=thr["timing"]))
     return {"version": version, "figures": figs, "throughput": thr}
 
 
-def throughput_from_table(t, counts: dict, buckets: int = BUCKETS) -> dict:
+def with_counts(made: tuple, version: str, counts: dict) -> dict:
+    """The payload of a copy (`from_copy`'s) at `version`: its figures and timing (they read only
+    the copy), the throughput chart redrawn with the counts now (the state database's)."""
+    payload, _, redraw = made
+    if payload["version"] == version:
+        return payload
+    return {"version": version, "figures": payload["figures"], "throughput": redraw(counts)}
+
+
+def throughput_from_table(t, counts: dict, buckets: int = BUCKETS, chart=None) -> dict:
     """`throughput` from one GROUP BY: each finished task's end and start as the index of the
     first of the chart's moments at or after it (the moments as numpy spaces them, compared
     exactly), counted; the counts at each moment are the running sums."""
+    chart = chart or _throughput_chart
     prof = t.profile()
     if not prof["n_fin"]:
-        return _throughput_chart(counts)
+        return chart(counts)
     lo, hi = float(prof["t_lo"]), float(prof["t_hi"])
     if hi <= lo:
         hi = lo + 1.0
@@ -246,7 +271,7 @@ def throughput_from_table(t, counts: dict, buckets: int = BUCKETS) -> dict:
     every = np.ones(len(rows), dtype=bool)
     series = {s: running_sum((rows["s"] == s).to_numpy(), "ke") for s in ("done", "failed")}
     series["running"] = running_sum(every, "ks") - running_sum(every, "ke")
-    return _throughput_chart(counts, moments, series, int(prof["n_fin"]), lo, hi)
+    return chart(counts, moments, series, int(prof["n_fin"]), lo, hi)
 
 
 def timing_from_table(t, cpus=None) -> dict | None:
@@ -297,13 +322,14 @@ def timing(df, cpus=None) -> dict | None:
 
 
 # --------------------------------------------------------------------------- throughput
-def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS) -> dict:
+def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS, chart=None) -> dict:
     """Counts per state over time, from the recorded end time of every finished task (a done
     task's result row, a failed task's last attempt) and its duration: done and failed so far
     at each moment, and how many of the finished tasks were running then (end - duration ...
     end; a task still running counts once it ends). The tasks running and pending now are
     `counts` (the state database)."""
-    empty = _throughput_chart(counts)
+    chart = chart or _throughput_chart
+    empty = chart(counts)
     if df is None or not len(df) or N.STATUS not in df.columns or N.FINISHED_AT not in df:
         return empty
     from pushbutton.analysis.stats import _to_seconds
@@ -326,7 +352,7 @@ def throughput(df: pd.DataFrame, counts: dict, buckets: int = BUCKETS) -> dict:
     starts, ends = np.sort(start[fin]), np.sort(end[fin])
     series["running"] = np.searchsorted(starts, t, side="right") - \
         np.searchsorted(ends, t, side="right")
-    return _throughput_chart(counts, t, series, int(fin.sum()), lo, hi)
+    return chart(counts, t, series, int(fin.sum()), lo, hi)
 
 
 THROUGHPUT_TITLE = "tasks over time"
