@@ -10,8 +10,8 @@ Goal: a figures request (the spec's or the automatic figures, throughput and tim
 the results table the pages read) <= 300 ms at 10^6 results. Printed: the request's time
 (the figures of a copy are computed in the copy's thread as soon as it is made; a request reads
 the store's version and finds them), the first request after the copy (it may wait for that
-computation), the computation alone, the table's copy for the pages (made once per change, shared with the
-results page), and as references one DuckDB GROUP BY scan of the same table and (--full) the
+computation), the computation alone, the table's copy for the pages (made once per change,
+shared with the results page), and as references one DuckDB GROUP BY scan of the same table and (--full) the
 full-table path of before (every row into pandas).
 """
 from __future__ import annotations

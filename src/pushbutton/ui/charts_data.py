@@ -130,10 +130,11 @@ class ChartData:
 
 
 def from_copy(snap, version: str, make: Callable) -> tuple:
-    """(payload, seconds it took, its throughput redrawn: compute_from_table's `redraw`) of the copy `snap` at `version` (the spec's and manifests',
-    not the counts': `with_counts`): made once per copy and version (by `warm` in the copy's
-    thread, or by the first request), then shared by every request and every ChartData over
-    the same tables; only the last version is kept."""
+    """(payload, seconds it took, its throughput redrawn: compute_from_table's `redraw`) of
+    the copy `snap` at `version` (the spec's and manifests', not the counts': `with_counts`):
+    made once per copy and version (by `warm` in the copy's thread, or by the first request),
+    then shared by every request and every ChartData over the same tables; only the last
+    version is kept."""
     with snap.cache_lock:
         hit = snap.cache.get(("figures", version))
         if hit is None:
