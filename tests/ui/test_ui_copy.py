@@ -144,3 +144,28 @@ def test_a_copys_figures_are_computed_once_in_its_thread(finished, monkeypatch):
     finally:
         store.close()
         tables.close()
+
+
+def test_a_first_copy_that_failed_is_said_not_retried_as_pending(finished):
+    """A first copy that fails after the page stopped waiting: the next page says why (the
+    child's last line), instead of 'being copied' again for the same store."""
+    import pytest
+
+    from pushbutton.core.errors import PushbuttonError
+    from pushbutton.store.database import Store
+    from pushbutton.ui import results as U
+    tables, store = U.Tables(first_wait_s=0.0), Store(finished, create=False)
+    try:
+        eid = store.experiment("sweep")
+        with pytest.raises(U.NotReady):  # a name the store has no results of: the copy fails
+            tables.get(store, eid, "no-such-experiment", wait=tables.page_wait)
+        t = time.monotonic()
+        while tables.updating("no-such-experiment") and time.monotonic() - t < 120:
+            time.sleep(0.05)
+        with pytest.raises(PushbuttonError) as e:
+            tables.get(store, eid, "no-such-experiment", wait=tables.page_wait)
+        assert not isinstance(e.value, U.NotReady) and "being copied" not in str(e.value)
+        assert not tables.updating("no-such-experiment")  # (no new copy started)
+    finally:
+        store.close()
+        tables.close()

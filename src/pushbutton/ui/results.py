@@ -65,7 +65,7 @@ class Tables:
         self._snaps: dict = {}
         self._lock = threading.Lock()
         self._building: dict = {}  # name -> threading.Event set when its build ends
-        self._errors: dict = {}    # name -> why its last build failed
+        self._errors: dict = {}    # name -> (why its last build failed, the store's key then)
         self.dir = Path(tempfile.mkdtemp(prefix="pb-ui-"))
         import atexit
         atexit.register(self.close)
@@ -94,6 +94,10 @@ class Tables:
         snap = self._snaps.get(name)
         if snap is not None and (snap.key == key or time.time() - snap.built < FRESH_S):
             return snap
+        failed = self._errors.get(name)
+        if snap is None and failed is not None and failed[1] == key and \
+                name not in self._building:
+            raise PushbuttonError(failed[0])  # the same store: the same failure, said again
         done = self._start(store.root, eid, name, key)
         if snap is not None:
             return snap  # the new one is on its way
@@ -103,7 +107,8 @@ class Tables:
                            f"({n} tasks; 10^6 take about 15 s): shown when it is ready")
         snap = self._snaps.get(name)
         if snap is None:
-            raise PushbuttonError(self._errors.get(name, "the results table could not be read"))
+            raise PushbuttonError(self._errors.get(name, ("the results table could not be "
+                                                          "read",))[0])
         return snap
 
     def _start(self, root, eid, name, key) -> threading.Event:
@@ -141,7 +146,7 @@ class Tables:
                             str(path)], capture_output=True, text=True,
                            timeout=BUILD_TIMEOUT_S)
         if r.returncode != 0:
-            self._errors[name] = (r.stderr.strip().splitlines() or ["?"])[-1]
+            self._errors[name] = ((r.stderr.strip().splitlines() or ["?"])[-1], key)
             return None
         con = duckdb.connect(config={"autoinstall_known_extensions": False,
                                      "autoload_known_extensions": False,
