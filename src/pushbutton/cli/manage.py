@@ -43,7 +43,7 @@ def retry(experiment, do_run, on):
         from pushbutton.cli.run import stale_notes  # the fix may have changed what is done
         stale_notes(exp, summary)
         return
-    with store.tx():
+    with store.tx(), store.counted(eid):
         n = store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
                              "exp=? AND state='failed'", (eid,)).rowcount
     click.echo(f"{n} failed tasks of {name} marked pending; run the experiment again to run them")

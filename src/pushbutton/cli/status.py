@@ -17,7 +17,7 @@ from pushbutton.cli.tables import duration
               help="Top causes of failures shown (0: all).")
 def status(experiment, as_json, causes):
     """Counts per state, rate, ETA and the top causes of failures."""
-    from pushbutton.execution.operations import status as st
+    from pushbutton.execution.overview import status as st
     store = open_store(experiment)
     eid, name = experiment_named(store, experiment)
     s = st(store, eid, name, causes=causes)
@@ -81,7 +81,7 @@ def _print_status(s):
 @click.option("--interval", default=1.0, help="Seconds between updates.")
 def watch(experiment, interval):
     """Follow a running experiment until it stops."""
-    from pushbutton.execution.operations import status as st
+    from pushbutton.execution.overview import status as st
     from pushbutton.execution.slurm.runs import restart_harvester
     store = open_store(experiment)
     eid, name = experiment_named(store, experiment)

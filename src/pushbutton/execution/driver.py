@@ -60,7 +60,7 @@ class Driver:
             b = self.ingestor.load(bid, Path(d), off or 0, soff or 0, run=self.run_id)
             b.inherited = True
             self.ingestor.finalize(b, True, "its driver stopped", "lost", state="interrupted")
-        with self.store.tx():
+        with self.store.tx(), self.store.counted(self.exp_id):
             db.execute("UPDATE tasks SET state='pending' WHERE exp=? AND state IN "
                        "('running','cancelled') AND (bundle IS NULL OR bundle NOT IN (SELECT id "
                        "FROM bundles WHERE exp=? AND state IN ('created','submitted')))",
@@ -97,10 +97,10 @@ class Driver:
         d = self.store.dir / "bundles" / bid
         d.mkdir(parents=True, exist_ok=True)
         tasks, base = self._write_bundle(bid, d, rows)
-        with self.store.tx():
+        spans = ranges([r[0] for r in rows])
+        with self.store.tx(), self.store.counted(self.exp_id, ranges=spans):
             db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid "
-                           "BETWEEN ? AND ?", ((bid, self.run_id, a, z)
-                                               for a, z in ranges([r[0] for r in rows])))
+                           "BETWEEN ? AND ?", ((bid, self.run_id, a, z) for a, z in spans))
             db.execute("INSERT INTO bundles(id, exp, run, backend, state, n_tasks, dir, target) "
                        "VALUES (?,?,?,?,?,?,?,?)", (bid, self.exp_id, self.run_id,
                                                     self.backend.name, "created", len(rows),
@@ -255,7 +255,7 @@ class Driver:
                                    state="interrupted" if interrupted else "cancelled")
             del self.active[b.id]
         if not interrupted:
-            with self.store.tx():
+            with self.store.tx(), self.store.counted(self.exp_id):
                 self.store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND "
                                       "state IN ('pending','running')", (self.exp_id,))
 

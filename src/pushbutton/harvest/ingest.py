@@ -183,7 +183,8 @@ class Ingestor:
 
     def _commit(self, batch: _Batch, offsets, series_offsets) -> None:
         db = self.store.db
-        with self.store.tx():
+        touched = [r[3] for r in batch.ok] + [f[-1] for f in batch.fail]
+        with self.store.tx(), self.store.counted(self.exp_id, rowids=touched):
             if batch.ok:
                 # times, host and log offsets live in the Parquet row and the outcome line;
                 # SQLite keeps what scheduling needs, updated by rowid ranges (one statement
@@ -351,7 +352,8 @@ class Ingestor:
                              {"bundle": b.id, "tasks": sorted(b.torn & set(missing))})
         final = state or ("failed" if failed or missing else "finished")
         db = self.store.db
-        with self.store.tx():
+        touched = [f[-1] for f in batch.fail] + [r[0] for r in requeue]
+        with self.store.tx(), self.store.counted(self.exp_id, rowids=touched):
             oc.write_failures(db, batch.fail, batch.attempts)
             if requeue:
                 db.executemany("UPDATE tasks SET state='pending' WHERE rowid=? AND "

@@ -97,6 +97,8 @@ def repair(root, experiment: str | None = None) -> dict:
             lock = ExperimentLock(store, eid, name).acquire()  # BusyError while a driver runs
             try:
                 _repair_one(store, sd, eid, name, out)
+                with store.tx():  # the kept counts (store/counts.py) as the repaired table says
+                    store.recount(eid)
             finally:
                 lock.release()
             out["experiments"].append(name)
@@ -134,7 +136,7 @@ def _repair_one(store, sd: Path, eid: int, name: str, out: dict) -> None:
         if gone:  # what could not be re-ingested is recomputed by the next run
             still = lost_rows(store, eid, folder, partset.current(folder))
             ids = [t for v in still.values() for t in v]
-            with store.tx():
+            with store.tx(), store.counted(eid):
                 for i in range(0, len(ids), 900):
                     chunk = ids[i:i + 900]
                     out["pending"] += store.db.execute(

@@ -21,6 +21,7 @@ import urllib.parse
 from pathlib import Path
 
 from pushbutton.core.errors import StoreError
+from pushbutton.store import counts as _counts
 
 DIRNAME = ".pushbutton"
 
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS bundles (
 CREATE INDEX IF NOT EXISTS bundles_state ON bundles(exp, state);
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, exp INTEGER, run INTEGER, kind TEXT, data TEXT);
-"""
+""" + _counts.TABLE + ";\n"
 
 # task states
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
@@ -117,6 +118,8 @@ class Store:
             self.db.executescript(SCHEMA)
         else:  # a store made by an earlier version: the columns added since
             _add_columns(self.db)
+            if not _counts.have_table(self.db):  # and the kept counts (counted once)
+                _counts.add_table(self.db)
 
     # -- transactions -------------------------------------------------------------------
     def tx(self):
@@ -174,8 +177,7 @@ class Store:
                 db.executemany("INSERT INTO tasks(exp, id, idx, params) VALUES (?,?,?,?) "
                                "ON CONFLICT(exp, id) DO UPDATE SET idx=excluded.idx",
                                ((exp, tid, i, p) for tid, i, p in rows))
-            n = db.execute("SELECT count(*) FROM tasks WHERE exp=? AND idx IS NOT NULL",
-                           (exp,)).fetchone()[0]
+            n = sum(_counts.recount(db, exp).values())  # the kept counts (store/counts.py)
             db.execute("UPDATE experiments SET space_key=?, n_tasks=?, reg_key=NULL, "
                        "reg_next=NULL, reg_total=NULL WHERE id=?", (space_key, n, exp))
         db.execute("PRAGMA cache_size=-2000")
@@ -228,6 +230,20 @@ class Store:
         return shown(self, out)
 
     # -- counts -------------------------------------------------------------------------
+    def counted(self, exp: int, ranges=None, rowids=None):
+        """Around a write inside a transaction that changes task states: keeps the counts
+        (store/counts.py) right; `ranges`/`rowids`: the only task rows it touches."""
+        return _counts.counted(self.db, exp, ranges=ranges, rowids=rowids)
+
+    def recount(self, exp: int) -> dict:
+        """Count the experiment's tasks by state again and keep that (inside a transaction)."""
+        return _counts.recount(self.db, exp)
+
+    def kept_counts(self, exp: int) -> dict | None:
+        """Counts by state from the kept table, if they verify (store/counts.verified)."""
+        c = _counts.verified(self.db, exp)
+        return None if c is None else {**dict.fromkeys(STATES, 0), **c}
+
     def counts(self, exp: int) -> dict:
         c = dict.fromkeys(STATES, 0)
         for state, n in self.db.execute(

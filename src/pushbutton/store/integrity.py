@@ -186,12 +186,34 @@ def check_state(store, eid: int, seen: dict | None = None) -> None:
     a, b, n = _state_counts(store.dir / "state.sqlite", eid)
     if a == b and (n is None or sum(a.values()) == n):
         return
+    _disagree(store, a, b, n)
+
+
+def _disagree(store, a: dict, b: dict, n) -> None:
     raise StoreError(
         f"the state database {rel_path(store.dir, store.dir / 'state.sqlite')} is damaged: its task "
         f"table and its indexes disagree (tasks by state: {_fmt(a)} through the table, "
         f"{_fmt(b)} through the index, {n} registered); nothing is shown rather than a partial "
         f"table\n  fix: `pb repair` rebuilds the indexes when only they are damaged; else "
         f"{DB_FIX}")
+
+
+FULL_CHECK_MAX = 200_000  # up to this many tasks (about 0.05 s) `pb status` also counts the table
+
+
+def state_counts(store, eid: int) -> dict:
+    """Counts by state for `pb status`: the kept counts (store/counts.py: they sum to the
+    registered tasks and every small one agrees with the state index), and, for experiments of
+    up to FULL_CHECK_MAX tasks or kept counts that do not hold up, the table against its
+    indexes as check_state does (a damaged store raises StoreError)."""
+    from pushbutton.store.database import STATES
+    kept = store.kept_counts(eid)
+    if kept is not None and sum(kept.values()) > FULL_CHECK_MAX:
+        return kept
+    a, b, n = _state_counts(store.dir / "state.sqlite", eid)
+    if a != b or (n is not None and sum(a.values()) != n):
+        _disagree(store, a, b, n)
+    return {**dict.fromkeys(STATES, 0), **a}
 
 
 def _fmt(d: dict) -> str:

@@ -5,6 +5,7 @@ resolves: the job is looked up by name and adopted, and only a job SLURM never s
 resubmitted. Nothing is ever submitted twice, and an adopted job can be cancelled."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 from pushbutton.store.database import Store
@@ -47,7 +48,8 @@ def adopt_unsent(backend, store: Store, eid: int) -> dict:
         else:
             never += bids
     now = time.time()
-    with store.tx():
+    # the never-submitted bundles' tasks go back to pending: counted again if there are any
+    with store.tx(), (store.counted(eid) if never else contextlib.nullcontext()):
         for name, (job, bids) in adopt.items():
             db.executemany("UPDATE bundles SET handle=?, state='submitted', submitted=? WHERE "
                            "id=? AND state='created'",

@@ -227,7 +227,7 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
     label = f"pb-{meta['name']}"
     names = backend.plan_jobs(refs, label)
     _record_intent(backend, store, eid, run_id, made, names)
-    handles = _sbatch(backend, store, made, label, names)
+    handles = _sbatch(backend, store, made, label, names, eid)
     return len(refs), len(rows), sorted({h.split("_")[0] for h in handles})
 
 
@@ -265,7 +265,8 @@ def _stage_bundles(backend, store: Store, eid: int, run_id: int, meta: dict, gro
 def _record_intent(backend, store: Store, eid: int, run_id: int, made, names) -> None:
     """The intent, job names included, is recorded before sbatch (see adopt.py)."""
     db = store.db
-    with store.tx():
+    touched = [r[0] for _, group in made for r in group]
+    with store.tx(), store.counted(eid, rowids=touched):
         for (ref, group), job in zip(made, names):
             db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid=?",
                            ((ref.id, run_id, r[0]) for r in group))
@@ -275,7 +276,7 @@ def _record_intent(backend, store: Store, eid: int, run_id: int, made, names) ->
                         backend.target.name, job))
 
 
-def _sbatch(backend, store: Store, made, label: str, names) -> list[str]:
+def _sbatch(backend, store: Store, made, label: str, names, eid: int) -> list[str]:
     """Submit the staged bundles; record SLURM's handles. When sbatch refuses an array, what
     SLURM accepted before it is recorded and the rest goes back to pending."""
     db = store.db
@@ -284,7 +285,8 @@ def _sbatch(backend, store: Store, made, label: str, names) -> list[str]:
         handles = backend.submit(refs, label=label, names=names)
     except Exception as e:
         accepted = list(getattr(e, "partial_handles", []))
-        with store.tx():
+        touched = [r[0] for _, group in made[len(accepted):] for r in group]
+        with store.tx(), store.counted(eid, rowids=touched):
             db.executemany("UPDATE bundles SET handle=?, state='submitted', submitted=? WHERE "
                            "id=?", ((h, time.time(), b.id) for h, b in zip(accepted, refs)))
             for ref, group in made[len(accepted):]:

@@ -1,0 +1,133 @@
+"""Task counts by state, kept in the small table `task_counts` so `pb status` reads a handful of
+rows instead of counting 10^7 task rows.
+
+Every write that changes task states (or takes tasks in or out of the schedule) keeps the
+counts in the same transaction: by the difference of the touched rowid ranges' states before
+and after the change (`counted(db, exp, ranges=...)`: two range scans of rows the update reads
+anyway), or, for a statement over a whole experiment, by counting it again (`counted(db, exp)`,
+`recount`). No trigger: one per task row tripled the cost of the run's state updates.
+`verified` is what a reader trusts: the counts sum to the experiment's registered tasks, and
+every small count agrees with the state index (integrity.check_state falls back to counting the
+table when they do not).
+"""
+from __future__ import annotations
+
+import contextlib
+
+TABLE = ("CREATE TABLE IF NOT EXISTS task_counts (exp INTEGER NOT NULL, state TEXT NOT NULL, "
+         "n INTEGER NOT NULL, PRIMARY KEY (exp, state)) WITHOUT ROWID")
+VERIFY_MAX = 100_000  # counts up to this size are checked against the index on every read
+_RANGE = ("SELECT state, count(*) FROM tasks NOT INDEXED WHERE rowid BETWEEN ? AND ? AND exp=? AND "
+          "idx IS NOT NULL GROUP BY state")
+
+
+def have_table(db) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name='task_counts'").fetchone() \
+        is not None
+
+
+def add_table(db) -> None:
+    """A store made before the table existed: make it and count every experiment once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not have_table(db):
+            db.execute(TABLE)
+            for (exp,) in db.execute("SELECT id FROM experiments").fetchall():
+                recount(db, exp)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def recount(db, exp: int) -> dict:
+    """Count the experiment's scheduled tasks by state (through the state index) and keep that;
+    inside the caller's transaction."""
+    c = dict(db.execute("SELECT state, count(*) FROM tasks INDEXED BY tasks_state WHERE exp=? "
+                        "AND idx IS NOT NULL GROUP BY state", (exp,)).fetchall())
+    db.execute("DELETE FROM task_counts WHERE exp=?", (exp,))
+    db.executemany("INSERT INTO task_counts(exp, state, n) VALUES (?,?,?)",
+                   ((exp, s, n) for s, n in c.items()))
+    return c
+
+
+def ranges_of(rowids) -> list[tuple[int, int]]:
+    out = []
+    ids = sorted(rowids)
+    if not ids:
+        return out
+    start = prev = ids[0]
+    for r in ids[1:]:
+        if r != prev + 1:
+            out.append((start, prev))
+            start = r
+        prev = r
+    out.append((start, prev))
+    return out
+
+
+def _states(db, exp: int, ranges) -> dict:
+    c: dict = {}
+    for a, z in ranges:
+        for s, n in db.execute(_RANGE, (a, z, exp)):
+            c[s] = c.get(s, 0) + n
+    return c
+
+
+@contextlib.contextmanager
+def counted(db, exp: int, ranges=None, rowids=None):
+    """Around a write (inside its transaction) that changes the states of the tasks in rowid
+    `ranges` [(first, last)] or `rowids`, or of any of the experiment's tasks (neither given):
+    the kept counts move with it."""
+    if rowids is not None:
+        ranges = ranges_of(rowids)
+    if ranges is None or not have_table(db):
+        yield
+        if have_table(db):
+            recount(db, exp)
+        return
+    ranges = list(ranges)
+    before = _states(db, exp, ranges)
+    yield
+    after = _states(db, exp, ranges)
+    delta = {s: after.get(s, 0) - before.get(s, 0) for s in set(before) | set(after)}
+    shift(db, exp, delta)
+
+
+def shift(db, exp: int, delta: dict) -> None:
+    rows = [(exp, s, d, d) for s, d in delta.items() if d]
+    if rows:
+        db.executemany("INSERT INTO task_counts(exp, state, n) VALUES (?,?,?) ON CONFLICT "
+                       "(exp, state) DO UPDATE SET n = n + ?", rows)
+
+
+def verified(db, exp: int) -> dict | None:
+    """The kept counts if they hold up, read in one snapshot: they sum to the registered tasks,
+    none is negative, and each count up to VERIFY_MAX equals what the state index says (a
+    damaged page of either would show here); None if not, or where the store has no such table
+    (made by an earlier version and opened read-only): the caller counts the table."""
+    from pushbutton.store.database import STATES
+    if not have_table(db):
+        return None
+    own = not db.in_transaction
+    if own:
+        db.execute("BEGIN")
+    try:
+        c = dict(db.execute("SELECT state, n FROM task_counts WHERE exp=?", (exp,)).fetchall())
+        row = db.execute("SELECT n_tasks FROM experiments WHERE id=?", (exp,)).fetchone()
+        if row is None or any(v < 0 for v in c.values()) or sum(c.values()) != row[0]:
+            return None
+        for s in set(STATES) | set(c):
+            k = c.get(s, 0)
+            if k > VERIFY_MAX:
+                continue
+            # LIMIT: a state with far more tasks than kept stops early (and differs)
+            m = db.execute("SELECT count(*) FROM (SELECT 1 FROM tasks INDEXED BY tasks_state "
+                           "WHERE exp=? AND state=? AND idx IS NOT NULL LIMIT ?)",
+                           (exp, s, k + 1)).fetchone()[0]
+            if m != k:
+                return None
+        return c
+    finally:
+        if own:
+            db.execute("COMMIT")
