@@ -182,3 +182,32 @@ def test_a_store_made_before_the_kept_counts_gets_them(project):
     Store(project, create=False).close()  # a writable open adds and fills the table
     real, kept = _table(project)
     assert kept == real == {"done": 5, "failed": 10}
+
+
+def test_results_head_reads_only_the_tasks_it_shows(project, monkeypatch):
+    """`pb results --limit N` (no --where/--run): the first N tasks' relation alone, the same
+    rows the whole table starts with, and still checked (a shown done task's missing row)."""
+    from pushbutton.store import views
+    write(project / "experiment.toml", FAULTY.format(n=8))
+    pb("run", "experiment.toml", "--quiet", check=False)
+    store = Store(project, create=False)
+    eid = store.experiment("cnt")
+    whole = views.results(store, eid, "cnt")
+    asked = []
+    real = views._state
+    monkeypatch.setattr(views, "_state", lambda s, e, only=None: asked.append(only) or
+                        real(s, e, only))
+    for all_tasks in (True, False):
+        full = whole if all_tasks else whole[whole["pb_status"] == "done"]
+        head = views.results(store, eid, "cnt", all_tasks=all_tasks, limit=5)
+        assert asked[-1] is not None and len(asked[-1]) == 5  # not every task's state
+        assert list(head["pb_task_id"]) == list(full["pb_task_id"][:5])
+        assert head.astype(str).values.tolist() == \
+            full.head(5)[head.columns].astype(str).values.tolist()
+    # a shown done task whose row is gone: an error, not a half table
+    first = whole[whole["pb_status"] == "done"]["pb_task_id"].iloc[0]
+    with store.tx():
+        store.db.execute("UPDATE tasks SET bundle='elsewhere' WHERE id=?", (first,))
+    with pytest.raises(integrity.StoreError, match="no result row"):
+        views.results(store, eid, "cnt", all_tasks=False, limit=5)
+    store.close()

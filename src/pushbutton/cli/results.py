@@ -48,7 +48,8 @@ def _results_table(store, eid, name, where, all_tasks, limit, run, all_columns):
     from pushbutton.store.views import results as res
     df = res(store, eid, name, where=where, all_tasks=all_tasks,
              limit=(limit + 1) if limit else None, run=run)
-    c = store.counts(eid)
+    from pushbutton.store.integrity import state_counts  # kept counts, checked
+    c = state_counts(store, eid)
     total = sum(c.values()) if all_tasks else c["done"]
     if where or run:  # how many rows match is not counted (only the rows shown are read)
         total = None

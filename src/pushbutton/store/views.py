@@ -80,6 +80,7 @@ def _sandbox(store, name: str):
     dirs = [str(store.dir / sub / name) + os.sep for sub in ("results", "series", "gathered")]
     con.execute("SET allowed_directories = [" + ", ".join(_lit(d) for d in dirs) + "]")
     con.execute("SET enable_external_access = false")
+    con.execute("SET enable_progress_bar = false")  # (DuckDB draws one on long queries)
     return con
 
 
@@ -88,29 +89,48 @@ def _lock(con) -> None:
 
 
 # -- the relation ------------------------------------------------------------------------------
-def _state(store, eid: int):
-    """Every task's id, place in the space, state, and (done ones) the bundle of its result."""
+def _state(store, eid: int, only=None):
+    """Every task's id, place in the space, state, and (done ones) the bundle of its result
+    (`only`: of these task ids alone). Read in batches into Arrow columns: no Python object per
+    task is kept."""
     import pyarrow as pa
-    ids, idxs, states, bundles = [], [], [], []
-    for tid, idx, st, b in store.db.execute(
-            "SELECT id, idx, state, CASE WHEN state='done' THEN bundle END FROM tasks "
-            "WHERE exp=?", (eid,)):
-        ids.append(tid)
-        idxs.append(idx)
-        states.append(st)
-        bundles.append(b)
-    return pa.table({N.TASK_ID: pa.array(ids, pa.string()), _IDX: pa.array(idxs, pa.int64()),
-                     N.STATUS: pa.array(states, pa.string()),
-                     "_bundle": pa.array(bundles, pa.string())})
+    # the whole table in page order (through the (exp, id) index it is one random lookup per
+    # task: 10^6 tasks 5.7 s against 0.6 s here)
+    q = ("SELECT id, idx, state, CASE WHEN state='done' THEN bundle END FROM tasks "
+         f"{'NOT INDEXED ' if only is None else ''}WHERE exp=?")
+    args: tuple = (eid,)
+    if only is not None:
+        q += f" AND id IN ({','.join('?' * len(only))})"
+        args += tuple(only)
+    cur = store.db.execute(q, args)
+    batches = []
+    types = (pa.string(), pa.int64(), pa.string(), pa.string())
+    while True:
+        rows = cur.fetchmany(200_000)
+        if not rows:
+            break
+        cols = list(zip(*rows))
+        batches.append(pa.record_batch([pa.array(c, t) for c, t in zip(cols, types)],
+                                       names=[N.TASK_ID, _IDX, N.STATUS, "_bundle"]))
+    if not batches:
+        return pa.table({N.TASK_ID: pa.array([], pa.string()), _IDX: pa.array([], pa.int64()),
+                         N.STATUS: pa.array([], pa.string()),
+                         "_bundle": pa.array([], pa.string())})
+    return pa.Table.from_batches(batches)
 
 
-def _not_done(store, eid: int):
-    """Parameters and the state's details of the scheduled tasks that are not done."""
+def _not_done(store, eid: int, only=None):
+    """Parameters and the state's details of the scheduled tasks that are not done (`only`: of
+    these task ids alone)."""
     import pandas as pd
     node = store.column_or_null("tasks", "node")
-    rows = store.db.execute(f"SELECT id, attempts, error_kind, error, t0, t1, host, {node}, run, "
-                            "params FROM tasks WHERE exp=? AND idx IS NOT NULL AND "
-                            "state != 'done'", (eid,)).fetchall()
+    q = (f"SELECT id, attempts, error_kind, error, t0, t1, host, {node}, run, params FROM tasks "
+         "WHERE exp=? AND idx IS NOT NULL AND state != 'done'")
+    args: tuple = (eid,)
+    if only is not None:
+        q += f" AND id IN ({','.join('?' * len(only))})"
+        args += tuple(only)
+    rows = store.db.execute(q, args).fetchall()
     recs = []
     for tid, att, ek, err, t0, t1, host, nodename, run, params in rows:
         d = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
@@ -132,15 +152,19 @@ def _types(con, view: str) -> dict:
     return {r[0]: r[1] for r in con.execute(f"DESCRIBE {view}").fetchall()}
 
 
-def _build(con, store, eid: int, name: str, run: int | None = None):
+def _build(con, store, eid: int, name: str, run: int | None = None, only=None):
     """Create the view _pb_results (the results relation plus _pb_idx) in `con`; returns
-    (parameter names, metric names)."""
+    (parameter names, metric names). `only`: the relation of these task ids alone (the same
+    rows as in the whole relation; no run)."""
     folder = store.dir / "results" / name
     # the states before the parts: ingest lists a part before it commits its tasks as done, so
     # every done task read here has its row in the parts listed after
-    state = _state(store, eid)
+    state = _state(store, eid, only)
     meta = R.columns_meta(folder)
     stored = R.latest_sql(folder)
+    if stored and only is not None:  # the parts' reader skips the other tasks' rows
+        stored = (f"SELECT * FROM ({stored}) WHERE {N.TASK_ID} IN "
+                  f"({', '.join(_lit(t) for t in only) or 'NULL'})")
     con.execute(f"CREATE VIEW _pb_stored AS {stored}" if stored else
                 f"CREATE VIEW _pb_stored AS SELECT NULL::VARCHAR AS {N.TASK_ID}, "
                 f"NULL::VARCHAR AS {N.BUNDLE}, NULL::BIGINT AS {N.ATTEMPTS}, "
@@ -168,7 +192,7 @@ def _build(con, store, eid: int, name: str, run: int | None = None):
             f"{N.TASK_ID} ORDER BY {N.FINISHED_AT} DESC) = 1) r LEFT JOIN _pb_state t "
             f"ON t.{N.TASK_ID} = r.{N.TASK_ID}")
         return params, metrics
-    nd = _not_done(store, eid)
+    nd = _not_done(store, eid, only)
     con.register("_pb_pending", nd)
     nd_types = _types(con, "_pb_pending")
     nd_params = [c for c in nd.columns if not c.startswith("_")]
@@ -236,8 +260,12 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
     if where:
         check_where(where)
     con = _sandbox(store, name)
-    params, metrics = _build(con, store, eid, name, run)
-    check_read(store, eid, name, con)  # a damaged store is never half-read
+    # the first rows in space order alone, when that is all that is asked: the tasks are picked
+    # through the state index and only their rows are read (10^7 tasks: well under a second)
+    only = _first_tasks(store, eid, int(limit), all_tasks) if limit and not where and \
+        run is None else None
+    params, metrics = _build(con, store, eid, name, run, only=only)
+    check_read(store, eid, name, con, whole=only is None)  # a damaged store is never half-read
     _lock(con)
     conds = ([] if all_tasks else [f"{N.STATUS} = 'done'"]) + ([f"({where})"] if where else [])
     q = (f"SELECT * EXCLUDE ({_IDX}) FROM _pb_results"
@@ -258,6 +286,18 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
     df.attrs["params"] = params
     df.attrs["metrics"] = metrics
     return df
+
+
+def _first_tasks(store, eid: int, limit: int, all_tasks: bool) -> list[str]:
+    """The ids of the first `limit` scheduled tasks in space order (done ones unless
+    `all_tasks`), through the state index: a few index steps per state."""
+    from pushbutton.store.database import DONE, STATES
+    got = []
+    for st in (STATES if all_tasks else (DONE,)):
+        got += store.db.execute("SELECT idx, id FROM tasks INDEXED BY tasks_state WHERE exp=? "
+                                "AND state=? AND idx IS NOT NULL ORDER BY idx LIMIT ?",
+                                (eid, st, limit)).fetchall()
+    return [t for _, t in sorted(got)[:limit]]
 
 
 def _infer(col):
