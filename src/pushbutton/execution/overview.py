@@ -19,7 +19,6 @@ def detached_alive(store: Store, eid: int) -> bool:
     return liveness.detached_pid(store, eid) is not None
 
 
-
 def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:
     """What the store says about the experiment. A reader: it harvests nothing (`pb harvest`
     or the background harvester bring in what a scheduler finished). Counts from a damaged
