@@ -17,7 +17,9 @@ from pushbutton.store import bundlelogs
 from pushbutton.store.database import Store
 from pushbutton.store.lock import ExperimentLock
 
-_TABLES = (("bundles", "exp"), ("runs", "exp"), ("events", "exp"), ("experiments", "id"))
+# task_counts: the kept counts by state (store/counts.py) go with the task rows
+_TABLES = (("bundles", "exp"), ("runs", "exp"), ("events", "exp"), ("task_counts", "exp"),
+           ("experiments", "id"))
 
 
 def _quiet(step, done=None, total=None):

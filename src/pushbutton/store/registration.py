@@ -29,6 +29,7 @@ import traceback
 
 from pushbutton.core import ids, memory
 from pushbutton.core.errors import PushbuttonError, SpecError
+from pushbutton.store import counts
 
 FIRST = 2_000        # points registered before the run starts (a few ms)
 CHUNK = 10_000       # the first streamed chunk; chunks double up to MAX_CHUNK
@@ -301,10 +302,15 @@ class Registration:
             self._added += cur.rowcount
             self._next = rows[-1][1] + 1
             base = "0" if self._fresh else "n_tasks"
+            if self._fresh:  # the kept counts (store/counts.py) start from nothing too
+                db.execute("DELETE FROM task_counts WHERE exp=?", (self.eid,))
             self._fresh = False
             db.execute(f"UPDATE experiments SET n_tasks={base}+?, reg_key=?, reg_next=?, "
                        "reg_total=? WHERE id=?", (cur.rowcount, self.key, self._next,
                                                   self.total, self.eid))
+            # the rows inserted are pending: added to the kept counts in this transaction
+            # (of this connection), not counted again
+            counts.shift(db, self.eid, {"pending": cur.rowcount})
 
     def _committed(self) -> None:
         self.next, self.inserted = self._next, self.inserted + self._added
