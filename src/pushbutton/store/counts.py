@@ -101,12 +101,12 @@ def shift(db, exp: int, delta: dict) -> None:
                        "(exp, state) DO UPDATE SET n = n + ?", rows)
 
 
-def verified(db, exp: int) -> dict | None:
+def verified(db, exp: int, states) -> dict | None:
     """The kept counts if they hold up, read in one snapshot: they sum to the registered tasks,
     none is negative, and each count up to VERIFY_MAX equals what the state index says (a
     damaged page of either would show here); None if not, or where the store has no such table
-    (made by an earlier version and opened read-only): the caller counts the table."""
-    from pushbutton.store.database import STATES
+    (made by an earlier version and opened read-only): the caller counts the table. `states`:
+    every task state (those with no kept row are checked to be none)."""
     if not have_table(db):
         return None
     own = not db.in_transaction
@@ -117,7 +117,7 @@ def verified(db, exp: int) -> dict | None:
         row = db.execute("SELECT n_tasks FROM experiments WHERE id=?", (exp,)).fetchone()
         if row is None or any(v < 0 for v in c.values()) or sum(c.values()) != row[0]:
             return None
-        for s in set(STATES) | set(c):
+        for s in set(states) | set(c):
             k = c.get(s, 0)
             if k > VERIFY_MAX:
                 continue

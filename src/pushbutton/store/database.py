@@ -241,7 +241,7 @@ class Store:
 
     def kept_counts(self, exp: int) -> dict | None:
         """Counts by state from the kept table, if they verify (store/counts.verified)."""
-        c = _counts.verified(self.db, exp)
+        c = _counts.verified(self.db, exp, STATES)
         return None if c is None else {**dict.fromkeys(STATES, 0), **c}
 
     def counts(self, exp: int) -> dict:
