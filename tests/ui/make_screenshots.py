@@ -5,7 +5,8 @@ Chromium through the same CDP client as the browser tests:
 
 Makes a demo project in a temporary folder: a finished sweep with a few failures and one
 still running, starts `pb ui --port 0` on it, and shoots the experiments page, an experiment
-page (its results table sorted and filtered), the failures and runs, and a failed task."""
+page (its results table sorted and filtered), the failures and runs, its live figures, a
+failed task and the clusters and targets page."""
 from __future__ import annotations
 
 import argparse
@@ -97,10 +98,17 @@ def main():
         shoot(page, out / "results.png")
         go(server.base + "/exp/noise-sweep")
         shoot(page, out / "experiment.png")
+        time.sleep(2)  # Plotly draws the figures from their JSON endpoint
+        page.eval("document.getElementById('pb-figures').scrollIntoView()")
+        shoot(page, out / "figures.png")
+        page.eval("window.scrollTo(0, 0)")
         tid = page.eval("document.querySelector('#pb-causes a[href*=\"/task/\"]')"
                         ".getAttribute('href')")
         go(server.base + tid)
         shoot(page, out / "task.png")
+        go(server.base + "/clusters")
+        time.sleep(2)  # the targets' first poll
+        shoot(page, out / "clusters.png", height=480)
     finally:
         browser.close()
         server.close()

@@ -152,3 +152,19 @@ def test_categorical_heatmap_matches_the_report():
                                b["rho"].to_numpy(float), equal_nan=True)
     # hover text names the cell's point, escaped
     assert "method = " + C.esc(PAYLOAD) in tr["text"][0][1]
+
+
+def test_a_boundary_that_never_crosses_in_a_column_is_valid_json():
+    """A column whose rate never crosses the level has no boundary point and no direction:
+    null in the JSON, not NaN (which the figures endpoint refuses to send: a 500 before)."""
+    import pandas as pd
+    rows = [{"x": x, "y": y, "ok": ok, "pb_status": "done"}
+            for x, col in ((1, (0, 0, 1)), (2, (1, 1, 1))) for y, ok in zip((1, 2, 3), col)]
+    df = pd.DataFrame(rows)
+    df.attrs["metrics"] = ["ok"]
+    out = C.render({"kind": "heatmap", "x": "x", "y": "y", "value": "ok", "boundary": True,
+                    "name": "h"}, df)
+    json.dumps(out, allow_nan=False)
+    by_x = {r["x"]: r for r in out["boundary"]["rows"]}
+    assert by_x[2]["y"] is None and by_x[2]["direction"] is None
+    assert by_x[1]["direction"] == "up" and by_x[1]["crossings"] == 1

@@ -345,7 +345,9 @@ def heatmap_figure(xa: _Axis, ya: _Axis, z, nval, counts: dict, binary: bool, x:
                                   f"table lists it per {x}).")
             table = {"x": x, "y": y, "value": value, "level": level,
                      "rows": [{"x": _json_value(r[x]), "y": _num([r[y]])[0],
-                               "direction": r["pb_direction"],
+                               # None where the mean never crosses (pandas may hold NaN)
+                               "direction": r["pb_direction"]
+                               if isinstance(r["pb_direction"], str) else None,
                                "crossings": int(r["pb_n_crossings"])}
                               for r in b.to_dict("records")]}
             found = b.dropna(subset=[y])

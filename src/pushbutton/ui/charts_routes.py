@@ -12,6 +12,7 @@ If-None-Match and gets an empty 304 while nothing changed.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -39,9 +40,23 @@ def chart_data(app):
 
 
 def _json(payload, status: int = 200, etag: str | None = None) -> Response:
-    body = json.dumps(payload, allow_nan=False, separators=(",", ":"), default=str)
+    try:
+        body = json.dumps(payload, allow_nan=False, separators=(",", ":"), default=str)
+    except ValueError:  # a NaN/inf the figure code missed: null (a gap to Plotly), not a 500
+        body = json.dumps(_finite(payload), allow_nan=False, separators=(",", ":"),
+                          default=str)
     headers = {"etag": f'"{etag}"', "cache-control": "no-cache"} if etag else None
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _finite(o):
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _error(status: int, message: str) -> Response:
