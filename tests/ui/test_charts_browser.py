@@ -160,3 +160,15 @@ def test_new_results_redraw_the_open_page(page, root):
     assert before and after  # redrawn in place, the figure kept
     assert page.eval("document.querySelectorAll('#pb-figures figure').length") == 3
     assert page.errors() == []
+
+
+def test_a_tasks_page_draws_its_own_series(browser, server, page):
+    tid = page.eval("document.querySelector('#pb-series input').placeholder.split(' ')[0]")
+    p = browser.new_page(width=1300, height=1000)
+    p.open(f"{server}/exp/phase/task/{tid}?token={TOKEN}")
+    legend = wait_for(p, "(() => { const t = Array.from(document.querySelectorAll("
+                         "'#pb-series .legendtext')).map(e => e.textContent); "
+                         "return t.length === 1 ? t : null; })()")
+    assert legend[0].startswith(tid[:10])
+    assert p.eval("document.querySelector('#pb-series input').value") == tid
+    assert p.errors() == []
