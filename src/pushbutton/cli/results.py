@@ -47,7 +47,7 @@ def _results_table(store, eid, name, where, all_tasks, limit, run, all_columns):
     """Only the rows shown are built: instant even at 10^6 tasks."""
     from pushbutton.store.views import results as res
     df = res(store, eid, name, where=where, all_tasks=all_tasks,
-             limit=(limit + 1) if limit else None, run=run)
+             limit=(limit + 1) if limit else None, run=run, frame=False)
     from pushbutton.store.integrity import state_counts  # kept counts, checked
     c = state_counts(store, eid)
     total = sum(c.values()) if all_tasks else c["done"]

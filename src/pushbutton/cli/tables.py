@@ -79,6 +79,9 @@ def _column_width(header: str, values: list[str], numeric: bool) -> int:
 
 
 def _numeric(series) -> bool:
+    from pushbutton.store.head import Col
+    if isinstance(series, Col):  # the first rows, read without pandas (store/head.py)
+        return series.numeric
     import pandas as pd
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
@@ -127,9 +130,12 @@ def print_rows(rows):
 def cell(v, column=None):
     """A value as a table shows it: floats to 6 significant digits, ids to 8 characters,
     times (TIME_COLUMNS) as UTC ISO timestamps."""
-    import pandas as pd
-    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
+    if v is None or (isinstance(v, float) and v != v):
         return ""
+    if not isinstance(v, (str, int, float)):  # (plain values need no pandas to tell)
+        import pandas as pd
+        if pd.api.types.is_scalar(v) and pd.isna(v):
+            return ""
     if column in TIME_COLUMNS and isinstance(v, (int, float)) and not isinstance(v, bool):
         return iso_utc(v)
     if isinstance(v, float):

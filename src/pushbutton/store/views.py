@@ -17,6 +17,7 @@ import json
 import os
 
 from pushbutton.core import names as N
+from pushbutton.store import head as H
 from pushbutton.store import parts as R
 from pushbutton.core.errors import PushbuttonError
 from pushbutton.store.integrity import check_read, guarded, store_fault
@@ -159,8 +160,12 @@ def _build(con, store, eid: int, name: str, run: int | None = None, only=None):
     folder = store.dir / "results" / name
     # the states before the parts: ingest lists a part before it commits its tasks as done, so
     # every done task read here has its row in the parts listed after
-    state = _state(store, eid, only)
-    meta = R.columns_meta(folder)
+    if only is None:
+        state = _state(store, eid, only)
+        meta = R.columns_meta(folder)
+    else:  # a few tasks: no pandas, no pyarrow (head.py)
+        H.put_state(con, store, eid, only)
+        meta = H.columns_meta(con, R.parts(folder))
     stored = R.latest_sql(folder)
     if stored and only is not None:  # the parts' reader skips the other tasks' rows
         stored = (f"SELECT * FROM ({stored}) WHERE {N.TASK_ID} IN "
@@ -170,7 +175,8 @@ def _build(con, store, eid: int, name: str, run: int | None = None, only=None):
                 f"NULL::VARCHAR AS {N.BUNDLE}, NULL::BIGINT AS {N.ATTEMPTS}, "
                 f"NULL::DOUBLE AS {N.DURATION}, NULL::VARCHAR AS {N.HOST}, "
                 f"NULL::VARCHAR AS {N.NODE}, NULL::BIGINT AS {N.RUN_ID}, NULL::DOUBLE AS {N.FINISHED_AT} WHERE false")
-    con.register("_pb_state", state)
+    if only is None:
+        con.register("_pb_state", state)
     stored_cols = _types(con, "_pb_stored")
     # parts written before pb_node existed have no such column (all of them, or a single
     # compacted file of them, leave it out of the union)
@@ -192,10 +198,12 @@ def _build(con, store, eid: int, name: str, run: int | None = None, only=None):
             f"{N.TASK_ID} ORDER BY {N.FINISHED_AT} DESC) = 1) r LEFT JOIN _pb_state t "
             f"ON t.{N.TASK_ID} = r.{N.TASK_ID}")
         return params, metrics
-    nd = _not_done(store, eid, only)
-    con.register("_pb_pending", nd)
+    if only is not None and H.none_pending(store, eid, only):
+        H.put_no_pending(con)
+    else:
+        con.register("_pb_pending", _not_done(store, eid, only))
     nd_types = _types(con, "_pb_pending")
-    nd_params = [c for c in nd.columns if not c.startswith("_")]
+    nd_params = [c for c in nd_types if not c.startswith("_")]
     params = [c for c in meta["params"] if c in stored_cols]
     params += [c for c in nd_params if c not in params]
     metrics = [c for c in meta["metrics"] if c in stored_cols and c not in params]
@@ -251,10 +259,11 @@ def _check_run(store, eid: int, run) -> int | None:
 
 @guarded
 def results(store, eid: int, name: str, where: str | None = None, all_tasks: bool = True,
-            limit: int | None = None, run: int | None = None):
+            limit: int | None = None, run: int | None = None, frame: bool = True):
     """One row per task of the current space, in space order: pb_task_id, the parameters, the
     metrics, then pb_status ... pb_finished_at. With `run`, the rows that run produced
-    (successful ones; earlier results of tasks run again later) instead."""
+    (successful ones; earlier results of tasks run again later) instead. Not `frame`: the
+    first rows alone may come as a head.Rows (no pandas) where they print the same."""
     import duckdb
     run = _check_run(store, eid, run)
     if where:
@@ -273,6 +282,11 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
          + f" ORDER BY {_IDX} NULLS LAST, {N.TASK_ID}"
          + (f" LIMIT {int(limit)}" if limit else ""))
     try:
+        if only is not None and not frame:
+            got = H.rows(con, q, params)
+            if got is not None:
+                got.attrs.update(params=params, metrics=metrics)
+                return got
         df = con.execute(q).df()
     except duckdb.Error as e:
         if not where or store_fault(e):
