@@ -23,7 +23,8 @@ SPEC = '''
 name = "head"
 function = "head_task:job"
 [space]
-grid = { name = ["alpha", "beta", "gamma"], code = ["p1", "q2"], flag = [true, false], x = [0.5, 1e7] }
+grid = { name = ["alpha", "beta", "gamma"], code = ["p1", "q2"], flag = [true, false],
+         x = [0.5, 1e7] }
 [run]
 workers = 1
 '''
