@@ -118,3 +118,59 @@ def test_rows_are_used_where_they_print_the_same(project, monkeypatch):
                           ["--limit", "9"]), outs):
         assert runner.invoke(cli, ["results", "h2", *args], terminal_width=200).output == out
     assert "... 2 more rows" in outs[0] and "h2: 6 rows" in outs[2]
+
+
+def _rows_of(table):
+    return sorted(zip(*[table.column(i).to_pylist() for i in range(table.num_columns)]),
+                  key=repr)
+
+
+def test_states_read_as_text_are_the_rows_read_one_by_one(monkeypatch):
+    """store/statecols.py (SQLite joins the rows, Arrow parses them) gives exactly the rows the
+    row-by-row read gives, and None (that read) where a field could be misread."""
+    import sqlite3
+
+    from pushbutton.store import statecols
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE tasks (rowid INTEGER PRIMARY KEY, exp INTEGER, id TEXT, idx INTEGER, "
+               "state TEXT, bundle TEXT)")
+    rows = [(1, "a" * 20, 0, "done", "e1-r1-000001"), (1, "b" * 20, 1, "failed", "e1-r1-2"),
+            (1, "c" * 20, None, "pending", None), (2, "d" * 20, 0, "done", "x"),
+            (1, "é" * 20, 5, "done", None), (1, "f" * 20, 3, "running", "b7")]
+    db.executemany("INSERT INTO tasks (exp, id, idx, state, bundle) VALUES (?, ?, ?, ?, ?)",
+                   rows)
+    monkeypatch.setattr(statecols, "CHUNK", 2)  # several windows
+    got = statecols.read_states(db, 1, "_pb_idx")
+    want = sorted(((t, i, s, b if s == "done" else None) for e, t, i, s, b in rows if e == 1),
+                  key=repr)
+    assert _rows_of(got) == want
+    assert got.column_names == ["pb_task_id", "_pb_idx", "pb_status", "_bundle"]
+    assert str(got.schema.field("_pb_idx").type) == "int64"
+    assert statecols.read_states(db, 3, "_pb_idx") is None  # none: the row path's empty table
+    for bad in ("a\x1fb", "a\nb", "a\rb", ""):
+        db.execute("UPDATE tasks SET id = ? WHERE rowid = 1", (bad,))
+        assert statecols.read_states(db, 1, "_pb_idx") is None, repr(bad)
+    db.execute("UPDATE tasks SET id = 'g', bundle = '' WHERE rowid = 1")
+    assert statecols.read_states(db, 1, "_pb_idx") is None  # '' would read as NULL
+    db.execute("UPDATE tasks SET bundle = 'b', idx = 'x' WHERE rowid = 1")
+    assert statecols.read_states(db, 1, "_pb_idx") is None  # not an integer
+
+
+def test_results_and_sql_the_same_through_either_state_read(ran, monkeypatch):
+    import pushbutton
+    from pushbutton.store import statecols
+    exp = pushbutton.load(ran / "experiment.toml")
+    csv = pb("results", "head", "--all", "--format", "csv").stdout
+    real, used = statecols.read_states, []
+    monkeypatch.setattr(statecols, "read_states",
+                        lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    fast = exp.results()
+    assert len(used) == 1 and used[0] is not None and used[0].num_rows == 24
+    monkeypatch.setattr(statecols, "read_states", lambda *a, **k: None)
+    slow = exp.results()
+    assert fast.equals(slow) and len(fast) == 24
+    assert list(fast.dtypes) == list(slow.dtypes)
+    import io
+
+    import pandas as pd
+    assert pd.read_csv(io.StringIO(csv)).shape == (24, len(fast.columns))

@@ -95,6 +95,11 @@ def _state(store, eid: int, only=None):
     (`only`: of these task ids alone). Read in batches into Arrow columns: no Python object per
     task is kept."""
     import pyarrow as pa
+    if only is None:
+        from pushbutton.store.statecols import read_states
+        got = read_states(store.db, eid, _IDX)
+        if got is not None:
+            return got
     # the whole table in page order (through the (exp, id) index it is one random lookup per
     # task: 10^6 tasks 5.7 s against 0.6 s here)
     q = ("SELECT id, idx, state, CASE WHEN state='done' THEN bundle END FROM tasks "
