@@ -52,7 +52,9 @@ def test_second_run_with_an_edited_spec_changes_nothing(project):
         deadline = time.time() + 60
         while time.time() < deadline:  # until the first driver holds the lock
             r = pb("status", "--json", check=False)
-            if r.returncode == 0 and json.loads(r.stdout)["active"]:
+            # ... and has registered the whole space (registration streams while it runs)
+            st = json.loads(r.stdout) if r.returncode == 0 else {}
+            if st.get("active") and st.get("total") == 40 and not st.get("registering"):
                 break
             time.sleep(0.05)
         else:
