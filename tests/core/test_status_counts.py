@@ -193,14 +193,17 @@ def test_results_head_reads_only_the_tasks_it_shows(project, monkeypatch):
     store = Store(project, create=False)
     eid = store.experiment("cnt")
     whole = views.results(store, eid, "cnt")
-    asked = []
-    real = views._state
-    monkeypatch.setattr(views, "_state", lambda s, e, only=None: asked.append(only) or
+    asked, every = [], []
+    real, real_put = views._state, views.H.put_state
+    monkeypatch.setattr(views, "_state", lambda s, e, only=None: every.append(only) or
                         real(s, e, only))
+    monkeypatch.setattr(views.H, "put_state", lambda con, s, e, only: asked.append(only) or
+                        real_put(con, s, e, only))
     for all_tasks in (True, False):
         full = whole if all_tasks else whole[whole["pb_status"] == "done"]
         head = views.results(store, eid, "cnt", all_tasks=all_tasks, limit=5)
-        assert asked[-1] is not None and len(asked[-1]) == 5  # not every task's state
+        assert every == []  # not every task's state ...
+        assert asked[-1] is not None and len(asked[-1]) == 5  # ... the five shown
         assert list(head["pb_task_id"]) == list(full["pb_task_id"][:5])
         assert head.astype(str).values.tolist() == \
             full.head(5)[head.columns].astype(str).values.tolist()

@@ -24,14 +24,17 @@ def status(store: Store, eid: int, name: str, causes: int = 5) -> dict:
     or the background harvester bring in what a scheduler finished). Counts from a damaged
     state database are never shown (the same check for `pb status` and `exp.status()`).
     `causes`: how many of the top causes of failures to give (0: all)."""
+    # who drives it is read before the counts: a detached --rerun resets its tasks before it
+    # drops its "starting" marker, so counts read after a dropped marker are the new run's
+    # (read the other way round, `pb watch` could see the old run's counts and no driver)
+    lock = ExperimentLock(store, eid, name)
+    starting = detached_alive(store, eid)
+    active = lock.held_by_other() or starting
     counts = state_counts(store, eid)
     total = sum(counts.values())
     registering = _registering(store, eid, total)
     if registering:  # the tasks registered so far are not the total: the space's size is
         total = registering["total"]
-    lock = ExperimentLock(store, eid, name)
-    starting = detached_alive(store, eid)
-    active = lock.held_by_other() or starting
     run = store.db.execute("SELECT id, started, ended, status, target FROM runs WHERE exp=? "
                            "ORDER BY id DESC LIMIT 1", (eid,)).fetchone()
     rate = eta = None
