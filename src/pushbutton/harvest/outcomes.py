@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+from pushbutton.store.counts import ranges_of as ranges  # noqa: F401 - the driver uses it
+
 ID_IN_LINE = re.compile(rb'"id":\s*"([0-9a-f]+)"')
 
 
@@ -100,22 +102,6 @@ def runs_a_task(folder: Path) -> bool:
     if not tail.endswith(b"\n"):  # an end line being written: its task is still in there
         return True
     return last.startswith(b'{"id":"') and b'","ev":"start"' in last[:64]
-
-
-def ranges(ids) -> list[tuple[int, int]]:
-    """Consecutive runs of integers: [1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]."""
-    out = []
-    ids = sorted(ids)
-    if not ids:
-        return out
-    start = prev = ids[0]
-    for r in ids[1:]:
-        if r != prev + 1:
-            out.append((start, prev))
-            start = r
-        prev = r
-    out.append((start, prev))
-    return out
 
 
 def range_rows(ok_sql) -> list[tuple]:

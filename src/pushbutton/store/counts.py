@@ -52,6 +52,7 @@ def recount(db, exp: int) -> dict:
 
 
 def ranges_of(rowids) -> list[tuple[int, int]]:
+    """Consecutive runs of integers: [1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]."""
     out = []
     ids = sorted(rowids)
     if not ids:

@@ -450,10 +450,15 @@ def figures(df: pd.DataFrame | None, series: pd.DataFrame | None, decls: Sequenc
     finished = df is not None and N.STATUS in df.columns and (df[N.STATUS] == "done").any()
     valid = FS.validate(decls, df, series, file=file,
                         check_columns=bool(finished) or (df is not None and N.STATUS not in df))
+    return render_all(valid, lambda d: render(d, df, series, units), declared)
+
+
+def render_all(valid, draw, declared: bool) -> dict:
+    """Each validated figure drawn by `draw`; one that fails is named, not fatal to the page."""
     out, problems = [], []
     for i, d in enumerate(valid):
         try:
-            out.append(render(d, df, series, units))
+            out.append(draw(d))
         except Exception as e:  # noqa: BLE001 - one figure must not sink the page
             where = f"figures[{i}]" if declared else "automatic"
             problems.append(f"figure {d['name']!r} ({d['kind']}, {where}) could not be drawn: "

@@ -461,12 +461,4 @@ def figures(t: Table, series: pd.DataFrame | None, decls, units: dict | None = N
         decls = auto_declarations(t, series)
     finished = int(t.profile()["n_done"]) > 0
     valid = FS.validate(decls, t.schema(), series, file=file, check_columns=finished)
-    out, problems = [], []
-    for i, d in enumerate(valid):
-        try:
-            out.append(render(d, t, series, units))
-        except Exception as e:  # noqa: BLE001 - one figure must not sink the page
-            where = f"figures[{i}]" if declared else "automatic"
-            problems.append(f"figure {d['name']!r} ({d['kind']}, {where}) could not be drawn: "
-                            f"{type(e).__name__}: {e}")
-    return {"figures": out, "problems": problems}
+    return C.render_all(valid, lambda d: render(d, t, series, units), declared)
