@@ -5,7 +5,9 @@ whole commands, against references measured in the same run.
     python benchmarks/p6_status.py --n 100000       # a small one (seconds)
     python benchmarks/p6_status.py --store DIR      # reuse a project folder built before
 
-Goals (issue 14): `pb status` <= 0.5 s and `pb results --limit 20` <= 1 s at 10^7 tasks; the
+Goals (issue 14): `pb status` <= 0.5 s and `pb results --limit 20` <= 1 s at 10^7 tasks; a
+store it built is also measured for its size (<= 150 bytes/task), the run's peak memory (<= 1 GB
+at 10^7) and `pb clean` of it (<= 30 s at 10^7); the
 grouped query `SELECT a, avg(y) FROM results GROUP BY a` <= 1 s at 10^6. References: the
 interpreter start (`python -c pass`), `sqlite3`'s count of the task table, and DuckDB's grouped
 mean over the Parquet files alone.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import os
 import shutil
 import sqlite3
@@ -70,11 +73,14 @@ def main():
     env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
     root = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="p6-"))
     root.mkdir(parents=True, exist_ok=True)
-    built = None
+    built = built_rss = None
     if not (root / ".pushbutton" / "state.sqlite").exists():
         print(f"building a store of {args.n:,} no-op tasks in {root} (a real pb run) ...",
               flush=True)
         built = build(root, args.n, env)
+        # the largest process of that run (the driver; its workers are far smaller)
+        built_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    size = sum(p.stat().st_size for p in (root / ".pushbutton").rglob("*") if p.is_file())
     db = root / ".pushbutton" / "state.sqlite"
     con = sqlite3.connect(db)
     (name, n), = con.execute("SELECT name, n_tasks FROM experiments ORDER BY id DESC LIMIT 1")
@@ -116,6 +122,20 @@ def main():
     print(f"  pb sql \"{query}\"  {grouped:7.3f} s   goal <= 1 s at 10^6: "
           f"{'met' if grouped <= 1 else 'missed'}; {grouped / ref_duck:.1f}x DuckDB over the "
           f"Parquet files alone ({ref_duck:.3f} s)")
+    print(f"  store after the run                     {size / 1e9:7.3f} GB   "
+          f"({size / n:.1f} bytes/task; goal <= 1.5 GB at 10^7, i.e. 150 bytes/task: "
+          f"{'met' if size / n <= 150 else 'missed'})")
+    if built_rss is not None:
+        print(f"  peak memory of the run's driver         {built_rss:7.0f} MB   "
+              f"(goal <= 1 GB at 10^7, <= 300 MB at 10^6)")
+    if built is not None and not args.keep:  # a store this run built: measure pb clean of it
+        t = time.perf_counter()
+        subprocess.run(pb + ["clean", name, "--yes"], cwd=root, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        clean_s = time.perf_counter() - t
+        left = sum(p.stat().st_size for p in (root / ".pushbutton").rglob("*") if p.is_file())
+        print(f"  pb clean (whole command)                {clean_s:7.2f} s   goal <= 30 s at "
+              f"10^7: {'met' if clean_s <= 30 else 'missed'}; {left:,} bytes left")
     if not args.store and not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 
