@@ -115,7 +115,8 @@ RUN = SAMPLER + textwrap.dedent("""
     exp = load("experiment.toml")
     s = exp.run(yes=True, quiet=True)
     PHASE.pop()
-    report({"done": s.get("counts", {}).get("done"), "seconds": s.get("seconds")})
+    report({"done": s.get("counts", {}).get("done"), "seconds": s.get("seconds"),
+            "ingest_s": s.get("ingest_seconds")})
 """)
 
 BASE = SAMPLER + textwrap.dedent("""
@@ -166,7 +167,8 @@ def main():
         base = child(BASE, d)
         run = child(RUN, d, *(["--trace"] if args.trace else []))
         goal = 300 if n <= 1_000_000 else 1024
-        print(f"P9 at {n:,} tasks ({run['done']:,} done in {run['seconds']:.1f} s)")
+        print(f"P9 at {n:,} tasks ({run['done']:,} done in {run['seconds']:.1f} s, of which "
+              f"ingest {run.get('ingest_s') or 0:.1f} s)")
         print(f"  {'baseline: the run imports alone, MB':<44}{base['peak_mb']:>9.1f}")
         print("  driver peak RSS by phase, MB (in the order first seen):")
         for ph in run["order"]:

@@ -16,7 +16,9 @@ import ctypes.util
 import sys
 
 M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
 ARENAS = 2
+MMAP_FROM = 1 << 20  # allocations this big get pages of their own, handed back when freed
 
 _libc = None
 _tamed = False
@@ -46,6 +48,9 @@ def tame() -> None:
     lib = _glibc()
     if lib is not None:
         lib.mallopt(M_ARENA_MAX, ARENAS)
+        # a fixed threshold: glibc's own rises to 32 MB after the first big free, so the
+        # buffers of an outcome chunk (tens of MB) land in an arena and stay there as holes
+        lib.mallopt(M_MMAP_THRESHOLD, MMAP_FROM)
     try:  # Arrow reads ARROW_DEFAULT_MEMORY_POOL too early for a setting here; a run writes
         import pyarrow as pa  # Parquet anyway, so its import only comes sooner
         pa.set_memory_pool(pa.system_memory_pool())

@@ -21,7 +21,8 @@ from pushbutton.core import names as N
 from pushbutton.core.errors import PushbuttonError
 
 TIME_COLUMNS = (N.FINISHED_AT, "pb_t0", "pb_t1", N.TIME)  # (cli/tables.TIME_COLUMNS)
-MEMORY = "256MB"   # what the export's DuckDB may hold before it spills to disk
+MEMORY = "128MB"   # what the export's DuckDB may hold before it spills to disk
+THREADS = 1  # one thread: less memory, and the rows are written in their order
 FORMATS = ("csv", "json", "parquet")
 _INT = r"^\s*[+-]?[0-9]+\s*$"
 
@@ -40,7 +41,7 @@ def _connect(store, name: str, out: Path, spill: Path):
     import duckdb
     con = duckdb.connect(config={"autoinstall_known_extensions": False,
                                  "autoload_known_extensions": False,
-                                 "memory_limit": MEMORY, "threads": 2,
+                                 "memory_limit": MEMORY, "threads": THREADS,
                                  "temp_directory": str(spill)})
     dirs = [str(store.dir / sub / name) + os.sep for sub in ("results", "series", "gathered")]
     con.execute("SET allowed_directories = [" + ", ".join(_lit(d) for d in dirs + [

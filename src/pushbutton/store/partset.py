@@ -151,7 +151,6 @@ def merge(folder, names, out_level: int, newest_per_task: bool = True) -> str:
     """Write the rows of `names` as one file (not yet listed); returns its name. Results
     (`newest_per_task`) keep the newest row per (task, bundle): a task's current result is the
     row of the bundle its task row names, whatever ran after; series keep every row."""
-    import duckdb
     folder = Path(folder)
     meta = group_meta([folder / n for n in names]) if newest_per_task else None
     lst = ", ".join("'" + str(folder / n).replace("'", "''") + "'" for n in names)
@@ -165,7 +164,11 @@ def merge(folder, names, out_level: int, newest_per_task: bool = True) -> str:
         options += ", KV_METADATA {pushbutton: '%s'}" % json.dumps(meta).replace("'", "''")
     out = f"compact-L{out_level}-{time.time_ns()}.parquet"
     spill = folder / ".merge-spill"
+    from pushbutton.store import arrowmerge  # rows that cannot repeat: streamed by Arrow
     with replacing(folder / out) as tmp:
+        if arrowmerge.merge(folder, names, tmp, meta):
+            return out
+        import duckdb
         # a bounded merge: DuckDB spills to disk past MERGE_MEMORY instead of holding the
         # window of 10^7 rows (its default is most of the machine's memory)
         con = duckdb.connect(config={"memory_limit": MERGE_MEMORY, "threads": 2,
