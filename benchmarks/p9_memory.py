@@ -9,7 +9,8 @@ The run is `pb run` as a user starts it (registration streaming while the first 
 a child process whose resident set a thread samples every 50 ms (/proc/self/statm), each sample
 tagged with the phase the driver is in: register (the first chunk), schedule (a bundle made),
 ingest (tail of running bundles), finalize (a bundle's end), compact (incremental merges),
-merge (the end-of-run merge), retire (bundle folders -> zips), wait (the rest). It prints the
+merge (the end-of-run merge), retire (bundle folders -> zips), wait (the rest); "(registering)"
+while the registration thread streams the rest of the space. It prints the
 peak RSS per phase, the run's peak against the goal (10^6: <= 300 MB; 10^7: <= 1 GB), and a
 baseline: the RSS of a process that has only imported what a run imports (the shared library
 text of Arrow and DuckDB counts in RSS). Then it exports the results with `pb results
@@ -51,7 +52,8 @@ SAMPLER = textwrap.dedent("""
     def sample(trace):
         import tracemalloc
         while True:
-            SAMPLES.append((time.time(), rss(), PHASE[-1]))
+            reg = any(t.name == "pb-register" for t in threading.enumerate())
+            SAMPLES.append((time.time(), rss(), PHASE[-1] + (" (registering)" if reg else "")))
             if trace:
                 cur = tracemalloc.get_traced_memory()[0]
                 if cur > TRACE["peak"] * 1.05:

@@ -148,9 +148,10 @@ def signal_name(num: int) -> str:
         return str(abs(num))
 
 
-def complete_lines(path: str | os.PathLike, offset: int) -> bytes:
+def complete_lines(path: str | os.PathLike, offset: int, limit: int | None = None) -> bytes:
     """What was appended to `path` since `offset`, up to its last newline (a line still being
-    written, or torn, waits for the next look)."""
+    written, or torn, waits for the next look); with `limit`, at most that many bytes unless
+    a single line is longer (then up to that line's end)."""
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
@@ -159,5 +160,7 @@ def complete_lines(path: str | os.PathLike, offset: int) -> bytes:
         return b""
     with open(path, "rb") as f:
         f.seek(offset)
-        data = f.read(size - offset)
+        data = f.read(size - offset if limit is None else min(size - offset, limit))
+        if limit is not None and b"\n" not in data and offset + len(data) < size:
+            data += f.read(size - offset - len(data))  # one line longer than the limit
     return data[:data.rfind(b"\n") + 1]

@@ -21,6 +21,8 @@ from pushbutton.store import parts as results
 from pushbutton.store.database import FAILED as T_FAILED, PENDING, Store
 
 RELEASE_BYTES = 1 << 20  # an ingest that read this much hands its freed pages back (core/memory)
+CHUNK_BYTES = 4 << 20    # outcome bytes of one bundle read per ingest: what a read holds is
+                         # bounded, whatever the bundle's size (the rest comes next time)
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ class Ingestor:
         offsets, series_offsets, parts, series_parts = [], [], [], []
         read = 0
         for b in bundles:
-            chunk = complete_lines(b.dir / "outcomes.jsonl", b.offset)
+            chunk = complete_lines(b.dir / "outcomes.jsonl", b.offset, CHUNK_BYTES)
             read += len(chunk or b"")
             if chunk:
                 rows = self._parse_fast(b, chunk, batch)
@@ -333,10 +335,18 @@ class Ingestor:
         """The bundle is over (`failed`: it stopped with `cause`): its last outcomes are
         ingested; tasks without an end are charged with `kind` (when they were mid-run in a
         failed bundle that is theirs to blame) or requeued. Returns how many were requeued."""
-        self.ingest([b])
+        while True:  # every complete line, CHUNK_BYTES at a time
+            before = b.offset
+            self.ingest([b])
+            if b.offset == before:
+                break
         missing = [t for t in b.tasks if t not in b.ended]
         path = b.dir / "outcomes.jsonl"
-        tail = path.read_bytes()[b.offset:] if path.exists() else b""
+        tail = b""
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(b.offset)
+                tail = f.read()
         if tail.strip():
             tid = oc.task_in_line(tail)
             if tid:

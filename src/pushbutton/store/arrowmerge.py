@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-BATCH = 32_768      # rows read at a time
-ROW_GROUP = 65_536  # rows per row group written (a row group is held whole until written)
+BATCH = 16_384      # rows read at a time
+ROW_GROUP = 32_768  # rows per row group written (a row group is held whole until written)
 
 
 def _schema(paths):
