@@ -179,3 +179,24 @@ def test_export_builds_no_frame(store, monkeypatch, tmp_path):
         out = tmp_path / f"o.{fmt}"
         main(["results", "--format", fmt, "-o", str(out)])
         _check(store, out, fmt, df)
+
+
+def test_what_duckdb_cannot_spill_is_retried_at_its_default_limit(store, monkeypatch, tmp_path):
+    """An export that runs out of its memory limit is written again with DuckDB's default
+    limit, not failed (the limit bounds the usual export; a user's file must still come)."""
+    import duckdb
+
+    from pushbutton.cli.main import main
+    from pushbutton.store import export
+    real, limits = export._write, []
+
+    def once_short(*a):
+        limits.append(a[-1])
+        if len(limits) == 1:
+            raise duckdb.OutOfMemoryException("could not allocate block")
+        return real(*a)
+    monkeypatch.setattr(export, "_write", once_short)
+    out = tmp_path / "o.csv"
+    main(["results", "--format", "csv", "-o", str(out), "--where", "n > 1"])
+    assert limits == [export.MEMORY, None]
+    _check(store, out, "csv", _frame(store, where="n > 1"))

@@ -35,14 +35,15 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _connect(store, name: str, out: Path, spill: Path):
+def _connect(store, name: str, out: Path, spill: Path, memory: str | None):
     """The sandbox of views._sandbox (this experiment's folders only), plus the one file it
     writes, a memory limit and a folder to spill to."""
     import duckdb
-    con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                 "autoload_known_extensions": False,
-                                 "memory_limit": MEMORY, "threads": THREADS,
-                                 "temp_directory": str(spill)})
+    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+              "threads": THREADS, "temp_directory": str(spill)}
+    if memory:
+        config["memory_limit"] = memory
+    con = duckdb.connect(config=config)
     dirs = [str(store.dir / sub / name) + os.sep for sub in ("results", "series", "gathered")]
     con.execute("SET allowed_directories = [" + ", ".join(_lit(d) for d in dirs + [
         str(spill) + os.sep]) + "]")
@@ -121,7 +122,6 @@ def export(store, eid: int, name: str, fmt: str, output: str | None = None,
     import duckdb
 
     from pushbutton.store import views
-    from pushbutton.store.integrity import check_read, store_fault
     if fmt not in FORMATS:
         raise PushbuttonError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if fmt == "parquet" and not output:
@@ -136,30 +136,10 @@ def export(store, eid: int, name: str, fmt: str, output: str | None = None,
                                  dir=target.parent if target is not None else None))
     out = work / f"out.{fmt}"
     try:
-        con = _connect(store, name, out, work / "spill")
-        params, metrics = [], []
         try:
-            params, metrics = views._build(con, store, eid, name, run)
-            check_read(store, eid, name, con, whole=True)
-            views._lock(con)
-            order = f" ORDER BY {views._IDX} NULLS LAST, {N.TASK_ID}"
-            con.execute("CREATE TEMP VIEW _pb_export AS SELECT * FROM _pb_results"
-                        + (f" WHERE ({where})" if where else "") + order
-                        + (f" LIMIT {int(limit)}" if limit else ""))
-            opts = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json",
-                    "parquet": "FORMAT parquet, COMPRESSION zstd"}[fmt]
-            sel = _select(con, "_pb_export", fmt, params, views._IDX)
-            got = con.execute(f"COPY (SELECT {sel} FROM _pb_export{order}) TO "
-                              f"{_lit(str(out))} ({opts})").fetchone()
-            n = int(got[0]) if got and got[0] is not None else 0
-        except duckdb.Error as e:
-            if not where or store_fault(e):
-                raise
-            raise PushbuttonError(
-                f"--where {where!r}: {str(e).splitlines()[0]}; columns are: {N.TASK_ID}, "
-                f"{', '.join(params + metrics)}, {', '.join(N.TAIL)}") from None
-        finally:
-            con.close()
+            n = _write(store, eid, name, fmt, out, work, where, run, limit, MEMORY)
+        except duckdb.OutOfMemoryException:  # what DuckDB could not spill: its default limit
+            n = _write(store, eid, name, fmt, out, work, where, run, limit, None)
         if target is not None:
             os.replace(out, target)
         else:
@@ -170,3 +150,37 @@ def export(store, eid: int, name: str, fmt: str, output: str | None = None,
         return n
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _write(store, eid, name, fmt, out, work, where, run, limit, memory) -> int:
+    """One COPY of the relation to `out` (DuckDB limited to `memory`, None: its default);
+    returns the rows written."""
+    import duckdb
+
+    from pushbutton.store import views
+    from pushbutton.store.integrity import check_read, store_fault
+    con = _connect(store, name, out, work / "spill", memory)
+    params, metrics = [], []
+    try:
+        params, metrics = views._build(con, store, eid, name, run)
+        check_read(store, eid, name, con, whole=True)
+        views._lock(con)
+        order = f" ORDER BY {views._IDX} NULLS LAST, {N.TASK_ID}"
+        # sorted once, by the COPY (the view sorts only to cut at a limit)
+        con.execute("CREATE TEMP VIEW _pb_export AS SELECT * FROM _pb_results"
+                    + (f" WHERE ({where})" if where else "")
+                    + (f"{order} LIMIT {int(limit)}" if limit else ""))
+        opts = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json",
+                "parquet": "FORMAT parquet, COMPRESSION zstd"}[fmt]
+        sel = _select(con, "_pb_export", fmt, params, views._IDX)
+        got = con.execute(f"COPY (SELECT {sel} FROM _pb_export{order}) TO "
+                          f"{_lit(str(out))} ({opts})").fetchone()
+        return int(got[0]) if got and got[0] is not None else 0
+    except duckdb.Error as e:
+        if isinstance(e, duckdb.OutOfMemoryException) or not where or store_fault(e):
+            raise
+        raise PushbuttonError(
+            f"--where {where!r}: {str(e).splitlines()[0]}; columns are: {N.TASK_ID}, "
+            f"{', '.join(params + metrics)}, {', '.join(N.TAIL)}") from None
+    finally:
+        con.close()
