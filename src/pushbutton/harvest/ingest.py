@@ -21,7 +21,7 @@ from pushbutton.store import parts as results
 from pushbutton.store.database import FAILED as T_FAILED, PENDING, Store
 
 RELEASE_BYTES = 1 << 20  # an ingest that read this much hands its freed pages back (core/memory)
-CHUNK_BYTES = 4 << 20    # outcome bytes of one bundle read per ingest: what a read holds is
+CHUNK_BYTES = 16 << 20   # outcome bytes of one bundle read per ingest: what a read holds is
                          # bounded, whatever the bundle's size (the rest comes next time)
 
 
