@@ -13,7 +13,7 @@ merge (the end-of-run merge), retire (bundle folders -> zips), wait (the rest); 
 while the registration thread streams the rest of the space. It prints the
 peak RSS per phase, the run's peak against the goal (10^6: <= 300 MB; 10^7: <= 1 GB), and a
 baseline: the RSS of a process that has only imported what a run imports (the shared library
-text of Arrow and DuckDB counts in RSS). Then it exports the results with `pb results
+text of Arrow counts in RSS). Then it exports the results with `pb results
 --format csv|parquet|json -o FILE` and prints each export's peak RSS against the file's size
 and the store's results.
 """
@@ -125,7 +125,7 @@ BASE = SAMPLER + textwrap.dedent("""
     start()
     from pushbutton.execution.driver import Driver
     from pushbutton.experiment import load
-    import pyarrow.parquet, pyarrow.json, duckdb
+    import pyarrow.parquet, pyarrow.json, pyarrow.compute  # (a run no longer loads DuckDB)
     from pushbutton.core import memory
     memory.tame()
     import time; time.sleep(0.3)
