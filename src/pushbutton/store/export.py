@@ -132,6 +132,9 @@ def export(store, eid: int, name: str, fmt: str, output: str | None = None,
     target = Path(output).resolve() if output else None
     if target is not None and target.is_dir():
         raise PushbuttonError(f"-o {output}: is a folder; give a file name")
+    if target is not None and not target.parent.is_dir():  # before the temporary folder in it
+        raise PushbuttonError(f"cannot write {target}: its folder {target.parent} does not "
+                              f"exist; create it or give another -o path")
     work = Path(tempfile.mkdtemp(prefix=".pb-export-",
                                  dir=target.parent if target is not None else None))
     out = work / f"out.{fmt}"
