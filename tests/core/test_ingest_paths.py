@@ -14,6 +14,7 @@ def _run(name, project):
 
 
 def test_fast_and_slow_ingest_agree(project, monkeypatch):
+    monkeypatch.setenv("PB_SMALL_RUN", "0")  # 1,500 tasks: a small run would not use Arrow
     calls = []
     real = ingest_arrow.parse
 

@@ -22,6 +22,7 @@ MMAP_FROM = 1 << 20  # allocations this big get pages of their own, handed back 
 
 _libc = None
 _tamed = False
+_arrow_tamed = False
 
 
 def _glibc():
@@ -38,19 +39,22 @@ def _glibc():
     return _libc or None
 
 
-def tame() -> None:
+def tame(arrow: bool = True) -> None:
     """Arrow on the system allocator (its freed buffers go where malloc_trim reaches them) and
-    at most ARENAS glibc arenas. Idempotent; call before the run's threads start."""
-    global _tamed
-    if _tamed:
+    at most ARENAS glibc arenas. Idempotent; call before the run's threads start. `arrow`
+    False: the arenas only (a small run never imports pyarrow, a registration has no Arrow)."""
+    global _tamed, _arrow_tamed
+    if not _tamed:
+        _tamed = True
+        lib = _glibc()
+        if lib is not None:
+            lib.mallopt(M_ARENA_MAX, ARENAS)
+            # a fixed threshold: glibc's own rises to 32 MB after the first big free, so the
+            # buffers of an outcome chunk (tens of MB) land in an arena and stay there as holes
+            lib.mallopt(M_MMAP_THRESHOLD, MMAP_FROM)
+    if not arrow or _arrow_tamed:
         return
-    _tamed = True
-    lib = _glibc()
-    if lib is not None:
-        lib.mallopt(M_ARENA_MAX, ARENAS)
-        # a fixed threshold: glibc's own rises to 32 MB after the first big free, so the
-        # buffers of an outcome chunk (tens of MB) land in an arena and stay there as holes
-        lib.mallopt(M_MMAP_THRESHOLD, MMAP_FROM)
+    _arrow_tamed = True
     try:  # Arrow reads ARROW_DEFAULT_MEMORY_POOL too early for a setting here; a run writes
         import pyarrow as pa  # Parquet anyway, so its import only comes sooner
         pa.set_memory_pool(pa.system_memory_pool())

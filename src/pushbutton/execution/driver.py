@@ -21,16 +21,32 @@ from pushbutton.harvest.ingest import ActiveBundle, Ingestor, RunPolicy
 from pushbutton.harvest.outcomes import ranges
 from pushbutton.store.database import DONE, FAILED as T_FAILED, Store
 
+SMALL_RUN = 20_000  # a local run of up to this many points imports no pyarrow (see small_run)
+
+
+def small_run(exp, target: str | None) -> bool:
+    """Whether a run is small enough that its results are written without pyarrow
+    (store/parquet_plain.py): its import and numpy's cost more CPU than the line-by-line
+    ingest of this many outcomes. Local runs only; the space's size bound, before filters.
+    PB_SMALL_RUN changes the bound (tests run both paths on small spaces with it)."""
+    try:
+        bound = int(os.environ.get("PB_SMALL_RUN", SMALL_RUN))
+    except ValueError:
+        bound = SMALL_RUN
+    return target in (None, "", "local") and exp.space._bound <= bound
+
 
 class Driver:
     """Schedules one experiment's pending tasks on a backend; the Ingestor records outcomes."""
 
     def __init__(self, store: Store, exp, exp_id: int, backend: Backend, run_id: int,
                  target: str = "local", on_progress=None, poll_s: float = 0.2, feed=None,
-                 on_registering=None):
+                 on_registering=None, light: bool = False):
         """feed: the registration of the rest of the space, streaming while this runs
-        (store/registration.py); on_registering(done, total) follows it."""
-        memory.tame()  # before the run's threads: Arrow on malloc, two arenas (core/memory)
+        (store/registration.py); on_registering(done, total) follows it. light: a small run
+        (small_run): outcomes ingested line by line and parts written without pyarrow."""
+        # before the run's threads: Arrow on malloc, two arenas (core/memory)
+        memory.tame(arrow=not light)
         self.store, self.exp, self.exp_id = store, exp, exp_id
         self.feed, self.on_registering = feed, on_registering
         self._fed, self._feed_over = 0, False
@@ -39,6 +55,7 @@ class Driver:
         self.poll_s = poll_s
         self.policy = RunPolicy.of(exp)
         self.ingestor = Ingestor(store, exp_id, exp.name, run_id, self.policy)
+        self.ingestor.plain = light
         self.active: dict[str, ActiveBundle] = {}
         self.seq = store.db.execute("SELECT count(*) FROM bundles WHERE exp=?",
                                     (exp_id,)).fetchone()[0]

@@ -13,7 +13,7 @@ from pushbutton.store import bundlelogs, liveness
 from pushbutton.store import provenance
 from pushbutton.store.code_version import PREFIX as CODE_PREFIX, changed_files
 from pushbutton.execution import factory
-from pushbutton.execution.driver import Driver
+from pushbutton.execution.driver import Driver, small_run
 from pushbutton.harvest.ingest import RunPolicy
 from pushbutton.store.failures import top_causes
 from pushbutton.store.lock import ExperimentLock
@@ -79,7 +79,9 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
                         fix="give e.g. workers=4, or leave it out for one per CPU")
     # what the run's code is (git, file hashes: subprocesses) is found out meanwhile
     prov_of = _meanwhile(provenance.collect, exp.root, message)
-    _meanwhile(_harvest_imports)  # ingest's imports (pyarrow: 0.4 s) load while this waits
+    light = small_run(exp, on)  # no pyarrow at all (execution/driver.py)
+    if not light:
+        _meanwhile(_harvest_imports)  # ingest's imports (pyarrow: 0.4 s) load while this waits
     started, exp.preflight_started = getattr(exp, "preflight_started", None), None
     if not getattr(exp, "preflight_done", False):
         preflight(exp, on, started=started)
@@ -124,7 +126,8 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
             return summary
         from pushbutton.store.registration import big
         drv = Driver(store, exp, eid, backend, run_id, target=target, on_progress=progress,
-                     feed=feed, on_registering=registering if feed and big(feed) else None)
+                     feed=feed, on_registering=registering if feed and big(feed) else None,
+                     light=light)
         backend = None  # the driver closes it
         summary = drv.run()
         summary["run"] = run_id

@@ -43,6 +43,8 @@ _ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=Fal
 # metrics may be NaN or +-inf (a diverged estimator is data): written as the NaN / Infinity /
 # -Infinity tokens that Python's json reads back as floats (the driver's ingest does)
 _MENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+_WHERE = '"host":%s,"node":%s' % (json.dumps(HOST), json.dumps(NODE))  # in every end line
+_OK = {"ok": True}
 LAST_LINE_MAX = 64 << 20  # how far back from the end of a command's output a metrics line may start
 _functions = {}  # import each callable once per worker process
 
@@ -114,6 +116,18 @@ def _check_metrics(metrics, params=None):
     if not isinstance(metrics, dict):
         return None, ("the task returned %s, not a dict of metrics; return e.g. "
                       "{'error': 0.1}" % type(metrics).__name__)
+    if all(k.__class__ is str and not k.startswith("pb_") for k in metrics):
+        try:  # the common case in one encode: what the loop below would write, unchanged
+            text = _MENC.encode(metrics)
+        except (TypeError, ValueError):
+            text = None  # numpy scalars (.item()), a value that cannot be stored: said below
+        if text is not None:  # JSON's own types: safe to compare with the parameters
+            echoes = [k for k in metrics if k in params] if params else ()
+            if not echoes:
+                return text, None
+            if all(metrics[k] == params[k] and isinstance(metrics[k], str) ==
+                   isinstance(params[k], str) for k in echoes):
+                return _MENC.encode({k: v for k, v in metrics.items() if k not in params}), None
     clean = {}
     for k, v in metrics.items():
         if not isinstance(k, str):
@@ -716,8 +730,8 @@ class _BundleRun:
         """One task: its start line, the call, its end line (with its slices of the logs)."""
         tid = task["id"]
         task_dir = _task_dir(self.task_root, tid, task.get("gen") or 0)
-        task_env = {"PB_TASK_ID": tid, "PB_ATTEMPT": str(task.get("attempt", 1)),
-                    "PB_SERIES": self.series, "PB_TASK_DIR": task_dir}
+        task_env = (("PB_TASK_ID", tid), ("PB_ATTEMPT", str(task.get("attempt", 1))),
+                    ("PB_SERIES", self.series), ("PB_TASK_DIR", task_dir))
         if self.inline:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -739,7 +753,10 @@ class _BundleRun:
         os.write(self.bundle.out, _end_line(tid, t0, offs, res).encode())
 
     def _call_function(self, task, task_env):
-        os.environ.update(task_env)
+        environ = os.environ
+        for k, v in task_env:  # only what changed (a putenv each: most of a no-op's cost)
+            if environ.get(k) != v:
+                environ[k] = v
         if self.fn is None:
             res = dict(self.load_failure)
         else:
@@ -769,6 +786,10 @@ def _end_line(tid, t0, offs, res):
     """A task's end record as one line; metrics the worker has already checked are spliced in
     as the JSON text they are, not parsed again."""
     metrics_json = res.pop("metrics_json", None)
+    if metrics_json is not None and res == _OK:  # a success: what json.dumps would write
+        return '{"id":"%s","ev":"end","t0":%r,"t1":%r,%s,"log":[%d,%d,%d,%d],"ok":true,' \
+            '"metrics":%s}\n' % (tid, t0, time.time(), _WHERE, offs[0], offs[1], offs[2],
+                                  offs[3], metrics_json)
     rec = {"id": tid, "ev": "end", "t0": t0, "t1": time.time(), "host": HOST, "node": NODE,
            "log": offs}
     rec.update(res)
@@ -786,7 +807,7 @@ def _safe_name(name):
 def _task_dir(task_root, tid, gen):
     """<task_root>/<ab>/<id> for a task's first generation, <id>.<gen> after a --rerun. A new
     generation's folder starts empty: the older ones are removed the first time it is used."""
-    base = os.path.join(task_root, tid[:2], tid)
+    base = "%s/%s/%s" % (task_root, tid[:2], tid)  # os.path.join's result, for a hex id
     if not gen:
         return base
     d = "%s.%d" % (base, gen)
@@ -801,8 +822,10 @@ def _task_dir(task_root, tid, gen):
 
 def _describe(task_dir, experiment, task):
     """A task folder that was used says whose it is (pb_task.json), like a signac workspace."""
+    if not os.path.isdir(task_dir):  # the task made no folder (most tasks)
+        return
     path = os.path.join(task_dir, "pb_task.json")
-    if os.path.isdir(task_dir) and not os.path.exists(path):
+    if not os.path.exists(path):
         try:
             tmp = path + ".tmp"
             with open(tmp, "w") as f:

@@ -108,6 +108,7 @@ class Ingestor:
         self.seconds = 0.0       # spent reading outcomes and writing the store
         self.t_compact = time.time()  # last incremental compaction
         self.new_parts = 0            # parts written since
+        self.plain = False  # a small run: parts written without pyarrow (store/parquet_plain)
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, bid: str, folder: Path, offset: int = 0, series_offset: int = 0,
@@ -169,14 +170,14 @@ class Ingestor:
                 srows = oc.series_rows(chunk)
                 if srows:
                     spath = self.ser_dir / f"{b.id}-{b.soffset:012d}.parquet"
-                    results.write_series(spath, srows)
+                    results.write_series(spath, srows, plain=self.plain)
                     series_parts.append(spath)
                 b.soffset += len(chunk)
                 series_offsets.append((b.soffset, b.id))
         if not (offsets or series_offsets):
             return
         for path, rows in parts:  # Parquet first: a crash before the commit re-writes them
-            results.write_part(path, rows, self.param_names)
+            results.write_part(path, rows, self.param_names, plain=self.plain)
         # listed in the manifests before the commit: a done task's row is always visible
         partset.publish(self.res_dir, [path for path, _ in parts])
         partset.publish(self.ser_dir, series_parts)
@@ -210,7 +211,7 @@ class Ingestor:
 
     def _parse_fast(self, b: ActiveBundle, chunk: bytes, batch: _Batch):
         """Arrow's JSON reader for big chunks; None sends the chunk down the line-by-line path."""
-        if chunk.count(b"\n") < 512:
+        if self.plain or chunk.count(b"\n") < 512:
             return None
         got = ingest_arrow.parse(b, chunk, b.run, self.param_names)
         if got is None:  # b is untouched: the line-by-line path starts afresh

@@ -66,16 +66,18 @@ def _typed(values):
                     type=pa.string())
 
 
-def write_part(path: Path, rows, param_names: list[str]) -> None:
+def write_part(path: Path, rows, param_names: list[str], plain: bool = False) -> None:
     """rows: dicts with the _ROW_KEYS, 'params' and 'metrics' (or an Arrow table already built).
     Metric names were checked by the worker (no pb_ prefix, none equal to a parameter's).
-    Written to a temp name, then renamed."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    if isinstance(rows, pa.Table):
-        with replacing(path) as tmp:
-            pq.write_table(rows, tmp, compression="zstd")
-        return
+    Written to a temp name, then renamed. `plain`: written without pyarrow (parquet_plain.py:
+    the same columns and types, uncompressed), for a small run that never imports it."""
+    if not plain:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        if isinstance(rows, pa.Table):
+            with replacing(path) as tmp:
+                pq.write_table(rows, tmp, compression="zstd")
+            return
     pcols = list(param_names)
     seen = set(pcols)
     for r in rows:  # parameters not declared up front (concatenated spaces)
@@ -89,6 +91,10 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
             if k not in mseen and k not in seen and not N.reserved(k):  # never shadow a column
                 mseen.add(k)
                 mcols.append(k)
+    meta = {"params": pcols, "metrics": mcols}
+    if plain:
+        _write_plain(path, rows, pcols, mcols, meta)
+        return
     arrays, names = [], []
     for c, k in zip(META, _ROW_KEYS):
         vals = [r.get(k) for r in rows]
@@ -100,11 +106,25 @@ def write_part(path: Path, rows, param_names: list[str]) -> None:
     for c in mcols:
         arrays.append(_typed([r["metrics"].get(c) for r in rows]))
         names.append(c)
-    meta = {"params": pcols, "metrics": mcols}
     table = pa.Table.from_arrays(arrays, names=names)
     table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
     with replacing(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+
+
+def _write_plain(path: Path, rows, pcols, mcols, meta: dict) -> None:
+    """write_part's columns through parquet_plain (no pyarrow)."""
+    from pushbutton.store import parquet_plain as pp
+    columns = []
+    for c, k in zip(META, _ROW_KEYS):
+        typ, vals = pp.typed([r.get(k) for r in rows])
+        if c in _TEXT and all(v is None or isinstance(v, str) for v in vals):
+            typ = pp.TEXT
+        columns.append((c, typ, vals))
+    columns += [(c, *pp.typed([r["params"].get(c) for r in rows])) for c in pcols]
+    columns += [(c, *pp.typed([r["metrics"].get(c) for r in rows])) for c in mcols]
+    with replacing(path) as tmp:
+        pp.write(tmp, columns, {"pushbutton": json.dumps(meta)})
 
 
 def parts(folder: Path) -> list[str]:
@@ -156,18 +176,26 @@ def compact(folder: Path, min_parts: int = 16, newest_per_task: bool = True,
                            newest_per_task=newest_per_task, min_parts=min_parts)
 
 
-def write_series(path: Path, rows: list[dict]) -> None:
+def write_series(path: Path, rows: list[dict], plain: bool = False) -> None:
     """rows: {task_id, step, time, m: {metric: value}} -> one Parquet part with the columns
     pb_task_id, pb_step, pb_time and the metrics under their own names (a pb_ name, which
-    pushbutton.log refuses, is left out)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pushbutton.log refuses, is left out). `plain`: without pyarrow, as in write_part."""
     cols, seen = [], set()
     for r in rows:
         for k in r["m"]:
             if k not in seen and not N.reserved(k):
                 seen.add(k)
                 cols.append(k)
+    if plain:
+        from pushbutton.store import parquet_plain as pp
+        columns = [(name, *pp.typed([r[k] for r in rows])) for name, k in
+                   ((N.TASK_ID, "task_id"), (N.STEP, "step"), (N.TIME, "time"))]
+        columns += [(c, *pp.typed([r["m"].get(c) for r in rows])) for c in cols]
+        with replacing(path) as tmp:
+            pp.write(tmp, columns)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     arrays = [_typed([r["task_id"] for r in rows]), _typed([r["step"] for r in rows]),
               _typed([r["time"] for r in rows])]
     names = [N.TASK_ID, N.STEP, N.TIME]

@@ -206,7 +206,7 @@ class Registration:
 
     def stream(self, on_chunk=None) -> None:
         """Register the rest in a thread of its own (its own SQLite connection)."""
-        memory.tame()  # before the thread: it shares the driver's arenas (core/memory)
+        memory.tame(arrow=False)  # before the thread: it shares the driver's arenas
         self._thread = threading.Thread(target=self._run, args=(on_chunk,), daemon=True,
                                         name="pb-register")
         self._thread.start()
