@@ -9,7 +9,8 @@ Side by side in one run, each as a whole process (python start-up and imports in
     python benchmarks/p1_local.py                 # (a) 10^4 x 10 ms and (b) 10^4 no-op, 3 reps
     python benchmarks/p1_local.py --n 2000 --reps 1   # quicker
     python benchmarks/p1_local.py --only b        # (b) only: small sweeps start like a script
-Prints medians and ratios against the bare pool measured in the same run.
+Prints medians and ratios against the bare pool measured in the same run. pushbutton's modules
+are byte-compiled first (as an installed package's are), joblib's already are.
 """
 from __future__ import annotations
 
@@ -101,6 +102,12 @@ def main():
     ap.add_argument("--submitit-n", type=int, default=20)
     ap.add_argument("--only", choices=("a", "b"), help="run one workload only")
     args = ap.parse_args()
+    # as pip installs a package: byte-compiled (an editable checkout run with
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module at every start, ~0.1 s)
+    import importlib.util
+    pkg = importlib.util.find_spec("pushbutton").submodule_search_locations[0]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", pkg], check=True,
+                   stdout=subprocess.DEVNULL)
     d = Path(tempfile.mkdtemp(prefix="pb-p1-"))
     (d / "tasks.py").write_text(TASKS)
     for name, text in (("bare.py", BARE), ("jl.py", JOBLIB), ("si.py", SUBMITIT)):

@@ -131,7 +131,8 @@ def test_nan_and_inf_metrics_are_stored_on_both_ingest_paths(project, monkeypatc
                        workers=1)
     small.run()  # a small chunk: the line-by-line path
     _check_nan_rows(small.results())
-    # 600 tasks in one bundle: a chunk big enough for Arrow's JSON reader
+    # 600 tasks in one bundle: a chunk big enough for Arrow's JSON reader (not a small run)
+    monkeypatch.setenv("PB_SMALL_RUN", "0")
     calls = []
     real = ingest_arrow.parse
 

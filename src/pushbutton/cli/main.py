@@ -28,9 +28,13 @@ polish(cli)  # a one-line example each, defaults shown, no description cut
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="pb", standalone_mode=False)
+    except SystemExit as e:
+        run.leave_now(e.code)  # a finished `pb run` ends at once (cli/run.py)
+        raise
     except (Exception, KeyboardInterrupt) as e:
         exit_for(e)  # exits with a message; returns only for a bug, whose traceback is needed
         raise
+    run.leave_now(0)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ _ENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=Fal
 # metrics may be NaN or +-inf (a diverged estimator is data): written as the NaN / Infinity /
 # -Infinity tokens that Python's json reads back as floats (the driver's ingest does)
 _MENC = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-_WHERE = '"host":%s,"node":%s' % (json.dumps(HOST), json.dumps(NODE))  # in every end line
+_WHERE = '"host": %s, "node": %s' % (json.dumps(HOST), json.dumps(NODE))  # in every end line
 _OK = {"ok": True}
 LAST_LINE_MAX = 64 << 20  # how far back from the end of a command's output a metrics line may start
 _functions = {}  # import each callable once per worker process
@@ -787,9 +787,9 @@ def _end_line(tid, t0, offs, res):
     as the JSON text they are, not parsed again."""
     metrics_json = res.pop("metrics_json", None)
     if metrics_json is not None and res == _OK:  # a success: what json.dumps would write
-        return '{"id":"%s","ev":"end","t0":%r,"t1":%r,%s,"log":[%d,%d,%d,%d],"ok":true,' \
-            '"metrics":%s}\n' % (tid, t0, time.time(), _WHERE, offs[0], offs[1], offs[2],
-                                  offs[3], metrics_json)
+        return '{"id": "%s", "ev": "end", "t0": %r, "t1": %r, %s, "log": [%d, %d, %d, %d], ' \
+            '"ok": true,"metrics":%s}\n' % (tid, t0, time.time(), _WHERE, offs[0], offs[1],
+                                             offs[2], offs[3], metrics_json)
     rec = {"id": tid, "ev": "end", "t0": t0, "t1": time.time(), "host": HOST, "node": NODE,
            "log": offs}
     rec.update(res)

@@ -115,9 +115,10 @@ def _plain(typ: str, values) -> bytes:
         return struct.pack("<%dd" % len(values), *values)
     if typ == BOOL:
         return _bits(values)
-    data = [v.encode() for v in values]
-    lens = struct.pack("<%dI" % len(data), *map(len, data))
-    return b"".join(x for i, d in enumerate(data) for x in (lens[4 * i:4 * i + 4], d))
+    return b"".join([_U32(len(d)) + d for d in (v.encode() for v in values)])
+
+
+_U32 = struct.Struct("<I").pack
 
 
 # -- the compact Thrift protocol (what Parquet's footer and page headers are written in) ------

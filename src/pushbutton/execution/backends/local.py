@@ -154,6 +154,10 @@ class LocalBackend(Backend):
     def close(self) -> None:
         for proc in self.procs:
             proc.close()
+            if proc.bundle is None and proc.p.poll() is None:
+                # idle (every bundle it ran has said done): ended now, not after its
+                # interpreter's teardown, which the run would wait for
+                proc.p.kill()
         for proc in self.procs:
             try:
                 proc.p.wait(timeout=5)
