@@ -24,16 +24,18 @@ def valid_record(rec) -> bool:
         return False
     if rec["ev"] != "end":
         return True
-    num = (int, float, type(None))
-    lg = rec.get("log")
-    return (isinstance(rec.get("metrics"), (dict, type(None)))
-            and isinstance(rec.get("t0"), num) and isinstance(rec.get("t1"), num)
-            and isinstance(rec.get("error"), (str, type(None)))
-            and isinstance(rec.get("kind"), (str, type(None)))
-            and isinstance(rec.get("host"), (str, type(None)))
-            and isinstance(rec.get("node"), (str, type(None)))  # absent in older lines
+    get = rec.get  # once per outcome of a run: spelled out, no generator (a small run's cost)
+    lg = get("log")
+    return (isinstance(get("metrics"), _DICT) and isinstance(get("t0"), _NUM)
+            and isinstance(get("t1"), _NUM) and isinstance(get("error"), _STR)
+            and isinstance(get("kind"), _STR) and isinstance(get("host"), _STR)
+            and isinstance(get("node"), _STR)  # absent in older lines
             and (lg is None or (isinstance(lg, list) and len(lg) == 4
-                                and all(isinstance(x, int) for x in lg))))
+                                and isinstance(lg[0], int) and isinstance(lg[1], int)
+                                and isinstance(lg[2], int) and isinstance(lg[3], int))))
+
+
+_NUM, _STR, _DICT = (int, float, type(None)), (str, type(None)), (dict, type(None))
 
 
 def task_in_line(line: bytes) -> str | None:
