@@ -103,8 +103,9 @@ def _header(folder: Path) -> dict:
     return {}
 
 
-def write_archive(folder: Path, dest: Path) -> None:
-    """The zip of a bundle folder (see the module doc), written atomically and synced."""
+def write_archive(folder: Path, dest: Path, sync_dir: bool = True) -> None:
+    """The zip of a bundle folder (see the module doc), written atomically and synced (its
+    folder's entry too unless `sync_dir` is False: the caller syncs it once for many)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")  # one writer per bundle: its experiment's lock
     try:
@@ -138,7 +139,8 @@ def write_archive(folder: Path, dest: Path) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(dest.parent)
+    if sync_dir:
+        _fsync_dir(dest.parent)
 
 
 def retire(store_dir: Path, bids) -> int:
@@ -149,14 +151,17 @@ def retire(store_dir: Path, bids) -> int:
     if not todo or keep_folders():
         return 0
     sync_state(store_dir)
-    n = 0
+    made = []
     for bid in todo:
         folder, dest = folder_of(store_dir, bid), archive_path(store_dir, bid)
         if not dest.exists():  # never rebuilt from a folder a killed retire half deleted
-            write_archive(folder, dest)
-        shutil.rmtree(folder, ignore_errors=True)
-        n += 1
-    return n
+            write_archive(folder, dest, sync_dir=False)
+            made.append(dest.parent)
+    for d in dict.fromkeys(made):  # every new zip's name is durable before a folder goes
+        _fsync_dir(d)
+    for bid in todo:
+        shutil.rmtree(folder_of(store_dir, bid), ignore_errors=True)
+    return len(todo)
 
 
 # -- readers -------------------------------------------------------------------------------
