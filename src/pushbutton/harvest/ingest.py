@@ -409,9 +409,12 @@ class Ingestor:
         self.t_compact, self.new_parts = now, 0
         db = self.store.db
         try:
-            results.compact(self.res_dir, committed=partset.committed_filter(db), full=full)
+            # a small run's parts (plain) merge by their number only: no Arrow for a few
+            results.compact(self.res_dir, committed=partset.committed_filter(db), full=full,
+                            by_size=not self.plain)
             results.compact(self.ser_dir, min_parts=64, newest_per_task=False, full=full,
-                            committed=partset.committed_filter(db, "series_ingested"))
+                            committed=partset.committed_filter(db, "series_ingested"),
+                            by_size=not self.plain)
         except Exception as e:  # compaction is an optimisation; never lose a run over it
             self.store.event(self.exp_id, self.run_id, "compact-failed", str(e))
         memory.release()  # DuckDB's merge and the Parquet reads: their freed pages go back

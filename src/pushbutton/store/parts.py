@@ -164,16 +164,18 @@ def latest_sql(folder: Path) -> str | None:
 
 
 def compact(folder: Path, min_parts: int = 16, newest_per_task: bool = True,
-            committed=None, full: bool = True) -> int:
+            committed=None, full: bool = True, by_size: bool = True) -> int:
     """Merge the parts of one experiment (full: into one file, as at the end of a run; else the
     tiered incremental merge run during a run). Crash-safe and safe for readers: the merged file
     is written, the manifest swapped, then the parts deleted. Results keep one row per (task,
     bundle) (`newest_per_task`: the name predates that); series (many rows per task) keep every
     row. DuckDB streams the copy, so memory stays flat whatever the size. `committed(names) ->
-    set`: the parts that may be merged (those whose outcomes SQLite has committed; default: all)."""
+    set`: the parts that may be merged (those whose outcomes SQLite has committed; default: all).
+    `by_size` False: a few parts are not merged for their bytes (see partset.compact)."""
     from pushbutton.store import partset
     return partset.compact(folder, committed=committed, full=full,
-                           newest_per_task=newest_per_task, min_parts=min_parts)
+                           newest_per_task=newest_per_task, min_parts=min_parts,
+                           by_size=by_size)
 
 
 def write_series(path: Path, rows: list[dict], plain: bool = False) -> None:

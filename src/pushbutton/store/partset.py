@@ -249,9 +249,11 @@ def plan(names, committed, full: bool = False, min_parts: int = 16,
 
 
 def compact(folder, committed=None, full: bool = False, newest_per_task: bool = True,
-            min_parts: int = 16) -> int:
+            min_parts: int = 16, by_size: bool = True) -> int:
     """Merge what `plan` says (under the experiment lock); returns the number of parts merged.
-    `committed(names) -> set` defaults to every name (no SQLite to ask)."""
+    `committed(names) -> set` defaults to every name (no SQLite to ask). `by_size` False: the
+    end of a run merges fewer than `min_parts` parts whatever their bytes (a small run's parts
+    are uncompressed, store/parquet_plain.py: their size says nothing of a merge's gain)."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
@@ -260,7 +262,7 @@ def compact(folder, committed=None, full: bool = False, newest_per_task: bool = 
         sweep(folder, grace=not full)  # the end of a run leaves only what readers read
     done = set(committed(names)) if committed else set(names)
     sizes = {}
-    if full:
+    if full and by_size:
         for n in names:
             try:
                 sizes[n] = os.path.getsize(folder / n)
