@@ -72,3 +72,32 @@ def test_write_part_plain_matches_pyarrow_part(tmp_path):
     parts.write_series(tmp_path / "s2.parquet", series)
     assert pq.read_table(tmp_path / "s1.parquet").to_pylist() == \
         pq.read_table(tmp_path / "s2.parquet").to_pylist()
+
+
+def test_few_plain_parts_are_not_merged_for_their_bytes(tmp_path):
+    """A small run's parts are uncompressed: the end of its run merges them by their number
+    only (a merge would import pyarrow), while a run's ordinary parts over 1 MB are merged."""
+    from pushbutton.store import partset
+
+    def parts_of(folder):
+        folder.mkdir()
+        names = []
+        for k in range(5):  # 5 parts, ~1.5 MB together
+            rows = [{"task_id": f"{k}-{i}", "bundle": f"b{k}", "run_id": 1, "attempts": 1,
+                     "duration_s": 0.1, "host": "h", "node": "h", "finished_at": 1.0,
+                     "params": {"i": i}, "metrics": {"s": "x" * 60}} for i in range(3000)]
+            name = f"e1-r1-{k:06d}-000000000000.parquet"
+            parts.write_part(folder / name, rows, ["i"], plain=True)
+            names.append(name)
+        partset.publish(folder, names)
+        return names
+    few = tmp_path / "small"
+    names = parts_of(few)
+    assert sum((few / n).stat().st_size for n in names) > 1 << 20
+    assert parts.compact(few, full=True, by_size=False) == 0
+    assert sorted(partset.current(few)) == sorted(names)
+    big = tmp_path / "ordinary"
+    parts_of(big)
+    assert parts.compact(big, full=True) == 5
+    (merged,) = partset.current(big)
+    assert pq.read_table(big / merged).num_rows == 15000
