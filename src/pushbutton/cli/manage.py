@@ -45,7 +45,7 @@ def retry(experiment, do_run, on):
         return
     with store.tx(), store.counted(eid):
         n = store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
-                             "exp=? AND state='failed'", (eid,)).rowcount
+                             "exp=? AND state='failed' AND state != 'done'", (eid,)).rowcount
     click.echo(f"{n} failed tasks of {name} marked pending; run the experiment again to run them")
 
 

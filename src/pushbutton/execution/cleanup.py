@@ -55,7 +55,7 @@ def clean(store: Store, eid: int, name: str, bundles_only: bool = False, progres
         else:
             db.execute("DELETE FROM attempts WHERE task IN (SELECT rowid FROM tasks "
                        "WHERE exp=?)", (eid,))
-            db.execute("DELETE FROM tasks WHERE exp=?", (eid,))
+            db.execute("DELETE FROM tasks NOT INDEXED WHERE exp=?", (eid,))
         for table, col in _TABLES:
             db.execute(f"DELETE FROM {table} WHERE {col}=?", (eid,))
     say("compacting the state database")

@@ -79,14 +79,16 @@ class Driver:
             self.ingestor.finalize(b, True, "its driver stopped", "lost", state="interrupted")
         with self.store.tx(), self.store.counted(self.exp_id):
             db.execute("UPDATE tasks SET state='pending' WHERE exp=? AND state IN "
-                       "('running','cancelled') AND (bundle IS NULL OR bundle NOT IN (SELECT id "
-                       "FROM bundles WHERE exp=? AND state IN ('created','submitted')))",
+                       "('running','cancelled') AND state != 'done' AND (bundle IS NULL OR "
+                       "bundle NOT IN (SELECT id FROM bundles WHERE exp=? AND state IN "
+                       "('created','submitted')))",
                        (self.exp_id, self.exp_id))
 
     # -- scheduling ----------------------------------------------------------------------
     def pending_count(self) -> int:
         return self.store.db.execute(
-            "SELECT count(*) FROM tasks WHERE exp=? AND state='pending' AND idx IS NOT NULL",
+            "SELECT count(*) FROM tasks WHERE exp=? AND state='pending' AND idx IS NOT NULL "
+            "AND state != 'done'",  # (the term the partial state index needs: stateindex.py)
             (self.exp_id,)).fetchone()[0]
 
     def fill(self, remaining: int) -> int:
@@ -105,7 +107,8 @@ class Driver:
     def _make_bundle(self, size: int) -> int:
         db = self.store.db
         rows = db.execute("SELECT rowid, id, params, attempts, attempt0, gen FROM tasks WHERE "
-                          "exp=? AND state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
+                          "exp=? AND state='pending' AND state != 'done' AND idx IS NOT NULL "
+                          "ORDER BY idx LIMIT ?",
                           (self.exp_id, size)).fetchall()
         if not rows:
             return 0
@@ -116,8 +119,9 @@ class Driver:
         tasks, base = self._write_bundle(bid, d, rows)
         spans = ranges([r[0] for r in rows])
         with self.store.tx(), self.store.counted(self.exp_id, ranges=spans):
-            db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid "
-                           "BETWEEN ? AND ?", ((bid, self.run_id, a, z) for a, z in spans))
+            db.executemany("UPDATE tasks SET state='running', bundle=?, run=?, room=NULL "
+                           "WHERE rowid BETWEEN ? AND ?",
+                           ((bid, self.run_id, a, z) for a, z in spans))
             db.execute("INSERT INTO bundles(id, exp, run, backend, state, n_tasks, dir, target) "
                        "VALUES (?,?,?,?,?,?,?,?)", (bid, self.exp_id, self.run_id,
                                                     self.backend.name, "created", len(rows),
@@ -274,7 +278,8 @@ class Driver:
         if not interrupted:
             with self.store.tx(), self.store.counted(self.exp_id):
                 self.store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND "
-                                      "state IN ('pending','running')", (self.exp_id,))
+                                      "state IN ('pending','running') AND state != 'done'",
+                                      (self.exp_id,))
 
 
 def lineage_fields(attempt0, gen) -> str:

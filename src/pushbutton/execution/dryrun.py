@@ -41,14 +41,15 @@ def task_counts(exp, store: Store | None, rerun: bool = False,
     db = store.db
     out_ids = {r[0] for r in db.execute(
         "SELECT t.id FROM tasks t JOIN bundles b ON b.id = t.bundle WHERE t.exp=? AND "
-        "t.state='running' AND b.backend='slurm' AND b.state IN ('created','submitted')",
+        "t.state='running' AND t.state != 'done' AND b.backend='slurm' AND b.state IN "
+        "('created','submitted')",
         (eid,))}
     if exp.space_key and store.space_key(eid) == exp.space_key:  # registered as it is now
         n = store.counts(eid)
         done, failed, out = n["done"], n["failed"], len(out_ids)
     else:  # the space changed since: match its points to the stored tasks by id
-        states = dict(db.execute("SELECT id, state FROM tasks WHERE exp=? AND state IN "
-                                 "('done','failed')", (eid,)))
+        states = dict(db.execute("SELECT id, state FROM tasks NOT INDEXED WHERE exp=? AND "
+                                 "state IN ('done','failed')", (eid,)))
         done = failed = out = 0
         for i, p in enumerate(exp.space):
             try:

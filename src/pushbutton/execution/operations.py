@@ -103,11 +103,13 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
             # --rerun also gives each task a new, empty folder (no old checkpoint resumed),
             # while a retry of failed tasks keeps theirs (to resume from a checkpoint)
             if rerun:
-                store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts, "
-                                 "gen=gen+1 WHERE exp=? AND idx IS NOT NULL", (eid,))
+                store.db.execute("UPDATE tasks NOT INDEXED SET state='pending', "
+                                 "attempt0=attempts, gen=gen+1 WHERE exp=? AND idx IS NOT "
+                                 "NULL", (eid,))
             elif rerun_failed:
                 store.db.execute("UPDATE tasks SET state='pending', attempt0=attempts WHERE "
-                                 "exp=? AND state='failed' AND idx IS NOT NULL", (eid,))
+                                 "exp=? AND state='failed' AND state != 'done' AND idx IS NOT "
+                                 "NULL", (eid,))
         if feed is not None and backend.fire_and_forget:  # a static plan needs every task
             _register_rest(exp, feed, registering)
             feed = None
@@ -223,7 +225,8 @@ def _stale_results(store: Store, eid: int, code_version: str | None,
     if not code_version:
         return {}
     rows = store.db.execute(
-        "SELECT r.code_version, count(*), max(r.id) FROM tasks t JOIN runs r ON r.id = t.run "
+        "SELECT r.code_version, count(*), max(r.id) FROM tasks t NOT INDEXED JOIN runs r "
+        "ON r.id = t.run "
         "WHERE t.exp=? AND t.state='done' AND r.code_version IS NOT ? AND "
         "substr(r.code_version, 1, ?) = ? GROUP BY r.code_version",
         (eid, code_version, len(CODE_PREFIX), CODE_PREFIX)).fetchall()
@@ -268,7 +271,7 @@ def cancel(store: Store, eid: int, name: str) -> dict:
         jobs = cancel_bundles(store, eid, remote, adopt=not lock.held_by_other())
     with store.tx(), store.counted(eid):
         store.db.execute("UPDATE tasks SET state='cancelled' WHERE exp=? AND state IN "
-                         "('pending','running')", (eid,))
+                         "('pending','running') AND state != 'done'", (eid,))
     if not lock.held_by_other():  # a run left 'running' by a driver that is gone
         liveness.settle(store, eid, status="cancelled")
     return {"cancelled": _n_cancelled(store, eid) - before, "stopped_driver": stopped,
@@ -277,7 +280,7 @@ def cancel(store: Store, eid: int, name: str) -> dict:
 
 def _n_cancelled(store: Store, eid: int) -> int:
     return store.db.execute("SELECT count(*) FROM tasks WHERE exp=? AND state='cancelled' AND "
-                            "idx IS NOT NULL", (eid,)).fetchone()[0]
+                            "state != 'done' AND idx IS NOT NULL", (eid,)).fetchone()[0]
 
 
 def logs(store: Store, eid: int | None, prefix: str) -> dict:

@@ -186,7 +186,7 @@ def _round(store, eid, name, file, header, d) -> Gathered:
     res = Gathered(file, m["view"], None)
     res.not_done = store.db.execute("SELECT count(*) FROM tasks WHERE exp=? AND idx IS NOT "
                                     "NULL AND state != 'done'", (eid,)).fetchone()[0]
-    done = store.db.execute("SELECT id, gen, params, bundle FROM tasks WHERE exp=? AND "
+    done = store.db.execute("SELECT id, gen, params, bundle FROM tasks NOT INDEXED WHERE exp=? AND "
                             "state='done' AND idx IS NOT NULL ORDER BY idx", (eid,)).fetchall()
     res.done = len(done)
     roots = _Roots(store)

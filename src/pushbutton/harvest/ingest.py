@@ -395,6 +395,7 @@ class Ingestor:
         WAL that keeps the size of its largest burst is dead weight in the store."""
         import sqlite3
         try:
+            self.store.release()  # the free pages first (store/stateindex.py)
             self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             pass  # busy (another reader): SQLite checkpoints later anyway

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import contextlib
 
+from pushbutton.store import stateindex
+
 TABLE = ("CREATE TABLE IF NOT EXISTS task_counts (exp INTEGER NOT NULL, state TEXT NOT NULL, "
          "n INTEGER NOT NULL, PRIMARY KEY (exp, state)) WITHOUT ROWID")
 VERIFY_MAX = 100_000  # counts up to this size are checked against the index on every read
+# a done count up to VERIFY_MAX is checked (through the (exp, id) index, one pass over the
+# experiment's entries) in experiments of up to this many tasks
+DONE_CHECK_MAX = 1_000_000
 _RANGE = ("SELECT state, count(*) FROM tasks NOT INDEXED WHERE rowid BETWEEN ? AND ? AND exp=? AND "
           "idx IS NOT NULL GROUP BY state")
 
@@ -41,10 +46,9 @@ def add_table(db) -> None:
 
 
 def recount(db, exp: int) -> dict:
-    """Count the experiment's scheduled tasks by state (through the state index) and keep that;
+    """Count the experiment's scheduled tasks by state (through the indexes) and keep that;
     inside the caller's transaction."""
-    c = dict(db.execute("SELECT state, count(*) FROM tasks INDEXED BY tasks_state WHERE exp=? "
-                        "AND idx IS NOT NULL GROUP BY state", (exp,)).fetchall())
+    c = stateindex.index_counts(db, exp)
     db.execute("DELETE FROM task_counts WHERE exp=?", (exp,))
     db.executemany("INSERT INTO task_counts(exp, state, n) VALUES (?,?,?)",
                    ((exp, s, n) for s, n in c.items()))
@@ -120,14 +124,19 @@ def verified(db, exp: int, states) -> dict | None:
             return None
         for s in set(states) | set(c):
             k = c.get(s, 0)
-            if k > VERIFY_MAX:
+            if k > VERIFY_MAX or s == "done":
                 continue
             # LIMIT: a state with far more tasks than kept stops early (and differs)
             m = db.execute("SELECT count(*) FROM (SELECT 1 FROM tasks INDEXED BY tasks_state "
-                           "WHERE exp=? AND state=? AND idx IS NOT NULL LIMIT ?)",
-                           (exp, s, k + 1)).fetchone()[0]
+                           f"WHERE exp=? AND state=? AND idx IS NOT NULL AND "
+                           f"{stateindex.NOT_DONE} LIMIT ?)", (exp, s, k + 1)).fetchone()[0]
             if m != k:
                 return None
+        # done tasks are not in the state index (store/stateindex.py): a small done count is
+        # checked through both indexes where the (exp, id) one is cheap to count
+        if c.get("done", 0) <= VERIFY_MAX and row[0] <= DONE_CHECK_MAX and \
+                stateindex.index_counts(db, exp).get("done", 0) != c.get("done", 0):
+            return None
         return c
     finally:
         if own:

@@ -20,7 +20,8 @@ def top_causes(store, eid: int, limit: int = 5) -> dict:
     # failed task of the group in space order)
     rows = db.execute(
         f"SELECT error_kind, {key} AS k, count(*) AS n, min(idx), id, error FROM tasks "
-        "WHERE exp=? AND state='failed' AND idx IS NOT NULL GROUP BY error_kind, k "
+        "WHERE exp=? AND state='failed' AND state != 'done' AND idx IS NOT NULL "
+        "GROUP BY error_kind, k "
         "ORDER BY n DESC, min(idx)", (eid,)).fetchall()
     out = [{"kind": kind or "unknown", "cause": k, "count": n, "task": tid, "error": err or ""}
            for kind, k, n, _, tid, err in rows]

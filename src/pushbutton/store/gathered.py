@@ -73,7 +73,8 @@ def current(store, eid: int, m: dict) -> list:
     tasks = m.get("tasks", {})
     out = []
     for tid, idx, gen in store.db.execute(
-            "SELECT id, idx, gen FROM tasks WHERE exp=? AND state='done' AND idx IS NOT NULL",
+            "SELECT id, idx, gen FROM tasks NOT INDEXED WHERE exp=? AND state='done' AND "
+            "idx IS NOT NULL",
             (eid,)):
         e = tasks.get(tid)
         if e and e.get("part") and int(e.get("gen") or 0) == int(gen or 0):

@@ -85,7 +85,7 @@ def settle(store, eid: int, status: str = INTERRUPTED, lock_is_ours: bool = Fals
     """Record the dead runs of the experiment as `status`, ended at their last activity."""
     dead = dead_runs(store, eid, lock_is_ours=lock_is_ours)
     for rid in dead:
-        last = store.db.execute("SELECT max(t1) FROM tasks WHERE exp=? AND run=?",
+        last = store.db.execute("SELECT max(t1) FROM tasks NOT INDEXED WHERE exp=? AND run=?",
                                 (eid, rid)).fetchone()[0]
         with store.tx():
             store.db.execute("UPDATE runs SET status=?, ended=coalesce(ended, ?, started) "

@@ -29,7 +29,7 @@ import traceback
 
 from pushbutton.core import ids, memory
 from pushbutton.core.errors import PushbuttonError, SpecError
-from pushbutton.store import counts
+from pushbutton.store import counts, stateindex
 
 FIRST = 2_000        # points registered before the run starts (a few ms)
 CHUNK = 10_000       # the first streamed chunk; chunks double up to MAX_CHUNK
@@ -171,6 +171,7 @@ class Registration:
         self.hash = key
         self.next = start                  # points of the space registered
         self._fresh = start == 0           # n_tasks counts from 0 (a store after pb clean)
+        self._room: int | None = None      # bytes a pending row keeps (stateindex.room)
         self._next, self._added = start, 0  # the same, in the transaction not yet committed
         self.inserted = 0                  # task rows this registration added
         self.bound = space._bound
@@ -297,8 +298,11 @@ class Registration:
     def _insert(self, db, rows) -> None:
         """Rows into the open transaction; counted (`next`, `inserted`) once it commits."""
         if rows:
-            cur = db.executemany("INSERT OR IGNORE INTO tasks(exp, id, idx, params) "
-                                 "VALUES (%d,?,?,?)" % self.eid, rows)
+            if self._room is None:  # (rows that do not grow when first bundled)
+                self._room = stateindex.room(db, self.eid)
+            cur = db.executemany("INSERT OR IGNORE INTO tasks(exp, id, idx, params, room) "
+                                 "VALUES (%d,?,?,?,zeroblob(%d))" % (self.eid, self._room),
+                                 rows)
             self._added += cur.rowcount
             self._next = rows[-1][1] + 1
             base = "0" if self._fresh else "n_tasks"

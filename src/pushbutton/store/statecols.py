@@ -26,7 +26,7 @@ def read_states(db, eid: int, idx_name: str):
     q = ("SELECT group_concat(id || char(31) || ifnull(idx, '') || char(31) || state || char(31) "
          "|| (CASE WHEN state = 'done' THEN ifnull(bundle, '') ELSE '' END), char(10)), "
          "count(*), sum(id = '' OR state = '' OR (state = 'done' AND bundle = '')) "
-         "FROM tasks WHERE rowid BETWEEN ? AND ? AND exp = ?")
+         "FROM tasks NOT INDEXED WHERE rowid BETWEEN ? AND ? AND exp = ?")
     # the whole table in page (rowid) order, a window of rowids at a time (as views._state
     # reads it NOT INDEXED: one pass over the pages, no index lookups)
     top = db.execute("SELECT max(rowid) FROM tasks").fetchone()[0] or 0

@@ -309,14 +309,24 @@ def results(store, eid: int, name: str, where: str | None = None, all_tasks: boo
 
 def _first_tasks(store, eid: int, limit: int, all_tasks: bool) -> list[str]:
     """The ids of the first `limit` scheduled tasks in space order (done ones unless
-    `all_tasks`), through the state index: a few index steps per state."""
+    `all_tasks`), through the state index: a few index steps per state. It holds the done
+    tasks among the first HEAD points only (store/stateindex.py); where those do not settle
+    the answer, one pass over the table does."""
+    from pushbutton.store import stateindex as SI
     from pushbutton.store.database import DONE, STATES
     got = []
     for st in (STATES if all_tasks else (DONE,)):
+        cond = SI.IN_HEAD if st == DONE else SI.NOT_DONE
         got += store.db.execute("SELECT idx, id FROM tasks INDEXED BY tasks_state WHERE exp=? "
-                                "AND state=? AND idx IS NOT NULL ORDER BY idx LIMIT ?",
-                                (eid, st, limit)).fetchall()
-    return [t for _, t in sorted(got)[:limit]]
+                                f"AND state=? AND idx IS NOT NULL AND {cond} ORDER BY idx "
+                                "LIMIT ?", (eid, st, limit)).fetchall()
+    first = sorted(got)[:limit]
+    if len(first) < limit or first[-1][0] >= SI.HEAD:  # a done task past HEAD may come first
+        first = store.db.execute("SELECT idx, id FROM tasks NOT INDEXED WHERE exp=? AND idx IS "
+                                 f"NOT NULL{'' if all_tasks else ' AND state=?'} ORDER BY idx "
+                                 "LIMIT ?", (eid, limit) if all_tasks else
+                                 (eid, DONE, limit)).fetchall()
+    return [t for _, t in first]
 
 
 def _infer(col):
@@ -368,7 +378,8 @@ def where_ran(store, name: str, tid: str, bundle: str) -> tuple:
 
 def _params_frame(store, eid):
     import pandas as pd
-    rows = store.db.execute("SELECT id, params FROM tasks WHERE exp=?", (eid,)).fetchall()
+    rows = store.db.execute("SELECT id, params FROM tasks NOT INDEXED WHERE exp=?",
+                            (eid,)).fetchall()
     recs = []
     for tid, p in rows:
         d = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
@@ -410,7 +421,8 @@ def connect(store, experiment: str | None = None, query: str = ""):
         import pandas as pd
         node = store.column_or_null("tasks", "node")
         cur = store.db.execute("SELECT id, idx, state, attempts, error_kind, error, "
-                               f"t0, t1, host, {node}, run, params FROM tasks WHERE exp=?",
+                               f"t0, t1, host, {node}, run, params FROM tasks NOT INDEXED "
+                               "WHERE exp=?",
                                (eid,))
         tdf = pd.DataFrame.from_records(cur.fetchall(), columns=[
             N.TASK_ID, "pb_idx", N.STATUS, N.ATTEMPTS, N.ERROR_KIND, N.ERROR, "pb_t0",

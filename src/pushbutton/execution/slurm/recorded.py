@@ -120,7 +120,8 @@ def read(store, eid: int, name: str, ids: bool = True) -> Recorded:
     if ids:
         failed = dict(store.db.execute(  # not 'done' (the index on state: no 10^6-row scan)
             "SELECT id, t1 - t0 FROM tasks WHERE exp=? AND state IN ('pending', 'running', "
-            "'failed', 'cancelled') AND t0 IS NOT NULL AND t1 IS NOT NULL AND t1 >= t0 "
+            "'failed', 'cancelled') AND state != 'done' AND t0 IS NOT NULL AND t1 IS NOT NULL "
+            "AND t1 >= t0 "
             "LIMIT ?", (eid, 4 * SAMPLE)))
     d = store.dir / "results" / name
     from pushbutton.store import parts

@@ -208,7 +208,7 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
     Returns (bundles, tasks, job ids)."""
     db = store.db
     n_pending = db.execute("SELECT count(*) FROM tasks WHERE exp=? AND state='pending' AND "
-                           "idx IS NOT NULL", (eid,)).fetchone()[0]
+                           "state != 'done' AND idx IS NOT NULL", (eid,)).fetchone()[0]
     if not n_pending:
         return 0, 0, []
     quota = max(0, backend.capacity() - out_on_slurm(store, eid))
@@ -219,7 +219,8 @@ def submit_pending(backend, store: Store, eid: int, run_id: int, meta: dict):
     rec = recorded.read(store, eid, meta["name"], ids=how != "contiguous")
     per = _sizes(backend, store, eid, n_pending, meta, quota, rec.mean)
     rows = db.execute("SELECT rowid, id, params, attempts, attempt0, gen FROM tasks WHERE "
-                      "exp=? AND state='pending' AND idx IS NOT NULL ORDER BY idx LIMIT ?",
+                      "exp=? AND state='pending' AND state != 'done' AND idx IS NOT NULL "
+                      "ORDER BY idx LIMIT ?",
                       (eid, per * quota)).fetchall()
     groups = balance.plan(store, eid, meta["name"], rows, per, how, rec)[0]
     made = _stage_bundles(backend, store, eid, run_id, meta, groups)
@@ -268,7 +269,8 @@ def _record_intent(backend, store: Store, eid: int, run_id: int, made, names) ->
     touched = [r[0] for _, group in made for r in group]
     with store.tx(), store.counted(eid, rowids=touched):
         for (ref, group), job in zip(made, names):
-            db.executemany("UPDATE tasks SET state='running', bundle=?, run=? WHERE rowid=?",
+            db.executemany("UPDATE tasks SET state='running', bundle=?, run=?, room=NULL "
+                           "WHERE rowid=?",
                            ((ref.id, run_id, r[0]) for r in group))
             db.execute("INSERT INTO bundles(id, exp, run, backend, state, n_tasks, dir, target, "
                        "job) VALUES (?,?,?,?,?,?,?,?,?)",
