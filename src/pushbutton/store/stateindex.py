@@ -14,6 +14,8 @@ of the table, so a damaged page of the table, of either index or of the kept cou
 """
 from __future__ import annotations
 
+import os
+
 HEAD = 1000  # done tasks with idx below this stay in the index (the first rows of a table)
 NOT_DONE = "state != 'done'"
 IN_HEAD = f"idx < {HEAD}"
@@ -42,6 +44,8 @@ def partial_state_index(db) -> bool:
             return False
         db.execute("DROP INDEX IF EXISTS tasks_state")
         db.execute(STATE_INDEX)
+        if os.environ.get("PB_TEST_DIE_IN_MIGRATION"):  # fault injection, tests only: kill -9
+            os.kill(os.getpid(), 9)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
