@@ -155,6 +155,23 @@ def store_sizes(sd: Path) -> dict:
     return out
 
 
+def db_structures(path: Path) -> list[tuple[str, int, int, int]]:
+    """(table or index, bytes, payload bytes, unused bytes) of the state database, largest
+    first, from SQLite's dbstat table (empty where this SQLite was built without it); free
+    pages as '(free pages)'."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT name, sum(pgsize), sum(payload), sum(unused) FROM dbstat "
+                          "GROUP BY name ORDER BY 2 DESC").fetchall()
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+    return rows + ([("(free pages)", free * page, 0, free * page)] if free else [])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--side", type=int, default=100, help="grid side; tasks = side^3")
@@ -189,6 +206,7 @@ def main():
     exp.store.close()
     os.chdir(cwd)
     sizes = store_sizes(d / ".pushbutton")
+    structures = db_structures(d / ".pushbutton" / "state.sqlite")
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pushbutton", "clean", "million", "--yes"], cwd=d,
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -211,6 +229,11 @@ def main():
     print("store after the run (bytes; per task):")
     for k, v in sizes.items():
         print(f"  {k:<42}{v:>14,}  {v / n:>8.1f}/task")
+    if structures:
+        print("  state.sqlite by structure (dbstat; per task: bytes, payload, unused):")
+        for name, size, payload, unused in structures:
+            if size / n >= 0.05:
+                print(f"    {name:<40}{size / n:>8.1f}{payload / n:>9.1f}{unused / n:>9.1f}")
     print(f"  {'extrapolated to 10^7 tasks, GB':<42}{sizes['total'] / n * 1e7 / 1e9:>14.2f}"
           f"   goal <= 1.5  {'ok' if sizes['total'] / n * 1e7 <= 1.5e9 else 'MISSED'}")
     print(f"  {'pb clean (whole command), s':<42}{clean_s:>14.2f}   (goal at 10^7: <= 30 s; "
