@@ -213,6 +213,11 @@ def test_a_store_of_the_earlier_schema_is_migrated_once_and_safely(project):
     pb("retry", "cnt", check=False)  # and it runs on
     assert _agree(project) == {"done": N_OK, "failed": N_OK}
     _index_holds_only_what_it_should(project)
+    # its freed pages stay for reuse; `pb clean` (VACUUM) gives it auto_vacuum as a new store
+    pb("clean", "cnt", "--yes")
+    db = _db(project)
+    assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    db.close()
 
 
 def test_rows_do_not_grow_and_free_pages_are_released(project):

@@ -75,6 +75,9 @@ def compact_database(store: Store) -> bool:
     """VACUUM (SQLite writes a fresh file and swaps it in) and truncate the WAL; False when
     another process kept it from running (the file stays as it is, correct but larger)."""
     try:
+        # (a store made before incremental auto_vacuum gets it with the fresh file: its later
+        # runs hand freed pages back too, store/database.Store.release)
+        store.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         store.db.execute("VACUUM")
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return True

@@ -7,8 +7,8 @@ and after the change (`counted(db, exp, ranges=...)`: two range scans of rows th
 anyway), or, for a statement over a whole experiment, by counting it again (`counted(db, exp)`,
 `recount`). No trigger: one per task row tripled the cost of the run's state updates.
 `verified` is what a reader trusts: the counts sum to the experiment's registered tasks, and
-every small count agrees with the state index (integrity.check_state falls back to counting the
-table when they do not).
+every small count agrees with the indexes (store/stateindex.py; integrity.check_state falls back
+to counting the table when they do not).
 """
 from __future__ import annotations
 
