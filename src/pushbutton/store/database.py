@@ -265,7 +265,14 @@ class Store:
         return None if c is None else {**dict.fromkeys(STATES, 0), **c}
 
     def counts(self, exp: int) -> dict:
-        """Scheduled tasks by state through the indexes (store/stateindex.index_counts)."""
+        """Scheduled tasks by state: the kept counts where they verify (a few rows), else
+        through the indexes (store/stateindex.index_counts: a pass over the (exp, id) one)."""
+        kept = self.kept_counts(exp)
+        return kept if kept is not None else self.index_counts(exp)
+
+    def index_counts(self, exp: int) -> dict:
+        """Scheduled tasks by state through the indexes alone (what the trust check compares
+        with the table)."""
         own = not self.db.in_transaction  # the two indexes read in one snapshot
         if own:
             self.db.execute("BEGIN")

@@ -179,7 +179,7 @@ def _state_counts(path: Path, eid: int) -> tuple[dict, dict, int]:
 def check_state(store, eid: int, seen: dict | None = None) -> None:
     """The task table and its indexes agree (a damaged page makes them differ silently)."""
     if seen is not None:
-        idx = {k: v for k, v in store.counts(eid).items() if v}
+        idx = {k: v for k, v in store.index_counts(eid).items() if v}
         row = store.db.execute("SELECT n_tasks FROM experiments WHERE id=?", (eid,)).fetchone()
         if idx == {k: v for k, v in seen.items() if v} and \
                 (row is None or row[0] == sum(idx.values())):
