@@ -186,6 +186,17 @@ def test_elastic_slurm_conf_and_programs(tmp_path, monkeypatch):
     assert f"exec {sys.executable} -m pushbutton cluster _power resume --dir {cl.dir}" in text
     assert f"PYTHONPATH={elastic.package_root()}" in text
     assert f">>{cl.log_dir / 'power.log'} 2>&1" in text
+    # the slurmctld prolog that lets a job start as soon as its powered-up nodes registered
+    assert f"PrologSlurmctld={power / 'prolog'}" in lines
+    text = (power / "prolog").read_text()
+    assert os.access(power / "prolog", os.X_OK) and f"SLURM_CONF={cl.conf}" in text
+    assert "POWERING_UP" in text and "$(( $(date +%s) + 55 ))" in text  # ResumeTimeout + 5
+    # ... unless the template names its own
+    own = parse({"templates": {"lab": {
+        "provider": "netns", "slurm": {"PrologSlurmctld": "/opt/site/prolog"},
+        "nodes": {"burst": {"min": 0, "max": 2}}}}})["lab"]
+    elastic.configure(cl, own, prov)
+    assert "PrologSlurmctld" not in cl.data["power"]
     # a template without elastic groups gets no power saving at all
     plain = parse({"templates": {"p": {"provider": "netns"}}})["p"]
     elastic.configure(cl, plain, prov)
@@ -270,6 +281,11 @@ def test_elastic_sweep_starts_nodes_and_slurm_suspends_them(netns_clusters, proj
     text = log.read_text()
     assert "resume: slurmctld asks for" in text and "n2: started in" in text, text
     assert "n3: started in" in text, text
+    # the jobs on n2 and n3 started when the nodes registered (the cluster's slurmctld prolog
+    # ended their configuration), not at slurmctld's 30-s check (job_time_limit)
+    ctld_log = (cl.log_dir / "slurmctld.log").read_text()
+    assert "prolog_running_decr: Configuration for JobId=" in ctld_log, ctld_log[-2000:]
+    assert "job_time_limit: Configuration for" not in ctld_log, ctld_log[-2000:]
 
     # idle for SuspendTime: slurmctld suspends them, their slurmd go; n1 (min) stays
     t1 = time.time()

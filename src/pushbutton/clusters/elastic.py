@@ -103,6 +103,36 @@ def program_text(cl: Cluster, action: str) -> str:
         f"exec {shlex.join(argv)} \"$@\" >>{shlex.quote(str(log))} 2>&1 </dev/null", ""])
 
 
+# SLURM's PrologSlurmctld for a cluster with elastic groups. A job given a powered-down node
+# stays CONFIGURING until slurmctld sees the node ready, which it checks on a fixed 30-s timer
+# (job_time_limit) -- or when the job's slurmctld prolog ends. This prolog waits until none of
+# the job's nodes is still powering up (or ResumeTimeout has passed; a node whose resume failed
+# is DOWN and ends the wait too), so a job starts as soon as its nodes registered. It always
+# exits 0: it never holds or requeues a job. A template's own PrologSlurmctld replaces it.
+PROLOG = r"""#!/bin/sh
+# SLURM's PrologSlurmctld for cluster {name}, written by `pb cluster up`: waits until the
+# job's nodes are no longer powering up, so the job starts as soon as they registered.
+SLURM_CONF={conf}; export SLURM_CONF
+PATH={path}; export PATH
+end=$(( $(date +%s) + {wait} ))
+while [ "$(date +%s)" -lt "$end" ]; do
+  if out=$(scontrol -o show node "$SLURM_JOB_NODELIST" 2>/dev/null); then
+    case "$out" in *POWERING_UP*|*POWERED_DOWN*) ;; *) exit 0 ;; esac
+    case "$out" in *State=DOWN*) exit 0 ;; esac
+  fi  # slurmctld busy: ask again
+  sleep 0.2
+done
+exit 0
+"""
+
+
+def prolog_text(cl: Cluster, t: Template) -> str:
+    return PROLOG.format(name=shlex.quote(cl.name), conf=shlex.quote(str(cl.conf)),
+                         path=shlex.quote(os.environ.get("PATH") or
+                                          "/usr/sbin:/usr/bin:/sbin:/bin"),
+                         wait=int(t.elastic.resume_timeout) + 5)
+
+
 def _merge(value, extra) -> str:
     items = [x for x in str(value or "").split(",") if x]
     return ",".join(items + [x for x in str(extra).split(",") if x and x not in items])
@@ -118,9 +148,9 @@ def configure(cl: Cluster, t: Template, prov) -> None:
     d.mkdir(parents=True, exist_ok=True)
     cl.log_dir.mkdir(parents=True, exist_ok=True)
     progs = {}
-    for action in ACTIONS:
+    for action in (*ACTIONS, "prolog"):
         path = d / action
-        text = program_text(cl, action)
+        text = prolog_text(cl, t) if action == "prolog" else program_text(cl, action)
         if not path.exists() or path.read_text() != text:
             tmp = path.with_name(f".{action}.{os.getpid()}")
             tmp.write_text(text)
@@ -142,6 +172,8 @@ def configure(cl: Cluster, t: Template, prov) -> None:
              "SlurmctldParameters": _merge(t.slurm.get("SlurmctldParameters"),
                                            f"power_save_interval="
                                            f"{max(1, min(10, e.suspend_time // 2))}")}
+    if "PrologSlurmctld" not in t.slurm:  # jobs start when their nodes registered (PROLOG)
+        power["PrologSlurmctld"] = progs["prolog"]
     if always:
         power["SuspendExcNodes"] = ",".join(_hostlist(v) for v in by_prefix.values())
     if cl.data.get("power") != power:
