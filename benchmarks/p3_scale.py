@@ -43,6 +43,7 @@ RUN = textwrap.dedent("""
     rss_reg = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     s = exp.run(yes=True)
     print(json.dumps({"register_s": reg, "run_s": s["seconds"], "ingest_s": s["ingest_seconds"],
+                      "ingest_cpu_s": s["ingest_cpu_seconds"],
                       "done": s["done"], "rss_register_mb": rss_reg / 1024,
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """)
@@ -177,6 +178,7 @@ def main():
     ap.add_argument("--side", type=int, default=100, help="grid side; tasks = side^3")
     args = ap.parse_args()
     n = args.side ** 3
+    load0 = os.getloadavg()
     d = Path(tempfile.mkdtemp(prefix="pb-p3-"))
     (d / "tasks.py").write_text(TASKS)
     (d / "experiment.toml").write_text(SPEC.format(s=args.side))
@@ -213,7 +215,8 @@ def main():
     clean_s = time.perf_counter() - t
     left = store_sizes(d / ".pushbutton")["total"]
     ref = references(n)
-    print(f"P3 at {n:,} tasks")
+    print(f"P3 at {n:,} tasks (load average {load0[0]:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after)")
     rows = [("expand + hash + register", m["register_s"], 10.0),
             ("pb status (whole command, median of 5)", statistics.median(st), 0.5),
             ("ingest of all results (inside the run)", m["ingest_s"], 10.0),
@@ -221,6 +224,7 @@ def main():
             ("peak memory of the driver, MB", m["rss_mb"], 300)]
     for name, v, goal in rows:
         print(f"  {name:<42}{v:>10.2f}   goal <= {goal:g}  {'ok' if v <= goal else 'MISSED'}")
+    print(f"  {'ingest CPU time (driver process, inside)':<42}{m['ingest_cpu_s']:>10.2f}")
     print(f"  {'whole run (workers + driver)':<42}{m['run_s']:>10.2f}")
     print(f"  {'peak memory after registering alone, MB':<42}{m['rss_register_mb']:>10.2f}")
     print("physical references, same run:")
@@ -244,7 +248,10 @@ def main():
     iref = sum(v for k, v in ref.items() if k.startswith("ingest ref:"))
     print(f"  ratio ingest / (arrow read_json + sqlite update by rowid + parquet write): "
           f"{m['ingest_s'] / iref:.2f}   goal <= 1.5  "
-          f"{'ok' if m['ingest_s'] <= 1.5 * iref else 'MISSED'}")
+          f"{'ok' if m['ingest_s'] <= 1.5 * iref else 'MISSED'}   (wall time: the goal's figure)")
+    print(f"  ratio ingest CPU time / the same reference: {m['ingest_cpu_s'] / iref:.2f}   "
+          f"(the driver's CPU while it ingests, Arrow's threads included; the gap to the wall "
+          f"ratio is time spent waiting for the cores the workers hold)")
     shutil.rmtree(d, ignore_errors=True)
 
 

@@ -19,6 +19,19 @@ if TYPE_CHECKING:
 def strings(values) -> "pa.Array":
     """A string array of `values` (str or None); ArrowTypeError for anything else."""
     import pyarrow as pa
+    if isinstance(values, list):
+        try:  # every value a str, all ASCII (ids, hosts): joined and measured in C
+            joined = "".join(values)
+        except TypeError:
+            joined = None
+        if joined is not None and joined.isascii():
+            offsets = _array.array("q", [0])
+            offsets.extend(itertools.accumulate(map(len, values)))
+            typ = pa.large_string()
+            if offsets[-1] < 2**31:
+                typ, offsets = pa.string(), _array.array("i", offsets)
+            return pa.Array.from_buffers(typ, len(values), [None, pa.py_buffer(offsets),
+                                                            pa.py_buffer(joined.encode())])
     try:
         data = [b"" if v is None else v.encode() for v in values]
     except AttributeError:
@@ -102,3 +115,22 @@ def _validity(values):
     if not any(v is None for v in values):
         return None
     return pa.py_buffer(_bits([v is not None for v in values]))
+
+
+def to_numpy(arr):
+    """An Arrow integer array without nulls (row numbers, positions) as a numpy array on its
+    buffer: pyarrow's own to_numpy imports pandas, even for a zero-copy view."""
+    import numpy as np
+    import pyarrow as pa
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        raise ValueError("to_numpy: the array has nulls")
+    dtype = np.dtype(_NUMPY[str(arr.type)])
+    if not len(arr):
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))[arr.offset:]
+
+
+_NUMPY = {"int8": "i1", "int16": "i2", "int32": "i4", "int64": "i8",
+          "uint8": "u1", "uint16": "u2", "uint32": "u4", "uint64": "u8"}

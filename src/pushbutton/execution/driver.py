@@ -193,7 +193,8 @@ class Driver:
         self._progress()
         ing = self.ingestor
         return {"status": status, "done": ing.done, "failed": ing.failed,
-                "seconds": time.time() - self.t_start, "ingest_seconds": ing.seconds}
+                "seconds": time.time() - self.t_start, "ingest_seconds": ing.seconds,
+                "ingest_cpu_seconds": ing.cpu_seconds}
 
     def _loop(self, remaining: int) -> str:
         """Submit, poll, hand over what ended, refill; until nothing is active (or a stop)."""

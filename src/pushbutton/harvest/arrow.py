@@ -7,21 +7,24 @@ import io
 import json
 
 from pushbutton.core import names as N
-from pushbutton.core.arrays import bools, ints, strings
+from pushbutton.core.arrays import bools, ints, strings, to_numpy
+from pushbutton.harvest import taskindex
 
 
 def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
-    """-> (ok_sql, failed records, Arrow table of successes or None, (n, mean duration)) or
+    """-> (ok pieces, failed records, Arrow table of successes or None, (n, mean duration)) or
     None. Nothing in `b` changes until every step that may give up (return None) has passed.
     The whole chunk, start lines too, goes through one Arrow read: splitting the lines in
-    Python first cost as much as the read."""
+    Python first cost as much as the read. The chunk's tasks are matched to the bundle's by
+    position in its index (harvest/taskindex.py), not through Python strings."""
     import pyarrow.compute as pc
     got = _read_lines(chunk)
     if got is None:
         return None
     ends, start_ids = got
     names = set(ends.column_names)
-    kept = _first_ends(b, ends, names)
+    ix = taskindex.of(b)
+    kept = _first_ends(b, ix, ends, names)
     if kept is None:
         return None
     keep_ok, keep_fail, seen = kept
@@ -35,13 +38,21 @@ def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
 
     def commit():
         b.started.update(started)
-        b.ended.update(seen)
+        if isinstance(seen, set):
+            b.ended.update(seen)
+        else:  # positions in the bundle's index
+            b.ended.mark(seen)
     failed = ends.take(ints(keep_fail)).to_pylist() if len(keep_fail) else []
     if not len(keep_ok):
         commit()
         return [], failed, None, (0, None)
-    ok_tbl = ends if len(keep_ok) == len(ends) else ends.take(ints(keep_ok))
-    got = _ok_table(b, ok_tbl, names, run_id, param_names)
+    whole = len(keep_ok) == len(ends)
+    ok_tbl = ends if whole else ends.take(ints(keep_ok))
+    if isinstance(seen, set):
+        pos_ok = ix.positions(ok_tbl["id"])
+    else:
+        pos_ok = seen if whole else seen[_numpy(keep_ok)]
+    got = _ok_table(b, ix, ok_tbl, pos_ok, names, run_id, param_names)
     if got is None:
         return None
     commit()
@@ -74,21 +85,41 @@ def _read_lines(chunk: bytes):
     return (ends.drop_columns(drop) if drop else ends), start_ids.combine_chunks()
 
 
-def _first_ends(b, ends, names):
-    """Row numbers of the successful and the failed ends, one end per task and bundle."""
+def _numpy(rows):
+    """Row numbers (an Arrow array from a compute function, or a list) as a numpy array."""
+    import numpy as np
+    if isinstance(rows, list):
+        return np.array(rows, dtype=np.int64)
+    return to_numpy(rows)
+
+
+def _distinct(pos, n: int) -> bool:
+    """Whether positions (each below n) are all different (no task ends twice in a chunk)."""
+    import numpy as np
+    if len(pos) and pos[-1] - pos[0] == len(pos) - 1 and (np.diff(pos) == 1).all():
+        return True  # consecutive
+    seen = np.zeros(n, dtype=bool)
+    seen[pos] = True
+    return int(np.count_nonzero(seen)) == len(pos)
+
+
+def _first_ends(b, ix, ends, names):
+    """Row numbers of the successful and the failed ends, one end per task and bundle, and the
+    tasks they end: positions in the bundle's index (a numpy array) in the usual chunk, else a
+    set of ids."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    ids = ends["id"].to_pylist()
-    seen = set(ids)
     okt = ends["ok"].type if "ok" in names else pa.null()
-    if len(seen) == len(ids) and seen.isdisjoint(b.ended) and seen <= b.tasks.keys() and (
-            pa.types.is_boolean(okt) or pa.types.is_null(okt)):
-        # the usual chunk: each of its tasks ends once, for the first time
-        if pa.types.is_null(okt):
-            return np.arange(0), np.arange(len(ids)), seen
-        ok = pc.fill_null(ends["ok"], bools([False])[0])  # (to_numpy would import pandas)
-        return pc.indices_nonzero(ok), pc.indices_nonzero(pc.invert(ok)), seen
+    p = ix.positions(ends["id"]) if pa.types.is_boolean(okt) or pa.types.is_null(okt) else None
+    if p is not None:
+        if not b.ended.any_at(p) and _distinct(p, ix.n):
+            # the usual chunk: each of its tasks ends once, for the first time
+            if pa.types.is_null(okt):
+                return np.arange(0), np.arange(len(p)), p
+            ok = pc.fill_null(ends["ok"], bools([False])[0])  # (to_numpy would import pandas)
+            return pc.indices_nonzero(ok), pc.indices_nonzero(pc.invert(ok)), p
+    ids = ends["id"].to_pylist()
     oks = ends["ok"].to_pylist() if "ok" in names else [False] * len(ids)
     keep_ok, keep_fail, seen = [], [], set()
     for i, (tid, ok) in enumerate(zip(ids, oks)):
@@ -99,37 +130,36 @@ def _first_ends(b, ends, names):
     return keep_ok, keep_fail, seen
 
 
-def _ok_table(b, ok_tbl, names, run_id: int, param_names):
-    """(ok_sql, result table, durations) of the successful ends; None to give up."""
+def _ok_table(b, ix, ok_tbl, pos, names, run_id: int, param_names):
+    """(ok piece, result table, durations) of the successful ends (`pos`: their tasks'
+    positions in the bundle's index); None to give up."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.json as pj
     if not {"t0", "t1"} <= names or ("metrics" in names and not (
             pa.types.is_struct(ok_tbl["metrics"].type)
             or pa.types.is_null(ok_tbl["metrics"].type))):
         return None
-    ok_ids = ok_tbl["id"].to_pylist()
-    tasks = b.tasks
-    info = [tasks[t] for t in ok_ids]  # (rowid, attempt, params text)
-    ok_sql = [(att, b.id, run_id, rowid) for rowid, att, _ in info]
-    dur = pc.subtract(ok_tbl["t1"], ok_tbl["t0"])
-    n = len(ok_ids)
+    n = len(pos)
     host, node = _text(ok_tbl, names, "host", n), _text(ok_tbl, names, "node", n)
     if host is None or node is None:  # not text: the line-by-line path marks them damaged
         return None
-    cols = {N.TASK_ID: ok_tbl["id"], N.BUNDLE: pa.repeat(strings([b.id])[0], n),
-            N.RUN_ID: ints([run_id] * n), N.ATTEMPTS: ints([a for _, a, _ in info]),
-            N.DURATION: dur, N.HOST: host, N.NODE: node, N.FINISHED_AT: ok_tbl["t1"]}
-    try:
-        ptab = pj.read_json(io.BytesIO("\n".join(p for _, _, p in info).encode()))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    ptab = ix.params(plain)
+    if ptab is None:
         return None
+    take = ints(pos)
+    attempts = ix.attempt[pos]
+    ok_sql = (b.id, run_id, attempts, ix.rowid[pos])
+    dur = pc.subtract(ok_tbl["t1"], ok_tbl["t0"])
+    cols = {N.TASK_ID: ok_tbl["id"], N.BUNDLE: pa.repeat(strings([b.id])[0], n),
+            N.RUN_ID: ints(np.full(n, run_id, dtype=np.int64)), N.ATTEMPTS: ints(attempts),
+            N.DURATION: dur, N.HOST: host, N.NODE: node, N.FINISHED_AT: ok_tbl["t1"]}
     pcols = list(param_names) + [c for c in ptab.column_names if c not in param_names]
+    pcols = [c for c in pcols if c in ptab.column_names]
     for c in pcols:
-        if c in ptab.column_names:
-            cols[c] = _plain(ptab[c])
-    mcols = _metric_columns(ok_tbl, names, set(pcols), cols)
-    meta = {"params": [c for c in pcols if c in ptab.column_names], "metrics": mcols}
+        cols[c] = ptab[c].take(take)
+    mcols = _metric_columns(ok_tbl, names, set(param_names) | set(pcols), cols)
+    meta = {"params": pcols, "metrics": mcols}
     table = pa.table(cols).replace_schema_metadata({"pushbutton": json.dumps(meta)})
     counted = n - dur.null_count
     return ok_sql, table, (counted, pc.mean(dur).as_py() if counted else None)
@@ -154,12 +184,12 @@ def _metric_columns(ok_tbl, names, params: set, cols: dict) -> list[str]:
             name = m.type.field(i).name
             if name in params or N.reserved(name):  # the worker refuses these; never shadow
                 continue
-            cols[name] = _plain(m.field(i))
+            cols[name] = plain(m.field(i))
             mcols.append(name)
     return mcols
 
 
-def _plain(col):
+def plain(col):
     """Nested values (lists, dicts) as JSON text, like the line-by-line path stores them."""
     import pyarrow as pa
     t = col.type

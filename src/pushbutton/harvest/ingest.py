@@ -16,6 +16,7 @@ from pushbutton.core import causes, memory
 from pushbutton.core.files import complete_lines
 from pushbutton.harvest import arrow as ingest_arrow
 from pushbutton.harvest import outcomes as oc
+from pushbutton.harvest.taskindex import Marks
 from pushbutton.store import bundlelogs, partset
 from pushbutton.store import parts as results
 from pushbutton.store.database import FAILED as T_FAILED, PENDING, Store
@@ -74,16 +75,18 @@ class ActiveBundle:
     offset: int = 0        # bytes of outcomes.jsonl ingested
     soffset: int = 0       # bytes of series.jsonl ingested
     started: set = field(default_factory=set)
-    ended: set = field(default_factory=set)
+    ended: Marks = field(default_factory=Marks)  # a set of ids (flags per task, see taskindex)
     torn: set = field(default_factory=set)
     inherited: bool = False  # not the tasks' fault if it stops (a dead driver, preemption)
     base: dict = field(default_factory=dict)  # task id -> attempts before its retry budget began
+    index: object = field(default=None, repr=False)  # its tasks as arrays (harvest/taskindex)
 
 
 @dataclass
 class _Batch:
     """SQL rows gathered from the outcome lines of one ingest, written in one transaction."""
-    ok: list = field(default_factory=list)        # (attempt, bundle, run, rowid)
+    ok: list = field(default_factory=list)        # (bundle, run, attempts, rowids): numpy
+                                                  # arrays (fast path) or lists (line by line)
     fail: list = field(default_factory=list)      # task updates of failed attempts
     attempts: list = field(default_factory=list)  # their attempts rows
 
@@ -105,7 +108,8 @@ class Ingestor:
         self.est = None          # measured seconds per task (moving average)
         self.done = self.failed = 0
         self.requeued = 0        # since take_requeued()
-        self.seconds = 0.0       # spent reading outcomes and writing the store
+        self.seconds = 0.0       # spent reading outcomes and writing the store (wall time)
+        self.cpu_seconds = 0.0   # the process's CPU time meanwhile (Arrow's threads included)
         self.t_compact = time.time()  # last incremental compaction
         self.new_parts = 0            # parts written since
         self.plain = False  # a small run: parts written without pyarrow (store/parquet_plain)
@@ -144,11 +148,12 @@ class Ingestor:
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, bundles) -> None:
         """Everything the bundles appended since the last ingest, committed at once."""
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             self._ingest(bundles)
         finally:
             self.seconds += time.perf_counter() - t
+            self.cpu_seconds += time.process_time() - c
 
     def _ingest(self, bundles) -> None:
         batch = _Batch()
@@ -188,8 +193,8 @@ class Ingestor:
 
     def _commit(self, batch: _Batch, offsets, series_offsets) -> None:
         db = self.store.db
-        touched = [r[3] for r in batch.ok] + [f[-1] for f in batch.fail]
-        with self.store.tx(), self.store.counted(self.exp_id, rowids=touched):
+        spans = oc.spans([p[3] for p in batch.ok] + [[f[-1] for f in batch.fail]])
+        with self.store.tx(), self.store.counted(self.exp_id, ranges=spans):
             if batch.ok:
                 # times, host and log offsets live in the Parquet row and the outcome line;
                 # SQLite keeps what scheduling needs, updated by rowid ranges (one statement
@@ -217,7 +222,8 @@ class Ingestor:
         if got is None:  # b is untouched: the line-by-line path starts afresh
             return None
         oks, failed, table, (n_dur, mean_dur) = got
-        batch.ok.extend(oks)
+        if oks:
+            batch.ok.append(oks)
         for rec in failed:
             if not oc.valid_record(rec):
                 b.ended.discard(rec["id"])
@@ -225,12 +231,12 @@ class Ingestor:
                 self._event(b, "damaged-line", json.dumps(rec, default=str)[:200])
                 continue
             self._fail_record(b, rec, batch)
-        self._measured(len(oks), [mean_dur] if n_dur else [])
+        self._measured(len(oks[3]) if oks else 0, [mean_dur] if n_dur else [])
         return table
 
     def _parse(self, b: ActiveBundle, chunk: bytes, batch: _Batch) -> list[dict]:
         recs = self._records(b, chunk)
-        rows, ptexts, durs = [], [], []
+        rows, ptexts, durs, atts, rowids = [], [], [], [], []
         for rec in recs:
             if not oc.valid_record(rec):  # valid JSON, but not an outcome: the task re-runs
                 text = json.dumps(rec, default=str)
@@ -248,7 +254,8 @@ class Ingestor:
                 continue
             rowid, attempt, ptext = b.tasks[tid]
             t0, t1 = rec.get("t0"), rec.get("t1")
-            batch.ok.append((attempt, b.id, b.run, rowid))
+            atts.append(attempt)
+            rowids.append(rowid)
             dur = (t1 - t0) if (t0 and t1) else None
             rows.append({"task_id": tid, "bundle": b.id, "run_id": b.run, "attempts": attempt,
                          "duration_s": dur, "host": rec.get("host"),
@@ -258,6 +265,7 @@ class Ingestor:
             if dur is not None:
                 durs.append(dur)
         if ptexts:
+            batch.ok.append((b.id, b.run, atts, rowids))
             for row, params in zip(rows, json.loads("[" + ",".join(ptexts) + "]")):
                 row["params"] = params
         self._measured(len(rows), durs)
@@ -341,7 +349,7 @@ class Ingestor:
             self.ingest([b])
             if b.offset == before:
                 break
-        missing = [t for t in b.tasks if t not in b.ended]
+        missing = b.ended.missing(b.tasks)
         path = b.dir / "outcomes.jsonl"
         tail = b""
         if path.exists():

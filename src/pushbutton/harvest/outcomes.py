@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from pushbutton.store.counts import ranges_of as ranges  # noqa: F401 - the driver uses it
+from pushbutton.store.counts import ranges_of as ranges  # the driver uses it too
 
 ID_IN_LINE = re.compile(rb'"id":\s*"([0-9a-f]+)"')
 
@@ -106,12 +106,39 @@ def runs_a_task(folder: Path) -> bool:
     return last.startswith(b'{"id":"') and b'","ev":"start"' in last[:64]
 
 
-def range_rows(ok_sql) -> list[tuple]:
-    """(attempt, bundle, run, rowid) rows -> (attempt, bundle, run, first, last) ranges."""
-    groups: dict[tuple, list] = {}
-    for att, bid, run, rowid in ok_sql:
-        groups.setdefault((att, bid, run), []).append(rowid)
-    return [(*key, a, z) for key, ids in groups.items() for a, z in ranges(ids)]
+def spans(parts) -> list[tuple[int, int]]:
+    """Consecutive runs of the rowids in `parts` (numpy arrays or lists; any order, repeats
+    allowed) as [(first, last)]: in numpy when a part is an array (the fast path), else in
+    Python (a run on the line-by-line path imports no numpy)."""
+    if all(isinstance(p, list) for p in parts):
+        return ranges(sorted({r for p in parts for r in p}))
+    import numpy as np
+    r = np.unique(np.concatenate([np.asarray(p, dtype=np.int64) for p in parts]))
+    if not len(r):
+        return []
+    cut = np.flatnonzero(np.diff(r) != 1)
+    first = np.concatenate((r[:1], r[cut + 1]))
+    last = np.concatenate((r[cut], r[-1:]))
+    return list(zip(first.tolist(), last.tolist()))
+
+
+def range_rows(pieces) -> list[tuple]:
+    """(bundle, run, attempts, rowids) pieces of the successful tasks -> (attempt, bundle, run,
+    first, last) rows: one UPDATE per run of consecutive tasks."""
+    out = []
+    for bid, run, atts, rowids in pieces:
+        if isinstance(rowids, list):
+            groups: dict = {}
+            for a, r in zip(atts, rowids):
+                groups.setdefault(a, []).append(r)
+            out.extend((a, bid, run, f, z) for a, rs in groups.items() for f, z in ranges(rs))
+            continue
+        import numpy as np
+        uniq = np.unique(atts).tolist()
+        for a in uniq:
+            sel = rowids if len(uniq) == 1 else rowids[atts == a]
+            out.extend((a, bid, run, f, z) for f, z in spans([sel]))
+    return out
 
 
 def write_failures(db, fail_sql, attempts_sql) -> None:
