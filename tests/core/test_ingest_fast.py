@@ -1,0 +1,133 @@
+"""The Arrow fast path of ingest works on a bundle's tasks as arrays (harvest/taskindex.py): no
+Python work per task, and the same answers as the line-by-line path when chunks are unusual
+(ends out of order, repeated, of tasks the bundle lacks, failed)."""
+import cProfile
+import json
+import pstats
+import time
+
+from pushbutton import Experiment, grid
+from pushbutton.execution.driver import Driver
+from pushbutton.harvest import arrow as ingest_arrow
+
+
+class _Backend:
+    """Takes bundles and runs nothing: the test writes the outcome lines itself."""
+    name = "local"
+
+    def submit(self, refs):
+        return [r.id for r in refs]
+
+    def capacity(self):
+        return None
+
+
+def _bundle(name, n):
+    """A registered experiment of n tasks and one bundle of all of them, handed out."""
+    exp = Experiment(name, function="tasks:square", space=grid(x=range(n)))
+    exp.register(yes=True)
+    store = exp.store
+    eid = store.experiment(name)
+    with store.tx():
+        store.db.execute("INSERT INTO runs(exp, started, status) VALUES (?,?,?)",
+                         (eid, time.time(), "running"))
+    run = store.db.execute("SELECT max(id) FROM runs").fetchone()[0]
+    drv = Driver(store, exp, eid, _Backend(), run)
+    assert drv._make_bundle(n) == n
+    (b,) = drv.active.values()
+    return exp, drv.ingestor, b
+
+
+def _lines(b, order=None, fail=(), extra=()):
+    """Outcome lines as worker.py writes them: a start and an end line per task."""
+    ids = list(b.tasks)
+    out = []
+    for k in (range(len(ids)) if order is None else order):
+        tid = ids[k]
+        x = json.loads(b.tasks[tid][2])["x"]
+        t = 1.7e9 + k
+        out.append('{"id":"%s","ev":"start","t":%r,"log":[0,0]}' % (tid, t))
+        if k in fail:
+            out.append('{"id": "%s", "ev": "end", "t0": %r, "t1": %r, "host": "h", "node": "h", '
+                       '"log": [0, 0, 0, 0], "ok": false, "kind": "exception", "error": "no"}'
+                       % (tid, t, t + 0.5))
+        else:
+            out.append('{"id": "%s", "ev": "end", "t0": %r, "t1": %r, "host": "h", "node": "h", '
+                       '"log": [0, 0, 0, 0], "ok": true,"metrics":{"y":%d}}'
+                       % (tid, t, t + 0.5, x * x))
+    return out + list(extra)
+
+
+def _append(b, lines):
+    with open(b.dir / "outcomes.jsonl", "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def _python_calls(ing, b) -> int:
+    prof = cProfile.Profile()
+    prof.enable()
+    ing.ingest([b])
+    ing.finalize(b, False)
+    prof.disable()
+    return sum(s[1] for s in pstats.Stats(prof).stats.values())  # every call, C ones too
+
+
+def test_fast_ingest_does_no_python_work_per_task(project, monkeypatch):
+    taken = []
+    real = ingest_arrow.parse
+    monkeypatch.setattr(ingest_arrow, "parse", lambda *a: taken.append(1) or real(*a))
+    calls = {}
+    for n in (600, 2_000, 20_000):  # the first one imports what ingest needs
+        exp, ing, b = _bundle(f"p{n}", n)
+        _append(b, _lines(b))
+        calls[n] = _python_calls(ing, b)
+        assert exp.store.counts(ing.exp_id)["done"] == n
+        assert len(exp.results()) == n
+    assert len(taken) == 3  # the Arrow path, every time
+    # ten times the tasks, about the same Python calls (the line-by-line work was ~10 per task)
+    assert calls[20_000] < 1.3 * calls[2_000] + 500, calls
+
+
+def _table(exp):
+    df = exp.results()
+    return df[["x", "y", "pb_status", "pb_attempts"]].sort_values("x").reset_index(drop=True)
+
+
+def test_unusual_chunks_agree_with_the_line_by_line_path(project, monkeypatch):
+    n = 1200
+    results, fast_calls = {}, []
+    real = ingest_arrow.parse
+    for path in ("fast", "slow"):
+        if path == "fast":
+            monkeypatch.setattr(ingest_arrow, "parse",
+                                lambda *a: (lambda r: fast_calls.append(r is not None) or r)(
+                                    real(*a)))
+        else:
+            monkeypatch.setattr(ingest_arrow, "parse", lambda *a: None)
+        exp, ing, b = _bundle(path, n)
+        ids = list(b.tasks)
+        # chunk 1: ends out of the bundle's order (the hash lookup), one failed task
+        first = list(range(600))
+        first[10], first[500] = first[500], first[10]
+        _append(b, _lines(b, order=first, fail={7}))
+        ing.ingest([b])
+        assert 500 in [ids.index(t) for t in b.ended] and ids[7] in b.ended
+        assert len(b.ended) == 600 and bool(b.ended)
+        # chunk 2: the rest, with tasks 3 and 700 ending again and an end of a task the
+        # bundle lacks: one end per task and bundle, whatever a worker repeated
+        again = _lines(b, order=[3, 700])
+        stranger = again[-1].replace(ids[700], "f" * 20)
+        _append(b, _lines(b, order=range(600, n)) + again + [stranger])
+        ing.ingest([b])
+        assert ing.finalize(b, False) == 0
+        assert b.ended.missing(b.tasks) == [] and "f" * 20 not in b.ended
+        counts = exp.store.counts(ing.exp_id)
+        assert counts["done"] == n - 1 and counts["failed"] == 1, counts
+        assert exp.store.kept_counts(ing.exp_id) == counts
+        results[path] = _table(exp)
+    assert fast_calls and all(fast_calls), fast_calls  # the Arrow path took these chunks
+    fast, slow = results["fast"], results["slow"]
+    assert fast.equals(slow)
+    done = fast[fast["pb_status"] == "done"]
+    assert len(done) == n - 1 and (done["y"] == done["x"] ** 2).all()
+    assert (fast["pb_attempts"] == 1).all()
