@@ -131,3 +131,17 @@ def test_unusual_chunks_agree_with_the_line_by_line_path(project, monkeypatch):
     done = fast[fast["pb_status"] == "done"]
     assert len(done) == n - 1 and (done["y"] == done["x"] ** 2).all()
     assert (fast["pb_attempts"] == 1).all()
+
+
+def test_start_lines_are_cut_out_by_layout_and_every_start_is_kept():
+    """Start lines in worker.py's layout are cut from the chunk before Arrow reads it; a start
+    line laid out otherwise is still read by Arrow, and each start reaches the started set."""
+    a, b, c = "a" * 20, "b" * 20, "c" * 20
+    lines = ['{"id":"%s","ev":"start","t":1.0,"log":[0,0]}' % a,
+             '{"id": "%s", "ev": "end", "t0": 1.0, "t1": 2.0, "ok": true}' % a,
+             '{"id": "%s", "ev": "start", "t": 2.0}' % b,  # another writer's spacing
+             '{"id":"%s","ev":"start","t":3.0,"log":[0,0]}' % c]
+    ends, starts = ingest_arrow._read_lines(("\n".join(lines) + "\n").encode())
+    assert ends["id"].to_pylist() == [a] and sorted(starts.to_pylist()) == [a, b, c]
+    ends, starts = ingest_arrow._read_lines((lines[3] + "\n" + lines[0] + "\n").encode())
+    assert len(ends) == 0 and sorted(starts.to_pylist()) == [a, c]

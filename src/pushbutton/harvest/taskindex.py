@@ -38,9 +38,9 @@ class TaskIndex:
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
-        from pushbutton.core.arrays import to_numpy
-        if isinstance(ids, pa.ChunkedArray):
-            ids = ids.combine_chunks()
+        from pushbutton.core.arrays import strings, to_numpy
+        if isinstance(ids, pa.ChunkedArray):  # (no chunks: combine_chunks would import pandas)
+            ids = ids.combine_chunks() if ids.num_chunks else strings([])
         m, k = len(ids), self._next
         if m and k + m <= self.n and not ids.null_count and \
                 pc.all(pc.equal(ids, self.ids.slice(k, m))).as_py():
