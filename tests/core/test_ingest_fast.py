@@ -145,3 +145,22 @@ def test_start_lines_are_cut_out_by_layout_and_every_start_is_kept():
     assert ends["id"].to_pylist() == [a] and sorted(starts.to_pylist()) == [a, b, c]
     ends, starts = ingest_arrow._read_lines((lines[3] + "\n" + lines[0] + "\n").encode())
     assert len(ends) == 0 and sorted(starts.to_pylist()) == [a, c]
+
+
+def test_marks_answer_as_the_set_of_ended_tasks():
+    """What the SLURM harvest, finalize and the line-by-line path ask of `ended`."""
+    import numpy as np
+    from pushbutton.harvest.taskindex import Marks, TaskIndex
+    tasks = {t: (i + 1, 1, '{"x":%d}' % i) for i, t in enumerate(["t0", "t1", "t2", "t3"])}
+    m = Marks(["t3", "elsewhere"])
+    assert "t3" in m and not bool(Marks())
+    m.bind(TaskIndex(tasks))
+    assert m.any_at(np.array([3])) and not m.any_at(np.array([0, 1]))
+    m.mark(np.array([0, 1]))
+    assert "t1" in m and "t2" not in m and len(m) == 4 and bool(m)
+    assert sorted(m) == ["elsewhere", "t0", "t1", "t3"] and m.missing(tasks) == ["t2"]
+    m.discard("t1")
+    m.add("t2")
+    assert m.missing(tasks) == ["t1"] and not m.any_at(np.array([1]))
+    m.bind(TaskIndex(dict(tasks)))  # the task dict replaced (pb repair): nothing is lost
+    assert m.missing(tasks) == ["t1"] and "t0" in m
