@@ -119,18 +119,18 @@ class Marks:
         self._flags[pos] = True
 
     def _flagged(self) -> list:
-        import numpy as np
-        if self._ix is None or not self._flags.any():
+        if self._ix is None or not self._flags.any():  # (no numpy import on the slow path)
             return []
+        import numpy as np
         from pushbutton.core.arrays import ints
         return self._ix.ids.take(ints(np.flatnonzero(self._flags))).to_pylist()
 
     def missing(self, tasks) -> list:
         """The ids of `tasks` not in the set, in its order."""
-        import numpy as np
         ix = self._ix
         if ix is None or ix.source is not tasks:
             return [t for t in tasks if t not in self]
+        import numpy as np
         from pushbutton.core.arrays import ints
         left = np.flatnonzero(~self._flags)
         if not len(left):
