@@ -15,7 +15,9 @@ peak RSS per phase, the run's peak against the goal (10^6: <= 300 MB; 10^7: <= 1
 baseline: the RSS of a process that has only imported what a run imports (the shared library
 text of Arrow counts in RSS). Then it exports the results with `pb results
 --format csv|parquet|json -o FILE` and prints each export's peak RSS against the file's size
-and the store's results.
+and the store's results. It also samples the local pool's workers (the run's worker.py
+children, every 0.2 s): their RSS when first seen and their peak, which must stay flat however
+many tasks they run.
 """
 from __future__ import annotations
 
@@ -49,9 +51,35 @@ SAMPLER = textwrap.dedent("""
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * PAGE
 
+    WORKERS = {}  # pid of a worker.py child -> [RSS first seen, peak, last]
+
+    def sample_workers():
+        me = os.getpid()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) != me:  # its parent
+                        continue
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if b"worker.py" not in f.read():
+                        continue
+                with open("/proc/%d/statm" % pid) as f:
+                    r = int(f.read().split()[1]) * PAGE
+            except OSError:
+                continue
+            w = WORKERS.setdefault(pid, [r, r, r])
+            w[1], w[2] = max(w[1], r), r
+
     def sample(trace):
         import tracemalloc
+        k = 0
         while True:
+            k += 1
+            if k % 4 == 0:  # the local pool's workers, every 0.2 s
+                sample_workers()
             reg = any(t.name == "pb-register" for t in threading.enumerate())
             SAMPLES.append((time.time(), rss(), PHASE[-1] + (" (registering)" if reg else "")))
             if trace:
@@ -86,7 +114,8 @@ SAMPLER = textwrap.dedent("""
             peaks[ph] = max(peaks.get(ph, 0), r)
         out = {"peak_mb": max(r for _t, r, _p in SAMPLES) / 2**20,
                "phases": {k: v / 2**20 for k, v in peaks.items()},
-               "order": list(dict.fromkeys(p for _t, _r, p in SAMPLES))}
+               "order": list(dict.fromkeys(p for _t, _r, p in SAMPLES)),
+               "workers": [[a / 2**20, b / 2**20, c / 2**20] for a, b, c in WORKERS.values()]}
         if TRACE["snap"] is not None:
             stats = TRACE["snap"].statistics("traceback")[:8]
             out["trace_phase"] = TRACE.get("phase")
@@ -179,6 +208,14 @@ def main():
         print(f"  {'driver peak RSS, MB':<44}{v:>9.1f}   goal <= {goal}  "
               f"{'ok' if v <= goal else 'MISSED'}")
         print(f"  {'ratio peak / baseline':<44}{v / base['peak_mb']:>9.2f}")
+        if run.get("workers"):  # a persistent worker's memory must not grow with its tasks
+            ws = run["workers"]
+            first, peak = max(w[0] for w in ws), max(w[1] for w in ws)
+            print(f"  {'workers (%d) RSS first seen, MB' % len(ws):<44}{first:>9.1f}")
+            print(f"  {'workers peak RSS, MB':<44}{peak:>9.1f}")
+            print(f"  {'ratio worker peak / first seen':<44}{peak / first:>9.2f}")
+            print("    each worker, first seen -> peak MB: " + ", ".join(
+                f"{w[0]:.0f} -> {w[1]:.0f}" for w in ws))
         if run.get("trace_top"):
             print(f"  Python heap peak {run['trace_peak_mb']:.1f} MB in phase "
                   f"{run['trace_phase']}; top allocations:")

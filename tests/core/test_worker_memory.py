@@ -58,3 +58,37 @@ def test_serving_worker_memory_stays_flat_over_many_bundles(tmp_path):
     print("worker RSS kB after each bundle:", rss)
     assert growth_mb < 12, f"worker RSS grew {growth_mb:.1f} MB over {n_bundles - 2} bundles " \
         f"({rss})"
+
+
+def test_each_task_and_its_children_see_their_own_task_variables(tmp_path):
+    """The variables set in place still reach os.environ, getenv and a child process, task after
+    task (values of different lengths), and a task that sets one itself is not undone."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "env_tasks.py").write_text(
+        "import os, subprocess\n"
+        "def show(i):\n"
+        "    out = subprocess.run(['sh', '-c', 'printf %s \"$PB_TASK_ID $PB_TASK_DIR\"'],\n"
+        "                         capture_output=True, text=True).stdout\n"
+        "    seen = {'env': os.environ['PB_TASK_ID'], 'child': out,\n"
+        "            'dir': os.environ['PB_TASK_DIR']}\n"
+        "    if i == 1:\n"
+        "        os.environ['PB_TASK_ID'] = 'set-by-the-task'\n"
+        "    return seen\n")
+    ids = ["a" * 32, "b" * 8, "c" * 200, "d" * 32]
+    folder = tmp_path / "b"
+    folder.mkdir()
+    spec = {"call": {"kind": "python", "target": "env_tasks:show"}, "root": str(root),
+            "experiment": "env", "tasks": [{"id": t, "params": {"i": i}}
+                                           for i, t in enumerate(ids)]}
+    (folder / "bundle.json").write_text(json.dumps(spec))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PB_")}
+    subprocess.run([sys.executable, str(WORKER), str(folder)], env=env, cwd=root, check=True,
+                   timeout=60)
+    ends = [json.loads(ln) for ln in (folder / "outcomes.jsonl").read_text().splitlines()
+            if '"ev": "end"' in ln]
+    assert [e["id"] for e in ends] == ids and all(e["ok"] for e in ends), ends
+    for e in ends:
+        m = e["metrics"]
+        assert m["env"] == e["id"] and m["dir"].endswith("/" + e["id"]), m
+        assert m["child"] == f"{e['id']} {m['dir']}", m
