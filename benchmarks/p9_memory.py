@@ -64,8 +64,9 @@ SAMPLER = textwrap.dedent("""
                     if int(f.read().rsplit(")", 1)[1].split()[1]) != me:  # its parent
                         continue
                 with open("/proc/%d/cmdline" % pid, "rb") as f:
-                    if b"worker.py" not in f.read():
-                        continue
+                    argv = f.read().split(b"\\0")
+                if b"--serve" not in argv or not any(a.endswith(b"worker.py") for a in argv):
+                    continue  # not a pool worker (a fork of the driver has its command line)
                 with open("/proc/%d/statm" % pid) as f:
                     r = int(f.read().split()[1]) * PAGE
             except OSError:
@@ -214,8 +215,8 @@ def main():
             print(f"  {'workers (%d) RSS first seen, MB' % len(ws):<44}{first:>9.1f}")
             print(f"  {'workers peak RSS, MB':<44}{peak:>9.1f}")
             print(f"  {'ratio worker peak / first seen':<44}{peak / first:>9.2f}")
-            print("    each worker, first seen -> peak MB: " + ", ".join(
-                f"{w[0]:.0f} -> {w[1]:.0f}" for w in ws))
+            print("    each worker, first seen / peak / at the end, MB: " + ", ".join(
+                f"{w[0]:.0f} / {w[1]:.0f} / {w[2]:.0f}" for w in ws))
         if run.get("trace_top"):
             print(f"  Python heap peak {run['trace_peak_mb']:.1f} MB in phase "
                   f"{run['trace_phase']}; top allocations:")
