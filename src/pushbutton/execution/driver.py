@@ -20,6 +20,7 @@ from pushbutton.execution.backends.base import FAILED, FINISHED, Backend, Bundle
 from pushbutton.harvest.ingest import ActiveBundle, Ingestor, RunPolicy
 from pushbutton.harvest.outcomes import ranges
 from pushbutton.store.database import DONE, FAILED as T_FAILED, Store
+from pushbutton.store import walbound
 
 SMALL_RUN = 20_000  # a local run of up to this many points imports no pyarrow (see small_run)
 
@@ -55,6 +56,7 @@ class Driver:
         self.poll_s = poll_s
         self.policy = RunPolicy.of(exp)
         self.ingestor = Ingestor(store, exp_id, exp.name, run_id, self.policy)
+        self.wal = walbound.Bound(store.db, store.dir / "state.sqlite")
         self.ingestor.plain = light
         self.active: dict[str, ActiveBundle] = {}
         self.seq = store.db.execute("SELECT count(*) FROM bundles WHERE exp=?",
@@ -224,6 +226,7 @@ class Driver:
                 self.over, self.t_retire = [], time.time()
             remaining += self.ingestor.take_requeued()
             self.ingestor.compact()
+            self.wal.check()  # the write-ahead log kept under a bound (store/walbound.py)
             if self.stop:
                 self._stop_feed()
                 self._cancel_all()

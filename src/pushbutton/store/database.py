@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pushbutton.core.errors import StoreError
 from pushbutton.store import counts as _counts
+from pushbutton.store import walbound as _walbound
 from pushbutton.store import stateindex as _stateindex
 
 DIRNAME = ".pushbutton"
@@ -119,6 +120,7 @@ class Store:
                 attempt += 1
                 time.sleep(min(0.05 * attempt, 0.5))
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: safe against process crashes
+        _walbound.setup(self.db)
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='tasks'").fetchone():
             self.db.executescript(SCHEMA)
         else:  # a store made by an earlier version: the columns added since

@@ -29,7 +29,7 @@ import traceback
 
 from pushbutton.core import ids, memory
 from pushbutton.core.errors import PushbuttonError, SpecError
-from pushbutton.store import counts, stateindex
+from pushbutton.store import counts, stateindex, walbound
 
 FIRST = 2_000        # points registered before the run starts (a few ms)
 CHUNK = 10_000       # the first streamed chunk; chunks double up to MAX_CHUNK
@@ -268,6 +268,8 @@ class Registration:
             db.execute("PRAGMA busy_timeout=60000")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA cache_size=-64000")  # the id index's pages, not the table's
+            walbound.setup(db)
+            wal = walbound.Bound(db, self.path)
             pause = float(os.environ.get("PB_TEST_REGISTER_PAUSE") or 0)
             die = int(os.environ.get("PB_TEST_DIE_AFTER_CHUNKS") or 0)
             chunks = 0
@@ -277,6 +279,7 @@ class Registration:
                     gen.close()
                     return
                 self._commit(db, rows)
+                wal.check()  # the log kept small while the space streams in (walbound.py)
                 chunks += 1
                 if die and chunks >= die:  # fault injection for the tests only: kill -9
                     os.kill(os.getpid(), 9)

@@ -1,0 +1,65 @@
+"""The write-ahead log kept small while a run writes (issue: a long `pb run` grew
+state.sqlite-wal to gigabytes).
+
+SQLite's automatic checkpoint is PASSIVE: it copies what it can and never waits, and the log is
+rewound (written again from its start) only when a checkpoint has copied everything and no reader
+is still using it. With the driver's connection reading and writing between the registration
+thread's commits, that moment rarely comes while the space registers, so the log grows by every
+chunk. `bound` is called by each writer after its commits: once the file is over LIMIT it runs a
+TRUNCATE checkpoint, which waits (a short time) for the readers to finish, copies the log into
+the database and empties the file. Nothing about crash-safety changes: the checkpoint is
+SQLite's own, run between transactions; a busy one is simply tried again after a later commit.
+`journal_size_limit` makes SQLite cut the file back itself whenever it does rewind the log.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+LIMIT = 64 << 20  # bytes of -wal after which a writer forces a checkpoint
+WAIT_MS = 2000    # how long the checkpoint waits for readers/the other writer
+EVERY_S = 0.5     # the file's size is looked at no more often than this per connection
+
+
+def limit() -> int:
+    try:
+        return max(1, int(os.environ.get("PB_WAL_LIMIT") or LIMIT))
+    except ValueError:
+        return LIMIT
+
+
+def setup(db) -> None:
+    """Per connection: SQLite truncates the log to this size whenever it rewinds it."""
+    db.execute(f"PRAGMA journal_size_limit={limit()}")
+
+
+class Bound:
+    """One writer's check: `check()` after a commit (outside any transaction)."""
+
+    def __init__(self, db, path):
+        self.db, self.wal, self.t = db, str(path) + "-wal", 0.0
+        self.forced = 0
+
+    def check(self) -> bool:
+        now = time.monotonic()
+        if now - self.t < EVERY_S:
+            return False
+        self.t = now
+        try:
+            if os.path.getsize(self.wal) <= limit():
+                return False
+        except OSError:
+            return False
+        if self.db.in_transaction:
+            return False
+        busy = self.db.execute("PRAGMA busy_timeout").fetchone()[0]
+        try:
+            self.db.execute(f"PRAGMA busy_timeout={WAIT_MS}")
+            row = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self.forced += 1
+            return bool(row) and row[0] == 0
+        except sqlite3.Error:
+            return False  # busy: tried again after a later commit
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={busy}")

@@ -1,0 +1,54 @@
+"""Issue 14, goal 5: the SQLite write-ahead log of a run stays small while the run goes on
+(a streamed registration used to grow state.sqlite-wal by every chunk: 10^7 tasks, 16 GB)."""
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+from .conftest import write
+
+SPEC = """
+name = "walb"
+function = "tasks:f"
+[space]
+grid = { a = { range = [0, 20] }, i = { range = [0, 20000] } }
+[run]
+max_tasks = 100000000
+"""
+LIMIT = 4 << 20  # the bound the run is given (PB_WAL_LIMIT)
+# What the run may reach: the bound plus a 100,000-row chunk's frames (~10 MB) with room to
+# spare; the code before the bound reached ~50 MB on this run.
+ALLOWED = 32 << 20
+
+
+def test_wal_stays_under_a_bound_during_a_streamed_run(project):
+    write(project / "tasks.py", "def f(a, i):\n    return {'y': a + i}\n")
+    write(project / "experiment.toml", SPEC)
+    wal = project / ".pushbutton" / "state.sqlite-wal"
+    env = dict(os.environ, PB_WAL_LIMIT=str(LIMIT))
+    proc = subprocess.Popen([sys.executable, "-m", "pushbutton", "run", "experiment.toml",
+                             "--yes"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    sizes = []
+
+    def sample():  # from outside the run, as a user's `ls -l` would
+        while proc.poll() is None:
+            try:
+                sizes.append(wal.stat().st_size)
+            except OSError:
+                pass
+            time.sleep(0.02)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    out, err = proc.communicate(timeout=120)
+    t.join()
+    assert proc.returncode == 0, err
+    assert "400000 done" in out, out
+    assert len(sizes) > 50  # the run was watched while it went on
+    assert max(sizes) < ALLOWED, f"WAL peaked at {max(sizes):,} bytes"
+    db = sqlite3.connect(project / ".pushbutton" / "state.sqlite")
+    assert db.execute("SELECT count(*) FROM tasks WHERE state='done'").fetchone()[0] == 400000
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
