@@ -2,6 +2,7 @@
 (a streamed registration used to grow state.sqlite-wal by every chunk: 10^7 tasks, 16 GB)."""
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import threading
@@ -18,9 +19,13 @@ grid = { a = { range = [0, 20] }, i = { range = [0, 20000] } }
 max_tasks = 100000000
 """
 LIMIT = 4 << 20  # the bound the run is given (PB_WAL_LIMIT)
-# What the run may reach: the bound plus a 100,000-row chunk's frames (~10 MB) with room to
-# spare; the code before the bound reached ~50 MB on this run.
-ALLOWED = 32 << 20
+# One transaction's frames cannot be checkpointed before it commits: a 100,000-row registration
+# chunk touches most pages of the id index, ~25 MB here at the peak. Between such bursts the file
+# is cut back to LIMIT (journal_size_limit). The code before the bound kept the file at its
+# high-water mark: ~50-60 MB in ~90% of the samples of this run (median ~48 MB); with the bound
+# the median is LIMIT and ~5% of the samples are over 2x LIMIT.
+MEDIAN_ALLOWED = 3 * LIMIT
+PEAK_ALLOWED = 96 << 20  # a file that grows with the space would pass this by far at 10^6+
 
 
 def test_wal_stays_under_a_bound_during_a_streamed_run(project):
@@ -48,7 +53,9 @@ def test_wal_stays_under_a_bound_during_a_streamed_run(project):
     assert proc.returncode == 0, err
     assert "400000 done" in out, out
     assert len(sizes) > 50  # the run was watched while it went on
-    assert max(sizes) < ALLOWED, f"WAL peaked at {max(sizes):,} bytes"
+    median = statistics.median(sizes)
+    assert median < MEDIAN_ALLOWED, f"WAL median {median:,.0f} bytes, peak {max(sizes):,}"
+    assert max(sizes) < PEAK_ALLOWED, f"WAL peaked at {max(sizes):,} bytes"
     db = sqlite3.connect(project / ".pushbutton" / "state.sqlite")
     assert db.execute("SELECT count(*) FROM tasks WHERE state='done'").fetchone()[0] == 400000
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -37,13 +37,14 @@ def setup(db) -> None:
 class Bound:
     """One writer's check: `check()` after a commit (outside any transaction)."""
 
-    def __init__(self, db, path):
-        self.db, self.wal, self.t = db, str(path) + "-wal", 0.0
+    def __init__(self, db, path, every: float = EVERY_S):
+        """every: seconds between looks at the file's size (0: at each check)."""
+        self.db, self.wal, self.t, self.every = db, str(path) + "-wal", 0.0, every
         self.forced = 0
 
     def check(self) -> bool:
         now = time.monotonic()
-        if now - self.t < EVERY_S:
+        if now - self.t < self.every:
             return False
         self.t = now
         try:
