@@ -30,14 +30,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-SPEC = """
-name = "million"
-function = "tasks:noop3"
-[space]
-grid = {{ a = {{ range = [0, {s}] }}, b = {{ range = [0, {s}] }}, i = {{ range = [0, {s}] }} }}
-[run]
-max_tasks = 100000000
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from p3_scale import SPEC  # noqa: E402  (the same sweep as P3; its tasks return one more metric)
+
 TASKS = "def noop3(a, b, i):\n    return {'y': a + b + i, 'z': (a * 0.5) if i % 7 else None}\n"
 
 SAMPLER = textwrap.dedent("""
