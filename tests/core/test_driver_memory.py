@@ -19,3 +19,45 @@ def test_release_and_tame_leave_results_alone():
     memory.release()
     assert a.sum().as_py() == sum(range(100_000))
     assert pa.default_memory_pool().backend_name == "system"
+
+
+RUN_AND_ASK = """
+import json, os, sys
+from pushbutton.experiment import load
+exp = load("experiment.toml")
+s = exp.run(yes=True)
+import pyarrow as pa
+print(json.dumps({"done": s["done"], "mimalloc": pa.mimalloc_memory_pool().max_memory(),
+                  "system": pa.system_memory_pool().max_memory(),
+                  "env": os.environ.get("ARROW_DEFAULT_MEMORY_POOL")}))
+"""
+
+
+def test_run_keeps_arrow_and_parquet_off_mimalloc(tmp_path):
+    """A run on the Arrow path (PB_SMALL_RUN=0) allocates nothing from mimalloc: the Parquet
+    reader and writer take Arrow's C++ default pool, which `set_memory_pool` does not move, and
+    mimalloc kept what they freed. The variable that moves it is set for the import only: the
+    run's workers (the task reports what it sees) and the process after it do not have it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "experiment.toml").write_text(
+        'name = "pool"\nfunction = "tasks:sees"\n[space]\n'
+        'grid = { i = { range = [0, 3000] } }\n[run]\nworkers = 1\n')
+    (tmp_path / "tasks.py").write_text(
+        "import os\n\ndef sees(i):\n"
+        "    return {'y': i, 'env': int('ARROW_DEFAULT_MEMORY_POOL' in os.environ)}\n")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    env["PB_SMALL_RUN"] = "0"
+    r = subprocess.run([sys.executable, "-c", RUN_AND_ASK], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["done"] == 3000
+    assert got["mimalloc"] == 0, got
+    assert got["system"] > 0, got
+    assert got["env"] is None
+    from pushbutton.experiment import load
+    df = load(str(tmp_path / "experiment.toml")).results()
+    assert len(df) == 3000 and int(df["env"].sum()) == 0

@@ -55,11 +55,35 @@ def tame(arrow: bool = True) -> None:
     if not arrow or _arrow_tamed:
         return
     _arrow_tamed = True
-    try:  # Arrow reads ARROW_DEFAULT_MEMORY_POOL too early for a setting here; a run writes
-        import pyarrow as pa  # Parquet anyway, so its import only comes sooner
+    try:  # a run writes Parquet anyway, so Arrow's import only comes sooner
+        pa = import_arrow()
         pa.set_memory_pool(pa.system_memory_pool())
     except Exception:  # an Arrow built without it: its default pool stays
         pass
+
+
+def import_arrow():
+    """pyarrow, its C++ default pool the system allocator. That pool is chosen once, from
+    ARROW_DEFAULT_MEMORY_POOL, when libarrow loads; `set_memory_pool` only changes the pool of
+    pyarrow's own calls, and the Parquet reader and writer kept allocating from mimalloc, which
+    keeps its segments: +36 MB of anonymous memory after one merge of 16 parts, and the 10^6
+    run's peak 316 MB instead of 190 (measured). The variable is set for the import alone, so
+    the workers and jobs this process starts inherit the environment it was given: call it
+    before the process starts threads (another thread's spawn in between would pass it on).
+    Where pyarrow is imported already, only pyarrow's own calls move."""
+    import os
+    if "pyarrow" in sys.modules:
+        return sys.modules["pyarrow"]
+    key = "ARROW_DEFAULT_MEMORY_POOL"
+    given = os.environ.get(key)
+    if given is None:
+        os.environ[key] = "system"
+    try:
+        import pyarrow as pa
+    finally:
+        if given is None:
+            os.environ.pop(key, None)
+    return pa
 
 
 def release() -> None:

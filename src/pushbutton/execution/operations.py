@@ -17,6 +17,7 @@ from pushbutton.execution.driver import Driver, small_run
 from pushbutton.harvest.ingest import RunPolicy
 from pushbutton.store.failures import top_causes
 from pushbutton.store.lock import ExperimentLock
+from pushbutton.core import memory
 from pushbutton.core.errors import SpecError
 from pushbutton.store.database import Store
 # `pb status` lives apart so that it imports no more than it needs (kept here by name)
@@ -77,9 +78,11 @@ def run(exp, on="local", workers=None, rerun=False, rerun_failed=False, message=
                                 or workers < 1):
         raise SpecError(f"workers must be a whole number >= 1, got {workers!r}", key="workers",
                         fix="give e.g. workers=4, or leave it out for one per CPU")
+    light = small_run(exp, on)  # no pyarrow at all (execution/driver.py)
+    if not light:  # before the threads below: Arrow loaded on malloc (core/memory.py)
+        memory.import_arrow()
     # what the run's code is (git, file hashes: subprocesses) is found out meanwhile
     prov_of = _meanwhile(provenance.collect, exp.root, message)
-    light = small_run(exp, on)  # no pyarrow at all (execution/driver.py)
     if not light:
         _meanwhile(_harvest_imports)  # ingest's imports (pyarrow: 0.4 s) load while this waits
     started, exp.preflight_started = getattr(exp, "preflight_started", None), None
