@@ -120,7 +120,7 @@ class Driver:
         d.mkdir(parents=True, exist_ok=True)
         tasks, base = self._write_bundle(bid, d, rows)
         spans = ranges([r[0] for r in rows])
-        with self.store.tx(), self.store.counted(self.exp_id, ranges=spans):
+        with self.store.tx(), self.store.counted(self.exp_id, ranges=spans, becomes="running"):
             db.executemany("UPDATE tasks SET state='running', bundle=?, run=?, room=NULL "
                            "WHERE rowid BETWEEN ? AND ?",
                            ((bid, self.run_id, a, z) for a, z in spans))

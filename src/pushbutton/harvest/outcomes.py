@@ -113,10 +113,14 @@ def spans(parts) -> list[tuple[int, int]]:
     if all(isinstance(p, list) for p in parts):
         return ranges(sorted({r for p in parts for r in p}))
     import numpy as np
-    r = np.unique(np.concatenate([np.asarray(p, dtype=np.int64) for p in parts]))
+    r = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
     if not len(r):
         return []
-    cut = np.flatnonzero(np.diff(r) != 1)
+    step = np.diff(r)
+    if not (step > 0).all():  # (a bundle's rows come in order: the sort is rarely needed)
+        r = np.unique(r)
+        step = np.diff(r)
+    cut = np.flatnonzero(step != 1)
     first = np.concatenate((r[:1], r[cut + 1]))
     last = np.concatenate((r[cut], r[-1:]))
     return list(zip(first.tolist(), last.tolist()))

@@ -252,10 +252,11 @@ class Store:
         return shown(self, out)
 
     # -- counts -------------------------------------------------------------------------
-    def counted(self, exp: int, ranges=None, rowids=None):
+    def counted(self, exp: int, ranges=None, rowids=None, becomes=None):
         """Around a write inside a transaction that changes task states: keeps the counts
-        (store/counts.py) right; `ranges`/`rowids`: the only task rows it touches."""
-        return _counts.counted(self.db, exp, ranges=ranges, rowids=rowids)
+        (store/counts.py) right; `ranges`/`rowids`: the only task rows it touches; `becomes`:
+        the state it sets on every one of them."""
+        return _counts.counted(self.db, exp, ranges=ranges, rowids=rowids, becomes=becomes)
 
     def recount(self, exp: int) -> dict:
         """Count the experiment's tasks by state again and keep that (inside a transaction)."""
