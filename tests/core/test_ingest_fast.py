@@ -164,3 +164,28 @@ def test_marks_answer_as_the_set_of_ended_tasks():
     assert m.missing(tasks) == ["t1"] and not m.any_at(np.array([1]))
     m.bind(TaskIndex(dict(tasks)))  # the task dict replaced (pb repair): nothing is lost
     assert m.missing(tasks) == ["t1"] and "t0" in m
+
+
+def test_a_chunk_is_read_in_blocks_and_a_line_longer_than_a_block_still_reads(monkeypatch):
+    """Arrow reads a chunk in blocks its threads share (arrow.BLOCK). Types inferred per block
+    come out as one read of the whole chunk gives them (an int metric that turns float later
+    is float throughout, a key first seen late is a column), and a line longer than a block
+    (a task's big metric), which Arrow refuses to split, is read by one read of the whole
+    chunk instead of sending the chunk down the line-by-line path."""
+    import pyarrow as pa
+    monkeypatch.setattr(ingest_arrow, "BLOCK", 1 << 16)
+    ends = ['{"id": "%020x", "ev": "end", "t0": 1.0, "t1": 2.0, "ok": true, '
+            '"metrics": {"y": %d}}' % (k, k) for k in range(3000)]
+    ends[2500] = ends[2500].replace('"y": 2500}', '"y": 2500.5, "late": "s"}')
+    body = ("\n".join(ends) + "\n").encode()
+    assert len(body) > 4 * ingest_arrow.BLOCK
+    got, _ = ingest_arrow._read_lines(body)
+    m = got["metrics"].combine_chunks()
+    assert m.type.field("y").type == pa.float64() and m.type.field("late").type == pa.string()
+    assert m.field("y").to_pylist()[2499:2501] == [2499.0, 2500.5]
+    assert got["id"].to_pylist() == ["%020x" % k for k in range(3000)]
+    big = "v" * (3 * ingest_arrow.BLOCK)
+    ends[10] = ends[10].replace('"y": 10}', '"y": 10, "blob": "%s"}' % big)
+    got, _ = ingest_arrow._read_lines(("\n".join(ends) + "\n").encode())
+    assert len(got) == 3000
+    assert got["metrics"].combine_chunks().field("blob").to_pylist()[10] == big

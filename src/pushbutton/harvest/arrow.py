@@ -70,8 +70,7 @@ def _read_lines(chunk: bytes):
     import pyarrow.json as pj
     body, laid_out = _split_starts(chunk)
     try:
-        tab = pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(block_size=1 << 26)) \
-            if body else pa.table({"id": strings([]), "ev": strings([])})
+        tab = _read_json(body) if body else pa.table({"id": strings([]), "ev": strings([])})
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     names = set(tab.column_names)
@@ -91,6 +90,23 @@ def _read_lines(chunk: bytes):
     if laid_out is not None:
         start_ids = pa.concat_arrays([laid_out, start_ids]) if len(start_ids) else laid_out
     return (ends.drop_columns(drop) if drop else ends), start_ids
+
+
+BLOCK = 4 << 20  # Arrow parses blocks of this size in parallel (one 16-MB block: one thread)
+
+
+def _read_json(body: bytes):
+    """Arrow's JSON reader over the lines, in blocks its threads share; a line longer than a
+    block (a task's big metric) makes it refuse, and the lines are read again as one block."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    try:
+        return pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(block_size=BLOCK))
+    except pa.ArrowInvalid:
+        if len(body) <= BLOCK:
+            raise
+    return pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(
+        block_size=max(1 << 26, len(body) + 1)))
 
 
 _HEAD, _MID = b'{"id":"', b'","ev":"start"'  # a start line as worker.py lays it out
@@ -118,7 +134,9 @@ def _split_starts(chunk: bytes):
     cand = np.flatnonzero((nl - first > width) & (buf[np.minimum(first + 6, nl)] == 34))
     if not len(cand):
         return chunk, None
-    pre = buf[first[cand][:, None] + np.arange(width)]
+    # each candidate's first bytes, gathered through a window view of the buffer (an index
+    # array per byte cost more than the rest of the split)
+    pre = np.lib.stride_tricks.sliding_window_view(buf, width)[first[cand]]
     want = np.frombuffer(_HEAD + b"0" * _ID + _MID, dtype=np.uint8)
     fixed = np.ones(width, dtype=bool)
     fixed[len(_HEAD):len(_HEAD) + _ID] = False

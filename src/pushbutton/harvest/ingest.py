@@ -194,7 +194,9 @@ class Ingestor:
     def _commit(self, batch: _Batch, offsets, series_offsets) -> None:
         db = self.store.db
         spans = oc.spans([p[3] for p in batch.ok] + [[f[-1] for f in batch.fail]])
-        with self.store.tx(), self.store.counted(self.exp_id, ranges=spans):
+        # only successes: the UPDATE below makes every row of the spans done
+        done = "done" if batch.ok and not batch.fail else None
+        with self.store.tx(), self.store.counted(self.exp_id, ranges=spans, becomes=done):
             if batch.ok:
                 # times, host and log offsets live in the Parquet row and the outcome line;
                 # SQLite keeps what scheduling needs, updated by rowid ranges (one statement
@@ -216,7 +218,7 @@ class Ingestor:
 
     def _parse_fast(self, b: ActiveBundle, chunk: bytes, batch: _Batch):
         """Arrow's JSON reader for big chunks; None sends the chunk down the line-by-line path."""
-        if self.plain or chunk.count(b"\n") < 512:
+        if self.plain or (len(chunk) < (1 << 20) and chunk.count(b"\n") < 512):
             return None
         got = ingest_arrow.parse(b, chunk, b.run, self.param_names)
         if got is None:  # b is untouched: the line-by-line path starts afresh
