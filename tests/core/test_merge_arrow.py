@@ -53,6 +53,15 @@ def test_a_run_merges_its_parts_without_duckdb(project):
     assert len(df) == 3000 and df["pb_task_id"].is_unique
     exp = df["a"] * df["b"] + (df["b"] % 2 == 0) * 0.5
     assert (df["y"] == exp).all() and (df["s"] == "t" + df["a"].astype(str)).all()
+    # the bookkeeping columns unique per row are stored plain (core/names.UNIQUE): a
+    # dictionary of them only costs; the parameters and metrics keep theirs
+    md = pq.ParquetFile(project / ".pushbutton/results/merged" / files[0]).metadata
+    enc = {md.schema.column(i).name: set(md.row_group(0).column(i).encodings)
+           for i in range(md.num_columns)}
+    for c in ("pb_task_id", "pb_duration_s", "pb_finished_at"):
+        assert not {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & enc[c], (c, enc[c])
+    for c in ("a", "b", "s", "pb_bundle"):
+        assert {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & enc[c], (c, enc[c])
 
 
 def _part(folder, name, **cols):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pushbutton.core import names as N
+
 BATCH = 16_384      # rows read at a time
 ROW_GROUP = 32_768  # rows per row group written (a row group is held whole until written)
 
@@ -65,7 +67,8 @@ def merge(folder, names, out_path: Path, meta: dict | None) -> bool:
         return False
     if meta is not None:
         schema = schema.with_metadata({"pushbutton": json.dumps(meta)})
-    writer = pq.ParquetWriter(out_path, schema, compression="zstd")
+    writer = pq.ParquetWriter(out_path, schema, compression="zstd",
+                              use_dictionary=N.dictionary_columns(schema.names))
     held, n = [], 0
 
     def flush():

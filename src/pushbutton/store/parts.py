@@ -76,7 +76,8 @@ def write_part(path: Path, rows, param_names: list[str], plain: bool = False) ->
         import pyarrow.parquet as pq
         if isinstance(rows, pa.Table):
             with replacing(path) as tmp:
-                pq.write_table(rows, tmp, compression="zstd")
+                pq.write_table(rows, tmp, compression="zstd",
+                               use_dictionary=N.dictionary_columns(rows.column_names))
             return
     pcols = list(param_names)
     seen = set(pcols)
@@ -109,7 +110,8 @@ def write_part(path: Path, rows, param_names: list[str], plain: bool = False) ->
     table = pa.Table.from_arrays(arrays, names=names)
     table = table.replace_schema_metadata({"pushbutton": json.dumps(meta)})
     with replacing(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd",
+                       use_dictionary=N.dictionary_columns(table.column_names))
 
 
 def _write_plain(path: Path, rows, pcols, mcols, meta: dict) -> None:
