@@ -3,7 +3,6 @@ Python, so 10^6 results cost seconds. Anything unusual (a torn line, types Arrow
 returns None and the Ingestor takes its line-by-line path, which handles every case."""
 from __future__ import annotations
 
-import io
 import json
 
 from pushbutton.core import names as N
@@ -70,7 +69,7 @@ def _read_lines(chunk: bytes):
     import pyarrow.json as pj
     body, laid_out = _split_starts(chunk)
     try:
-        tab = _read_json(body) if body else pa.table({"id": strings([]), "ev": strings([])})
+        tab = _read_json(body) if len(body) else pa.table({"id": strings([]), "ev": strings([])})
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     names = set(tab.column_names)
@@ -95,17 +94,19 @@ def _read_lines(chunk: bytes):
 BLOCK = 4 << 20  # Arrow parses blocks of this size in parallel (one 16-MB block: one thread)
 
 
-def _read_json(body: bytes):
-    """Arrow's JSON reader over the lines, in blocks its threads share; a line longer than a
-    block (a task's big metric) makes it refuse, and the lines are read again as one block."""
+def _read_json(body):
+    """Arrow's JSON reader over the lines (bytes or a numpy byte array, read in place), in
+    blocks its threads share; a line longer than a block (a task's big metric) makes it refuse,
+    and the lines are read again as one block."""
     import pyarrow as pa
     import pyarrow.json as pj
+    buf = pa.py_buffer(body)
     try:
-        return pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(block_size=BLOCK))
+        return pj.read_json(pa.BufferReader(buf), read_options=pj.ReadOptions(block_size=BLOCK))
     except pa.ArrowInvalid:
         if len(body) <= BLOCK:
             raise
-    return pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(
+    return pj.read_json(pa.BufferReader(buf), read_options=pj.ReadOptions(
         block_size=max(1 << 26, len(body) + 1)))
 
 
@@ -114,8 +115,8 @@ _ID = 20  # hex digits of a task id (core/ids: blake2b-80)
 
 
 def _split_starts(chunk: bytes):
-    """(the chunk without the start lines that have worker.py's layout, their task ids as an
-    Arrow array or None). Those lines carry nothing the fast path reads but the id (it asks
+    """(the chunk without the start lines that have worker.py's layout (bytes, or a numpy byte
+    array), their task ids as an Arrow array or None). Those lines carry nothing the fast path reads but the id (it asks
     only which tasks started), so they are cut out with numpy rather than parsed: Arrow then
     reads the end lines alone (a start line is a third of the bytes). The line-by-line path
     reads start lines by their layout too (Ingestor._records); every other line goes to
@@ -151,8 +152,8 @@ def _split_starts(chunk: bytes):
         (np.arange(k + 1, dtype=np.int32) * _ID).tobytes()), pa.py_buffer(ids.tobytes())])
     keep = np.ones(len(first), dtype=bool)
     keep[cand[start]] = False
-    body = buf[np.repeat(keep, nl - first + 1)].tobytes()  # the other lines, as they are
-    return body, laid_out
+    body = buf[np.repeat(keep, nl - first + 1)]  # the other lines, as they are (no copy
+    return body, laid_out                          # to bytes: Arrow reads the array's buffer)
 
 
 def _numpy(rows):
