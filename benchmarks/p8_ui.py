@@ -37,14 +37,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-SPEC = """
-name = "million"
-function = "tasks:noop3"
-[space]
-grid = {{ a = {{ range = [0, {s}] }}, b = {{ range = [0, {s}] }}, i = {{ range = [0, {s}] }} }}
-[run]
-max_tasks = 100000000
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from p3_scale import SPEC  # noqa: E402  (the same sweep as P3)
+
 TASKS = textwrap.dedent('''
     import time
 

@@ -27,14 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-SPEC = """
-name = "million"
-function = "tasks:noop3"
-[space]
-grid = {{ a = {{ range = [0, {s}] }}, b = {{ range = [0, {s}] }}, i = {{ range = [0, {s}] }} }}
-[run]
-max_tasks = 100000000
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from p3_scale import SPEC  # noqa: E402  (the same sweep as P3)
+
 TASKS = "def noop3(a, b, i):\n    return {'y': a + b + i}\n"
 RUN = ("from pushbutton.experiment import load\n"
        "exp = load('experiment.toml'); exp.run(yes=True)\n")
