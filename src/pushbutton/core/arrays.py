@@ -25,11 +25,14 @@ def strings(values) -> "pa.Array":
         except TypeError:
             joined = None
         if joined is not None and joined.isascii():
-            offsets = _array.array("q", [0])
-            offsets.extend(itertools.accumulate(map(len, values)))
-            typ = pa.large_string()
-            if offsets[-1] < 2**31:
-                typ, offsets = pa.string(), _array.array("i", offsets)
+            size = len(joined)  # (ASCII: as many bytes as characters)
+            typ, code = (pa.string(), "i") if size < 2**31 else (pa.large_string(), "q")
+            widths = set(map(len, values))
+            if len(widths) == 1 and size:  # task ids: one width, no running sum to take
+                offsets = _array.array(code, range(0, size + 1, widths.pop()))
+            else:
+                offsets = _array.array(code, [0])
+                offsets.extend(itertools.accumulate(map(len, values)))
             return pa.Array.from_buffers(typ, len(values), [None, pa.py_buffer(offsets),
                                                             pa.py_buffer(joined.encode())])
     try:
