@@ -61,3 +61,37 @@ def test_run_keeps_arrow_and_parquet_off_mimalloc(tmp_path):
     from pushbutton.experiment import load
     df = load(str(tmp_path / "experiment.toml")).results()
     assert len(df) == 3000 and int(df["env"].sum()) == 0
+
+
+EXPORT_AND_ASK = """
+import json
+from pushbutton.experiment import load
+from pushbutton.store.export import export
+exp = load("experiment.toml")
+n = export(exp.store, exp.store.experiment("pool"), "pool", "csv", "out.csv")
+import pyarrow as pa
+print(json.dumps({"rows": n, "mimalloc": pa.mimalloc_memory_pool().max_memory()}))
+"""
+
+
+def test_export_keeps_arrow_off_mimalloc(tmp_path):
+    """`pb results --format` (store/export.py) reads the task states into Arrow on malloc too."""
+    import json
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "experiment.toml").write_text(
+        'name = "pool"\nfunction = "tasks:sees"\n[space]\n'
+        'grid = { i = { range = [0, 500] } }\n[run]\nworkers = 1\n')
+    (tmp_path / "tasks.py").write_text("def sees(i):\n    return {'y': i}\n")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    r = subprocess.run([sys.executable, "-m", "pushbutton", "run", "experiment.toml",
+                        "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", EXPORT_AND_ASK], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got == {"rows": 500, "mimalloc": 0}, got
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 501

@@ -116,11 +116,11 @@ _ID = 20  # hex digits of a task id (core/ids: blake2b-80)
 
 def _split_starts(chunk: bytes):
     """(the chunk without the start lines that have worker.py's layout (bytes, or a numpy byte
-    array), their task ids as an Arrow array or None). Those lines carry nothing the fast path reads but the id (it asks
-    only which tasks started), so they are cut out with numpy rather than parsed: Arrow then
-    reads the end lines alone (a start line is a third of the bytes). The line-by-line path
-    reads start lines by their layout too (Ingestor._records); every other line goes to
-    Arrow as before."""
+    array), their task ids as an Arrow array or None). Those lines carry nothing the fast path
+    reads but the id (it asks only which tasks started), so they are cut out with numpy rather
+    than parsed: Arrow then reads the end lines alone (a start line is a third of the bytes).
+    The line-by-line path reads start lines by their layout too (Ingestor._records); every
+    other line goes to Arrow as before."""
     import numpy as np
     import pyarrow as pa
     if not chunk.endswith(b"\n"):

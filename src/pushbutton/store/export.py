@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pushbutton.core import names as N
+from pushbutton.core import memory, names as N
 from pushbutton.core.errors import PushbuttonError
 
 TIME_COLUMNS = (N.FINISHED_AT, "pb_t0", "pb_t1", N.TIME)  # (cli/tables.TIME_COLUMNS)
@@ -119,6 +119,7 @@ def export(store, eid: int, name: str, fmt: str, output: str | None = None,
            limit: int | None = None) -> int:
     """Write every task's row (the `results` relation, as `exp.results()` has it) to `output`
     (None: stdout) in `fmt`; returns the number of rows written."""
+    memory.import_arrow()  # the task states' table on malloc (core/memory), before DuckDB's threads
     import duckdb
 
     from pushbutton.store import views
