@@ -59,3 +59,46 @@ def test_wal_stays_under_a_bound_during_a_streamed_run(project):
     db = sqlite3.connect(project / ".pushbutton" / "state.sqlite")
     assert db.execute("SELECT count(*) FROM tasks WHERE state='done'").fetchone()[0] == 400000
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+REGISTER = """
+import os
+from pushbutton.experiment import load
+exp = load("experiment.toml")
+exp.register(yes=True)
+print(os.path.getsize(".pushbutton/state.sqlite-wal"))
+"""
+
+
+def test_wal_stays_under_a_bound_while_the_api_registers_a_big_space(project):
+    """`exp.register()` (no run) commits a chunk at a time as the streamed registration does:
+    one transaction of the whole space made the log as big as its rows and indexes (400,000
+    points: ~60 MB, kept until the store closed; 10^7: ~1.4 GB), which no bound can cut."""
+    write(project / "tasks.py", "def f(a, i):\n    return {'y': a + i}\n")
+    write(project / "experiment.toml", SPEC)
+    wal = project / ".pushbutton" / "state.sqlite-wal"
+    env = dict(os.environ, PB_WAL_LIMIT=str(LIMIT))
+    proc = subprocess.Popen([sys.executable, "-c", REGISTER], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sizes = []
+
+    def sample():
+        while proc.poll() is None:
+            try:
+                sizes.append(wal.stat().st_size)
+            except OSError:
+                pass
+            time.sleep(0.01)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    out, err = proc.communicate(timeout=120)
+    t.join()
+    assert proc.returncode == 0, err
+    after = int(out.strip().splitlines()[-1])
+    assert after <= 2 * LIMIT, f"WAL {after:,} bytes once registered"
+    assert max(sizes, default=0) < 40 << 20, f"WAL peaked at {max(sizes):,} bytes"
+    db = sqlite3.connect(project / ".pushbutton" / "state.sqlite")
+    assert db.execute("SELECT count(*) FROM tasks").fetchone()[0] == 400000
+    assert db.execute("SELECT count(DISTINCT id) FROM tasks").fetchone()[0] == 400000
+    assert db.execute("SELECT reg_next, reg_total FROM experiments").fetchone() == (None, None)

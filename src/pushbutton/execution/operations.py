@@ -180,7 +180,7 @@ def _meanwhile(fn, *args):
 
 
 def _register_rest(exp, feed, registering) -> None:
-    """The rest of a streamed registration, here and now (one transaction)."""
+    """The rest of a streamed registration, here and now (a chunk per transaction)."""
     from pushbutton.store.registration import ticker
     tick = ticker(feed, registering)
     feed.run_all(on_chunk=tick)
