@@ -92,10 +92,35 @@ def _index(folder: Path) -> dict:
     return {"chunk": CHUNK, "sizes": sizes, "tasks": tasks}
 
 
+_TASKS = ', "tasks": ['
+
+
+def head(text: str) -> dict | None:
+    """The fields of a bundle.json before its task list, parsed without the list; None where
+    the text is laid out otherwise. Both writers (the driver, the SLURM submission) put the
+    tasks last: parsing a bundle's 50,000 tasks to drop them was 1.5 s of a 10^6 run's
+    driver. A cut anywhere but at the top-level key leaves brackets open: not JSON, None."""
+    i = text.find(_TASKS)
+    if i < 0 or not text.rstrip().endswith("]}"):
+        return None
+    try:
+        spec = json.loads(text[:i] + "}")
+    except ValueError:
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
 def _header(folder: Path) -> dict:
     try:
-        spec = json.loads((folder / "bundle.json").read_text())
-    except (OSError, ValueError):
+        text = (folder / "bundle.json").read_text()
+    except OSError:
+        return {}
+    spec = head(text)
+    if spec is not None:
+        return spec
+    try:
+        spec = json.loads(text)
+    except ValueError:
         return {}
     if isinstance(spec, dict):
         spec.pop("tasks", None)

@@ -72,14 +72,11 @@ def code_zip(root: str | os.PathLike, max_mb: float = 20) -> bytes:
 
 
 def _root_of(bundle_text: str) -> str:
-    """bundle.json's "root", read without parsing the task list (it comes first: the driver
-    writes the spec's fields before the tasks)."""
+    """bundle.json's "root", read without parsing the task list (store/bundlelogs.head)."""
     import json
-    head = bundle_text[:bundle_text.find(', "tasks": [')]
-    try:
-        return json.loads(head + "}").get("root") or ""
-    except ValueError:
-        return json.loads(bundle_text).get("root") or ""
+    from pushbutton.store.bundlelogs import head
+    spec = head(bundle_text)
+    return ((spec if spec is not None else json.loads(bundle_text)).get("root")) or ""
 
 
 def _warm_ingest() -> None:
