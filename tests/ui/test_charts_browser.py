@@ -79,7 +79,8 @@ def wait_for(page, js: str, timeout: float = 30.0):
 
 
 @pytest.fixture(scope="module")
-def page(browser, server):
+def page(server, browser):  # the browser set up after the server, so it closes first and
+    # the server's graceful shutdown has no open connection to wait for (it waited 10 s)
     p = browser.new_page(width=1300, height=1000)
     p.open(f"{server}/exp/phase?token={TOKEN}")
     wait_for(p, "document.querySelectorAll('#pb-figures figure .main-svg').length >= 3 && "
