@@ -3,8 +3,8 @@
 * ssh: three machines, each a network namespace with its own sshd, address and hostname
   (conftest.sshd_machines, prefix "pbw"): `pb cluster up ssh NAME --host ...` -> `pb run SPEC
   --on NAME --wait` -> results from three hostnames -> status, ssh, resize by --host -> `pb
-  cluster down NAME --delete` -> nothing left; then up -> run -> shrink/grow -> down once more
-  through the ssh provider's API on the same machines. Real sshd, munged, slurmctld, slurmd.
+  cluster down NAME --delete` -> nothing left; then up -> down once more through the ssh
+  provider's API on the same machines. Real sshd, munged, slurmctld, slurmd.
 * cloud through the CLI: `--dry-run` with a template file prints the plan and the price; bad
   templates and credentials give file, key and fix, never a traceback.
 * cloud through the framework (`lifecycle.up`/`down`) with libcloud's dummy driver (the
@@ -23,9 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from pushbutton.clusters import remote_steps as steps
 from pushbutton.clusters.cluster import ClusterError
+from pushbutton.clusters.remote_conf import Layout
 
 from .conftest import _missing, ip, pb, sshd_machines
+from .test_ssh_provider import leftovers
 
 TASKS = '''import socket, time
 
@@ -90,18 +93,19 @@ def _user_targets() -> str:
 @pytest.mark.timeout(600)  # two up -> run -> down rounds; on a loaded 2-core host ~2-5 min
 def test_ssh_cluster_of_three_machines_cli_round_then_provider_round(machines, project,
                                                                      tmp_path):
-    """One cluster name on the same three machines, up -> run -> down twice: first through the
-    CLI (a setup step fails, `up` resumes; status, list, target, ssh, a sweep over the three
-    hostnames, resize by --host, down --delete leaves nothing), then through the ssh
-    provider's API (check/create/setup/start from nothing again, slurmctld on the first,
-    slurmd on all, a second setup changes nothing, a sweep, shrink to the head and grow back,
-    destroy leaves nothing). Real sshd, munged, slurmctld, slurmd."""
+    """One cluster name on the same three machines, up -> down twice: first through the CLI
+    (a setup step fails, `up` resumes; status, list, target, ssh, a sweep over the three
+    hostnames, resize by --host, the head's slurmd restarted with the new slurm.conf, down
+    --delete leaves nothing), then through the ssh provider's API (check/create/setup/start
+    from nothing again, slurmctld on the first, slurmd on all, a second setup changes
+    nothing, destroy leaves nothing). The API round runs no sweep and no resize of its own:
+    `pb run --on` and `pb cluster resize` call the same provider methods on the same machines
+    in the CLI round. Real sshd, munged, slurmctld, slurmd."""
     name = f"pbw-lab-{secrets.token_hex(2)}"
-    t_cli = _cli_round(machines, project, tmp_path, name)
+    t_up, t_run = _cli_round(machines, project, tmp_path, name)
     t_api = _provider_round(machines, tmp_path, name)
-    print("\nssh cluster of 3 namespace machines: " + "; ".join(
-        f"{how}: up {u:.1f}s, 6-task sweep {r:.1f}s" for how, (u, r) in
-        (("through the CLI", t_cli), ("through the provider", t_api))))
+    print(f"\nssh cluster of 3 namespace machines: through the CLI: up {t_up:.1f}s, 6-task "
+          f"sweep {t_run:.1f}s; through the provider: up {t_api:.1f}s")
 
 
 def _cli_round(machines, project, tmp_path, name) -> tuple[float, float]:
@@ -181,6 +185,8 @@ def _cli_round(machines, project, tmp_path, name) -> tuple[float, float]:
         [("pbw-n1", "idle"), ("pbw-n2", "idle")]
     assert "NodeName=pbw-n3" not in Path(conf).read_text()
     assert _cluster_procs(["pbw-n3"]) == {"pbw-n3": set()}
+    lay = _layout(name)
+    assert not Path(lay.pidfile("slurmd", "pbw-n3")).exists()
     r = pb("cluster", "resize", name, "+1", check=False)
     assert r.returncode == 2 and "--host pbw-n1 --host pbw-n2 --host NEWHOST" in \
         r.stderr and "Traceback" not in r.stderr
@@ -191,6 +197,10 @@ def _cli_round(machines, project, tmp_path, name) -> tuple[float, float]:
     st = _status(name)
     assert [(n["name"], n["slurm"]) for n in st["nodes"]] == \
         [(h, "idle") for h in NS] and st["state"] == "up"
+    # the head's slurmd runs with the new slurm.conf (restarted by setup)
+    rec = Path(lay.record("slurmd", "pbw-n1")).read_text().strip()
+    assert rec == steps.sha(Path(lay.conf).read_text()) and "NodeName=pbw-n3" in \
+        Path(lay.conf).read_text()
     # up with the flags of another set of machines says how to get there
     r = pb("cluster", "up", "ssh", name, "--host", "pbw-n1", *opts, check=False)
     assert r.returncode == 2 and f"pb cluster resize {name} --host pbw-n1" in r.stderr
@@ -204,17 +214,24 @@ def _cli_round(machines, project, tmp_path, name) -> tuple[float, float]:
     assert f"[targets.{name}]" not in _user_targets()
     assert name not in pb("cluster", "list").stdout
     assert not list(Path("/tmp").glob(f"pbc-*/{name}*"))
+    assert not Path(lay.root).exists() and not Path(lay.run).exists()
+    assert leftovers(lay.root, lay.run) == []
     return t_up, t_run
 
 
-def _provider_round(machines, tmp_path, name) -> tuple[float, float]:
+def _layout(name: str):
+    """The cluster's folders on its machines, as its head's record holds them."""
+    from pushbutton.clusters.cluster import Cluster
+    head = next(n for n in Cluster(name).nodes if n.name == "pbw-n1")
+    return Layout.from_json(head.extra["pb"]["layout"])
+
+
+def _provider_round(machines, tmp_path, name) -> float:
     """The ssh provider's API on the machines the CLI round left empty: the cluster starts
     from nothing again (a new munge key, slurmctld started anew)."""
     from pushbutton.clusters import remote_setup as rs
-    from pushbutton.clusters import remote_steps as steps
-    from pushbutton.clusters.remote_conf import Layout
 
-    from .test_ssh_provider import leftovers, provider, results, run_project
+    from .test_ssh_provider import provider
     ssh = {k: machines[k] for k in ("hosts", "ssh_config")}
     p = provider(name, workdir=str(tmp_path / "remote"),
                  cluster_dir=str(tmp_path / "clusters"), **ssh)
@@ -247,32 +264,6 @@ def _provider_round(machines, tmp_path, name) -> tuple[float, float]:
             for ln in lines:
                 assert "already" in ln or ": ok (" in ln, (node, ln)
         assert any("shared with the head" in ln for ln in again["pbw-n2"])
-        proj = run_project(tmp_path, "multi2", dict(p.target_fields(nodes), poll_interval=0.5),
-                           n=6, s=1.5)
-        t0 = time.time()
-        pb_in(proj, "run", "exp.toml", "--on", name, "--wait")
-        t_run = time.time() - t0
-        rows = results(proj, "multi2")
-        assert sorted(r["x"] for r in rows) == list(range(6))
-        assert {r["pb_status"] for r in rows} == {"done"}
-        assert {r["node"] for r in rows} == set(NS), [r["node"] for r in rows]
-        # shrink to the head alone, then grow back
-        p.destroy(nodes[1:])
-        p.state.nodes = nodes[:1]
-        assert rs.node_states(head, p.setup_options()) == {"pbw-n1": "idle"}
-        conf = Path(lay.conf).read_text()
-        assert "NodeName=pbw-n2" not in conf and "Nodes=pbw-n1 " in conf
-        assert not Path(lay.pidfile("slurmd", "pbw-n2")).exists()
-        back = p.nodes_for_hosts(cpus=1, memory=500)[1:]
-        p.state.nodes = nodes[:1] + back
-        p.create(back)
-        p.setup(back)
-        p.start(back)
-        assert rs.node_states(head, p.setup_options()) == {ns: "idle" for ns in NS}
-        # the head's slurmd runs with the new slurm.conf (restarted by setup)
-        rec = Path(lay.record("slurmd", "pbw-n1")).read_text().strip()
-        assert rec == steps.sha(Path(lay.conf).read_text())
-        nodes = nodes[:1] + back
     finally:
         p.destroy(nodes)
     assert lay is not None
@@ -280,12 +271,7 @@ def _provider_round(machines, tmp_path, name) -> tuple[float, float]:
     assert leftovers(lay.root, lay.run) == []
     # nothing of the cluster runs in any machine, only its sshd
     assert _cluster_procs(NS) == {ns: set() for ns in NS}
-    return t_up, t_run
-
-
-def pb_in(cwd: Path, *args):
-    from .test_ssh_provider import pb as pb_cwd
-    return pb_cwd(*args, cwd=cwd)
+    return t_up
 
 
 def test_ssh_cli_errors_name_the_fix(project):
