@@ -147,7 +147,7 @@ workers = 1
     done_before = st["counts"]["done"]
     # resuming runs the rest, never the done ones again
     write(project / "slow.toml", (project / "slow.toml").read_text().replace("0.05", "0.05"))
-    pb("run", "slow.toml", "-j", "2", timeout=300)
+    pb("run", "slow.toml", "-j", "8", timeout=300)  # the tasks sleep: 8 workers on 2 cores
     st = json.loads(pb("status", "--json").stdout)
     assert st["counts"]["done"] == 400 and done_before < 400
 
