@@ -161,6 +161,14 @@ def _free_subnet(first: int) -> str:
     raise RuntimeError("no free 10.247.X.0/24")
 
 
+# A command's bash over these sshds does not source ~/.bashrc (bash skips it below SHLVL 2):
+# on a developer machine it may run version-manager hooks costing ~0.1 s on each of the
+# hundreds of ssh commands a cluster test makes. The test's PATH instead, so the same programs
+# answer; login shells still read the user's profile (scripts/setup.d/30-sshd.sh does the same).
+SESSION_ENV = (f'SetEnv SHLVL=1 "PATH={os.environ.get("PATH", "")}:/usr/local/sbin:'
+               '/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n')
+
+
 def _kill_netns(names: list[str], sshds: list) -> None:
     for sig, wait in ((15, True), (9, False)):
         for ns in names:
@@ -220,7 +228,7 @@ def sshd_machines(tmp: Path, prefix: str, n: int = 3):
                             "PubkeyAuthentication yes\nPasswordAuthentication no\n"
                             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
                             "MaxSessions 64\nMaxStartups 64:30:128\n"
-                            "Subsystem sftp internal-sftp\n")
+                            "Subsystem sftp internal-sftp\n" + SESSION_ENV)
             log = open(tmp / f"sshd-{ns}.log", "w")
             sshds.append(subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{ns}", "unshare", "--uts", "sh", "-c",
