@@ -55,13 +55,13 @@ StrictModes no
 MaxSessions 64
 MaxStartups 64:30:128
 AcceptEnv LANG LC_*
-# like a real cluster's login node: SLURM's client commands find the test cluster's config
-SetEnv SLURM_CONF=$ROOT/.services/slurm/slurm.conf
-# a command's bash does not source ~/.bashrc (bash skips it below SHLVL 2): on a developer
+# like a real cluster's login node: SLURM's client commands find the test cluster's config.
+# A command's bash does not source ~/.bashrc (bash skips it below SHLVL 2): on a developer
 # machine that file may run version-manager hooks costing ~0.1 s on every ssh command, and
 # the tests make hundreds; the test runner's PATH instead, so the same programs answer
-# (login shells, as the targets' setup lines use, still read the user's profile)
-SetEnv SHLVL=1 "PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# (login shells, as the targets' setup lines use, still read the user's profile). One SetEnv
+# line: sshd uses the first one only.
+SetEnv SLURM_CONF=$ROOT/.services/slurm/slurm.conf SHLVL=1 "PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 Subsystem sftp internal-sftp
 EOF
   mkdir -p /run/sshd
