@@ -10,6 +10,7 @@ packages, which command, the errors without root/sudo or package manager).
 """
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -106,6 +107,23 @@ def results(proj: Path, name: str) -> list[dict]:
     text = r.stdout.strip()
     return json.loads(text) if text.startswith("[") else \
         [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+
+
+def batch_job(sh: Remote, conf: str, out: str, command: str, timeout: float = 120) -> None:
+    """A real batch job through sbatch on the machine, waited for until SLURM says COMPLETED
+    (polled every 0.2 s: `sbatch --wait` looks every few seconds, ~10 s for a job of none)."""
+    env = ["env", f"SLURM_CONF={conf}"]
+    jid = sh.run("test", env + ["sbatch", "--parsable", "-o", out, "--wrap", command]
+                 ).stdout.strip().split(";")[0]
+    deadline = time.time() + timeout
+    while True:
+        text = sh.run("test", env + ["scontrol", "-o", "show", "job", jid]).stdout
+        state = re.search(r"JobState=(\S+)", text)
+        if state and state.group(1) not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+            break
+        assert time.time() < deadline, f"job {jid} not over within {timeout:g}s: {text}"
+        time.sleep(0.2)
+    assert state.group(1) == "COMPLETED", text
 
 
 # -- without SSH: options, plans, the install decisions, the config text ------------------
@@ -288,8 +306,7 @@ def test_one_machine_cluster_over_loopback_ssh(loop_ssh, tmp_path):
         r = sh.run("test", env + ["sinfo", "-h", "-N", "-o", "%N %T %c"])
         assert r.stdout.split() == [head.name, "idle", "2"]
         out = tmp_path / "remote" / "job.out"
-        r = sh.run("test", env + ["sbatch", "--wait", "-o", str(out), "--wrap",
-                                  "echo ran on $SLURMD_NODENAME"], timeout=120)
+        batch_job(sh, lay.conf, str(out), "echo ran on $SLURMD_NODENAME")
         assert out.read_text().strip() == f"ran on {head.name}"
         # the target `up` registers: pb run --on NAME reaches this cluster, not the suite's
         fields = p.target_fields(nodes)
@@ -436,8 +453,7 @@ def test_daemons_run_as_a_user_without_root_or_sudo(nonroot_ssh, tmp_path):
             assert Path(f"/proc/{pid}").stat().st_uid == nonroot_ssh["uid"], daemon
         sh = Remote(nodes[0].name, host=NONROOT, ssh_config=ssh["ssh_config"])
         out = f"{nonroot_ssh['home']}/pbwork/job.out"
-        sh.run("test", ["env", f"SLURM_CONF={lay.conf}", "sbatch", "--wait", "-o", out,
-                        "--wrap", "id -un"], timeout=120)
+        batch_job(sh, lay.conf, out, "id -un")
         assert Path(out).read_text().strip() == NONROOT
     finally:
         p.destroy(nodes)
