@@ -113,3 +113,23 @@ def squeue(job: str, fmt: str) -> list[str]:
     r = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", job, "-o", fmt],
                        capture_output=True, text=True, timeout=20)
     return [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
+
+
+TIME_LIMIT_START = "tests/slurm/test_slurm_run.py::test_start_time_limit_sweep"
+BOTH_CPUS = ("tests/slurm/test_balance.py::",)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The time-limit sweep of test_slurm_run.py holds one CPU for the minute SLURM takes to
+    end it (whole minutes, checked on a 30-s tick): it starts right after the last test that
+    needs both CPUs (test_balance.py), so that the tests of the files between overlap that
+    minute too, instead of its check waiting for it at the end."""
+    start = next((i for i, it in enumerate(items) if it.nodeid.endswith(TIME_LIMIT_START)),
+                 None)
+    if start is None:
+        return
+    both = [i for i, it in enumerate(items) if any(b in it.nodeid for b in BOTH_CPUS)]
+    if not both or both[-1] > start:
+        return
+    item = items.pop(start)
+    items.insert(both[-1] + 1, item)

@@ -1,6 +1,8 @@
 """Real sweeps on the one-host SLURM cluster: through sbatch here (local-slurm) and over SSH, with
-the faults a cluster produces. The tests run in file order: the time-limit sweep is started early
-and checked last, so its one-minute SLURM time limit overlaps the other tests."""
+the faults a cluster produces. The tests run in file order, but for one: the time-limit sweep
+is started as soon as the tests that need both CPUs of the cluster are done (conftest.py moves
+it right after test_balance.py's; alone, this file starts it first) and checked near the end,
+so its one-minute SLURM time limit overlaps the other tests; the node-down test comes last."""
 import json
 import os
 import re
@@ -58,25 +60,6 @@ def causes(exp) -> list[str]:
 
 
 # -- faults on the cluster ------------------------------------------------------------------
-def test_node_down_mid_run_is_detected_and_retried(slurm, project):
-    exp = experiment(project, "nodedown", "nap", retries=1, bundle_size=2, x=list(range(4)),
-                     s=[1.5])
-    out = exp.run(on="local-slurm")
-    assert out["status"] == "submitted" and out["bundles"] == 2
-    wait_started(exp.store.dir, 2)
-    node = os.environ.get("PB_TEST_SLURM_NODE") or os.uname().nodename.split(".")[0]
-    subprocess.run(["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=pb-test"],
-                   check=True, timeout=20)
-    node_idle()
-    s = harvest_all(exp)
-    assert s["status"] == "finished"
-    df = assert_complete(exp, 4)
-    assert any("node failed (NODE_FAIL" in c for c in causes(exp)), causes(exp)
-    kinds = [k for (k,) in exp.store.db.execute("SELECT kind FROM attempts")]
-    assert kinds and set(kinds) == {"lost"}
-    assert df.pb_attempts.max() == 2
-
-
 def test_start_time_limit_sweep(slurm, tmp_path_factory):
     """Started now, checked at the end of the file (SLURM enforces whole minutes)."""
     proj = tmp_path_factory.mktemp("timelimit")
@@ -415,3 +398,24 @@ def test_time_limit_is_detected(slurm):
     df = exp.results()
     assert list(df.pb_error_kind) == ["timeout"]
     assert "time limit" in df.pb_error.iloc[0]
+
+
+# A node set DOWN kills what runs there: this test comes after the time-limit check (its two
+# bundles also start at once only with both CPUs free, and the time-limit job holds one).
+def test_node_down_mid_run_is_detected_and_retried(slurm, project):
+    exp = experiment(project, "nodedown", "nap", retries=1, bundle_size=2, x=list(range(4)),
+                     s=[1.5])
+    out = exp.run(on="local-slurm")
+    assert out["status"] == "submitted" and out["bundles"] == 2
+    wait_started(exp.store.dir, 2)
+    node = os.environ.get("PB_TEST_SLURM_NODE") or os.uname().nodename.split(".")[0]
+    subprocess.run(["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=pb-test"],
+                   check=True, timeout=20)
+    node_idle()
+    s = harvest_all(exp)
+    assert s["status"] == "finished"
+    df = assert_complete(exp, 4)
+    assert any("node failed (NODE_FAIL" in c for c in causes(exp)), causes(exp)
+    kinds = [k for (k,) in exp.store.db.execute("SELECT kind FROM attempts")]
+    assert kinds and set(kinds) == {"lost"}
+    assert df.pb_attempts.max() == 2
