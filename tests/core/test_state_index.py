@@ -17,7 +17,7 @@ from pushbutton.store import stateindex
 from pushbutton.store.database import Store
 
 from .conftest import pb, write
-from .test_status_counts import _agree, _table
+from .test_status_counts import SLOW, _agree, _table
 
 N_OK = 700  # with as many failing: 1,400 tasks, past the index's first HEAD points
 SPEC = """
@@ -25,14 +25,6 @@ name = "cnt"
 function = "tasks:faulty"
 [space]
 grid = {{ i = {{ range = [0, {n}] }}, kind = ["ok", "raise"] }}
-[run]
-workers = 2
-"""
-SLOW = """
-name = "cnt"
-function = "tasks:slow"
-[space]
-grid = {{ i = {{ range = [0, {n}] }}, t = [{t}] }}
 [run]
 workers = 2
 """
