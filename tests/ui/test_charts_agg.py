@@ -164,3 +164,31 @@ def test_a_real_store_gets_the_same_payload_from_the_aggregates(tmp_path):
     finally:
         store.close()
         tables.close()
+
+
+def test_a_table_waits_for_the_lock_of_a_busy_connection():
+    """The charts' Table shares the copy's DuckDB connection with the results page, which
+    queries it under the copy's lock; DuckDB refuses a call on a connection busy with
+    another ("connection is busy"): a 500 on the throughput request while a results query
+    ran. Table asks for the columns under the lock too."""
+    import threading
+    import time
+    con = duckdb.connect(config={"threads": 1})
+    con.execute("CREATE TABLE t AS SELECT 1 AS row, 'done' AS pb_status, 2.0 AS y")
+    lock = threading.Lock()
+    started, errors = threading.Event(), []
+
+    def busy():
+        with lock:
+            started.set()
+            con.execute("SELECT sum(i * i) FROM range(300000000) r(i)").fetchone()
+    a = threading.Thread(target=busy)
+    a.start()
+    started.wait()
+    time.sleep(0.2)  # the query runs now
+    try:
+        t = G.Table(con, "t", [], ["y"], "row", lock=lock)
+    except duckdb.Error as e:
+        errors.append(e)
+    a.join()
+    assert errors == [] and t.metrics == ["y"] and t.types["pb_status"] == "VARCHAR"

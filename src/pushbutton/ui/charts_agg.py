@@ -16,6 +16,7 @@ full-frame path on only the columns it names. Learning curves read the series ta
 """
 from __future__ import annotations
 
+import contextlib
 import re
 
 import numpy as np
@@ -46,7 +47,10 @@ class Table:
 
     def __init__(self, con, name: str, params: list, metrics: list, row: str, lock=None):
         self.con, self.name, self.row, self.lock = con, name, row, lock
-        self.types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+        # under the lock too: the connection is shared with the results page's queries, and
+        # DuckDB refuses a second call on a busy connection instead of waiting
+        with lock if lock is not None else contextlib.nullcontext():
+            self.types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {name}").fetchall()}
         self.columns = [c for c in self.types if c != row]
         self.params = [c for c in params if c in self.types]
         known = set(self.params) | set(metrics)
