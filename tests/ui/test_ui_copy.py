@@ -169,3 +169,31 @@ def test_a_first_copy_that_failed_is_said_not_retried_as_pending(finished):
     finally:
         store.close()
         tables.close()
+
+
+def test_a_copy_taken_before_a_newer_one_is_still_read(finished, monkeypatch):
+    """A request that took the experiment's copy just before a newer one replaced it reads
+    it to the end: the replaced copy stays open RETIRE_S (it was closed at once, and that
+    request's query failed: a results page with no rows, a 500 on the figures)."""
+    from pushbutton.store.database import Store
+    from pushbutton.ui import results as U
+    tables, store = U.Tables(), Store(finished, create=False)
+    try:
+        eid = store.experiment("sweep")
+        old = tables.get(store, eid, "sweep")
+        monkeypatch.setattr(U, "FRESH_S", 0.0)
+        monkeypatch.setattr(U, "change_key", lambda *a, **k: ("changed",))
+        tables.get(store, eid, "sweep")  # a newer copy is made
+        _ready(tables, "sweep")
+        assert tables._snaps["sweep"] is not old
+        got = U.query(old, where="pb_status = 'failed'")
+        assert got["error"] is None and got["total"] >= 1 and got["rows"]
+        monkeypatch.setattr(U, "RETIRE_S", 0.0)  # past its time: the next copy closes it
+        monkeypatch.setattr(U, "change_key", lambda *a, **k: ("changed again",))
+        tables.get(store, eid, "sweep")
+        _ready(tables, "sweep")
+        assert not old.path.exists()
+        assert U.query(tables._snaps["sweep"], where="pb_status = 'failed'")["rows"]
+    finally:
+        store.close()
+        tables.close()

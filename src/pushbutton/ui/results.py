@@ -31,6 +31,9 @@ TABLE = "pb_ui_results"
 MEMORY = "160MB"    # DuckDB's limit in the server (it spills to its temporary folder beyond)
 BUILD_TIMEOUT_S = 600
 FIRST_WAIT_S = 1.0  # how long a page waits for an experiment's first copy before saying so
+# a replaced copy stays open this long: a request that took it just before a newer one came
+# reads it to the end (closed at once, its query failed: a page with no rows, a 500)
+RETIRE_S = 30.0
 ROW = "_pb_ui_row"  # the space order: the file's row number
 
 
@@ -66,15 +69,17 @@ class Tables:
         self._lock = threading.Lock()
         self._building: dict = {}  # name -> threading.Event set when its build ends
         self._errors: dict = {}    # name -> (why its last build failed, the store's key then)
+        self._retired: list = []   # (when replaced, Snapshot): closed RETIRE_S after
         self.dir = Path(tempfile.mkdtemp(prefix="pb-ui-"))
         import atexit
         atexit.register(self.close)
 
     def close(self):
         import shutil
-        for snap in list(self._snaps.values()):
+        for snap in list(self._snaps.values()) + [s for _, s in self._retired]:
             snap.con.close()
         self._snaps.clear()
+        self._retired.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def updating(self, name: str) -> bool:
@@ -161,13 +166,18 @@ class Tables:
         columns = [r[0] for r in con.execute(f"DESCRIBE {TABLE}").fetchall() if r[0] != ROW]
         snap = Snapshot(con, columns, key, t0, time.time() - t0, path)
         self._errors.pop(name, None)
+        now = time.time()
         with self._lock:
             old = self._snaps.get(name)
             self._snaps[name] = snap
-        if old is not None:
-            with old.lock:
-                old.con.close()
-            old.path.unlink(missing_ok=True)
+            if old is not None:
+                self._retired.append((now, old))
+            due = [s for t, s in self._retired if now - t >= RETIRE_S]
+            self._retired = [(t, s) for t, s in self._retired if now - t < RETIRE_S]
+        for s in due:
+            with s.lock:
+                s.con.close()
+            s.path.unlink(missing_ok=True)
         return snap
 
 
