@@ -22,6 +22,26 @@ def test_release_and_tame_leave_results_alone():
     assert pa.default_memory_pool().backend_name == "system"
 
 
+def _ask(args, cwd, answer=True, **env):
+    """`python ARGS` in `cwd` with the environment the user gave (no ARROW_DEFAULT_MEMORY_POOL)
+    plus `env`; the JSON of its last line (a skip where this Arrow has no mimalloc pool to
+    stay off)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    e = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    r = subprocess.run([sys.executable, *args], cwd=cwd, env=dict(e, **env),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    if not answer:
+        return None
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    if got["mimalloc"] is None:
+        pytest.skip("this Arrow has no mimalloc pool to stay off")
+    return got
+
+
 MIMALLOC = """
 def mimalloc():  # what Arrow's mimalloc pool ever held; None: an Arrow built without it
     import pyarrow as pa
@@ -47,24 +67,13 @@ def test_run_keeps_arrow_and_parquet_off_mimalloc(tmp_path):
     reader and writer take Arrow's C++ default pool, which `set_memory_pool` does not move, and
     mimalloc kept what they freed. The variable that moves it is set for the import only: the
     run's workers (the task reports what it sees) and the process after it do not have it."""
-    import json
-    import os
-    import subprocess
-    import sys
     (tmp_path / "experiment.toml").write_text(
         'name = "pool"\nfunction = "tasks:sees"\n[space]\n'
         'grid = { i = { range = [0, 3000] } }\n[run]\nworkers = 1\n')
     (tmp_path / "tasks.py").write_text(
         "import os\n\ndef sees(i):\n"
         "    return {'y': i, 'env': int('ARROW_DEFAULT_MEMORY_POOL' in os.environ)}\n")
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    env["PB_SMALL_RUN"] = "0"
-    r = subprocess.run([sys.executable, "-c", RUN_AND_ASK], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout.strip().splitlines()[-1])
-    if got["mimalloc"] is None:
-        pytest.skip("this Arrow has no mimalloc pool to stay off")
+    got = _ask(["-c", RUN_AND_ASK], tmp_path, PB_SMALL_RUN="0")
     assert got["done"] == 3000
     assert got["mimalloc"] == 0, got
     assert got["system"] > 0, got
@@ -86,24 +95,11 @@ print(json.dumps({"rows": n, "mimalloc": mimalloc()}))
 
 def test_export_keeps_arrow_off_mimalloc(tmp_path):
     """`pb results --format` (store/export.py) reads the task states into Arrow on malloc too."""
-    import json
-    import os
-    import subprocess
-    import sys
     (tmp_path / "experiment.toml").write_text(
         'name = "pool"\nfunction = "tasks:sees"\n[space]\n'
         'grid = { i = { range = [0, 500] } }\n[run]\nworkers = 1\n')
     (tmp_path / "tasks.py").write_text("def sees(i):\n    return {'y': i}\n")
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    r = subprocess.run([sys.executable, "-m", "pushbutton", "run", "experiment.toml",
-                        "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-c", EXPORT_AND_ASK], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout.strip().splitlines()[-1])
-    if got["mimalloc"] is None:
-        pytest.skip("this Arrow has no mimalloc pool to stay off")
+    _ask(["-m", "pushbutton", "run", "experiment.toml", "--quiet"], tmp_path, answer=False)
+    got = _ask(["-c", EXPORT_AND_ASK], tmp_path)
     assert got == {"rows": 500, "mimalloc": 0}, got
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 501

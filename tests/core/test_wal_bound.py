@@ -28,28 +28,35 @@ MEDIAN_ALLOWED = 3 * LIMIT
 PEAK_ALLOWED = 96 << 20  # a file that grows with the space would pass this by far at 10^6+
 
 
-def test_wal_stays_under_a_bound_during_a_streamed_run(project):
-    write(project / "tasks.py", "def f(a, i):\n    return {'y': a + i}\n")
-    write(project / "experiment.toml", SPEC)
-    wal = project / ".pushbutton" / "state.sqlite-wal"
+def _watched(args, cwd, wal, every):
+    """(process, stdout, stderr, the WAL's sizes sampled every `every` s from outside it, as a
+    user's `ls -l` would) of `python ARGS` run under the bound LIMIT."""
     env = dict(os.environ, PB_WAL_LIMIT=str(LIMIT))
-    proc = subprocess.Popen([sys.executable, "-m", "pushbutton", "run", "experiment.toml",
-                             "--yes"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     sizes = []
 
-    def sample():  # from outside the run, as a user's `ls -l` would
+    def sample():
         while proc.poll() is None:
             try:
                 sizes.append(wal.stat().st_size)
             except OSError:
                 pass
-            time.sleep(0.02)
+            time.sleep(every)
 
     t = threading.Thread(target=sample)
     t.start()
     out, err = proc.communicate(timeout=120)
     t.join()
+    return proc, out, err, sizes
+
+
+def test_wal_stays_under_a_bound_during_a_streamed_run(project):
+    write(project / "tasks.py", "def f(a, i):\n    return {'y': a + i}\n")
+    write(project / "experiment.toml", SPEC)
+    wal = project / ".pushbutton" / "state.sqlite-wal"
+    proc, out, err, sizes = _watched(["-m", "pushbutton", "run", "experiment.toml", "--yes"],
+                                     project, wal, 0.02)
     assert proc.returncode == 0, err
     assert "400000 done" in out, out
     assert len(sizes) > 50  # the run was watched while it went on
@@ -77,23 +84,7 @@ def test_wal_stays_under_a_bound_while_the_api_registers_a_big_space(project):
     write(project / "tasks.py", "def f(a, i):\n    return {'y': a + i}\n")
     write(project / "experiment.toml", SPEC)
     wal = project / ".pushbutton" / "state.sqlite-wal"
-    env = dict(os.environ, PB_WAL_LIMIT=str(LIMIT))
-    proc = subprocess.Popen([sys.executable, "-c", REGISTER], cwd=project, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sizes = []
-
-    def sample():
-        while proc.poll() is None:
-            try:
-                sizes.append(wal.stat().st_size)
-            except OSError:
-                pass
-            time.sleep(0.01)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    out, err = proc.communicate(timeout=120)
-    t.join()
+    proc, out, err, sizes = _watched(["-c", REGISTER], project, wal, 0.01)
     assert proc.returncode == 0, err
     after = int(out.strip().splitlines()[-1])
     assert after <= 2 * LIMIT, f"WAL {after:,} bytes once registered"
