@@ -29,6 +29,12 @@ CHUNK_BYTES = 16 << 20   # outcome bytes of one bundle read per ingest: what a r
                          # bounded, whatever the bundle's size (the rest comes next time)
 
 
+# times, host and log offsets live in the Parquet row and the outcome line; SQLite keeps what
+# scheduling needs, updated by rowid ranges (one statement for a run of consecutive tasks)
+_DONE = ("UPDATE tasks SET state='done', attempts=?, bundle=?, run=?, log=NULL, error_kind=NULL, "
+         "error=NULL, cause=NULL WHERE rowid BETWEEN ? AND ?")
+
+
 @dataclass(frozen=True)
 class RunPolicy:
     """What running and ingesting need from an experiment: resources per task, the retry rule,
@@ -199,18 +205,15 @@ class Ingestor:
     def _commit(self, batch: _Batch, offsets, series_offsets) -> None:
         db = self.store.db
         spans = oc.spans([p[3] for p in batch.ok] + [[f[-1] for f in batch.fail]])
-        # only successes: the UPDATE below makes every row of the spans done
-        done = "done" if batch.ok and not batch.fail else None
-        with self.store.tx(), self.store.counted(self.exp_id, ranges=spans, becomes=done):
-            if batch.ok:
-                # times, host and log offsets live in the Parquet row and the outcome line;
-                # SQLite keeps what scheduling needs, updated by rowid ranges (one statement
-                # for a run of consecutive tasks instead of one per task)
-                db.executemany("UPDATE tasks SET state='done', attempts=?, bundle=?, run=?, "
-                               "log=NULL, error_kind=NULL, error=NULL, cause=NULL "
-                               "WHERE rowid BETWEEN ? AND ?",
-                               oc.range_rows(batch.ok))
-            oc.write_failures(db, batch.fail, batch.attempts)
+        with self.store.tx():
+            if batch.ok and not batch.fail:  # only successes: running -> done, no scan
+                self.store.moved(self.exp_id, spans, _DONE, oc.range_rows(batch.ok),
+                                 "running", "done")
+            elif spans:
+                with self.store.counted(self.exp_id, ranges=spans):
+                    if batch.ok:
+                        db.executemany(_DONE, oc.range_rows(batch.ok))
+                    oc.write_failures(db, batch.fail, batch.attempts)
             if offsets:
                 db.executemany("UPDATE bundles SET ingested=? WHERE id=?", offsets)
             if series_offsets:

@@ -5,7 +5,9 @@ Every write that changes task states (or takes tasks in or out of the schedule) 
 counts in the same transaction: by the difference of the touched rowid ranges' states before
 and after the change (`counted(db, exp, ranges=...)`: two range scans of rows the update reads
 anyway), or, for a statement over a whole experiment, by counting it again (`counted(db, exp)`,
-`recount`). No trigger: one per task row tripled the cost of the run's state updates.
+`recount`). No trigger: one per task row tripled the cost of the run's state updates. The
+ingest of successes (`moved`) needs no scan at all when every row it marks done was running:
+its UPDATE changes only those rows and the number it changed is the move.
 `verified` is what a reader trusts: the counts sum to the experiment's registered tasks, and
 every small count agrees with the indexes (store/stateindex.py; integrity.check_state falls back
 to counting the table when they do not).
@@ -99,6 +101,36 @@ def counted(db, exp: int, ranges=None, rowids=None, becomes: str | None = None):
     after = {becomes: sum(before.values())} if becomes else _states(db, exp, ranges)
     delta = {s: after.get(s, 0) - before.get(s, 0) for s in set(before) | set(after)}
     shift(db, exp, delta)
+
+
+def moved(db, exp: int, spans, sql: str, rows, frm: str, to: str) -> None:
+    """Run `sql`, an UPDATE that sets state `to` on the rows of rowid ranges (`rows`: its
+    parameters, one tuple per range ending in (first, last); `spans`: those ranges merged), and
+    move the counts with it (inside the caller's transaction). First only the experiment's
+    scheduled rows in state `frm` are changed, so the number changed is the whole move when it
+    is every row of the spans (the usual ingest: each task of a bundle was running) and no row
+    is read twice. Otherwise the rest (a task requeued or done meanwhile, one off the schedule)
+    is counted by state and updated too, as `counted` would."""
+    if not have_table(db):
+        db.executemany(sql, rows)
+        return
+    cur = db.executemany(only_in(sql), (r + (frm, exp) for r in rows))
+    n = cur.rowcount
+    delta = {frm: -n, to: n}
+    if n < sum(z - a + 1 for a, z in spans):
+        rest = {s: k for s, k in _states(db, exp, spans).items() if s != to}
+        db.executemany(sql, rows)
+        for s, k in rest.items():
+            delta[s] = delta.get(s, 0) - k
+            delta[to] += k
+    shift(db, exp, delta)
+
+
+def only_in(sql: str) -> str:
+    """`sql` (ending in its WHERE on the rowid) for the experiment's scheduled rows in one state
+    (two more parameters: the state, the experiment). The unary + keeps SQLite on the rowid
+    range: with a plain `exp=?` it walks the experiment's whole (exp, id) index instead."""
+    return f"{sql} AND +state=? AND +exp=? AND idx IS NOT NULL"
 
 
 def shift(db, exp: int, delta: dict) -> None:

@@ -258,6 +258,11 @@ class Store:
         the state it sets on every one of them."""
         return _counts.counted(self.db, exp, ranges=ranges, rowids=rowids, becomes=becomes)
 
+    def moved(self, exp: int, spans, sql: str, rows, frm: str, to: str) -> None:
+        """Run the UPDATE `sql` (state `to` on the rowid ranges of `rows`) and move the counts
+        with it, reading no row twice where each was in state `frm` (store/counts.py)."""
+        _counts.moved(self.db, exp, spans, sql, rows, frm, to)
+
     def recount(self, exp: int) -> dict:
         """Count the experiment's tasks by state again and keep that (inside a transaction)."""
         return _counts.recount(self.db, exp)
