@@ -93,3 +93,34 @@ def test_wal_stays_under_a_bound_while_the_api_registers_a_big_space(project):
     assert db.execute("SELECT count(*) FROM tasks").fetchone()[0] == 400000
     assert db.execute("SELECT count(DISTINCT id) FROM tasks").fetchone()[0] == 400000
     assert db.execute("SELECT reg_next, reg_total FROM experiments").fetchone() == (None, None)
+
+
+def test_a_runs_checkpoints_are_taken_by_a_thread_of_their_own(tmp_path, monkeypatch):
+    """While a run ingests (store/walbound.Checkpointer), the writer's commits leave the
+    checkpoints (and the disk syncs they do with synchronous=NORMAL) to a thread with its own
+    connection, and the log still stays small: the writer alone would checkpoint only at
+    LIMIT (64 MB), so 60 commits of 1 MB would leave a log of 60 MB."""
+    from pushbutton.store import walbound
+    monkeypatch.delenv("PB_WAL_LIMIT", raising=False)
+    path = tmp_path / "x.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE t(x BLOB)")
+    wal, peak = tmp_path / "x.sqlite-wal", 0
+    with walbound.Checkpointer(db, path, every=0.01) as ckpt:
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == walbound.LIMIT // page
+        for _ in range(60):
+            db.execute("BEGIN")
+            db.execute("INSERT INTO t VALUES (randomblob(1 << 20))")
+            db.execute("COMMIT")
+            time.sleep(0.02)
+            peak = max(peak, wal.stat().st_size)
+        assert ckpt.done > 0
+        assert ckpt.thread.is_alive()
+    assert ckpt.thread is None  # stopped and joined
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == walbound.AUTO_PAGES
+    assert peak < 24 << 20, f"WAL peaked at {peak:,} bytes"
+    assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 60
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

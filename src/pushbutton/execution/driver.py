@@ -176,6 +176,7 @@ class Driver:
         self._progress()  # first: what was done before this run (a rate counts this run's only)
         old = signal.signal(signal.SIGTERM, self._on_term) if _main_thread() else None
         status = "finished"
+        ckpt = self.store.checkpointing().start()  # off the ingest's commits
         try:
             status = self._loop(remaining)
         except KeyboardInterrupt:
@@ -188,6 +189,7 @@ class Driver:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
             self.backend.close()
+            ckpt.stop()
             self.store.end_run(self.run_id, status)
             self.ingestor.compact(full=True)
             self.ingestor.retire()  # this run's and any an earlier, killed run left

@@ -133,6 +133,11 @@ class Store:
     def tx(self):
         return _Tx(self.db)
 
+    def checkpointing(self):
+        """`with store.checkpointing():` the log is checkpointed by a thread of its own while
+        the block writes (a run: store/walbound.Checkpointer)."""
+        return _walbound.Checkpointer(self.db, self.dir / "state.sqlite")
+
     def release(self) -> None:
         """Give the file's free pages back to the file system (the end of a run: the state
         index shrinks as tasks finish; 10^7 tasks: ~50,000 pages, ~50 us each). A store made
