@@ -217,7 +217,7 @@ def test_killed_worker_charges_the_task_it_was_running(tmp_path):
                 break
             be.wait(0.1)
         assert st.state == FAILED and st.kind == "lost", st
-        lines = (d / "outcomes.jsonl").read_text().splitlines()
+        lines = (d / "starts.jsonl").read_text().splitlines()
         assert [json.loads(x)["id"] for x in lines] == ["bb"]
         be.close()
     finally:

@@ -89,9 +89,14 @@ workers = 1
     bundles = list((project / ".pushbutton" / "bundles").iterdir())
     umask = os.umask(0)
     os.umask(umask)
-    for name in ("stdout.log", "stderr.log", "outcomes.jsonl"):
+    for name in ("stdout.log", "stderr.log", "outcomes.jsonl", "starts.jsonl"):
         mode = (bundles[0] / name).stat().st_mode & 0o777
         assert mode == 0o644 & ~umask, (name, oct(mode))
+    # the start lines (what the logs above were cut from) are apart from the end lines
+    starts = [json.loads(ln) for b in bundles for ln in (b / "starts.jsonl").read_text().split()]
+    assert {s["id"] for s in starts} == {r["pb_task_id"] for r in rows}  # (a retry: twice)
+    assert all(s["ev"] == "start" and len(s["log"]) == 2 for s in starts)
+    assert not any(b'"start"' in (b / "outcomes.jsonl").read_bytes() for b in bundles)
 
 
 def test_attempt_numbers_run_on_over_retries(project):

@@ -255,3 +255,42 @@ def test_the_ingest_update_walks_the_rowid_range(project):
     plan = exp.store.db.execute("EXPLAIN QUERY PLAN " + sql, (1, b.id, 1, 1, 50, "running",
                                                                ing.exp_id)).fetchall()
     assert "INTEGER PRIMARY KEY" in " ".join(str(r[-1]) for r in plan), plan
+
+
+def test_a_stopped_bundles_mid_run_task_is_found_in_either_layout(project):
+    """A bundle that stops with tasks not ended: the one with a start line was mid-run and is
+    charged (its log from its start offsets), the others go back to pending. The start lines
+    are in starts.jsonl (worker.py now) or, in a bundle an earlier worker wrote, between the
+    end lines of outcomes.jsonl; `pb status` tells a running task from the same files."""
+    from pushbutton.harvest.outcomes import runs_a_task
+    for layout in ("starts.jsonl", "outcomes.jsonl"):
+        exp, ing, b = _bundle(f"stop{layout[0]}", 8)
+        lines = _lines(b, order=range(4))
+        tid = list(b.tasks)[4]
+        start = '{"id":"%s","ev":"start","t":%r,"log":[0,0]}' % (tid, 1.7e9 + 4)
+        assert not runs_a_task(b.dir)
+        if layout == "starts.jsonl":
+            _append(b, [ln for ln in lines if '"end"' in ln])
+            assert not runs_a_task(b.dir)  # (no start line yet: not started)
+            with open(b.dir / "starts.jsonl", "a") as f:
+                f.write("".join(ln + "\n" for ln in lines if '"start"' in ln))
+            assert not runs_a_task(b.dir)  # task 3 ended last
+            with open(b.dir / "starts.jsonl", "a") as f:
+                f.write(start + "\n")
+        else:
+            _append(b, lines + [start])
+        assert runs_a_task(b.dir)
+        (b.dir / "stdout.log").write_text("last words\n")
+        ing.ingest([b])
+        assert ing.finalize(b, True, cause="its worker died", kind="lost") == 3
+        rows = dict(exp.store.db.execute(
+            "SELECT id, state || ' ' || coalesce(error_kind, '') || ' ' || coalesce(log, '') "
+            "FROM tasks WHERE exp=?", (ing.exp_id,)).fetchall())
+        # charged an attempt ('lost' is retried by default: pending again, its log kept)
+        assert rows[tid] == "pending lost [0,11,0,0]", (layout, rows[tid])
+        assert exp.store.db.execute("SELECT t.id, a.kind FROM attempts a JOIN tasks t ON "
+                                    "t.rowid = a.task WHERE t.exp=?",
+                                    (ing.exp_id,)).fetchall() == [(tid, "lost")]
+        assert list(rows.values()).count("done  ") == 4
+        assert list(rows.values()).count("pending  ") == 3  # never started: not charged
+        assert exp.store.kept_counts(ing.exp_id) == exp.store.counts(ing.exp_id)

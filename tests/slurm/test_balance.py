@@ -199,7 +199,7 @@ def test_array_element_killed_with_sigkill_runs_each_task_once(slurm, project):
     victim, pid = bundles[1], None
     deadline = time.time() + 60
     while time.time() < deadline:  # the victim is inside its third task
-        out = victim / "outcomes.jsonl"
+        out = victim / "starts.jsonl"
         if out.exists() and out.read_text().count('"ev":"start"') >= 3:
             pid = _worker_pid(victim)
             if pid:

@@ -41,12 +41,12 @@ def assert_complete(exp, n):
 
 
 def wait_started(store_dir: Path, n_bundles: int, timeout=30.0):
-    """Until n bundles have a task running (a 'start' line in their outcomes)."""
+    """Until n bundles have a task running (a start line in their starts.jsonl)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         started = 0
-        for p in (store_dir / "bundles").glob("*/outcomes.jsonl"):
-            if b'"ev": "start"' in p.read_bytes() or b'"ev":"start"' in p.read_bytes():
+        for p in (store_dir / "bundles").glob("*/starts.jsonl"):
+            if b'"ev":"start"' in p.read_bytes():
                 started += 1
         if started >= n_bundles:
             return

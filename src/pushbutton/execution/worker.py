@@ -7,9 +7,10 @@ compute nodes, which need nothing installed but Python.
     python worker.py --serve [PARENT_PID] read bundle folders from stdin, one per line; answer
                                           "done <folder>" on stdout (the local backend's pool)
 
-The file contract (see docs/ARCHITECTURE.md): bundle.json in, outcomes.jsonl / stdout.log /
-stderr.log / series.jsonl out, and done.json written atomically last. Every outcome line is one
-write() on an O_APPEND descriptor, so a killed worker leaves at most one torn last line.
+The file contract (see docs/ARCHITECTURE.md): bundle.json in, outcomes.jsonl (a task's end line)
+/ starts.jsonl (its start line) / stdout.log / stderr.log / series.jsonl out, and done.json
+written atomically last. Every line is one write() on an O_APPEND descriptor, so a killed
+worker leaves at most one torn last line in each file.
 
 Why one long stdlib-only file: it is shipped as one file to SLURM nodes and as source text to
 Dask workers, where pushbutton may not be installed. So it imports nothing of ours and keeps its
@@ -160,8 +161,16 @@ class Bundle:
         self.dir = os.path.abspath(folder)
         with open(os.path.join(self.dir, "bundle.json")) as f:
             self.spec = json.load(f)
-        self.out = os.open(os.path.join(self.dir, "outcomes.jsonl"),
-                           os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        self.out = os.open(os.path.join(self.dir, "outcomes.jsonl"), flags, 0o644)
+        # start lines apart from the end lines: only the story of a task that never ended
+        # needs them, so the driver's ingest does not read them at all
+        self.starts = os.open(os.path.join(self.dir, "starts.jsonl"), flags, 0o644)
+        if os.lseek(self.starts, 0, os.SEEK_END):
+            with open(os.path.join(self.dir, "starts.jsonl"), "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    os.write(self.starts, b"\n")  # a killed worker's torn start line
         self.finished = self._already_finished()
 
     def _already_finished(self):
@@ -186,6 +195,7 @@ class Bundle:
 
     def finish(self, n_end):
         os.close(self.out)
+        os.close(self.starts)
         h = hashlib.sha256()
         path = os.path.join(self.dir, "outcomes.jsonl")
         with open(path, "rb") as f:
@@ -739,7 +749,7 @@ class _BundleRun:
         t0 = time.time()
         # fixed layout: the driver recognises start lines without parsing JSON; the log
         # offsets let it slice out the output of a task that dies without an end line
-        os.write(self.bundle.out, ('{"id":"%s","ev":"start","t":%r,"log":[%d,%d]}\n'
+        os.write(self.bundle.starts, ('{"id":"%s","ev":"start","t":%r,"log":[%d,%d]}\n'
                                    % (tid, t0, offs[0], offs[2])).encode())
         if self.inline:
             res = self._call_function(task, task_env)

@@ -13,8 +13,8 @@ from pushbutton.harvest import taskindex
 def parse(b, chunk: bytes, run_id: int, param_names: list[str]):
     """-> (ok pieces, failed records, Arrow table of successes or None, (n, mean duration)) or
     None. Nothing in `b` changes until every step that may give up (return None) has passed.
-    Start lines in worker.py's layout are cut out with numpy (_split_starts), the rest goes
-    through one Arrow read: splitting the lines in Python cost as much as the read. The chunk's
+    The lines go through one Arrow read (a worker writes its start lines to starts.jsonl; those
+    of an earlier worker's bundle, between its end lines, are cut out with numpy first). The chunk's
     tasks are matched to the bundle's by position in its index (harvest/taskindex.py), not
     through Python strings."""
     import pyarrow.compute as pc
@@ -80,11 +80,14 @@ def _read_lines(chunk: bytes):
             pa.types.is_floating(tab[c].type) or pa.types.is_integer(tab[c].type)
             or pa.types.is_null(tab[c].type) for c in ("t0", "t1") if c in names):
         return None  # a line that is not an outcome (`null`, `{}`): the line-by-line path
-    start_ids = tab["id"].filter(pc.equal(tab["ev"], strings(["start"])[0]))
-    # (combine_chunks of no chunks builds from a Python list: it would import pandas)
-    start_ids = start_ids.combine_chunks() if start_ids.num_chunks else strings([])
     is_end = pc.equal(tab["ev"], strings(["end"])[0])
-    ends = tab if pc.all(is_end).as_py() is not False else tab.filter(is_end)
+    if pc.all(is_end).as_py() is not False:  # the usual chunk: end lines only
+        ends, start_ids = tab, strings([])
+    else:
+        ends = tab.filter(is_end)
+        start_ids = tab["id"].filter(pc.equal(tab["ev"], strings(["start"])[0]))
+        # (combine_chunks of no chunks builds from a Python list: it would import pandas)
+        start_ids = start_ids.combine_chunks() if start_ids.num_chunks else strings([])
     drop = [c for c in ("t",) if c in names]
     if laid_out is not None:
         start_ids = pa.concat_arrays([laid_out, start_ids]) if len(start_ids) else laid_out
@@ -116,14 +119,15 @@ _ID = 20  # hex digits of a task id (core/ids: blake2b-80)
 
 def _split_starts(chunk: bytes):
     """(the chunk without the start lines that have worker.py's layout (bytes, or a numpy byte
-    array), their task ids as an Arrow array or None). Those lines carry nothing the fast path
-    reads but the id (it asks only which tasks started), so they are cut out with numpy rather
-    than parsed: Arrow then reads the end lines alone (a start line is a third of the bytes).
-    The line-by-line path reads start lines by their layout too (Ingestor._records); every
-    other line goes to Arrow as before."""
+    array), their task ids as an Arrow array or None). A worker writes them to starts.jsonl;
+    a bundle an earlier worker wrote has them here, between the end lines. They carry nothing
+    the fast path reads but the id (it asks only which tasks started), so they are cut out
+    with numpy rather than parsed: Arrow then reads the end lines alone. The line-by-line path
+    reads start lines by their layout too (Ingestor._records); every other line goes to Arrow
+    as before."""
     import numpy as np
     import pyarrow as pa
-    if not chunk.endswith(b"\n"):
+    if not chunk.endswith(b"\n") or _MID not in chunk:  # (a worker's bundle now: starts.jsonl)
         return chunk, None
     buf = np.frombuffer(chunk, dtype=np.uint8)
     nl = np.flatnonzero(buf == 10)

@@ -371,8 +371,11 @@ class Ingestor:
             if tid:
                 b.torn.add(tid)
         batch, requeue = _Batch(), []
+        # which of them were mid-run: the start lines are read only now (starts.jsonl)
+        started = (b.started | oc.started_ids(b.dir)) if missing and failed and \
+            not b.inherited else b.started
         for tid in missing:
-            if tid in b.started and tid not in b.torn and not b.inherited and failed:
+            if tid in started and tid not in b.torn and not b.inherited and failed:
                 t0, log = oc.started_at(b.dir, tid)  # its output up to the end of the logs
                 self._fail(b, tid, kind or "lost", cause or "its bundle stopped", None,
                            t0, time.time(), None, log, batch)

@@ -61,15 +61,33 @@ def series_rows(chunk: bytes) -> list[dict]:
     return rows
 
 
+STARTS = "starts.jsonl"  # a bundle's start lines (worker.py); a bundle written by an earlier
+                         # worker has them in outcomes.jsonl, between its end lines
+_START = re.compile(rb'^\{"id": ?"([0-9a-f]+)", ?"ev": ?"start"', re.M)
+
+
+def _start_lines(folder: Path):
+    """The bytes holding the bundle's start lines: starts.jsonl, else (an earlier worker's
+    bundle) outcomes.jsonl."""
+    for name in (STARTS, "outcomes.jsonl"):
+        try:
+            return (Path(folder) / name).read_bytes()
+        except OSError:
+            continue
+    return b""
+
+
+def started_ids(folder: Path) -> set:
+    """The tasks of a bundle that have a start line (asked only of a bundle that stopped with
+    tasks not ended: which of them were mid-run)."""
+    return {m.group(1).decode() for m in _START.finditer(_start_lines(folder))}
+
+
 def started_at(folder: Path, tid: str):
     """(t0, log slice) of a task that started and never ended: from its start line's offsets
     to the end of the bundle's logs (what a segfault or os._exit left)."""
-    key = b'{"id":"%s","ev":"start"' % tid.encode()
-    try:
-        data = (folder / "outcomes.jsonl").read_bytes()
-    except OSError:
-        return None, None
-    i = data.rfind(key)
+    data = _start_lines(folder)
+    i = data.rfind(b'{"id":"%s","ev":"start"' % tid.encode())
     if i < 0:
         return None, None
     try:
@@ -86,24 +104,47 @@ def started_at(folder: Path, tid: str):
     return rec.get("t"), "[%d,%d,%d,%d]" % (o0, max(o0, sizes[0]), e0, max(e0, sizes[1]))
 
 
-def runs_a_task(folder: Path) -> bool:
-    """Whether a bundle's worker is inside a task now: the last complete line of its
-    outcomes.jsonl is a start line (a worker runs its bundle's tasks one after another, so a
-    bundle runs at most one task at a time; one with no outcomes yet has not started)."""
+def _last_line(path: Path) -> bytes | None:
+    """The file's last line (b"" where it is empty; its torn part where the last write is not
+    complete: no newline at the end); None where there is no file. Read from the end: a
+    tail of 4 KB, more only where one line is longer (a task's big metrics)."""
     try:
-        with open(Path(folder) / "outcomes.jsonl", "rb") as f:
+        with open(path, "rb") as f:
             size = f.seek(0, 2)
-            f.seek(max(0, size - 4096))
-            tail = f.read()
+            want = 4096
+            while True:
+                f.seek(max(0, size - want))
+                tail = f.read()
+                body = tail[:-1] if tail.endswith(b"\n") else tail
+                k = body.rfind(b"\n")
+                if k >= 0 or want >= size:
+                    return body[k + 1:] + (b"\n" if tail.endswith(b"\n") else b"")
+                want *= 16
     except OSError:
-        return False
-    lines = [ln for ln in tail.split(b"\n") if ln.strip()]
-    if not lines:
-        return False
-    last = lines[-1] if tail.endswith(b"\n") or len(lines) < 2 else lines[-2]
-    if not tail.endswith(b"\n"):  # an end line being written: its task is still in there
+        return None
+
+
+def _id(line: bytes) -> str | None:
+    m = ID_IN_LINE.search(line[:64])
+    return m.group(1).decode() if m else None
+
+
+def runs_a_task(folder: Path) -> bool:
+    """Whether a bundle's worker is inside a task now. A worker runs its bundle's tasks one
+    after another, so it is when its last start line names another task than its last end line
+    (or an end line is being written); a bundle with no start line has not started."""
+    folder = Path(folder)
+    end = _last_line(folder / "outcomes.jsonl")
+    if end and not end.endswith(b"\n"):  # an end line being written: its task is in there
         return True
-    return last.startswith(b'{"id":"') and b'","ev":"start"' in last[:64]
+    start = _last_line(folder / STARTS)
+    if start is None:  # an earlier worker's bundle: its last outcome line is a start line
+        return bool(end) and end.startswith(b'{"id":"') and b'","ev":"start"' in end[:64]
+    if not start.strip():
+        return False
+    if not start.endswith(b"\n"):  # a start line being written
+        return True
+    return _id(start) != _id(end or b"")
 
 
 def spans(parts) -> list[tuple[int, int]]:

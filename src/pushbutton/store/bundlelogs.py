@@ -31,7 +31,8 @@ from pathlib import Path
 
 CHUNK = 4 << 20
 SMALL = 16 << 20  # other files above this size are not kept
-_SKIP = {"outcomes.jsonl", "series.jsonl", "bundle.json", "stdout.log", "stderr.log"}
+_SKIP = {"outcomes.jsonl", "starts.jsonl", "series.jsonl", "bundle.json", "stdout.log",
+         "stderr.log"}
 _END_LOG = re.compile(rb'\{"id": ?"([0-9a-f]+)", ?"ev": ?"end"[^\n]*?"log": ?'
                       rb'\[(\d+), ?(\d+), ?(\d+), ?(\d+)\]')
 

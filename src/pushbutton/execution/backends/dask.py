@@ -35,7 +35,8 @@ from pushbutton.execution.backends.base import (FAILED, FINISHED, RUNNING, Backe
 from pushbutton.execution.backends.dask_remote import _run_bundle, code_plugin
 
 WORKER = Path(__file__).resolve().parent.parent / "worker.py"
-OUTPUTS = ("stdout.log", "stderr.log", "series.jsonl", "done.json", "outcomes.jsonl")
+OUTPUTS = ("stdout.log", "stderr.log", "series.jsonl", "starts.jsonl", "done.json",
+           "outcomes.jsonl")
 TOPIC = "pushbutton-running"   # worker -> client events: which task a bundle is running
 MAX_INFRA_ERRORS = 3           # bundles failing for the cluster's reasons, in a row
 # bundles in flight per worker thread: one running, one waiting on the worker, so a worker
@@ -291,7 +292,7 @@ class DaskBackend(Backend):
             ref = self.refs[h]
             if tid:
                 line = '{"id":"%s","ev":"start","t":%r}\n' % (tid, time.time())
-                atomic_write(Path(ref.dir) / "outcomes.jsonl", line.encode())
+                atomic_write(Path(ref.dir) / "starts.jsonl", line.encode())
             return BundleState(FAILED, f"Dask workers died while running it ({exc})", "lost")
         self.infra_errors += 1
         cause = f"the Dask call failed: {kind}: {exc}"

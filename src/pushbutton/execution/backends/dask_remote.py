@@ -247,7 +247,6 @@ class _OnWorker:
         except OSError:
             pass
         fd, buf, want = p.stdout.fileno(), b"", ("done %s" % folder).encode()
-        outcomes = os.path.join(folder, "outcomes.jsonl")
         last_report, reported = 0.0, None
         while True:
             if select.select([fd], [], [], 0.2)[0]:
@@ -263,7 +262,7 @@ class _OnWorker:
                 return "cancelled"
             if time.time() - last_report >= report_every:
                 last_report = time.time()
-                running = self.running_task(outcomes)
+                running = self.running_task(folder)
                 if running != reported:
                     reported = running
                     try:
@@ -279,34 +278,39 @@ class _OnWorker:
             return False
 
     @staticmethod
-    def running_task(outcomes):
-        """The task the bundle is running: its last start line without an end."""
+    def running_task(folder):
+        """The task the bundle is running: its last start line (starts.jsonl; an earlier
+        worker wrote them into outcomes.jsonl) without an end line after it."""
         import json
         import os
         running = None
-        try:
-            with open(outcomes, "rb") as f:
-                f.seek(max(0, os.path.getsize(outcomes) - 4096))
-                for line in f.read().splitlines():
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    if not isinstance(rec, dict):
-                        continue
-                    if rec.get("ev") == "start":
-                        running = rec.get("id")
-                    elif rec.get("ev") == "end" and rec.get("id") == running:
-                        running = None
-        except OSError:
-            pass
+        for name in ("starts.jsonl", "outcomes.jsonl"):
+            path = os.path.join(folder, name)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(max(0, os.path.getsize(path) - 4096))
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(rec, dict):
+                    continue
+                if rec.get("ev") == "start":
+                    running = rec.get("id")
+                elif rec.get("ev") == "end" and rec.get("id") == running:
+                    running = None
         return running
 
     @staticmethod
     def outputs(folder):
         import os
         files = {}
-        for name in ("stdout.log", "stderr.log", "series.jsonl", "done.json", "outcomes.jsonl"):
+        for name in ("stdout.log", "stderr.log", "series.jsonl", "starts.jsonl", "done.json",
+                     "outcomes.jsonl"):
             path = os.path.join(folder, name)
             if os.path.exists(path):
                 with open(path, "rb") as f:

@@ -19,6 +19,7 @@ from pushbutton.execution.backends.base import FAILED, FINISHED, BundleState
 from pushbutton.execution.slurm.adopt import adopt_unsent
 from pushbutton.execution.slurm.runs import load_meta, save_meta
 from pushbutton.execution.slurm.submit import submit_pending
+from pushbutton.harvest import outcomes as oc
 from pushbutton.harvest.ingest import Ingestor, RunPolicy
 from pushbutton.store.database import DONE, FAILED as T_FAILED, PENDING, Store
 from pushbutton.store.lock import ExperimentLock
@@ -246,7 +247,7 @@ class _Harvest:
     def _count_stall(self, b, st: BundleState) -> None:
         """Bundles that fail before any task starts, in a row (a broken target)."""
         meta = self.meta
-        if st.state == FAILED and not (b.started or b.ended):
+        if st.state == FAILED and not (b.ended or b.started or oc.started_ids(b.dir)):
             meta["stalls"] = meta.get("stalls", 0) + 1
             meta["stall_cause"] = st.cause
             save_meta(self.store, self.eid, meta)
