@@ -4,8 +4,10 @@ compute nodes, which need nothing installed but Python.
 
     python worker.py BUNDLE_DIR           run one bundle, then exit
     python worker.py --list FILE [INDEX]  run line INDEX (default $SLURM_ARRAY_TASK_ID) of FILE
-    python worker.py --serve [PARENT_PID] read bundle folders from stdin, one per line; answer
-                                          "done <folder>" on stdout (the local backend's pool)
+    python worker.py --serve [PARENT_PID [NICE]]
+                                          read bundle folders from stdin, one per line; answer
+                                          "done <folder>" on stdout (the local backend's pool,
+                                          NICE steps below its driver's priority)
 
 The file contract (see docs/ARCHITECTURE.md): bundle.json in, outcomes.jsonl (a task's end line)
 / starts.jsonl (its start line) / stdout.log / stderr.log / series.jsonl out, and done.json
@@ -929,8 +931,13 @@ def _unlimit_self(old):
         resource.setrlimit(resource.RLIMIT_AS, old)
 
 
-def serve(parent=None):
+def serve(parent=None, nice=0):
     _die_with_parent()
+    if nice:
+        try:
+            os.nice(nice)  # (here, not in a preexec_fn: the driver has threads)
+        except OSError:
+            pass
     # the driver may have died before prctl took effect: then nobody would stop this worker,
     # and it would run bundles already handed to a new driver
     parent = parent or os.getppid()
@@ -958,7 +965,7 @@ def _main(argv=None):
     os.environ["PB_WORKER"] = "1"  # lets Experiment.run() refuse to start a sweep from a task
     _install_shim()
     if argv and argv[0] == "--serve":
-        serve(int(argv[1]) if len(argv) > 1 else None)
+        serve(int(argv[1]) if len(argv) > 1 else None, int(argv[2]) if len(argv) > 2 else 0)
     elif argv and argv[0] == "--list":
         index = int(argv[2]) if len(argv) > 2 else int(os.environ["SLURM_ARRAY_TASK_ID"])
         with open(argv[1]) as f:
